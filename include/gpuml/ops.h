@@ -1,0 +1,235 @@
+/*
+ * gpuml/ops.h - tensor operations and their backward functions.
+ *
+ * Every op takes a context, reads its inputs and writes caller-allocated
+ * outputs of the documented shape; all tensors must live on the context's
+ * device. Arithmetic ops work on f32 unless stated otherwise. Work is
+ * enqueued on the context's stream; on the CPU it runs on the context's
+ * OpenMP threads with results independent of the thread count.
+ *
+ *     // y = relu(x W^T + b)
+ *     gpuml_linear(ctx, x, w, b, y);       // x [N, in], w [out, in], b [out]
+ *     gpuml_relu(ctx, y, y);               // in place is allowed for unary ops
+ *
+ * Backward functions compute input gradients from the output gradient; they
+ * overwrite their outputs unless an `accumulate` flag says otherwise. A NULL
+ * gradient output means "not needed" and is skipped.
+ *
+ * On error nothing is written and the status names the problem
+ * (SHAPE, DTYPE, DEVICE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, ...).
+ */
+#ifndef GPUML_OPS_H
+#define GPUML_OPS_H
+
+#include "gpuml/context.h"
+#include "gpuml/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- element-wise unary ----------------------------------------------- */
+typedef enum gpuml_unary_op {
+    GPUML_UNARY_NEG = 0,
+    GPUML_UNARY_ABS,
+    GPUML_UNARY_EXP,
+    GPUML_UNARY_LOG,
+    GPUML_UNARY_SQRT,
+    GPUML_UNARY_RSQRT,
+    GPUML_UNARY_RELU,
+    GPUML_UNARY_LEAKY_RELU, /* x >= 0 ? x : alpha*x (default alpha 0.01)      */
+    GPUML_UNARY_ELU,        /* x > 0 ? x : alpha*(exp(x)-1) (default 1)       */
+    GPUML_UNARY_GELU,       /* exact: x*Phi(x), Phi the normal cdf (erf form) */
+    GPUML_UNARY_TANH,
+    GPUML_UNARY_SIGMOID,
+    GPUML_UNARY_SOFTPLUS,   /* log(1+exp(x)), linear above x > 20 as PyTorch  */
+    GPUML_UNARY_COUNT_
+} gpuml_unary_op;
+
+GPUML_API const char *gpuml_unary_op_name(gpuml_unary_op op);
+
+/* y = f(x) for every element; x, y f32 of equal shape; y may be x. alpha is
+ * used by LEAKY_RELU and ELU only. */
+GPUML_API gpuml_status gpuml_unary(gpuml_ctx *ctx, gpuml_unary_op op, float alpha,
+                                   const gpuml_tensor *x, gpuml_tensor *y);
+/* gx = gy * f'(x). x is the forward input (all four tensors the same shape);
+ * gx may alias gy. Derivative conventions at kinks follow PyTorch
+ * (relu'(0) = 0, abs'(0) = 0). */
+GPUML_API gpuml_status gpuml_unary_backward(gpuml_ctx *ctx, gpuml_unary_op op, float alpha,
+                                            const gpuml_tensor *x, const gpuml_tensor *gy,
+                                            gpuml_tensor *gx);
+
+/* Named shorthands for gpuml_unary with default alpha. */
+GPUML_API gpuml_status gpuml_neg(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_abs(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_exp(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_log(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_sqrt(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_rsqrt(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_relu(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_leaky_relu(gpuml_ctx *ctx, float alpha, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_elu(gpuml_ctx *ctx, float alpha, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_gelu(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_tanh(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_sigmoid(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_softplus(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+
+/* ---- element-wise binary with broadcasting ----------------------------
+ * NumPy broadcasting: shapes are aligned at the last dimension and a
+ * dimension of size 1 (or a missing leading one) stretches; out has the
+ * broadcast shape. Typical uses: [N, C] op [C] (per column), [N, C] op
+ * [N, 1] (per row), [N, C] op [1] (scalar). out may alias a or b when it has
+ * that input's shape. */
+typedef enum gpuml_binary_op {
+    GPUML_BINARY_ADD = 0,
+    GPUML_BINARY_SUB,
+    GPUML_BINARY_MUL,
+    GPUML_BINARY_DIV,
+    GPUML_BINARY_MAXIMUM, /* NaN propagates; ties split the gradient in half */
+    GPUML_BINARY_MINIMUM,
+    GPUML_BINARY_COUNT_
+} gpuml_binary_op;
+
+GPUML_API const char *gpuml_binary_op_name(gpuml_binary_op op);
+
+GPUML_API gpuml_status gpuml_binary(gpuml_ctx *ctx, gpuml_binary_op op, const gpuml_tensor *a,
+                                    const gpuml_tensor *b, gpuml_tensor *out);
+/* ga (shape of a) and gb (shape of b) from gout (shape of out); broadcast
+ * dimensions are summed in a fixed order. Either output may be NULL. */
+GPUML_API gpuml_status gpuml_binary_backward(gpuml_ctx *ctx, gpuml_binary_op op,
+                                             const gpuml_tensor *a, const gpuml_tensor *b,
+                                             const gpuml_tensor *gout, gpuml_tensor *ga,
+                                             gpuml_tensor *gb);
+
+GPUML_API gpuml_status gpuml_add(gpuml_ctx *ctx, const gpuml_tensor *a, const gpuml_tensor *b, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_sub(gpuml_ctx *ctx, const gpuml_tensor *a, const gpuml_tensor *b, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_mul(gpuml_ctx *ctx, const gpuml_tensor *a, const gpuml_tensor *b, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_div(gpuml_ctx *ctx, const gpuml_tensor *a, const gpuml_tensor *b, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_maximum(gpuml_ctx *ctx, const gpuml_tensor *a, const gpuml_tensor *b, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_minimum(gpuml_ctx *ctx, const gpuml_tensor *a, const gpuml_tensor *b, gpuml_tensor *out);
+
+/* Sum `gin` (any shape broadcastable to it... i.e. the broadcast shape) down
+ * to the shape of `out` by adding over stretched dimensions, in a fixed
+ * order. The reverse of broadcasting. */
+GPUML_API gpuml_status gpuml_sum_to_shape(gpuml_ctx *ctx, const gpuml_tensor *gin, gpuml_tensor *out);
+
+/* y = alpha * x (f32, equal shapes; y may be x). */
+GPUML_API gpuml_status gpuml_scale(gpuml_ctx *ctx, float alpha, const gpuml_tensor *x, gpuml_tensor *y);
+/* y = alpha * x + y (f32, equal shapes). */
+GPUML_API gpuml_status gpuml_axpy(gpuml_ctx *ctx, float alpha, const gpuml_tensor *x, gpuml_tensor *y);
+/* Set every element of t to value, converted to t's dtype (any dtype). */
+GPUML_API gpuml_status gpuml_fill(gpuml_ctx *ctx, gpuml_tensor *t, double value);
+/* Convert element-wise between any two dtypes (equal numel). Floats to
+ * integers truncate toward zero (NaN -> 0, out of range saturates); to
+ * f16/bf16 rounds to nearest even; to bool: x != 0. */
+GPUML_API gpuml_status gpuml_cast(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+
+/* ---- reductions along one axis -----------------------------------------
+ * out has x's shape with `axis` removed (or kept with size 1: both are
+ * accepted). axis < 0 counts from the end. Sums accumulate in double in
+ * index order. MAX/MIN propagate NaN; argidx (i64, out's shape, may be
+ * NULL) receives the first index of the extreme value. An empty axis gives
+ * sum 0, mean NaN, max -inf, min +inf, argidx -1. */
+typedef enum gpuml_reduce_op {
+    GPUML_REDUCE_SUM = 0,
+    GPUML_REDUCE_MEAN,
+    GPUML_REDUCE_MAX,
+    GPUML_REDUCE_MIN,
+    GPUML_REDUCE_COUNT_
+} gpuml_reduce_op;
+
+GPUML_API gpuml_status gpuml_reduce(gpuml_ctx *ctx, gpuml_reduce_op op, const gpuml_tensor *x,
+                                    int axis, gpuml_tensor *out, gpuml_tensor *argidx);
+/* gx (shape of x) from gout (shape of out). MAX/MIN need the forward argidx
+ * and route each gradient to that index only. */
+GPUML_API gpuml_status gpuml_reduce_backward(gpuml_ctx *ctx, gpuml_reduce_op op, int axis,
+                                             const gpuml_tensor *gout, const gpuml_tensor *argidx,
+                                             gpuml_tensor *gx);
+
+GPUML_API gpuml_status gpuml_sum(gpuml_ctx *ctx, const gpuml_tensor *x, int axis, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_mean(gpuml_ctx *ctx, const gpuml_tensor *x, int axis, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_max(gpuml_ctx *ctx, const gpuml_tensor *x, int axis, gpuml_tensor *out, gpuml_tensor *argidx);
+GPUML_API gpuml_status gpuml_min(gpuml_ctx *ctx, const gpuml_tensor *x, int axis, gpuml_tensor *out, gpuml_tensor *argidx);
+
+/* Softmax / log-softmax over the last axis (max-subtracted). x, y equal
+ * shape f32, y may be x. Backward takes the forward OUTPUT y. */
+GPUML_API gpuml_status gpuml_softmax(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_log_softmax(gpuml_ctx *ctx, const gpuml_tensor *x, gpuml_tensor *y);
+GPUML_API gpuml_status gpuml_softmax_backward(gpuml_ctx *ctx, const gpuml_tensor *y,
+                                              const gpuml_tensor *gy, gpuml_tensor *gx);
+GPUML_API gpuml_status gpuml_log_softmax_backward(gpuml_ctx *ctx, const gpuml_tensor *y,
+                                                  const gpuml_tensor *gy, gpuml_tensor *gx);
+
+/* ---- matrix products (CBLAS on the CPU, cuBLAS on CUDA) ---------------
+ * c = alpha * op(a) op(b) + beta * c, op = transpose when the flag is set.
+ * 2-D: a [M, K] ([K, M] if trans_a), b [K, N] ([N, K] if trans_b), c [M, N].
+ * Batched: a [B, M, K], c [B, M, N], and b [B, K, N] or a shared 2-D b.
+ * With beta == 0, c's prior contents are ignored (NaN does not leak). */
+GPUML_API gpuml_status gpuml_matmul(gpuml_ctx *ctx, const gpuml_tensor *a, int trans_a,
+                                    const gpuml_tensor *b, int trans_b, gpuml_tensor *c);
+GPUML_API gpuml_status gpuml_matmul_ex(gpuml_ctx *ctx, float alpha, const gpuml_tensor *a,
+                                       int trans_a, const gpuml_tensor *b, int trans_b, float beta,
+                                       gpuml_tensor *c);
+/* Gradients of c = op(a) op(b): ga (a's shape), gb (b's shape; for a shared
+ * 2-D b summed over the batch). accumulate != 0 adds into ga/gb. */
+GPUML_API gpuml_status gpuml_matmul_backward(gpuml_ctx *ctx, const gpuml_tensor *a, int trans_a,
+                                             const gpuml_tensor *b, int trans_b,
+                                             const gpuml_tensor *gc, gpuml_tensor *ga,
+                                             gpuml_tensor *gb, int accumulate);
+
+/* y = x W^T + bias: x [N, in], w [out, in] (PyTorch layout), bias [out] or
+ * NULL, y [N, out]. */
+GPUML_API gpuml_status gpuml_linear(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *w,
+                                    const gpuml_tensor *bias, gpuml_tensor *y);
+/* gx [N, in] (overwritten), gw [out, in] and gbias [out] (added to when
+ * accumulate != 0, else overwritten). Any output may be NULL. */
+GPUML_API gpuml_status gpuml_linear_backward(gpuml_ctx *ctx, const gpuml_tensor *x,
+                                             const gpuml_tensor *w, const gpuml_tensor *gy,
+                                             gpuml_tensor *gx, gpuml_tensor *gw,
+                                             gpuml_tensor *gbias, int accumulate);
+
+/* ---- rows: gather, scatter, segments, concat ---------------------------
+ * Row tensors are [N, ...] (any trailing shape; one "row" is everything
+ * after axis 0). Index tensors are i32 or i64. */
+
+/* out[i] = x[idx[i]]; an index outside [0, N) gives a zero row (so -1 can
+ * mark padding). x [N, ...], idx [M], out [M, ...]. */
+GPUML_API gpuml_status gpuml_gather_rows(gpuml_ctx *ctx, const gpuml_tensor *x,
+                                         const gpuml_tensor *idx, gpuml_tensor *out);
+/* out[idx[i]] += src[i] for every i, summed per target row in ascending i
+ * (deterministic, no atomics). Indices outside [0, N) are skipped.
+ * src [M, ...], idx [M], out [N, ...]. Backward of gather_rows. */
+GPUML_API gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src,
+                                              const gpuml_tensor *idx, gpuml_tensor *out);
+
+/* Per-event reduction of a ragged batch: x [N, C] f32, row_splits [B+1]
+ * i64 (event b owns rows row_splits[b] .. row_splits[b+1]-1), out [B, C].
+ * MAX fills argidx [B, C] i64 (global row of the first maximum, -1 for an
+ * empty event); an empty event gives 0 for every op. MIN is not offered. */
+GPUML_API gpuml_status gpuml_segment_reduce(gpuml_ctx *ctx, gpuml_reduce_op op,
+                                            const gpuml_tensor *x, const gpuml_tensor *row_splits,
+                                            gpuml_tensor *out, gpuml_tensor *argidx);
+/* gx [N, C] from gout [B, C]. */
+GPUML_API gpuml_status gpuml_segment_reduce_backward(gpuml_ctx *ctx, gpuml_reduce_op op,
+                                                     const gpuml_tensor *row_splits,
+                                                     const gpuml_tensor *gout,
+                                                     const gpuml_tensor *argidx, gpuml_tensor *gx);
+
+/* Concatenate n tensors along the last axis: xs[i] [..., C_i] (same leading
+ * shape, same dtype) into out [..., sum C_i]. split is the inverse and the
+ * backward of concat (and vice versa). */
+GPUML_API gpuml_status gpuml_concat(gpuml_ctx *ctx, int n, const gpuml_tensor *const *xs,
+                                    gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_split(gpuml_ctx *ctx, const gpuml_tensor *x, int n,
+                                   gpuml_tensor *const *outs);
+
+/* ---- random ------------------------------------------------------------
+ * Fill an f32 tensor from the context's counter-based generator (same
+ * numbers on every backend and thread count). */
+GPUML_API gpuml_status gpuml_rand_uniform(gpuml_ctx *ctx, gpuml_tensor *t, float lo, float hi);
+GPUML_API gpuml_status gpuml_rand_normal(gpuml_ctx *ctx, gpuml_tensor *t, float mean, float std);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

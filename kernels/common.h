@@ -1,0 +1,83 @@
+/*
+ * kernels/common.h - what every kernel body and driver shares.
+ *
+ * A kernel body (kernels/<op>.h) is the arithmetic for one output element or
+ * one row, written once as GPUML_HD functions: __host__ __device__ under
+ * nvcc, plain static inline under the C compiler. The CPU driver
+ * (kernels/cpu/<op>.c) loops over elements with OpenMP and calls the body;
+ * the CUDA launcher (kernels/cuda/<op>.cu) computes its index and calls the
+ * same body. Bodies allocate nothing, do no I/O and call no backend.
+ *
+ * Floating-point contraction is off on both sides (-ffp-contract=off,
+ * nvcc --fmad=false); where a fused multiply-add is wanted it is written as
+ * fmaf, so both compilers produce the same operation.
+ */
+#ifndef GPUML_KERNELS_COMMON_H
+#define GPUML_KERNELS_COMMON_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpuml/status.h"
+
+#ifdef __CUDACC__
+#define GPUML_HD __host__ __device__
+#define GPUML_RESTRICT __restrict__
+#else
+#define GPUML_HD
+#define GPUML_RESTRICT restrict
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a driver needs from the context, in a form both C and CUDA C++ can
+ * read (the context struct itself is C-only). */
+typedef struct gpuml_kctx {
+    int nthreads;    /* CPU: OpenMP threads                                 */
+    void *stream;    /* CUDA: cudaStream_t                                  */
+    int device;      /* CUDA: device ordinal                                */
+    int *dev_error;  /* CUDA: word set by kernels on invalid input          */
+    void *cublas;    /* CUDA: cublasHandle_t bound to stream                */
+} gpuml_kctx;
+
+/* Record an error for the calling thread (implemented in core/status.c). */
+struct gpuml_ctx;
+gpuml_status gpuml_fail(const struct gpuml_ctx *ctx, gpuml_status status, const char *fn,
+                        const char *fmt, ...);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* Below this many elements a CPU loop runs on one thread: forking costs more. */
+#define GPUML_PAR_GRAIN 32768
+
+/* Device error codes written to gpuml_kctx.dev_error. */
+#define GPUML_DEVERR_ROW_SPLITS 1
+
+/* Largest index handled as 32-bit inside device loops is not assumed:
+ * element counts are int64 everywhere. */
+
+GPUML_HD static inline int64_t gpuml_k_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+GPUML_HD static inline int64_t gpuml_k_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Row range of event b from row_splits, clamped into [0, n] and made
+ * non-decreasing, so that a kernel given bad splits stays in bounds. *bad is
+ * set when clamping changed anything. */
+GPUML_HD static inline void gpuml_k_segment(const int64_t *GPUML_RESTRICT row_splits, int64_t b, int64_t n,
+                                            int64_t *begin, int64_t *end, int *bad)
+{
+    int64_t s = row_splits[b], e = row_splits[b + 1];
+    int64_t cs = gpuml_k_min64(gpuml_k_max64(s, 0), n);
+    int64_t ce = gpuml_k_min64(gpuml_k_max64(e, cs), n);
+    if (cs != s || ce != e || (b == 0 && s != 0))
+        *bad = 1;
+    *begin = cs;
+    *end = ce;
+}
+
+#endif

@@ -1,0 +1,92 @@
+/* CUDA launcher for kernels/binary.h: one thread per output element. */
+#include "../binary.h"
+#include "../kernels.h"
+#include "launch.cuh"
+
+
+static __global__ void binary_kernel(int op, gpuml_k_bcast bc, int64_t n, const float *a, const float *b, float *out)
+{
+    GPUML_GRID_STRIDE(i, n)
+    {
+        int64_t oa, ob;
+        gpuml_k_bcast_offsets(&bc, i, &oa, &ob);
+        out[i] = gpuml_k_binary(op, a[oa], b[ob]);
+    }
+}
+
+static __global__ void binary_grad_kernel(int op, gpuml_k_bcast bc, int64_t n, const float *a, const float *b,
+                                          const float *g, float *ga_full, float *gb_full)
+{
+    GPUML_GRID_STRIDE(i, n)
+    {
+        int64_t oa, ob;
+        float ga, gb;
+        gpuml_k_bcast_offsets(&bc, i, &oa, &ob);
+        gpuml_k_binary_grad(op, a[oa], b[ob], g[i], &ga, &gb);
+        if (ga_full)
+            ga_full[i] = ga;
+        if (gb_full)
+            gb_full[i] = gb;
+    }
+}
+
+static __global__ void sum_to_kernel(gpuml_k_sumto st, int64_t nout, const float *in, float *out)
+{
+    GPUML_GRID_STRIDE(j, nout) out[j] = gpuml_k_sumto_one(&st, in, j);
+}
+
+static __global__ void axpby_kernel(int64_t n, float alpha, const float *x, float beta, float *y)
+{
+    GPUML_GRID_STRIDE(i, n) y[i] = beta == 0.0f ? alpha * x[i] : fmaf(alpha, x[i], beta * y[i]);
+}
+
+static int64_t host_numel(const gpuml_k_bcast &bc)
+{
+    int64_t n = 1;
+    for (int d = 0; d < bc.ndim; d++)
+        n *= bc.shape[d];
+    return n;
+}
+
+extern "C" gpuml_status gpuml_cuda_binary(const gpuml_kctx *k, int op, gpuml_k_bcast bc, const float *a,
+                                          const float *b, float *out)
+{
+    int64_t n = host_numel(bc);
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    binary_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(op, bc, n, a, b, out);
+    return gpuml_cuda_check("binary");
+}
+
+extern "C" gpuml_status gpuml_cuda_binary_grad(const gpuml_kctx *k, int op, gpuml_k_bcast bc, const float *a,
+                                               const float *b, const float *g, float *ga_full, float *gb_full)
+{
+    int64_t n = host_numel(bc);
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    binary_grad_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(op, bc, n, a, b, g, ga_full,
+                                                                                         gb_full);
+    return gpuml_cuda_check("binary_grad");
+}
+
+extern "C" gpuml_status gpuml_cuda_sum_to(const gpuml_kctx *k, gpuml_k_sumto st, int64_t nout, const float *in,
+                                          float *out)
+{
+    if (nout == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    sum_to_kernel<<<gpuml_cuda_grid(nout), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(st, nout, in, out);
+    return gpuml_cuda_check("sum_to_shape");
+}
+
+extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float alpha, const float *x, float beta,
+                                         float *y)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    axpby_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, alpha, x, beta, y);
+    return gpuml_cuda_check("axpby");
+}

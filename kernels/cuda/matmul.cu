@@ -1,0 +1,68 @@
+/* CUDA matrix products: cuBLAS for GEMM (row-major handled by computing
+ * C^T = op(B)^T op(A)^T in cuBLAS's column-major terms), plus the bias fill
+ * and the deterministic column sum from kernels/matmul.h. */
+#include <cublas_v2.h>
+
+#include "../kernels.h"
+#include "../matmul.h"
+#include "launch.cuh"
+
+static __global__ void bias_rows_kernel(int64_t rows, int64_t cols, const float *bias, float *y)
+{
+    GPUML_GRID_STRIDE(e, rows * cols) y[e] = gpuml_k_bias_at(bias, e % cols);
+}
+
+static __global__ void col_sum_kernel(int64_t rows, int64_t cols, const float *g, float *out, int accumulate)
+{
+    GPUML_GRID_STRIDE(j, cols)
+    {
+        double acc = 0.0;
+        for (int64_t r = 0; r < rows; r++)
+            acc += (double)g[r * cols + j];
+        out[j] = accumulate ? out[j] + (float)acc : (float)acc;
+    }
+}
+
+extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int64_t n, int64_t kk,
+                                        float alpha, const float *a, int64_t stride_a, const float *b,
+                                        int64_t stride_b, float beta, float *c, int64_t stride_c, int64_t batch)
+{
+    if (m == 0 || n == 0 || batch == 0)
+        return GPUML_OK;
+    if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX || batch > INT32_MAX)
+        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for cuBLAS");
+    gpuml_cuda_scope scope(k->device);
+    cublasHandle_t h = (cublasHandle_t)k->cublas;
+    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int lda = ta ? (int)m : (int)kk, ldb = tb ? (int)kk : (int)n;
+    cublasStatus_t s;
+    if (batch == 1)
+        s = cublasSgemm(h, opb, opa, (int)n, (int)m, (int)kk, &alpha, b, ldb, a, lda, &beta, c, (int)n);
+    else
+        s = cublasSgemmStridedBatched(h, opb, opa, (int)n, (int)m, (int)kk, &alpha, b, ldb, stride_b, a, lda, stride_a,
+                                      &beta, c, (int)n, stride_c, (int)batch);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return gpuml_fail(NULL, GPUML_ERR_CUBLAS, "gemm", "cublasSgemm failed: %s", cublasGetStatusString(s));
+    return GPUML_OK;
+}
+
+extern "C" gpuml_status gpuml_cuda_bias_rows(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *bias,
+                                             float *y)
+{
+    if (rows * cols == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    bias_rows_kernel<<<gpuml_cuda_grid(rows * cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(rows, cols, bias, y);
+    return gpuml_cuda_check("bias_rows");
+}
+
+extern "C" gpuml_status gpuml_cuda_col_sum(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *g,
+                                           float *out, int accumulate)
+{
+    if (cols == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    col_sum_kernel<<<gpuml_cuda_grid(cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(rows, cols, g, out,
+                                                                                        accumulate);
+    return gpuml_cuda_check("col_sum");
+}

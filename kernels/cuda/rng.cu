@@ -1,0 +1,20 @@
+/* CUDA launcher for kernels/rng.h. */
+#include "../kernels.h"
+#include "../rng.h"
+#include "launch.cuh"
+
+static __global__ void rand_kernel(int normal, uint64_t seed, uint64_t base, int64_t n, float p0, float p1, float *y)
+{
+    GPUML_GRID_STRIDE(i, n)
+    y[i] = normal ? gpuml_k_rand_normal(seed, base, i, p0, p1) : gpuml_k_rand_uniform(seed, base, i, p0, p1);
+}
+
+extern "C" gpuml_status gpuml_cuda_rand(const gpuml_kctx *k, int normal, uint64_t seed, uint64_t base, int64_t n,
+                                        float p0, float p1, float *y)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    rand_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(normal, seed, base, n, p0, p1, y);
+    return gpuml_cuda_check("rand");
+}

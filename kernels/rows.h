@@ -1,0 +1,94 @@
+/* kernels/rows.h - row movement: gather, deterministic scatter-add, concat.
+ *
+ * Scatter-add never uses atomics on floats: the (target, source) pairs are
+ * first grouped into a CSR (rowptr over targets, sources listed in
+ * ascending order within each target), then every target row sums its
+ * sources in that order. Same order on every backend and thread count. */
+#ifndef GPUML_KERNELS_ROWS_H
+#define GPUML_KERNELS_ROWS_H
+
+#include "common.h"
+
+GPUML_HD static inline int64_t gpuml_k_index_at(const void *idx, int is64, int64_t i)
+{
+    return is64 ? ((const int64_t *)idx)[i] : (int64_t)((const int32_t *)idx)[i];
+}
+
+/* One row of gather: out[i] = x[idx[i]] or zeros, row_bytes bytes. Word-wise
+ * when the row is a multiple of 4 bytes (rows are then 4-aligned). */
+GPUML_HD static inline void gpuml_k_gather_row(const char *GPUML_RESTRICT x, int64_t n, const void *idx, int is64,
+                                               char *GPUML_RESTRICT out, int64_t row_bytes, int64_t i)
+{
+    int64_t j = gpuml_k_index_at(idx, is64, i);
+    char *o = out + i * row_bytes;
+    if (row_bytes % 4 == 0) {
+        uint32_t *o4 = (uint32_t *)o;
+        int64_t w = row_bytes / 4;
+        if (j < 0 || j >= n) {
+            for (int64_t c = 0; c < w; c++)
+                o4[c] = 0;
+        } else {
+            const uint32_t *s4 = (const uint32_t *)(x + j * row_bytes);
+            for (int64_t c = 0; c < w; c++)
+                o4[c] = s4[c];
+        }
+        return;
+    }
+    for (int64_t c = 0; c < row_bytes; c++)
+        o[c] = (j < 0 || j >= n) ? 0 : x[j * row_bytes + c];
+}
+
+/* CSR of targets: after counting, rowptr[t+1] = #sources of t; after the
+ * prefix sum, sources of t are col[rowptr[t] .. rowptr[t+1]-1]. On the CPU
+ * the fill is sequential (hence sorted); on CUDA it uses atomic slots and
+ * gpuml_k_csr_sort_segment then orders each target's list. */
+GPUML_HD static inline void gpuml_k_csr_sort_segment(int64_t *GPUML_RESTRICT col, int64_t begin, int64_t end)
+{
+    for (int64_t a = begin + 1; a < end; a++) {
+        int64_t v = col[a];
+        int64_t b = a - 1;
+        while (b >= begin && col[b] > v) {
+            col[b + 1] = col[b];
+            b--;
+        }
+        col[b + 1] = v;
+    }
+}
+
+/* out[t, c] += sum over sources s of t (in CSR order) of src[s, c]. */
+GPUML_HD static inline void gpuml_k_scatter_add_elem(const float *GPUML_RESTRICT src, const int64_t *GPUML_RESTRICT rowptr,
+                                                     const int64_t *GPUML_RESTRICT col, float *GPUML_RESTRICT out,
+                                                     int64_t ncols, int64_t t, int64_t c)
+{
+    float acc = out[t * ncols + c];
+    for (int64_t p = rowptr[t]; p < rowptr[t + 1]; p++)
+        acc += src[col[p] * ncols + c];
+    out[t * ncols + c] = acc;
+}
+
+/* Up to this many pieces per concat / split pass (passed by value to CUDA). */
+#define GPUML_K_MAX_PIECES 32
+
+typedef struct gpuml_k_pieces {
+    int n;
+    char *ptr[GPUML_K_MAX_PIECES];        /* each piece's data             */
+    int64_t width[GPUML_K_MAX_PIECES];    /* bytes per row of each piece   */
+    int64_t offset[GPUML_K_MAX_PIECES];   /* byte offset in the wide row   */
+} gpuml_k_pieces;
+
+/* Concat along the last axis, element-wise in bytes: piece k of row r goes
+ * to out[r, offset_k .. offset_k + width_k). */
+GPUML_HD static inline void gpuml_k_copy_bytes(char *GPUML_RESTRICT dst, const char *GPUML_RESTRICT src, int64_t n)
+{
+    if (((uintptr_t)dst | (uintptr_t)src | (uintptr_t)n) % 4 == 0) {
+        uint32_t *d4 = (uint32_t *)dst;
+        const uint32_t *s4 = (const uint32_t *)src;
+        for (int64_t i = 0; i < n / 4; i++)
+            d4[i] = s4[i];
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = src[i];
+}
+
+#endif

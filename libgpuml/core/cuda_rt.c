@@ -1,0 +1,228 @@
+/* The CUDA runtime layer: device discovery, streams, handles, memory and
+ * copies. Compiled only when gpuml is built with CUDA (else cuda_stub.c).
+ *
+ * Every entry point that touches a device selects it and restores the
+ * caller's current device before returning: gpuml never leaves the thread's
+ * CUDA device changed. */
+#define _POSIX_C_SOURCE 200809L
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "core/internal.h"
+#include "gpuml_config.h"
+
+typedef struct {
+    int saved;
+    bool changed;
+} device_guard;
+
+static cudaError_t guard_enter(device_guard *g, int device)
+{
+    g->changed = false;
+    cudaError_t e = cudaGetDevice(&g->saved);
+    if (e != cudaSuccess)
+        return e;
+    if (g->saved != device) {
+        e = cudaSetDevice(device);
+        if (e != cudaSuccess)
+            return e;
+        g->changed = true;
+    }
+    return cudaSuccess;
+}
+
+static void guard_leave(device_guard *g)
+{
+    if (g->changed)
+        (void)cudaSetDevice(g->saved);
+}
+
+static gpuml_status cuda_fail(const gpuml_ctx *ctx, cudaError_t e, const char *fn, const char *what)
+{
+    return gpuml_fail(ctx, GPUML_ERR_CUDA, fn, "%s failed: %s (%s, CUDA error %d)", what,
+                      cudaGetErrorString(e), cudaGetErrorName(e), (int)e);
+}
+
+static const char *cublas_text(cublasStatus_t s)
+{
+    /* cublasGetStatusString exists from CUDA 11.4 on. */
+    return cublasGetStatusString(s);
+}
+
+int gpuml_cuda_rt_device_count(void)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the sticky-free error for the caller */
+        return 0;
+    }
+    return n;
+}
+
+gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn)
+{
+    device_guard g;
+    cudaError_t e = guard_enter(&g, ctx->device.index);
+    if (e != cudaSuccess)
+        return cuda_fail(ctx, e, fn, "cudaSetDevice");
+    gpuml_status st = GPUML_OK;
+    cudaStream_t stream = (cudaStream_t)ctx->stream;
+    if (!stream) {
+        e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+        if (e != cudaSuccess) {
+            st = cuda_fail(ctx, e, fn, "cudaStreamCreateWithFlags");
+            goto out;
+        }
+        ctx->owns_stream = true;
+        ctx->stream = stream;
+    }
+    e = cudaMalloc((void **)&ctx->dev_error, sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), stream);
+    if (e != cudaSuccess) {
+        st = cuda_fail(ctx, e, fn, "allocating the device error word");
+        goto out;
+    }
+    cublasHandle_t h;
+    cublasStatus_t bs = cublasCreate(&h);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        st = gpuml_fail(ctx, GPUML_ERR_CUBLAS, fn, "cublasCreate failed: %s", cublas_text(bs));
+        goto out;
+    }
+    cublasSetStream(h, stream);
+    /* Deterministic, full-precision GEMMs: no TF32, no split-K atomics. */
+    cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+    cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED);
+    ctx->cublas = h;
+out:
+    if (st != GPUML_OK) {
+        if (ctx->dev_error)
+            cudaFree(ctx->dev_error);
+        ctx->dev_error = NULL;
+        if (ctx->owns_stream)
+            cudaStreamDestroy(stream);
+        ctx->owns_stream = false;
+    }
+    guard_leave(&g);
+    return st;
+}
+
+void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx)
+{
+    device_guard g;
+    if (guard_enter(&g, ctx->device.index) != cudaSuccess)
+        return;
+    cudaStreamSynchronize((cudaStream_t)ctx->stream);
+    if (ctx->cublas)
+        cublasDestroy((cublasHandle_t)ctx->cublas);
+    ctx->cublas = NULL;
+    if (ctx->dev_error)
+        cudaFree(ctx->dev_error);
+    ctx->dev_error = NULL;
+    if (ctx->owns_stream)
+        cudaStreamDestroy((cudaStream_t)ctx->stream);
+    ctx->stream = NULL;
+    guard_leave(&g);
+}
+
+gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)
+{
+    device_guard g;
+    cudaError_t e = guard_enter(&g, ctx->device.index);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize((cudaStream_t)ctx->stream);
+    int flag = 0;
+    if (e == cudaSuccess && ctx->dev_error) {
+        e = cudaMemcpy(&flag, ctx->dev_error, sizeof flag, cudaMemcpyDeviceToHost);
+        if (e == cudaSuccess && flag)
+            e = cudaMemset(ctx->dev_error, 0, sizeof(int));
+    }
+    guard_leave(&g);
+    if (e != cudaSuccess)
+        return cuda_fail(ctx, e, fn, "cudaStreamSynchronize");
+    if (flag)
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn,
+                          "a kernel met invalid input on the device (code %d: row_splits not "
+                          "starting at 0, decreasing, or past the row count); its output is undefined",
+                          flag);
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_cuda_rt_malloc(int device, size_t n, void **p, const char *fn)
+{
+    device_guard g;
+    cudaError_t e = guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaMalloc(p, n);
+    guard_leave(&g);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cudaMalloc of %zu bytes on device %d failed: out of memory",
+                          n, device);
+    }
+    if (e != cudaSuccess)
+        return cuda_fail(NULL, e, fn, "cudaMalloc");
+    return GPUML_OK;
+}
+
+void gpuml_cuda_rt_free(int device, void *p)
+{
+    device_guard g;
+    if (guard_enter(&g, device) == cudaSuccess)
+        cudaFree(p);
+    guard_leave(&g);
+}
+
+gpuml_status gpuml_cuda_rt_host_alloc(size_t n, void **p, const char *fn)
+{
+    cudaError_t e = cudaHostAlloc(p, n, cudaHostAllocPortable);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cudaHostAlloc of %zu bytes failed: out of memory", n);
+    }
+    if (e != cudaSuccess)
+        return cuda_fail(NULL, e, fn, "cudaHostAlloc");
+    return GPUML_OK;
+}
+
+void gpuml_cuda_rt_host_free(void *p) { cudaFreeHost(p); }
+
+gpuml_status gpuml_cuda_rt_memcpy(gpuml_ctx *ctx, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
+                                  const char *fn)
+{
+    enum cudaMemcpyKind k = kind == GPUML_COPY_H2D   ? cudaMemcpyHostToDevice
+                            : kind == GPUML_COPY_D2H ? cudaMemcpyDeviceToHost
+                            : kind == GPUML_COPY_D2D ? cudaMemcpyDeviceToDevice
+                                                     : cudaMemcpyHostToHost;
+    device_guard g;
+    cudaError_t e = guard_enter(&g, ctx->device.index);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(dst, src, n, k, (cudaStream_t)ctx->stream);
+    if (e == cudaSuccess && kind == GPUML_COPY_D2H)
+        e = cudaStreamSynchronize((cudaStream_t)ctx->stream);
+    guard_leave(&g);
+    if (e != cudaSuccess)
+        return cuda_fail(ctx, e, fn, "cudaMemcpyAsync");
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_cuda_rt_memset(gpuml_ctx *ctx, void *dst, int value, size_t n, const char *fn)
+{
+    device_guard g;
+    cudaError_t e = guard_enter(&g, ctx->device.index);
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(dst, value, n, (cudaStream_t)ctx->stream);
+    guard_leave(&g);
+    if (e != cudaSuccess)
+        return cuda_fail(ctx, e, fn, "cudaMemsetAsync");
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_cuda_rt_check_launch(gpuml_ctx *ctx, const char *fn)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return cuda_fail(ctx, e, fn, "kernel launch");
+    return GPUML_OK;
+}

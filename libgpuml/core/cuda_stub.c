@@ -1,0 +1,38 @@
+/* The CUDA runtime layer of a build without CUDA: no device exists, and
+ * nothing here can be reached with a CUDA context (none can be created). */
+#include "core/internal.h"
+
+int gpuml_cuda_rt_device_count(void) { return 0; }
+
+static gpuml_status no_cuda(const gpuml_ctx *ctx, const char *fn)
+{
+    return gpuml_fail(ctx, GPUML_ERR_NO_DEVICE, fn, "this gpuml was built without CUDA");
+}
+
+gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn) { return no_cuda(ctx, fn); }
+void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx) { (void)ctx; }
+gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn) { return no_cuda(ctx, fn); }
+gpuml_status gpuml_cuda_rt_malloc(int device, size_t n, void **p, const char *fn)
+{
+    (void)device, (void)n, (void)p;
+    return no_cuda(NULL, fn);
+}
+void gpuml_cuda_rt_free(int device, void *p) { (void)device, (void)p; }
+gpuml_status gpuml_cuda_rt_host_alloc(size_t n, void **p, const char *fn)
+{
+    (void)n, (void)p;
+    return no_cuda(NULL, fn);
+}
+void gpuml_cuda_rt_host_free(void *p) { (void)p; }
+gpuml_status gpuml_cuda_rt_memcpy(gpuml_ctx *ctx, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
+                                  const char *fn)
+{
+    (void)dst, (void)src, (void)n, (void)kind;
+    return no_cuda(ctx, fn);
+}
+gpuml_status gpuml_cuda_rt_memset(gpuml_ctx *ctx, void *dst, int value, size_t n, const char *fn)
+{
+    (void)dst, (void)value, (void)n;
+    return no_cuda(ctx, fn);
+}
+gpuml_status gpuml_cuda_rt_check_launch(gpuml_ctx *ctx, const char *fn) { return no_cuda(ctx, fn); }

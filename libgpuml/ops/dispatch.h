@@ -1,0 +1,42 @@
+/* libgpuml/ops/dispatch.h - from a validated op to its driver: build the
+ * kernel context and call the CPU driver or the CUDA launcher. */
+#ifndef GPUML_OPS_DISPATCH_H
+#define GPUML_OPS_DISPATCH_H
+
+#include "core/internal.h"
+#include "gpuml_config.h"
+#include "kernels.h"
+
+static inline gpuml_kctx gpuml_kctx_of(const gpuml_ctx *ctx)
+{
+    gpuml_kctx k;
+    k.nthreads = ctx->num_threads;
+    k.stream = ctx->stream;
+    k.device = ctx->device.index;
+    k.dev_error = ctx->dev_error;
+    k.cublas = ctx->cublas;
+    return k;
+}
+
+static inline gpuml_status gpuml_launch_done(gpuml_ctx *ctx, gpuml_status st)
+{
+    if (st != GPUML_OK)
+        gpuml_ctx_adopt_error(ctx);
+    return st;
+}
+
+/* GPUML_LAUNCH(ctx, name, args...) calls gpuml_cuda_<name> on a CUDA
+ * context and gpuml_cpu_<name> otherwise, with the kernel context first,
+ * and copies a failure's message into the context. */
+#if GPUML_HAVE_CUDA
+#define GPUML_BACKEND_CALL_(ctx, kp, name, ...) \
+    (gpuml_on_cuda(ctx) ? gpuml_cuda_##name(kp, __VA_ARGS__) : gpuml_cpu_##name(kp, __VA_ARGS__))
+#else
+#define GPUML_BACKEND_CALL_(ctx, kp, name, ...)                                                   \
+    (gpuml_on_cuda(ctx) ? gpuml_fail(ctx, GPUML_ERR_NO_DEVICE, #name, "gpuml was built without CUDA") \
+                        : gpuml_cpu_##name(kp, __VA_ARGS__))
+#endif
+#define GPUML_LAUNCH(ctx, name, ...) \
+    gpuml_launch_done((ctx), GPUML_BACKEND_CALL_(ctx, ((gpuml_kctx[]){gpuml_kctx_of(ctx)}), name, __VA_ARGS__))
+
+#endif

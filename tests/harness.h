@@ -1,0 +1,87 @@
+/*
+ * tests/harness.h - shared test helpers and the op-table machinery.
+ *
+ * An op case describes inputs and outputs (dtype, shape, how values are
+ * drawn), a double-precision reference, and how to run the op (and its
+ * backward) through gpuml. harness_run_case() then, on every backend
+ * present:
+ *   - runs the op with outputs surrounded by guard elements and pre-filled
+ *     with a NaN sentinel (an element the op forgets to write shows up);
+ *   - compares every output with the reference within the case's bound,
+ *     requiring NaN/Inf exactly where the reference has them;
+ *   - runs it again with 1 and 2 CPU threads and requires bitwise equality;
+ *   - checks the backward against central finite differences of the
+ *     double reference of loss = sum(gout * out).
+ */
+#ifndef GPUML_TESTS_HARNESS_H
+#define GPUML_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <gpuml/gpuml.h>
+
+#define H_MAXT 6
+
+typedef enum {
+    V_NORMAL = 0, /* N(0, 1)                                      */
+    V_POS,        /* uniform [0.2, 3]                             */
+    V_WIDE,       /* uniform [-6, 6]                              */
+    V_INDEX,      /* integers in [lo, hi] (index_lo/hi)           */
+    V_SPLITS,     /* row_splits over index_hi rows, index_lo events */
+    V_TIES,       /* small integers: many exact ties              */
+    V_HUGE,       /* uniform [-40, 40]                            */
+    V_CAST,       /* mix of magnitudes up to 1e10, both signs, and integers near type limits */
+} h_kind;
+
+typedef struct h_case_io {
+    int n_in, n_out;
+    gpuml_dtype in_dt[H_MAXT], out_dt[H_MAXT];
+    int in_nd[H_MAXT], out_nd[H_MAXT];
+    int64_t in_shape[H_MAXT][GPUML_MAX_DIMS], out_shape[H_MAXT][GPUML_MAX_DIMS];
+    h_kind in_kind[H_MAXT];
+    int64_t index_lo[H_MAXT], index_hi[H_MAXT];
+    int diff_in[H_MAXT];   /* gradient checked for this input            */
+    int diff_out[H_MAXT];  /* this output carries a gradient             */
+    int inout[H_MAXT];     /* output initialised from this input (or -1) */
+    int ip[6];             /* op parameters                              */
+    double fp[4];
+} h_case_io;
+
+typedef struct h_case {
+    const char *name;
+    int nvariants;
+    /* Fill io for variant v (shapes, kinds, parameters). */
+    void (*setup)(int v, h_case_io *io);
+    /* Reference: in[i] holds numel(in i) doubles, out[o] to be written. */
+    void (*ref)(const h_case_io *io, double *const *in, double *const *out);
+    gpuml_status (*run)(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out);
+    /* NULL when not differentiable. gin[i] is NULL for non-diff inputs. */
+    gpuml_status (*run_bwd)(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in,
+                            gpuml_tensor *const *out, gpuml_tensor *const *gout, gpuml_tensor *const *gin);
+    double atol, rtol;       /* forward bound: |got-ref| <= atol + rtol*|ref| */
+    double grad_tol;         /* backward: relative to max |fd| (default 2e-3) */
+} h_case;
+
+/* ---- general helpers -------------------------------------------------- */
+uint64_t h_rand_u64(uint64_t *state);
+double h_rand_uniform(uint64_t *state, double lo, double hi);
+double h_rand_normal(uint64_t *state);
+
+gpuml_ctx *h_ctx(gpuml_device_type type, int nthreads);
+/* Tensor on ctx's device filled from host data (nbytes must match). */
+gpuml_tensor *h_tensor(gpuml_ctx *ctx, gpuml_dtype dt, int nd, const int64_t *shape, const void *host);
+gpuml_tensor *h_tensor_f32(gpuml_ctx *ctx, int nd, const int64_t *shape, const float *host);
+/* Read a tensor back into malloc'd host memory (caller frees). */
+void *h_read(gpuml_ctx *ctx, const gpuml_tensor *t);
+int64_t h_numel(int nd, const int64_t *shape);
+
+/* Run one case on all backends; returns the number of failures (and
+ * prints each). */
+int harness_run_case(const h_case *c);
+
+/* Number of backends present (CPU, plus CUDA when a GPU is usable). */
+int h_num_backends(void);
+gpuml_device_type h_backend(int i);
+
+#endif

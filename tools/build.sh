@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Configure and build gpuml.
+#   tools/build.sh              release build in build/ (CUDA on when nvcc is found)
+#   tools/build.sh --sanitize   ASan + UBSan build in build-asan/
+#   tools/build.sh --tsan       ThreadSanitizer build in build-tsan/
+# Extra meson options may follow, e.g. -Dgpu_archs=80,90.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=build
+opts=()
+case "${1:-}" in
+  --sanitize) dir=build-asan; opts+=(-Db_sanitize=address,undefined -Dbuildtype=debugoptimized); shift ;;
+  --tsan) dir=build-tsan; opts+=(-Db_sanitize=thread -Dbuildtype=debugoptimized -Dcuda=disabled); shift ;;
+esac
+
+# The CUDA toolkit is not on PATH by default on most machines.
+for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+  if [ -x "$d/nvcc" ]; then export PATH="$PATH:$d"; break; fi
+done
+
+if [ ! -f "$dir/build.ninja" ]; then
+  meson setup "$dir" "${opts[@]}" "$@"
+elif [ $# -gt 0 ]; then
+  meson configure "$dir" "$@"
+fi
+ninja -C "$dir"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Build gpuml and run its whole test suite (the README's test command).
+#   tools/test.sh              install deps, build, run all tests, check an
+#                              out-of-tree program links through pkg-config
+#   tools/test.sh --sanitize   the same suite under ASan + UBSan
+# Extra meson options may follow the mode, e.g. -Dgpu_archs=80,90.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./tools/setup.sh
+
+mode=plain
+dir=build
+case "${1:-}" in
+  --sanitize) mode=asan; dir=build-asan ;;
+  --tsan) mode=tsan; dir=build-tsan ;;
+esac
+./tools/build.sh "$@"
+
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+if [ "$mode" = asan ]; then
+  # protect_shadow_gap=0: the CUDA runtime maps memory ASan would otherwise reserve.
+  export ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+fi
+meson test -C "$dir" --print-errorlogs --num-processes 2
+
+if [ "$mode" = plain ]; then
+  ./tests/pkgconfig_check.sh "$dir"
+fi
+echo "test.sh ($mode): all tests passed"

@@ -47,11 +47,14 @@ GPUML_K_DECLARE(col_sum, int64_t rows, int64_t cols, const float *g, float *out,
 /* rows.h */
 GPUML_K_DECLARE(gather_rows, const void *x, int64_t n, const void *idx, int is64, void *out, int64_t m,
                 int64_t row_bytes)
-/* rowptr [ntargets+1] and col [m] are workspace the caller provides. */
-GPUML_K_DECLARE(scatter_add_rows, const float *src, const void *idx, int is64, int64_t m, float *out,
-                int64_t ntargets, int64_t ncols, int64_t *rowptr, int64_t *col)
-/* Bytes the CUDA scatter needs at `rowptr` (the CPU driver: ntargets + 1 i64). */
-size_t gpuml_cuda_scatter_workspace(int64_t ntargets);
+/* CSR of an index array (see gpuml_index_csr). ws: workspace of
+ * gpuml_cuda_csr_workspace(ntargets) bytes on CUDA, unused on the CPU. */
+GPUML_K_DECLARE(csr_build, const void *idx, int is64, int64_t m, int64_t ntargets, int64_t *rowptr, int64_t *col,
+                void *ws)
+size_t gpuml_cuda_csr_workspace(int64_t ntargets);
+/* out[t] += sum of src[col[p]] for p in rowptr[t] .. rowptr[t+1]-1, in order. */
+GPUML_K_DECLARE(scatter_csr, const float *src, const int64_t *rowptr, const int64_t *col, float *out,
+                int64_t ntargets, int64_t ncols)
 /* split == 0: pieces -> wide; split != 0: wide -> pieces */
 GPUML_K_DECLARE(concat, gpuml_k_pieces p, int64_t rows, void *wide, int64_t wide_row_bytes, int split)
 /* segment.h */

@@ -646,14 +646,67 @@ static gpuml_status bwd_scatter(gpuml_ctx *ctx, const h_case_io *io, gpuml_tenso
     return gpuml_gather_rows(ctx, gout[0], in[1], gin[0]);
 }
 
+/* index_csr: all indices valid here (skipping -1 is checked below). */
+static void setup_csr(int v, h_case_io *io)
+{
+    int64_t m = v == 1 ? 50000 : v == 2 ? 0 : 37, t = v == 1 ? 4000 : 9;
+    if (v == 3)
+        IN(io, 0, GPUML_I64, V_INDEX, 6, 5); /* a kNN-like [N, k] graph */
+    else
+        IN(io, 0, GPUML_I32, V_INDEX, m);
+    io->index_lo[0] = 0;
+    io->index_hi[0] = t - 1;
+    OUT(io, 0, GPUML_I64, t + 1);
+    OUT(io, 1, GPUML_I64, numel_in(io, 0));
+}
+static void ref_csr(const h_case_io *io, double *const *in, double *const *out)
+{
+    int64_t m = numel_in(io, 0), t = io->out_shape[0][0] - 1, pos = 0;
+    out[0][0] = 0;
+    for (int64_t target = 0; target < t; target++) {
+        for (int64_t i = 0; i < m; i++)
+            if ((int64_t)in[0][i] == target)
+                out[1][pos++] = (double)i;
+        out[0][target + 1] = (double)pos;
+    }
+}
+static gpuml_status run_csr(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out)
+{
+    (void)io;
+    return gpuml_index_csr(ctx, in[0], out[0], out[1]);
+}
+
+static void test_index_csr_skips_padding(void)
+{
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
+    int64_t rowptr[4], col[8];
+    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
+    gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL), *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), NULL);
+    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
+    gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
+    gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
+    int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
+    assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
+    assert_memory_equal(col, want_col, sizeof want_col);
+    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
+    gpuml_tensor_destroy(ti);
+    gpuml_tensor_destroy(tr);
+    gpuml_tensor_destroy(tc);
+    gpuml_ctx_destroy(ctx);
+}
+
 static void test_gather_scatter(void **state)
 {
     (void)state;
     h_case c1 = {"gather_rows", 6, setup_gather, ref_gather, run_gather, bwd_gather, 0, 0, 2e-3};
     h_case c2 = {"scatter_add_rows", 4, setup_scatter, ref_scatter, run_scatter, bwd_scatter, 1e-5, 1e-5, 2e-3};
+    h_case c3 = {"index_csr", 4, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0};
     int fails = harness_run_case(&c1);
     fails += harness_run_case(&c2);
+    fails += harness_run_case(&c3);
     assert_int_equal(fails, 0);
+    test_index_csr_skips_padding();
 }
 
 /* ======================= segment reductions ============================= */

@@ -202,6 +202,17 @@ GPUML_API gpuml_status gpuml_gather_rows(gpuml_ctx *ctx, const gpuml_tensor *x,
 GPUML_API gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src,
                                               const gpuml_tensor *idx, gpuml_tensor *out);
 
+/* CSR of an index array, the reverse adjacency of a graph: for every target
+ * t in [0, T), col[rowptr[t] .. rowptr[t+1]-1] lists the flat positions i
+ * of idx with idx[i] == t, in ascending order; indices outside [0, T) (such
+ * as -1 padding) are skipped. Deterministic on every backend (the CUDA
+ * build sorts each target's list). idx: any shape, i32 or i64, M elements;
+ * rowptr [T+1] i64; col [M] i64 (entries past rowptr[T] are not written).
+ * Used by backward passes to gather contributions without atomics: for a
+ * kNN graph idx [N, k], position i = m*k + slot is the edge (m -> idx[i]). */
+GPUML_API gpuml_status gpuml_index_csr(gpuml_ctx *ctx, const gpuml_tensor *idx, gpuml_tensor *rowptr,
+                                       gpuml_tensor *col);
+
 /* Per-event reduction of a ragged batch: x [N, C] f32, row_splits [B+1]
  * i64 (event b owns rows row_splits[b] .. row_splits[b+1]-1), out [B, C].
  * MAX fills argidx [B, C] i64 (global row of the first maximum, -1 for an

@@ -12,10 +12,11 @@ gpuml_status gpuml_cpu_gather_rows(const gpuml_kctx *k, const void *x, int64_t n
     return GPUML_OK;
 }
 
-gpuml_status gpuml_cpu_scatter_add_rows(const gpuml_kctx *k, const float *src, const void *idx, int is64, int64_t m,
-                                        float *out, int64_t ntargets, int64_t ncols, int64_t *rowptr, int64_t *col)
+gpuml_status gpuml_cpu_csr_build(const gpuml_kctx *k, const void *idx, int is64, int64_t m, int64_t ntargets,
+                                 int64_t *rowptr, int64_t *col, void *ws)
 {
-    /* CSR by a sequential counting sort: sources land in ascending order. */
+    (void)k, (void)ws;
+    /* A sequential counting sort: positions land in ascending order. */
     for (int64_t t = 0; t <= ntargets; t++)
         rowptr[t] = 0;
     for (int64_t i = 0; i < m; i++) {
@@ -25,8 +26,7 @@ gpuml_status gpuml_cpu_scatter_add_rows(const gpuml_kctx *k, const float *src, c
     }
     for (int64_t t = 0; t < ntargets; t++)
         rowptr[t + 1] += rowptr[t];
-    /* col doubles as the fill cursor: walk sources, place each at the next
-     * free slot of its target (cursor kept in rowptr, restored after). */
+    /* rowptr[t] serves as t's fill cursor, then is shifted back. */
     for (int64_t i = 0; i < m; i++) {
         int64_t t = gpuml_k_index_at(idx, is64, i);
         if (t >= 0 && t < ntargets)
@@ -35,8 +35,15 @@ gpuml_status gpuml_cpu_scatter_add_rows(const gpuml_kctx *k, const float *src, c
     for (int64_t t = ntargets; t > 0; t--)
         rowptr[t] = rowptr[t - 1];
     rowptr[0] = 0;
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_cpu_scatter_csr(const gpuml_kctx *k, const float *src, const int64_t *rowptr, const int64_t *col,
+                                   float *out, int64_t ntargets, int64_t ncols)
+{
     int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (m * ncols > GPUML_PAR_GRAIN)
+    int64_t work = (rowptr[ntargets] + ntargets) * ncols;
+#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
     for (int64_t t = 0; t < ntargets; t++)
         for (int64_t c = 0; c < ncols; c++)
             gpuml_k_scatter_add_elem(src, rowptr, col, out, ncols, t, c);

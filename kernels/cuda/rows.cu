@@ -1,6 +1,7 @@
 /* CUDA launchers for kernels/rows.h. Scatter-add builds its CSR on the
  * device (integer atomics only for counting and slot claiming, then each
- * target's list is sorted) and sums without float atomics. */
+ * target's list is sorted, so the CSR equals the CPU's) and sums without
+ * float atomics. */
 #include <cub/device/device_scan.cuh>
 
 #include "../kernels.h"
@@ -72,39 +73,46 @@ extern "C" gpuml_status gpuml_cuda_gather_rows(const gpuml_kctx *k, const void *
     return gpuml_cuda_check("gather_rows");
 }
 
-/* col [m] is int64 workspace; rowptr points at gpuml_cuda_scatter_workspace()
- * bytes: the CSR row pointers, a cursor copy of them, and cub's scan scratch. */
-extern "C" gpuml_status gpuml_cuda_scatter_add_rows(const gpuml_kctx *k, const float *src, const void *idx, int is64,
-                                                    int64_t m, float *out, int64_t ntargets, int64_t ncols,
-                                                    int64_t *rowptr, int64_t *col)
-{
-    if (m == 0 || ntargets == 0 || ncols == 0)
-        return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    cudaStream_t s = gpuml_cuda_stream(k);
-    unsigned long long *counts = (unsigned long long *)rowptr;          /* ntargets + 1 */
-    unsigned long long *cursor = counts + (ntargets + 1);               /* ntargets + 1 */
-    void *cub_tmp = (void *)(cursor + (ntargets + 1));
-    size_t cub_bytes = 0;
-    cub::DeviceScan::InclusiveSum(nullptr, cub_bytes, counts, counts, (int)(ntargets + 1), s);
-    cudaMemsetAsync(counts, 0, (size_t)(ntargets + 1) * sizeof *counts, s);
-    csr_count_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s>>>(idx, is64, m, ntargets, counts);
-    cub::DeviceScan::InclusiveSum(cub_tmp, cub_bytes, counts, counts, (int)(ntargets + 1), s);
-    cudaMemcpyAsync(cursor, counts, (size_t)(ntargets + 1) * sizeof *counts, cudaMemcpyDeviceToDevice, s);
-    csr_fill_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s>>>(idx, is64, m, ntargets, cursor, col);
-    csr_sort_kernel<<<gpuml_cuda_grid(ntargets), GPUML_CUDA_BLOCK, 0, s>>>(rowptr, col, ntargets);
-    scatter_kernel<<<gpuml_cuda_grid(ntargets * ncols), GPUML_CUDA_BLOCK, 0, s>>>(src, rowptr, col, out, ntargets,
-                                                                                 ncols);
-    return gpuml_cuda_check("scatter_add_rows");
-}
-
-/* Workspace bytes gpuml_cuda_scatter_add_rows needs beyond col [m]. */
-extern "C" size_t gpuml_cuda_scatter_workspace(int64_t ntargets)
+/* ws: a cursor copy of rowptr (ntargets + 1 entries) and cub's scan scratch. */
+extern "C" size_t gpuml_cuda_csr_workspace(int64_t ntargets)
 {
     size_t cub_bytes = 0;
     cub::DeviceScan::InclusiveSum(nullptr, cub_bytes, (unsigned long long *)nullptr, (unsigned long long *)nullptr,
                                   (int)(ntargets + 1), (cudaStream_t)0);
-    return 2 * (size_t)(ntargets + 1) * sizeof(unsigned long long) + cub_bytes + 256;
+    return (size_t)(ntargets + 1) * sizeof(unsigned long long) + cub_bytes + 256;
+}
+
+extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *idx, int is64, int64_t m,
+                                             int64_t ntargets, int64_t *rowptr, int64_t *col, void *ws)
+{
+    gpuml_cuda_scope scope(k->device);
+    cudaStream_t s = gpuml_cuda_stream(k);
+    unsigned long long *counts = (unsigned long long *)rowptr; /* int64 and u64 share the layout */
+    unsigned long long *cursor = (unsigned long long *)ws;
+    void *cub_tmp = (void *)((char *)ws + ((size_t)(ntargets + 1) * sizeof *cursor + 255) / 256 * 256);
+    size_t cub_bytes = 0;
+    cub::DeviceScan::InclusiveSum(nullptr, cub_bytes, counts, counts, (int)(ntargets + 1), s);
+    cudaMemsetAsync(counts, 0, (size_t)(ntargets + 1) * sizeof *counts, s);
+    if (m > 0)
+        csr_count_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s>>>(idx, is64, m, ntargets, counts);
+    cub::DeviceScan::InclusiveSum(cub_tmp, cub_bytes, counts, counts, (int)(ntargets + 1), s);
+    if (m > 0) {
+        cudaMemcpyAsync(cursor, counts, (size_t)(ntargets + 1) * sizeof *counts, cudaMemcpyDeviceToDevice, s);
+        csr_fill_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s>>>(idx, is64, m, ntargets, cursor, col);
+        csr_sort_kernel<<<gpuml_cuda_grid(ntargets), GPUML_CUDA_BLOCK, 0, s>>>(rowptr, col, ntargets);
+    }
+    return gpuml_cuda_check("index_csr");
+}
+
+extern "C" gpuml_status gpuml_cuda_scatter_csr(const gpuml_kctx *k, const float *src, const int64_t *rowptr,
+                                               const int64_t *col, float *out, int64_t ntargets, int64_t ncols)
+{
+    if (ntargets * ncols == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    scatter_kernel<<<gpuml_cuda_grid(ntargets * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
+        src, rowptr, col, out, ntargets, ncols);
+    return gpuml_cuda_check("scatter_add_rows");
 }
 
 extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p, int64_t rows, void *wide,

@@ -45,6 +45,41 @@ gpuml_status gpuml_gather_rows(gpuml_ctx *ctx, const gpuml_tensor *x, const gpum
                         out->shape[0], row_bytes);
 }
 
+/* Builds the CSR of idx into rowptr/col (already validated), with the
+ * CUDA workspace taken from the context allocator. */
+static gpuml_status build_csr(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *idx, int64_t ntargets,
+                              int64_t *rowptr, int64_t *col)
+{
+    size_t ws_bytes = 0;
+    void *ws = NULL;
+#if GPUML_HAVE_CUDA
+    if (gpuml_on_cuda(ctx))
+        ws_bytes = gpuml_cuda_csr_workspace(ntargets);
+#endif
+    if (ws_bytes)
+        GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));
+    gpuml_status st = GPUML_LAUNCH(ctx, csr_build, idx->data, idx->dtype == GPUML_I64, gpuml_tensor_numel(idx),
+                                   ntargets, rowptr, col, ws);
+    gpuml_scratch_free(ctx, ws, ws_bytes);
+    return st;
+}
+
+gpuml_status gpuml_index_csr(gpuml_ctx *ctx, const gpuml_tensor *idx, gpuml_tensor *rowptr, gpuml_tensor *col)
+{
+    static const char fn[] = "gpuml_index_csr";
+    if (!ctx)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
+    GPUML_TRY(gpuml_check_index_dtype(ctx, fn, "idx", idx));
+    GPUML_TRY(gpuml_check_dtype(ctx, fn, "rowptr", rowptr, GPUML_I64));
+    GPUML_TRY(gpuml_check_dtype(ctx, fn, "col", col, GPUML_I64));
+    if (rowptr->ndim != 1 || rowptr->shape[0] < 1)
+        return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "rowptr must be [ntargets + 1]");
+    if (col->ndim != 1 || col->shape[0] != gpuml_tensor_numel(idx))
+        return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "col must be [%lld], one entry per index",
+                          (long long)gpuml_tensor_numel(idx));
+    return build_csr(ctx, fn, idx, rowptr->shape[0] - 1, rowptr->data, col->data);
+}
+
 gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src, const gpuml_tensor *idx, gpuml_tensor *out)
 {
     static const char fn[] = "gpuml_scatter_add_rows";
@@ -59,18 +94,15 @@ gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src, con
     int64_t m = src->shape[0], nt = out->shape[0], ncols = row_elems(out);
     if (m == 0 || nt == 0 || ncols == 0)
         return GPUML_OK;
-    size_t ptr_bytes = (size_t)(nt + 1) * sizeof(int64_t);
-#if GPUML_HAVE_CUDA
-    if (gpuml_on_cuda(ctx))
-        ptr_bytes = gpuml_cuda_scatter_workspace(nt);
-#endif
-    size_t col_bytes = (size_t)m * sizeof(int64_t);
-    size_t ptr_round = (ptr_bytes + 255) / 256 * 256;
+    size_t ptr_bytes = ((size_t)(nt + 1) * sizeof(int64_t) + 255) / 256 * 256;
+    size_t bytes = ptr_bytes + (size_t)m * sizeof(int64_t);
     void *ws = NULL;
-    GPUML_TRY(gpuml_scratch_alloc(ctx, ptr_round + col_bytes, &ws, fn));
-    gpuml_status st = GPUML_LAUNCH(ctx, scatter_add_rows, src->data, idx->data, idx->dtype == GPUML_I64, m, out->data,
-                                   nt, ncols, (int64_t *)ws, (int64_t *)((char *)ws + ptr_round));
-    gpuml_scratch_free(ctx, ws, ptr_round + col_bytes);
+    GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
+    int64_t *rowptr = ws, *col = (int64_t *)((char *)ws + ptr_bytes);
+    gpuml_status st = build_csr(ctx, fn, idx, nt, rowptr, col);
+    if (st == GPUML_OK)
+        st = GPUML_LAUNCH(ctx, scatter_csr, src->data, rowptr, col, out->data, nt, ncols);
+    gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }
 

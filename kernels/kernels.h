@@ -29,6 +29,7 @@ GPUML_K_DECLARE(binary_grad, int op, gpuml_k_bcast bc, const float *a, const flo
                 float *ga_full, float *gb_full)
 GPUML_K_DECLARE(sum_to, gpuml_k_sumto st, int64_t nout, const float *in, float *out)
 GPUML_K_DECLARE(axpby, int64_t n, float alpha, const float *x, float beta, float *y) /* y = a*x + b*y; b==0 ignores y */
+GPUML_K_DECLARE(affine, int64_t n, float a, const float *x, float b, float *y) /* y = a*x + b */
 /* cast.h */
 GPUML_K_DECLARE(cast, int64_t n, const void *x, int xt, void *y, int yt)
 GPUML_K_DECLARE(fill, int64_t n, void *y, int yt, double value)
@@ -64,6 +65,21 @@ GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, con
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 /* rng.h */
 GPUML_K_DECLARE(rand, int normal, uint64_t seed, uint64_t base, int64_t n, float p0, float p1, float *y)
+/* y = x * dropout mask; also the backward (x = upstream gradient). */
+GPUML_K_DECLARE(dropout, uint64_t seed, uint64_t base, int64_t n, float p, const float *x, float *y)
+/* layernorm.h: gamma/beta may be NULL; ggamma/gbeta NULL to skip; accumulate adds into them */
+GPUML_K_DECLARE(layernorm, const float *x, const float *gamma, const float *beta, float eps, int64_t rows, int64_t c,
+                float *y, float *mean, float *rstd)
+GPUML_K_DECLARE(layernorm_grad, const float *x, const float *gamma, const float *gy, const float *mean,
+                const float *rstd, int64_t rows, int64_t c, float *gx, float *ggamma, float *gbeta, int accumulate)
+/* loss.h: pos_weight [c] may be NULL; elements are [n, c] row-major */
+GPUML_K_DECLARE(bce_logits, int64_t n, int64_t c, const float *x, const float *y, const float *pos_weight, float *out)
+GPUML_K_DECLARE(bce_logits_grad, int64_t n, int64_t c, const float *x, const float *y, const float *pos_weight,
+                const float *gout, float *gx)
+GPUML_K_DECLARE(cross_entropy, const float *x, int64_t rows, int64_t c, const void *labels, int is64, float *nll,
+                float *lse)
+GPUML_K_DECLARE(cross_entropy_grad, const float *x, int64_t rows, int64_t c, const void *labels, int is64,
+                const float *lse, const float *gnll, float *gx)
 
 #ifdef __cplusplus
 }

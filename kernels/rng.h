@@ -58,4 +58,11 @@ GPUML_HD static inline float gpuml_k_rand_normal(uint64_t seed, uint64_t base, i
     return mean + std * z;
 }
 
+/* Inverted dropout of element i: keep with probability 1 - p, scaled by
+ * 1 / (1 - p). The same (seed, base, i) regenerates the mask in backward. */
+GPUML_HD static inline float gpuml_k_dropout_scale(uint64_t seed, uint64_t base, int64_t i, float p)
+{
+    return gpuml_k_rand_uniform(seed, base, i, 0.0f, 1.0f) >= p ? 1.0f / (1.0f - p) : 0.0f;
+}
+
 #endif

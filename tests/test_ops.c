@@ -936,6 +936,199 @@ static void test_rand(void **state)
     assert_int_equal(harness_run_case(&c), 0);
 }
 
+/* ======================= affine, layernorm, dropout ===================== */
+static void setup_affine(int v, h_case_io *io)
+{
+    io->fp[0] = -0.75;
+    io->fp[1] = 2.5;
+    if (v == 0)
+        IN(io, 0, GPUML_F32, V_NORMAL, 7, 3);
+    else
+        IN(io, 0, GPUML_F32, V_NORMAL, 40001);
+    set_out(io, 0, GPUML_F32, io->in_nd[0], io->in_shape[0]);
+}
+static void ref_affine(const h_case_io *io, double *const *in, double *const *out)
+{
+    for (int64_t e = 0; e < numel_in(io, 0); e++)
+        out[0][e] = io->fp[0] * in[0][e] + io->fp[1];
+}
+static gpuml_status run_affine(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out)
+{
+    return gpuml_affine(ctx, (float)io->fp[0], in[0], (float)io->fp[1], out[0]);
+}
+
+/* ip[0]: affine (gamma/beta present) */
+static void setup_layernorm(int v, h_case_io *io)
+{
+    io->ip[0] = v != 1;
+    io->fp[0] = 1e-5;
+    int64_t c = v == 2 ? 1 : v == 4 ? 64 : 9;
+    int64_t r = v == 3 ? 0 : v == 4 ? 700 : 6;
+    IN(io, 0, GPUML_F32, V_WIDE, r, c);
+    IN(io, 1, GPUML_F32, V_NORMAL, c);
+    IN(io, 2, GPUML_F32, V_NORMAL, c);
+    OUT(io, 0, GPUML_F32, r, c);
+    OUT(io, 1, GPUML_F32, r);
+    OUT(io, 2, GPUML_F32, r);
+    io->diff_out[1] = io->diff_out[2] = 0;
+    if (!io->ip[0])
+        io->diff_in[1] = io->diff_in[2] = 0;
+    if (c == 1) /* x - mean is exactly 0: the gradient w.r.t. x is 0 but FD is ill-conditioned */
+        io->diff_in[0] = 0;
+}
+static void ref_layernorm(const h_case_io *io, double *const *in, double *const *out)
+{
+    int64_t r = io->in_shape[0][0], c = io->in_shape[0][1];
+    for (int64_t i = 0; i < r; i++) {
+        double m = 0, v = 0;
+        for (int64_t j = 0; j < c; j++)
+            m += in[0][i * c + j];
+        m /= (double)c;
+        for (int64_t j = 0; j < c; j++)
+            v += (in[0][i * c + j] - m) * (in[0][i * c + j] - m);
+        double rs = 1 / sqrt(v / (double)c + io->fp[0]);
+        for (int64_t j = 0; j < c; j++) {
+            double xh = (in[0][i * c + j] - m) * rs;
+            out[0][i * c + j] = io->ip[0] ? xh * in[1][j] + in[2][j] : xh;
+        }
+        out[1][i] = m;
+        out[2][i] = rs;
+    }
+}
+static gpuml_status run_layernorm(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in,
+                                  gpuml_tensor *const *out)
+{
+    return gpuml_layernorm(ctx, in[0], io->ip[0] ? in[1] : NULL, io->ip[0] ? in[2] : NULL, (float)io->fp[0], out[0],
+                           out[1], out[2]);
+}
+static gpuml_status bwd_layernorm(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in,
+                                  gpuml_tensor *const *out, gpuml_tensor *const *gout, gpuml_tensor *const *gin)
+{
+    return gpuml_layernorm_backward(ctx, in[0], io->ip[0] ? in[1] : NULL, gout[0], out[1], out[2], gin[0], gin[1],
+                                    gin[2], 0);
+}
+
+/* Dropout: the reference regenerates the mask with the test's own Philox. */
+static void philox_ref(uint32_t ctr[4], const uint32_t key[2]);
+static void setup_dropout(int v, h_case_io *io)
+{
+    io->fp[0] = v == 2 ? 0.0 : 0.3;
+    IN(io, 0, GPUML_F32, V_NORMAL, v == 1 ? 50001 : 37);
+    set_out(io, 0, GPUML_F32, io->in_nd[0], io->in_shape[0]);
+}
+#define DROPOUT_SEED 99u
+static double ref_keep(int64_t i, double p)
+{
+    uint32_t key[2] = {DROPOUT_SEED, 0}, c[4] = {(uint32_t)(i / 4), 0, 0, 0};
+    philox_ref(c, key);
+    return (float)(c[i % 4] >> 8) * 5.9604644775390625e-08f >= (float)p ? 1.0 / (1.0 - p) : 0.0;
+}
+static void ref_dropout(const h_case_io *io, double *const *in, double *const *out)
+{
+    for (int64_t e = 0; e < numel_in(io, 0); e++)
+        out[0][e] = in[0][e] * (double)(float)ref_keep(e, io->fp[0]);
+}
+static gpuml_status run_dropout(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out)
+{
+    gpuml_ctx_set_seed(ctx, DROPOUT_SEED);
+    uint64_t counter;
+    return gpuml_dropout(ctx, (float)io->fp[0], in[0], out[0], &counter);
+}
+static gpuml_status bwd_dropout(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out,
+                                gpuml_tensor *const *gout, gpuml_tensor *const *gin)
+{
+    (void)in, (void)out;
+    return gpuml_dropout_backward(ctx, (float)io->fp[0], DROPOUT_SEED, 0, gout[0], gin[0]);
+}
+
+static void test_affine_layernorm_dropout(void **state)
+{
+    (void)state;
+    h_case c1 = {"affine", 2, setup_affine, ref_affine, run_affine, NULL, 1e-6, 1e-6, 0};
+    h_case c2 = {"layernorm", 5, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3};
+    h_case c3 = {"dropout", 3, setup_dropout, ref_dropout, run_dropout, bwd_dropout, 1e-6, 1e-6, 2e-3};
+    assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2) + harness_run_case(&c3), 0);
+}
+
+/* ======================= losses ========================================= */
+static void setup_bce(int v, h_case_io *io)
+{
+    io->ip[0] = v == 1; /* pos_weight */
+    int64_t n = v == 2 ? 3000 : 11, c = v == 2 ? 15 : 3;
+    IN(io, 0, GPUML_F32, v == 3 ? V_HUGE : V_WIDE, n, c);
+    IN(io, 1, GPUML_F32, V_INDEX, n, c); /* targets 0/1 */
+    io->index_lo[1] = 0;
+    io->index_hi[1] = 1;
+    io->diff_in[1] = 0;
+    IN(io, 2, GPUML_F32, V_POS, c);
+    io->diff_in[2] = 0;
+    OUT(io, 0, GPUML_F32, n, c);
+}
+static void ref_bce(const h_case_io *io, double *const *in, double *const *out)
+{
+    int64_t c = io->in_shape[0][1];
+    for (int64_t e = 0; e < numel_in(io, 0); e++) {
+        double x = in[0][e], y = in[1][e], pw = io->ip[0] ? in[2][e % c] : 1.0;
+        double sp = x < 0 ? -x + log1p(exp(x)) : log1p(exp(-x)); /* softplus(-x) */
+        out[0][e] = (1 - y) * x + (1 + (pw - 1) * y) * sp;
+    }
+}
+static gpuml_status run_bce(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out)
+{
+    return gpuml_bce_logits(ctx, in[0], in[1], io->ip[0] ? in[2] : NULL, out[0]);
+}
+static gpuml_status bwd_bce(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out,
+                            gpuml_tensor *const *gout, gpuml_tensor *const *gin)
+{
+    (void)out;
+    return gpuml_bce_logits_backward(ctx, in[0], in[1], io->ip[0] ? in[2] : NULL, gout[0], gin[0]);
+}
+
+static void setup_ce(int v, h_case_io *io)
+{
+    int64_t n = v == 1 ? 4000 : v == 2 ? 0 : 13, c = v == 1 ? 10 : 5;
+    IN(io, 0, GPUML_F32, v == 3 ? V_HUGE : V_WIDE, n, c);
+    IN(io, 1, v == 1 ? GPUML_I64 : GPUML_I32, V_INDEX, n);
+    io->index_lo[1] = -1; /* -1 and C: ignored rows */
+    io->index_hi[1] = c;
+    OUT(io, 0, GPUML_F32, n);
+    OUT(io, 1, GPUML_F32, n);
+    io->diff_out[1] = 0;
+}
+static void ref_ce(const h_case_io *io, double *const *in, double *const *out)
+{
+    int64_t n = io->in_shape[0][0], c = io->in_shape[0][1];
+    for (int64_t i = 0; i < n; i++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < c; j++)
+            m = fmax(m, in[0][i * c + j]);
+        for (int64_t j = 0; j < c; j++)
+            s += exp(in[0][i * c + j] - m);
+        int64_t y = (int64_t)in[1][i];
+        out[1][i] = m + log(s);
+        out[0][i] = (y >= 0 && y < c) ? out[1][i] - in[0][i * c + y] : 0.0;
+    }
+}
+static gpuml_status run_ce(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out)
+{
+    (void)io;
+    return gpuml_cross_entropy(ctx, in[0], in[1], out[0], out[1]);
+}
+static gpuml_status bwd_ce(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out,
+                           gpuml_tensor *const *gout, gpuml_tensor *const *gin)
+{
+    (void)io;
+    return gpuml_cross_entropy_backward(ctx, in[0], in[1], out[1], gout[0], gin[0]);
+}
+
+static void test_losses(void **state)
+{
+    (void)state;
+    h_case c1 = {"bce_logits", 4, setup_bce, ref_bce, run_bce, bwd_bce, 1e-6, 2e-6, 2e-3};
+    h_case c2 = {"cross_entropy", 4, setup_ce, ref_ce, run_ce, bwd_ce, 2e-6, 2e-6, 2e-3};
+    assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -950,6 +1143,8 @@ int main(void)
         cmocka_unit_test(test_segment),
         cmocka_unit_test(test_concat_split),
         cmocka_unit_test(test_rand),
+        cmocka_unit_test(test_affine_layernorm_dropout),
+        cmocka_unit_test(test_losses),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

@@ -234,6 +234,48 @@ GPUML_API gpuml_status gpuml_concat(gpuml_ctx *ctx, int n, const gpuml_tensor *c
 GPUML_API gpuml_status gpuml_split(gpuml_ctx *ctx, const gpuml_tensor *x, int n,
                                    gpuml_tensor *const *outs);
 
+/* ---- normalisation, dropout -------------------------------------------- */
+/* y = a * x + b element-wise (f32, equal shapes; y may be x). */
+GPUML_API gpuml_status gpuml_affine(gpuml_ctx *ctx, float a, const gpuml_tensor *x, float b, gpuml_tensor *y);
+
+/* Layer norm over the last axis: x, y [..., C]; gamma, beta [C] or NULL;
+ * mean, rstd [rows] f32 (rows = numel / C) saved for the backward. */
+GPUML_API gpuml_status gpuml_layernorm(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *gamma,
+                                       const gpuml_tensor *beta, float eps, gpuml_tensor *y, gpuml_tensor *mean,
+                                       gpuml_tensor *rstd);
+/* gx (overwritten), ggamma / gbeta [C] (added to when accumulate != 0);
+ * any may be NULL. */
+GPUML_API gpuml_status gpuml_layernorm_backward(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *gamma,
+                                                const gpuml_tensor *gy, const gpuml_tensor *mean,
+                                                const gpuml_tensor *rstd, gpuml_tensor *gx, gpuml_tensor *ggamma,
+                                                gpuml_tensor *gbeta, int accumulate);
+
+/* Inverted dropout with probability p in [0, 1): the mask comes from the
+ * context's generator; *counter receives the generator position used, which
+ * the backward needs (with the same seed) to regenerate the mask. */
+GPUML_API gpuml_status gpuml_dropout(gpuml_ctx *ctx, float p, const gpuml_tensor *x, gpuml_tensor *y,
+                                     uint64_t *counter);
+GPUML_API gpuml_status gpuml_dropout_backward(gpuml_ctx *ctx, float p, uint64_t seed, uint64_t counter,
+                                              const gpuml_tensor *gy, gpuml_tensor *gx);
+
+/* ---- loss terms (per element / per row; reduce them as you need) ------ */
+/* out = binary cross-entropy of logits x against targets y (equal shapes
+ * [..., C]), stable for large |x|; pos_weight [C] or NULL (PyTorch's
+ * BCEWithLogitsLoss pos_weight). Backward: gx = gout * d out / d x. */
+GPUML_API gpuml_status gpuml_bce_logits(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *y,
+                                        const gpuml_tensor *pos_weight, gpuml_tensor *out);
+GPUML_API gpuml_status gpuml_bce_logits_backward(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *y,
+                                                 const gpuml_tensor *pos_weight, const gpuml_tensor *gout,
+                                                 gpuml_tensor *gx);
+/* nll [N] = logsumexp(logits[i]) - logits[i, label_i] for logits [N, C],
+ * labels [N] i32/i64 (a label outside [0, C) gives 0); lse [N] saved for
+ * the backward: gx[i] = gnll[i] * (softmax(logits[i]) - onehot(label_i)). */
+GPUML_API gpuml_status gpuml_cross_entropy(gpuml_ctx *ctx, const gpuml_tensor *logits, const gpuml_tensor *labels,
+                                           gpuml_tensor *nll, gpuml_tensor *lse);
+GPUML_API gpuml_status gpuml_cross_entropy_backward(gpuml_ctx *ctx, const gpuml_tensor *logits,
+                                                    const gpuml_tensor *labels, const gpuml_tensor *lse,
+                                                    const gpuml_tensor *gnll, gpuml_tensor *gx);
+
 /* ---- random ------------------------------------------------------------
  * Fill an f32 tensor from the context's counter-based generator (same
  * numbers on every backend and thread count). */

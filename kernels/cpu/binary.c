@@ -75,3 +75,12 @@ gpuml_status gpuml_cpu_axpby(const gpuml_kctx *k, int64_t n, float alpha, const 
     }
     return GPUML_OK;
 }
+
+gpuml_status gpuml_cpu_affine(const gpuml_kctx *k, int64_t n, float a, const float *x, float b, float *y)
+{
+    int nt = k->nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = fmaf(a, x[i], b);
+    return GPUML_OK;
+}

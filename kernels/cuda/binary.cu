@@ -90,3 +90,17 @@ extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float a
     axpby_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, alpha, x, beta, y);
     return gpuml_cuda_check("axpby");
 }
+
+static __global__ void affine_kernel(int64_t n, float a, const float *x, float b, float *y)
+{
+    GPUML_GRID_STRIDE(i, n) y[i] = fmaf(a, x[i], b);
+}
+
+extern "C" gpuml_status gpuml_cuda_affine(const gpuml_kctx *k, int64_t n, float a, const float *x, float b, float *y)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    affine_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, a, x, b, y);
+    return gpuml_cuda_check("affine");
+}

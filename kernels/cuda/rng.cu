@@ -18,3 +18,18 @@ extern "C" gpuml_status gpuml_cuda_rand(const gpuml_kctx *k, int normal, uint64_
     rand_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(normal, seed, base, n, p0, p1, y);
     return gpuml_cuda_check("rand");
 }
+
+static __global__ void dropout_kernel(uint64_t seed, uint64_t base, int64_t n, float p, const float *x, float *y)
+{
+    GPUML_GRID_STRIDE(i, n) y[i] = x[i] * gpuml_k_dropout_scale(seed, base, i, p);
+}
+
+extern "C" gpuml_status gpuml_cuda_dropout(const gpuml_kctx *k, uint64_t seed, uint64_t base, int64_t n, float p,
+                                           const float *x, float *y)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    dropout_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(seed, base, n, p, x, y);
+    return gpuml_cuda_check("dropout");
+}

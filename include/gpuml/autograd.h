@@ -78,6 +78,10 @@ GPUML_API gpuml_status gpuml_tape_tensor(gpuml_tape *tape, gpuml_dtype dtype, in
  * given to gpuml_param_set_group (a model uses its layer index). */
 typedef void (*gpuml_grad_hook)(void *user, gpuml_var *param, int group);
 GPUML_API void gpuml_tape_set_grad_hook(gpuml_tape *tape, gpuml_grad_hook hook, void *user);
+/* The full parameter set of this step (a model declares its own), so that
+ * parameters the step did not use are still reported to the hook. The
+ * array must stay valid until the next reset. */
+GPUML_API void gpuml_tape_track_params(gpuml_tape *tape, gpuml_var *const *params, int n);
 
 /* ---- vars -------------------------------------------------------------- */
 /* Wrap a caller tensor as a leaf var (no copy). requires_grad != 0: its

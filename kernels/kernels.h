@@ -63,6 +63,7 @@ GPUML_K_DECLARE(segment_reduce, int op, const float *x, int64_t nrows, int64_t n
                 int64_t batch, float *out, int64_t *arg)
 GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, const int64_t *row_splits,
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)
+GPUML_K_DECLARE(segment_ids, const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
 /* rng.h */
 GPUML_K_DECLARE(rand, int normal, uint64_t seed, uint64_t base, int64_t n, float p0, float p1, float *y)
 /* y = x * dropout mask; also the backward (x = upstream gradient). */
@@ -80,6 +81,14 @@ GPUML_K_DECLARE(cross_entropy, const float *x, int64_t rows, int64_t c, const vo
                 float *lse)
 GPUML_K_DECLARE(cross_entropy_grad, const float *x, int64_t rows, int64_t c, const void *labels, int is64,
                 const float *lse, const float *gnll, float *gx)
+
+/* optim.h: gscale (device scalar) multiplies g; NULL = 1. state2 unused by SGD. */
+GPUML_K_DECLARE(optim_sgd, int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
+                float momentum, float dampening, float wd, int nesterov, int first)
+GPUML_K_DECLARE(optim_adam, int64_t n, float *p, const float *g, float *m, float *v, const float *gscale, float lr,
+                float beta1, float beta2, float eps, float wd, int decoupled, float step_size, float bc2_sqrt)
+/* partial [ceil(n / GPUML_K_NORM_BLOCK)] doubles of workspace; out [2] f32: norm, clip factor */
+GPUML_K_DECLARE(grad_norm, int64_t n, const float *g, double *partial, float max_norm, float *out)
 
 #ifdef __cplusplus
 }

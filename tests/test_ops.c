@@ -763,6 +763,28 @@ static gpuml_status bwd_segment(gpuml_ctx *ctx, const h_case_io *io, gpuml_tenso
                                          gin[0]);
 }
 
+static void setup_segment_ids(int v, h_case_io *io)
+{
+    int64_t n = v == 1 ? 40000 : 23, b = v == 1 ? 300 : 6;
+    IN(io, 0, GPUML_I64, V_SPLITS, b + 1);
+    io->index_lo[0] = b;
+    io->index_hi[0] = n;
+    OUT(io, 0, GPUML_I32, n);
+}
+static void ref_segment_ids(const h_case_io *io, double *const *in, double *const *out)
+{
+    int64_t b = io->in_shape[0][0] - 1;
+    for (int64_t e = 0; e < b; e++)
+        for (int64_t r = (int64_t)in[0][e]; r < (int64_t)in[0][e + 1]; r++)
+            out[0][r] = (double)e;
+}
+static gpuml_status run_segment_ids(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in,
+                                    gpuml_tensor *const *out)
+{
+    (void)io;
+    return gpuml_segment_ids(ctx, in[0], out[0]);
+}
+
 static void test_segment(void **state)
 {
     (void)state;
@@ -774,6 +796,8 @@ static void test_segment(void **state)
         h_case c = {names[i], 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3};
         fails += harness_run_case(&c);
     }
+    h_case ids = {"segment_ids", 2, setup_segment_ids, ref_segment_ids, run_segment_ids, NULL, 0, 0, 0};
+    fails += harness_run_case(&ids);
     assert_int_equal(fails, 0);
 }
 

@@ -24,6 +24,8 @@
 #include "gpuml/tensor.h"
 #include "gpuml/ops.h"
 #include "gpuml/autograd.h"
+#include "gpuml/model.h"
+#include "gpuml/optim.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -226,6 +226,11 @@ GPUML_API gpuml_status gpuml_segment_reduce_backward(gpuml_ctx *ctx, gpuml_reduc
                                                      const gpuml_tensor *gout,
                                                      const gpuml_tensor *argidx, gpuml_tensor *gx);
 
+/* Event index of every row: ids [N] i32 with ids[r] = b for
+ * row_splits[b] <= r < row_splits[b+1]. Gathering a per-event [B, C] tensor
+ * with ids broadcasts it back to the rows. */
+GPUML_API gpuml_status gpuml_segment_ids(gpuml_ctx *ctx, const gpuml_tensor *row_splits, gpuml_tensor *ids);
+
 /* Concatenate n tensors along the last axis: xs[i] [..., C_i] (same leading
  * shape, same dtype) into out [..., sum C_i]. split is the inverse and the
  * backward of concat (and vice versa). */

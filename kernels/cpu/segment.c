@@ -35,3 +35,13 @@ gpuml_status gpuml_cpu_segment_grad(const gpuml_kctx *k, int op, const float *go
     }
     return GPUML_OK;
 }
+
+gpuml_status gpuml_cpu_segment_ids(const gpuml_kctx *k, const int64_t *row_splits, int64_t batch, int64_t nrows,
+                                   int32_t *ids)
+{
+    int nt = k->nthreads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nrows > GPUML_PAR_GRAIN)
+    for (int64_t r = 0; r < nrows; r++)
+        ids[r] = (int32_t)gpuml_k_event_of_row(row_splits, batch, r);
+    return GPUML_OK;
+}

@@ -19,27 +19,13 @@ static __global__ void segment_reduce_kernel(int op, const float *x, int64_t nro
     }
 }
 
-/* Event of row r: the last b with row_splits[b] <= r (binary search). */
-static __device__ int64_t event_of_row(const int64_t *row_splits, int64_t batch, int64_t r)
-{
-    int64_t lo = 0, hi = batch; /* answer in [0, batch) */
-    while (hi - lo > 1) {
-        int64_t mid = (lo + hi) / 2;
-        if (row_splits[mid] <= r)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static __global__ void segment_grad_kernel(int op, const float *gout, const int64_t *arg, const int64_t *row_splits,
                                            int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 {
     GPUML_GRID_STRIDE(e, nrows * ncols)
     {
         int64_t r = e / ncols, c = e - r * ncols;
-        int64_t b = event_of_row(row_splits, batch, r), begin, end;
+        int64_t b = gpuml_k_event_of_row(row_splits, batch, r), begin, end;
         int bad = 0;
         gpuml_k_segment(row_splits, b, nrows, &begin, &end, &bad);
         gx[e] = (r >= begin && r < end) ? gpuml_k_segment_grad_one(op, gout, arg, ncols, b, begin, end, r, c) : 0.0f;
@@ -68,4 +54,20 @@ extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, con
     segment_grad_kernel<<<gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
         op, gout, arg, row_splits, batch, nrows, ncols, gx);
     return gpuml_cuda_check("segment_grad");
+}
+
+static __global__ void segment_ids_kernel(const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
+{
+    GPUML_GRID_STRIDE(r, nrows) ids[r] = (int32_t)gpuml_k_event_of_row(row_splits, batch, r);
+}
+
+extern "C" gpuml_status gpuml_cuda_segment_ids(const gpuml_kctx *k, const int64_t *row_splits, int64_t batch,
+                                               int64_t nrows, int32_t *ids)
+{
+    if (nrows == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    segment_ids_kernel<<<gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(row_splits, batch, nrows,
+                                                                                             ids);
+    return gpuml_cuda_check("segment_ids");
 }

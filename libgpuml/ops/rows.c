@@ -154,6 +154,21 @@ gpuml_status gpuml_segment_reduce_backward(gpuml_ctx *ctx, gpuml_reduce_op op, c
                         row_splits->data, batch, gx->shape[0], gx->shape[1], gx->data);
 }
 
+gpuml_status gpuml_segment_ids(gpuml_ctx *ctx, const gpuml_tensor *row_splits, gpuml_tensor *ids)
+{
+    static const char fn[] = "gpuml_segment_ids";
+    if (!ctx)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
+    GPUML_TRY(gpuml_check_dtype(ctx, fn, "ids", ids, GPUML_I32));
+    if (ids->ndim != 1)
+        return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "ids must be [N]");
+    int64_t batch;
+    GPUML_TRY(gpuml_check_row_splits(ctx, fn, "row_splits", row_splits, ids->shape[0], &batch));
+    if (batch == 0 && ids->shape[0] == 0)
+        return GPUML_OK;
+    return GPUML_LAUNCH(ctx, segment_ids, row_splits->data, batch, ids->shape[0], ids->data);
+}
+
 static gpuml_status concat_common(gpuml_ctx *ctx, const char *fn, int n, const gpuml_tensor *const *pieces,
                                   const gpuml_tensor *wide, int split)
 {

@@ -1,0 +1,117 @@
+/*
+ * gpuml/model.h - models built from a JSON description.
+ *
+ * A model is a DAG of named nodes. Each node has an op (a layer type), the
+ * names of its inputs (model inputs or earlier nodes) and its attributes.
+ * The same JSON builds the model in C, in Python and in the inference
+ * engine, and is stored inside model files.
+ *
+ *     {
+ *       "inputs":  [{"name": "hits", "features": 5}],
+ *       "nodes": [
+ *         {"name": "norm", "op": "layernorm", "inputs": ["hits"]},
+ *         {"name": "d1",   "op": "linear",    "inputs": ["norm"], "out": 64},
+ *         {"name": "a1",   "op": "elu",       "inputs": ["d1"]},
+ *         {"name": "pool", "op": "global_pool", "inputs": ["a1"], "reduce": "mean"},
+ *         {"name": "cls",  "op": "linear",    "inputs": ["pool"], "out": 2}
+ *       ],
+ *       "outputs": ["cls"]
+ *     }
+ *
+ * Every value is per row ([N, C], rows = hits/particles of a ragged batch)
+ * or per event ([B, C]); model inputs are per row, and the batch's
+ * row_splits are given to every forward. Ops (attributes, defaults):
+ *   linear        out, bias=true                      x W^T + b (PyTorch layout)
+ *   layernorm     eps=1e-5, affine=true
+ *   dropout       p
+ *   relu, gelu, tanh, sigmoid, softplus, elu (alpha=1), leaky_relu (alpha=0.01)
+ *   concat        (2+ inputs of the same kind)         along features
+ *   add           (2+ inputs of one shape)             element-wise sum
+ *   global_pool   reduce="mean"|"max"|"sum"            per row -> per event
+ *   broadcast     (1 per-event input)                  per event -> per row
+ * Graph layers (gravnet, edgeconv, ...) are listed in gpuml/graph.h once
+ * present. Unknown ops, missing or unknown attributes, unknown inputs,
+ * cycles and feature mismatches are reported at build time with the node
+ * and field named: "node 'd1': attribute 'out' must be a positive integer".
+ *
+ * Parameters live in one contiguous slab (and their gradients in another),
+ * so the optimizer is one fused update and all-reduce works on slab
+ * buckets. Non-trained state (batch-norm running statistics) lives in a
+ * buffer slab.
+ *
+ * Threading: a model may be used by one thread at a time for training; for
+ * inference several threads may run forwards concurrently on their own
+ * contexts and tapes as long as nobody writes the parameters.
+ */
+#ifndef GPUML_MODEL_H
+#define GPUML_MODEL_H
+
+#include "gpuml/autograd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gpuml_model gpuml_model;
+
+/* Build from a JSON string / file. The model's tensors live on ctx's
+ * device; parameters are initialised with gpuml_model_init_params(seed 0). */
+GPUML_API gpuml_status gpuml_model_create(gpuml_ctx *ctx, const char *json, gpuml_model **out);
+GPUML_API gpuml_status gpuml_model_create_from_file(gpuml_ctx *ctx, const char *path, gpuml_model **out);
+GPUML_API void gpuml_model_destroy(gpuml_model *m);
+
+/* The model's JSON (normalised, with defaults filled in); owned by m. */
+GPUML_API const char *gpuml_model_config(const gpuml_model *m);
+
+/* PyTorch's default initialisation (Linear: U(-1/sqrt(in), 1/sqrt(in)) for
+ * weight and bias; norms: gamma 1, beta 0), from the counter-based
+ * generator with this seed: the same numbers on every device. */
+GPUML_API gpuml_status gpuml_model_init_params(gpuml_model *m, uint64_t seed);
+
+GPUML_API int gpuml_model_num_inputs(const gpuml_model *m);
+GPUML_API int gpuml_model_num_outputs(const gpuml_model *m);
+/* Name and feature count of input / output i (kind: 0 per row, 1 per event). */
+GPUML_API gpuml_status gpuml_model_input_info(const gpuml_model *m, int i, const char **name, int64_t *features);
+GPUML_API gpuml_status gpuml_model_output_info(const gpuml_model *m, int i, const char **name, int64_t *features,
+                                               int *per_event);
+
+/* ---- parameters and buffers ------------------------------------------- */
+GPUML_API int gpuml_model_num_params(const gpuml_model *m);       /* tensors */
+GPUML_API int64_t gpuml_model_param_count(const gpuml_model *m);  /* scalars */
+/* Parameter i: name "layer.param" (e.g. "d1.weight"), value and gradient
+ * views into the slabs (owned by m), and its var for use on a tape. */
+GPUML_API gpuml_status gpuml_model_param(const gpuml_model *m, int i, const char **name, gpuml_tensor **value,
+                                         gpuml_tensor **grad, gpuml_var **var);
+GPUML_API gpuml_status gpuml_model_find_param(const gpuml_model *m, const char *name, gpuml_tensor **value,
+                                              gpuml_tensor **grad);
+/* Layer index of parameter i (the group reported to gradient hooks). */
+GPUML_API int gpuml_model_param_layer(const gpuml_model *m, int i);
+/* The slabs: all parameters / all gradients, [param_count] f32 each. */
+GPUML_API gpuml_tensor *gpuml_model_param_slab(const gpuml_model *m);
+GPUML_API gpuml_tensor *gpuml_model_grad_slab(const gpuml_model *m);
+/* Offset of parameter i in the slabs (elements). */
+GPUML_API int64_t gpuml_model_param_offset(const gpuml_model *m, int i);
+GPUML_API gpuml_status gpuml_model_zero_grad(gpuml_model *m);
+
+GPUML_API int gpuml_model_num_buffers(const gpuml_model *m);
+GPUML_API gpuml_status gpuml_model_buffer(const gpuml_model *m, int i, const char **name, gpuml_tensor **value);
+GPUML_API gpuml_tensor *gpuml_model_buffer_slab(const gpuml_model *m); /* NULL when there are none */
+
+/* Table of layers: name, op, output shape ([N, C] / [B, C]), parameter
+ * count; written into buf (NUL-terminated, truncated to size). Returns the
+ * length the full text needs. */
+GPUML_API size_t gpuml_model_summary(const gpuml_model *m, char *buf, size_t size);
+
+/* ---- forward ------------------------------------------------------------
+ * inputs[i] is model input i ([N, F_i] f32 on the model's device),
+ * row_splits the batch's [B+1] i64. outputs receives num_outputs vars of
+ * the tape (valid until its reset). Gradients flow to the parameters when
+ * the tape records; the tape's training flag selects batch-norm and dropout
+ * behaviour. */
+GPUML_API gpuml_status gpuml_model_forward(gpuml_model *m, gpuml_tape *tape, const gpuml_tensor *const *inputs,
+                                           const gpuml_tensor *row_splits, gpuml_var **outputs);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,39 @@
+/* CPU driver for kernels/optim.h. */
+#include "../kernels.h"
+#include "../optim.h"
+
+gpuml_status gpuml_cpu_optim_sgd(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *buf,
+                                 const float *gscale, float lr, float momentum, float dampening, float wd, int nesterov,
+                                 int first)
+{
+    int nt = k->nthreads;
+    float s = gscale ? *gscale : 1.0f;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
+    for (int64_t i = 0; i < n; i++)
+        gpuml_k_sgd(p + i, g[i] * s, buf ? buf + i : NULL, lr, momentum, dampening, wd, nesterov, first);
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_cpu_optim_adam(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *m, float *v,
+                                  const float *gscale, float lr, float beta1, float beta2, float eps, float wd,
+                                  int decoupled, float step_size, float bc2_sqrt)
+{
+    int nt = k->nthreads;
+    float s = gscale ? *gscale : 1.0f;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
+    for (int64_t i = 0; i < n; i++)
+        gpuml_k_adam(p + i, g[i] * s, m + i, v + i, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_cpu_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, double *partial, float max_norm,
+                                 float *out)
+{
+    int nt = k->nthreads;
+    int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
+    for (int64_t b = 0; b < nb; b++)
+        partial[b] = gpuml_k_sumsq_block(g, n, b);
+    gpuml_k_norm_finish(partial, nb, max_norm, out);
+    return GPUML_OK;
+}

@@ -1,0 +1,66 @@
+/* CUDA launcher for kernels/optim.h. */
+#include "../kernels.h"
+#include "../optim.h"
+#include "launch.cuh"
+
+static __global__ void sgd_kernel(int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
+                                  float momentum, float dampening, float wd, int nesterov, int first)
+{
+    float s = gscale ? *gscale : 1.0f;
+    GPUML_GRID_STRIDE(i, n) gpuml_k_sgd(p + i, g[i] * s, buf ? buf + i : nullptr, lr, momentum, dampening, wd, nesterov, first);
+}
+
+static __global__ void adam_kernel(int64_t n, float *p, const float *g, float *m, float *v, const float *gscale,
+                                   float lr, float beta1, float beta2, float eps, float wd, int decoupled,
+                                   float step_size, float bc2_sqrt)
+{
+    float s = gscale ? *gscale : 1.0f;
+    GPUML_GRID_STRIDE(i, n)
+    gpuml_k_adam(p + i, g[i] * s, m + i, v + i, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
+}
+
+static __global__ void sumsq_kernel(int64_t n, const float *g, double *partial, int64_t nb)
+{
+    GPUML_GRID_STRIDE(b, nb) partial[b] = gpuml_k_sumsq_block(g, n, b);
+}
+
+static __global__ void norm_finish_kernel(const double *partial, int64_t nb, float max_norm, float *out)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        gpuml_k_norm_finish(partial, nb, max_norm, out);
+}
+
+extern "C" gpuml_status gpuml_cuda_optim_sgd(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *buf,
+                                             const float *gscale, float lr, float momentum, float dampening, float wd,
+                                             int nesterov, int first)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    sgd_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, p, g, buf, gscale, lr, momentum,
+                                                                                 dampening, wd, nesterov, first);
+    return gpuml_cuda_check("optim_sgd");
+}
+
+extern "C" gpuml_status gpuml_cuda_optim_adam(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *m,
+                                              float *v, const float *gscale, float lr, float beta1, float beta2,
+                                              float eps, float wd, int decoupled, float step_size, float bc2_sqrt)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    adam_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
+        n, p, g, m, v, gscale, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
+    return gpuml_cuda_check("optim_adam");
+}
+
+extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, double *partial,
+                                             float max_norm, float *out)
+{
+    gpuml_cuda_scope scope(k->device);
+    int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
+    if (nb > 0)
+        sumsq_kernel<<<gpuml_cuda_grid(nb), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, g, partial, nb);
+    norm_finish_kernel<<<1, 1, 0, gpuml_cuda_stream(k)>>>(partial, nb, max_norm, out);
+    return gpuml_cuda_check("grad_norm");
+}

@@ -1,0 +1,204 @@
+/* Basic layer types: linear, layernorm, dropout, activations, concat, add,
+ * global pooling, broadcast. */
+#include <math.h>
+#include <string.h>
+
+#include "nn/layer.h"
+
+/* ---- linear ---------------------------------------------------------------- */
+static gpuml_status linear_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    int64_t nout;
+    int bias;
+    GPUML_TRY(gpuml_attr_int(b, l, "out", 1, 0, 1, 1 << 20, &nout));
+    GPUML_TRY(gpuml_attr_bool(b, l, "bias", 1, &bias));
+    double bound = 1.0 / sqrt((double)in[0].features);
+    GPUML_TRY(gpuml_build_param(b, l, "weight", 2, (int64_t[]){nout, in[0].features}, GPUML_INIT_UNIFORM, bound));
+    if (bias)
+        GPUML_TRY(gpuml_build_param(b, l, "bias", 1, &nout, GPUML_INIT_UNIFORM, bound));
+    out->features = nout;
+    out->kind = in[0].kind;
+    return GPUML_OK;
+}
+
+static gpuml_status linear_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    return gpuml_ad_linear(f->tape, in[0], gpuml_fwd_param(f, l, 0), l->n_params > 1 ? gpuml_fwd_param(f, l, 1) : NULL,
+                           out);
+}
+
+const gpuml_layer_i gpuml_layer_linear = {"linear", 1, 1, linear_build, linear_forward};
+
+/* ---- layernorm ----------------------------------------------------------- */
+static gpuml_status layernorm_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    int affine;
+    GPUML_TRY(gpuml_attr_float(b, l, "eps", 0, 1e-5, 0.0, 1.0, &l->fattr[0]));
+    GPUML_TRY(gpuml_attr_bool(b, l, "affine", 1, &affine));
+    if (affine) {
+        GPUML_TRY(gpuml_build_param(b, l, "weight", 1, &in[0].features, GPUML_INIT_ONES, 0));
+        GPUML_TRY(gpuml_build_param(b, l, "bias", 1, &in[0].features, GPUML_INIT_ZEROS, 0));
+    }
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status layernorm_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    bool affine = l->n_params == 2;
+    return gpuml_ad_layernorm(f->tape, in[0], affine ? gpuml_fwd_param(f, l, 0) : NULL,
+                              affine ? gpuml_fwd_param(f, l, 1) : NULL, (float)l->fattr[0], out);
+}
+
+const gpuml_layer_i gpuml_layer_layernorm = {"layernorm", 1, 1, layernorm_build, layernorm_forward};
+
+/* ---- dropout ------------------------------------------------------------- */
+static gpuml_status dropout_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    GPUML_TRY(gpuml_attr_float(b, l, "p", 1, 0.0, 0.0, 0.999, &l->fattr[0]));
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status dropout_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    return gpuml_ad_dropout(f->tape, in[0], (float)l->fattr[0], out);
+}
+
+const gpuml_layer_i gpuml_layer_dropout = {"dropout", 1, 1, dropout_build, dropout_forward};
+
+/* ---- activations ----------------------------------------------------------- */
+static gpuml_status act_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    l->fattr[0] = 0.0;
+    if (!strcmp(l->iface->op, "elu"))
+        GPUML_TRY(gpuml_attr_float(b, l, "alpha", 0, 1.0, 0.0, 1e6, &l->fattr[0]));
+    else if (!strcmp(l->iface->op, "leaky_relu"))
+        GPUML_TRY(gpuml_attr_float(b, l, "alpha", 0, 0.01, 0.0, 1e6, &l->fattr[0]));
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_unary_op act_op(const char *name)
+{
+    static const struct {
+        const char *name;
+        gpuml_unary_op op;
+    } table[] = {{"relu", GPUML_UNARY_RELU},       {"gelu", GPUML_UNARY_GELU},
+                 {"tanh", GPUML_UNARY_TANH},       {"sigmoid", GPUML_UNARY_SIGMOID},
+                 {"softplus", GPUML_UNARY_SOFTPLUS}, {"elu", GPUML_UNARY_ELU},
+                 {"leaky_relu", GPUML_UNARY_LEAKY_RELU}};
+    for (unsigned i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i].name, name))
+            return table[i].op;
+    return GPUML_UNARY_COUNT_;
+}
+
+static gpuml_status act_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    return gpuml_ad_unary(f->tape, act_op(l->iface->op), (float)l->fattr[0], in[0], out);
+}
+
+const gpuml_layer_i gpuml_layer_relu = {"relu", 1, 1, act_build, act_forward};
+const gpuml_layer_i gpuml_layer_gelu = {"gelu", 1, 1, act_build, act_forward};
+const gpuml_layer_i gpuml_layer_tanh = {"tanh", 1, 1, act_build, act_forward};
+const gpuml_layer_i gpuml_layer_sigmoid = {"sigmoid", 1, 1, act_build, act_forward};
+const gpuml_layer_i gpuml_layer_softplus = {"softplus", 1, 1, act_build, act_forward};
+const gpuml_layer_i gpuml_layer_elu = {"elu", 1, 1, act_build, act_forward};
+const gpuml_layer_i gpuml_layer_leaky_relu = {"leaky_relu", 1, 1, act_build, act_forward};
+
+/* ---- concat, add ----------------------------------------------------------- */
+static gpuml_status concat_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    out->features = 0;
+    out->kind = in[0].kind;
+    for (int i = 0; i < n_in; i++) {
+        if (in[i].kind != in[0].kind)
+            return gpuml_build_fail(b, l, GPUML_ERR_FORMAT,
+                                    "input %d is per-%s but input 0 is per-%s: use 'broadcast' first", i,
+                                    in[i].kind ? "event" : "row", in[0].kind ? "event" : "row");
+        out->features += in[i].features;
+    }
+    return GPUML_OK;
+}
+
+static gpuml_status concat_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)l;
+    return gpuml_ad_concat(f->tape, n_in, in, out);
+}
+
+const gpuml_layer_i gpuml_layer_concat = {"concat", 2, -1, concat_build, concat_forward};
+
+static gpuml_status add_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    for (int i = 1; i < n_in; i++)
+        if (in[i].kind != in[0].kind || in[i].features != in[0].features)
+            return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "input %d has %lld features, input 0 has %lld", i,
+                                    (long long)in[i].features, (long long)in[0].features);
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status add_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)l;
+    gpuml_var *acc = in[0];
+    for (int i = 1; i < n_in; i++)
+        GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_ADD, acc, in[i], &acc));
+    *out = acc;
+    return GPUML_OK;
+}
+
+const gpuml_layer_i gpuml_layer_add = {"add", 2, -1, add_build, add_forward};
+
+/* ---- global pooling and broadcast ------------------------------------------ */
+static gpuml_status pool_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    static const char *const ops[] = {"mean", "max", "sum", NULL};
+    int which;
+    GPUML_TRY(gpuml_attr_enum(b, l, "reduce", "mean", ops, &which));
+    l->iattr[0] = which == 0 ? GPUML_REDUCE_MEAN : which == 1 ? GPUML_REDUCE_MAX : GPUML_REDUCE_SUM;
+    if (in[0].kind != GPUML_FEAT_ROW)
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "input is already per event");
+    out->features = in[0].features;
+    out->kind = GPUML_FEAT_EVENT;
+    return GPUML_OK;
+}
+
+static gpuml_status pool_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    return gpuml_ad_segment_reduce(f->tape, (gpuml_reduce_op)l->iattr[0], in[0], f->row_splits, out);
+}
+
+const gpuml_layer_i gpuml_layer_global_pool = {"global_pool", 1, 1, pool_build, pool_forward};
+
+static gpuml_status broadcast_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    if (in[0].kind != GPUML_FEAT_EVENT)
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "input must be per event (e.g. a global_pool)");
+    out->features = in[0].features;
+    out->kind = GPUML_FEAT_ROW;
+    return GPUML_OK;
+}
+
+static gpuml_status broadcast_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)l, (void)n_in;
+    gpuml_tensor *ids;
+    GPUML_TRY(gpuml_fwd_event_ids(f, &ids));
+    return gpuml_ad_gather_rows(f->tape, in[0], ids, out);
+}
+
+const gpuml_layer_i gpuml_layer_broadcast = {"broadcast", 1, 1, broadcast_build, broadcast_forward};

@@ -82,6 +82,14 @@ GPUML_K_DECLARE(cross_entropy, const float *x, int64_t rows, int64_t c, const vo
 GPUML_K_DECLARE(cross_entropy_grad, const float *x, int64_t rows, int64_t c, const void *labels, int is64,
                 const float *lse, const float *gnll, float *gx)
 
+/* condensation.h: alpha [B*K] i64, stats [B*GPUML_OC_STATS], vterm [N] workspace, out[0] loss, out[1..3] components */
+GPUML_K_DECLARE(oc_forward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
+                int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, int64_t *alpha,
+                float *vterm, float *stats, float *out)
+/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient) */
+GPUML_K_DECLARE(oc_backward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
+                int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, const int64_t *alpha,
+                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx)
 /* optim.h: gscale (device scalar) multiplies g; NULL = 1. state2 unused by SGD. */
 GPUML_K_DECLARE(optim_sgd, int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
                 float momentum, float dampening, float wd, int nesterov, int first)

@@ -223,6 +223,7 @@ static void make_inputs(const h_case_io *io, uint64_t seed, inputs *in)
                     break;
                 case V_TIES: v = floor(h_rand_uniform(&s, -2.0, 3.0)); break;
                 case V_HUGE: v = h_rand_uniform(&s, -40.0, 40.0); break;
+                case V_UNIT: v = h_rand_uniform(&s, 0.05, 0.95); break;
                 case V_CAST: {
                     static const double specials[] = {0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 255.0, 255.5, 256.0, -1.0,
                                                       65504.0, 65520.0, 1e10, -1e10, 2147483647.0, -2147483648.0,

@@ -31,6 +31,7 @@ typedef enum {
     V_SPLITS,     /* row_splits over index_hi rows, index_lo events */
     V_TIES,       /* small integers: many exact ties              */
     V_HUGE,       /* uniform [-40, 40]                            */
+    V_UNIT,       /* uniform [0.05, 0.95]                         */
     V_CAST,       /* mix of magnitudes up to 1e10, both signs, and integers near type limits */
 } h_kind;
 

@@ -153,6 +153,15 @@ GPUML_API gpuml_status gpuml_ad_bce_logits(gpuml_tape *t, gpuml_var *logits, gpu
 GPUML_API gpuml_status gpuml_ad_cross_entropy(gpuml_tape *t, gpuml_var *logits, const gpuml_tensor *labels,
                                               const gpuml_tensor *class_weights, gpuml_var **loss);
 
+/* Object condensation loss (gpuml/ops.h): beta [N] or [N, 1], coords
+ * [N, D] vars; truth [N] i32 and row_splits tensors kept by reference until
+ * the step ends. components [3] (may be NULL) receives L_V, L_beta and
+ * L_noise for logging. */
+GPUML_API gpuml_status gpuml_ad_object_condensation(gpuml_tape *t, gpuml_var *beta, gpuml_var *coords,
+                                                    const gpuml_tensor *truth, const gpuml_tensor *row_splits,
+                                                    const gpuml_oc_params *params, gpuml_var **loss,
+                                                    gpuml_tensor *components);
+
 #ifdef __cplusplus
 }
 #endif

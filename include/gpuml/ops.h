@@ -281,6 +281,38 @@ GPUML_API gpuml_status gpuml_cross_entropy_backward(gpuml_ctx *ctx, const gpuml_
                                                     const gpuml_tensor *labels, const gpuml_tensor *lse,
                                                     const gpuml_tensor *gnll, gpuml_tensor *gx);
 
+/* ---- object condensation (Kieseler 2020, arXiv:2002.03605) ------------
+ * beta [N] (or [N, 1]) f32 in [0, 1] (a sigmoid output), coords [N, D] f32
+ * learned cluster space, truth [N] i32 object index within the event (-1
+ * for noise, else < max_objects), row_splits [B+1] i64. The loss [1] is the
+ * mean over non-empty events of L_V (attraction to the own object's
+ * condensation point, repulsion within distance 1 from the others, weighted
+ * by the charges q = atanh^2(beta / 1.002) + q_min) + L_beta (mean over
+ * objects of 1 - beta of the condensation point) + L_noise (s_B times the
+ * mean beta of noise). components [3] (may be NULL) receives those three
+ * means; alpha [B, max_objects] i64 (condensation point rows, -1 for absent
+ * objects) and stats [B, 6] f32 are outputs the backward needs. The
+ * condensation point of an object is its member with the largest beta, the
+ * first on ties. See kernels/condensation.h for the formulas. */
+typedef struct gpuml_oc_params {
+    float q_min;         /* default 0.1 */
+    float s_b;           /* noise suppression weight, default 1 */
+    int64_t max_objects; /* objects per event (truth ids < this); required */
+} gpuml_oc_params;
+GPUML_API void gpuml_oc_params_init_defaults(gpuml_oc_params *p);
+GPUML_API gpuml_status gpuml_object_condensation(gpuml_ctx *ctx, const gpuml_tensor *beta, const gpuml_tensor *coords,
+                                                 const gpuml_tensor *truth, const gpuml_tensor *row_splits,
+                                                 const gpuml_oc_params *params, gpuml_tensor *loss,
+                                                 gpuml_tensor *components, gpuml_tensor *alpha, gpuml_tensor *stats);
+/* gloss [1] is the upstream gradient; gbeta (beta's shape) and gcoords
+ * [N, D] are overwritten (either may be NULL). */
+GPUML_API gpuml_status gpuml_object_condensation_backward(gpuml_ctx *ctx, const gpuml_tensor *beta,
+                                                          const gpuml_tensor *coords, const gpuml_tensor *truth,
+                                                          const gpuml_tensor *row_splits,
+                                                          const gpuml_oc_params *params, const gpuml_tensor *alpha,
+                                                          const gpuml_tensor *stats, const gpuml_tensor *gloss,
+                                                          gpuml_tensor *gbeta, gpuml_tensor *gcoords);
+
 /* ---- random ------------------------------------------------------------
  * Fill an f32 tensor from the context's counter-based generator (same
  * numbers on every backend and thread count). */

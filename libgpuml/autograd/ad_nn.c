@@ -173,3 +173,62 @@ gpuml_status gpuml_ad_cross_entropy(gpuml_tape *t, gpuml_var *logits, const gpum
     GPUML_TRY(gpuml_ad_sum_all(t, weighted, &num));
     return gpuml_ad_binary(t, GPUML_BINARY_DIV, num, wsum, loss);
 }
+
+/* ---- object condensation ---------------------------------------------------- */
+static gpuml_status bw_oc(gpuml_tape *t, gpuml_node *n)
+{
+    static const char fn[] = "object_condensation backward";
+    gpuml_var *beta = n->in[0], *coords = n->in[1];
+    gpuml_tensor *g = gpuml_ad_out_grad(t, n->out[0]), *gb = NULL, *gc = NULL;
+    const gpuml_oc_params *p = (const gpuml_oc_params *)n->aux[2]->data;
+    GPUML_TRY(gpuml_ad_grad_begin(t, beta, &gb, fn));
+    GPUML_TRY(gpuml_ad_grad_begin(t, coords, &gc, fn));
+    if (!gb && !gc)
+        return GPUML_OK;
+    GPUML_TRY(gpuml_object_condensation_backward(t->ctx, &beta->value, &coords->value, n->ext[0], n->ext[1], p,
+                                                 n->aux[0], n->aux[1], g, gb, gc));
+    if (gb)
+        GPUML_TRY(gpuml_ad_grad_commit(t, beta, gb, fn));
+    if (gc)
+        GPUML_TRY(gpuml_ad_grad_commit(t, coords, gc, fn));
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_ad_object_condensation(gpuml_tape *t, gpuml_var *beta, gpuml_var *coords, const gpuml_tensor *truth,
+                                          const gpuml_tensor *row_splits, const gpuml_oc_params *params,
+                                          gpuml_var **loss, gpuml_tensor *components)
+{
+    static const char fn[] = "gpuml_ad_object_condensation";
+    GPUML_TRY(ad_nonnull(t, fn, 6, "beta", (const void *)beta, "coords", (const void *)coords, "truth",
+                         (const void *)truth, "row_splits", (const void *)row_splits, "params", (const void *)params,
+                         "loss", (const void *)loss));
+    if (row_splits->ndim != 1 || row_splits->shape[0] < 1)
+        return gpuml_fail(t->ctx, GPUML_ERR_SHAPE, fn, "row_splits must be [B+1]");
+    int64_t one = 1, ab[2] = {row_splits->shape[0] - 1, params->max_objects > 0 ? params->max_objects : 1};
+    int64_t sb[2] = {ab[0], 6}, pbytes = (int64_t)sizeof(gpuml_oc_params);
+    gpuml_var *o;
+    gpuml_tensor *alpha, *stats, *pcopy;
+    GPUML_TRY(gpuml_ad_new_var(t, GPUML_F32, 1, &one, &o, fn));
+    GPUML_TRY(gpuml_ad_new_tensor(t, GPUML_I64, 2, ab, &alpha, fn));
+    GPUML_TRY(gpuml_ad_new_tensor(t, GPUML_F32, 2, sb, &stats, fn));
+    GPUML_TRY(gpuml_object_condensation(t->ctx, &beta->value, &coords->value, truth, row_splits, params, &o->value,
+                                        components, alpha, stats));
+    gpuml_var *in[2] = {beta, coords};
+    if (gpuml_ad_needs_grad(t, in, 2)) {
+        gpuml_node *n;
+        GPUML_TRY(gpuml_ad_record(t, "object_condensation", bw_oc, in, 2, &o, 1, &n, fn));
+        /* the parameters are host data: keep a copy in the arena's host region */
+        void *mem;
+        GPUML_TRY(gpuml_arena_alloc_meta(t->arena, sizeof(gpuml_tensor) + (size_t)pbytes, &mem, fn));
+        pcopy = mem;
+        gpuml_tensor_init_view(pcopy, (char *)mem + sizeof(gpuml_tensor), t->ctx->device, GPUML_U8, 1, &pbytes);
+        *(gpuml_oc_params *)pcopy->data = *params;
+        n->aux[0] = alpha;
+        n->aux[1] = stats;
+        n->aux[2] = pcopy;
+        n->ext[0] = truth;
+        n->ext[1] = row_splits;
+    }
+    *loss = o;
+    return GPUML_OK;
+}

@@ -1,0 +1,228 @@
+/* kernels/condensation.h - the object condensation loss (Kieseler 2020,
+ * arXiv:2002.03605) on a ragged batch, forward and backward.
+ *
+ * Per vertex i: beta_i in (0, 1), cluster coordinates x_i [D], truth object
+ * t_i (-1: noise; objects 0 .. K-1 within each event). Charge
+ * q_i = atanh(beta_i / 1.002)^2 + q_min (the 1.002 keeps q finite at
+ * beta = 1, as HGCalML does). Object k's condensation point alpha_k is its
+ * member with the largest beta (the first one on ties). Per event e with
+ * N_e vertices, K_e objects present and N_B noise vertices:
+ *   L_V = 1/N_e sum_i q_i sum_k q_ak ( [t_i = k] |x_i - x_ak|^2
+ *                                    + [t_i != k] max(0, 1 - |x_i - x_ak|) )
+ *   L_b = 1/K_e sum_k (1 - beta_ak)
+ *   L_n = s_B / N_B sum_{i noise} beta_i
+ * and the loss is the mean of L_V + L_b + L_n over non-empty events.
+ * Nothing is detached: gradients flow through q_ak and x_ak too. */
+#ifndef GPUML_KERNELS_CONDENSATION_H
+#define GPUML_KERNELS_CONDENSATION_H
+
+#include "common.h"
+
+/* Per-event statistics saved by the forward (doubles kept as float). */
+enum { GPUML_OC_N = 0, GPUML_OC_K = 1, GPUML_OC_NB = 2, GPUML_OC_LV = 3, GPUML_OC_LB = 4, GPUML_OC_LN = 5,
+       GPUML_OC_STATS = 6 };
+
+GPUML_HD static inline float gpuml_k_oc_q(float beta, float q_min)
+{
+    float a = atanhf(beta / 1.002f);
+    return a * a + q_min;
+}
+
+GPUML_HD static inline float gpuml_k_oc_dq(float beta)
+{
+    float b = beta / 1.002f;
+    return 2.0f * atanhf(b) / ((1.0f - b * b) * 1.002f);
+}
+
+/* Condensation point of object k in rows [begin, end), or -1 if absent. */
+GPUML_HD static inline int64_t gpuml_k_oc_alpha(const float *GPUML_RESTRICT beta, const int32_t *GPUML_RESTRICT truth,
+                                               int64_t begin, int64_t end, int64_t k)
+{
+    int64_t best = -1;
+    float bb = 0.0f;
+    for (int64_t i = begin; i < end; i++)
+        if (truth[i] == k && (best < 0 || beta[i] > bb)) {
+            best = i;
+            bb = beta[i];
+        }
+    return best;
+}
+
+GPUML_HD static inline float gpuml_k_oc_dist2(const float *GPUML_RESTRICT x, int64_t d, int64_t i, int64_t j)
+{
+    float s = 0.0f;
+    for (int64_t c = 0; c < d; c++) {
+        float t = x[i * d + c] - x[j * d + c];
+        s = fmaf(t, t, s);
+    }
+    return s;
+}
+
+/* q_i * sum_k q_ak (attractive or repulsive) for vertex i; alpha: the
+ * event's [K] condensation points. */
+GPUML_HD static inline float gpuml_k_oc_vertex(const float *GPUML_RESTRICT beta, const float *GPUML_RESTRICT x,
+                                               const int32_t *GPUML_RESTRICT truth, const int64_t *GPUML_RESTRICT alpha,
+                                               int64_t nobj, int64_t d, float q_min, int64_t i)
+{
+    double v = 0.0;
+    for (int64_t k = 0; k < nobj; k++) {
+        int64_t a = alpha[k];
+        if (a < 0)
+            continue;
+        float qa = gpuml_k_oc_q(beta[a], q_min);
+        float d2 = gpuml_k_oc_dist2(x, d, i, a);
+        if (truth[i] == k)
+            v += (double)(qa * d2);
+        else {
+            float h = 1.0f - sqrtf(d2);
+            if (h > 0.0f)
+                v += (double)(qa * h);
+        }
+    }
+    return gpuml_k_oc_q(beta[i], q_min) * (float)v;
+}
+
+/* Per-event reduction of the vertex terms into stats [GPUML_OC_STATS]. */
+GPUML_HD static inline void gpuml_k_oc_event(const float *GPUML_RESTRICT beta, const int32_t *GPUML_RESTRICT truth,
+                                             const float *GPUML_RESTRICT vterm, const int64_t *GPUML_RESTRICT alpha,
+                                             int64_t nobj, int64_t begin, int64_t end, float s_b, float *stats)
+{
+    double lv = 0.0, ln = 0.0, lb = 0.0;
+    int64_t nb = 0, kk = 0;
+    for (int64_t i = begin; i < end; i++) {
+        lv += (double)vterm[i];
+        if (truth[i] < 0) {
+            ln += (double)beta[i];
+            nb++;
+        }
+    }
+    for (int64_t k = 0; k < nobj; k++)
+        if (alpha[k] >= 0) {
+            lb += 1.0 - (double)beta[alpha[k]];
+            kk++;
+        }
+    int64_t n = end - begin;
+    stats[GPUML_OC_N] = (float)n;
+    stats[GPUML_OC_K] = (float)kk;
+    stats[GPUML_OC_NB] = (float)nb;
+    stats[GPUML_OC_LV] = n > 0 ? (float)(lv / (double)n) : 0.0f;
+    stats[GPUML_OC_LB] = kk > 0 ? (float)(lb / (double)kk) : 0.0f;
+    stats[GPUML_OC_LN] = nb > 0 ? (float)((double)s_b * ln / (double)nb) : 0.0f;
+}
+
+/* Loss and its three components (means over non-empty events). */
+GPUML_HD static inline void gpuml_k_oc_total(const float *GPUML_RESTRICT stats, int64_t batch, float *loss,
+                                             float *components)
+{
+    double s[3] = {0.0, 0.0, 0.0};
+    int64_t ne = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        const float *st = stats + b * GPUML_OC_STATS;
+        if (st[GPUML_OC_N] <= 0.0f)
+            continue;
+        ne++;
+        s[0] += (double)st[GPUML_OC_LV];
+        s[1] += (double)st[GPUML_OC_LB];
+        s[2] += (double)st[GPUML_OC_LN];
+    }
+    double inv = ne > 0 ? 1.0 / (double)ne : 0.0;
+    *loss = (float)((s[0] + s[1] + s[2]) * inv);
+    if (components)
+        for (int c = 0; c < 3; c++)
+            components[c] = (float)(s[c] * inv);
+}
+
+/* Backward, stage 1, for object k of an event: what its condensation point
+ * receives from every vertex j of the event (before the 1/N_e and upstream
+ * scaling): acc[0] = d L_V / d q_ak, acc[1 + c] = d L_V / d x_ak[c]. */
+GPUML_HD static inline void gpuml_k_oc_object_grad(const float *GPUML_RESTRICT beta, const float *GPUML_RESTRICT x,
+                                                   const int32_t *GPUML_RESTRICT truth, int64_t a, int64_t k,
+                                                   int64_t begin, int64_t end, int64_t d, float q_min, float *acc)
+{
+    for (int64_t c = 0; c <= d; c++)
+        acc[c] = 0.0f;
+    if (a < 0)
+        return;
+    float qa = gpuml_k_oc_q(beta[a], q_min);
+    double dq = 0.0;
+    for (int64_t c = 0; c < d; c++) {
+        double dx = 0.0;
+        for (int64_t j = begin; j < end; j++) {
+            float qj = gpuml_k_oc_q(beta[j], q_min);
+            float diff = x[a * d + c] - x[j * d + c];
+            if (truth[j] == k)
+                dx += (double)(qj * qa * 2.0f * diff);
+            else {
+                float dist = sqrtf(gpuml_k_oc_dist2(x, d, j, a));
+                if (dist < 1.0f && dist > 0.0f)
+                    dx += (double)(-qj * qa * diff / dist);
+            }
+        }
+        acc[1 + c] = (float)dx;
+    }
+    for (int64_t j = begin; j < end; j++) {
+        float qj = gpuml_k_oc_q(beta[j], q_min);
+        float d2 = gpuml_k_oc_dist2(x, d, j, a);
+        if (truth[j] == k)
+            dq += (double)(qj * d2);
+        else {
+            float h = 1.0f - sqrtf(d2);
+            if (h > 0.0f)
+                dq += (double)(qj * h);
+        }
+    }
+    acc[0] = (float)dq;
+}
+
+/* Backward, stage 2, for vertex i of event b: gbeta[i], gx[i, :]. scale =
+ * upstream gradient / number of non-empty events. obj_acc: the event's
+ * [K, 1 + D] stage-1 results. */
+GPUML_HD static inline void gpuml_k_oc_vertex_grad(const float *GPUML_RESTRICT beta, const float *GPUML_RESTRICT x,
+                                                   const int32_t *GPUML_RESTRICT truth,
+                                                   const int64_t *GPUML_RESTRICT alpha, const float *GPUML_RESTRICT obj_acc,
+                                                   const float *GPUML_RESTRICT stats, int64_t nobj, int64_t d, float q_min,
+                                                   float s_b, float scale, int64_t i, float *gbeta, float *gx)
+{
+    float ne = stats[GPUML_OC_N], ke = stats[GPUML_OC_K], nbk = stats[GPUML_OC_NB];
+    float qi = gpuml_k_oc_q(beta[i], q_min);
+    float inv_n = 1.0f / ne;
+    double vi = 0.0;
+    for (int64_t c = 0; c < d; c++)
+        gx[c] = 0.0f;
+    for (int64_t k = 0; k < nobj; k++) {
+        int64_t a = alpha[k];
+        if (a < 0)
+            continue;
+        float qa = gpuml_k_oc_q(beta[a], q_min);
+        float d2 = gpuml_k_oc_dist2(x, d, i, a);
+        if (truth[i] == k) {
+            vi += (double)(qa * d2);
+            for (int64_t c = 0; c < d; c++)
+                gx[c] += qi * qa * 2.0f * (x[i * d + c] - x[a * d + c]);
+        } else {
+            float dist = sqrtf(d2);
+            if (dist < 1.0f) {
+                vi += (double)(qa * (1.0f - dist));
+                if (dist > 0.0f)
+                    for (int64_t c = 0; c < d; c++)
+                        gx[c] -= qi * qa * (x[i * d + c] - x[a * d + c]) / dist;
+            }
+        }
+    }
+    float dqi = gpuml_k_oc_dq(beta[i]);
+    float gb = dqi * (float)vi * inv_n;
+    if (truth[i] < 0 && nbk > 0.0f)
+        gb += s_b / nbk;
+    int64_t t = truth[i];
+    if (t >= 0 && t < nobj && alpha[t] == i) { /* i is its object's condensation point */
+        const float *acc = obj_acc + t * (1 + d);
+        gb += dqi * acc[0] * inv_n - 1.0f / ke;
+        for (int64_t c = 0; c < d; c++)
+            gx[c] += acc[1 + c];
+    }
+    *gbeta = scale * gb;
+    for (int64_t c = 0; c < d; c++)
+        gx[c] *= scale * inv_n;
+}
+
+#endif

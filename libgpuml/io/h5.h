@@ -106,6 +106,13 @@ gpuml_status io_writer_commit_locked(gpuml_h5_writer *w, const char *fn);
 void io_writer_abort_locked(gpuml_h5_writer *w);
 gpuml_status io_writer_open_locked(const char *path, gpuml_h5_writer **out, const char *fn);
 
+/* A reader is only a file and its name: the dataset reader wraps its own
+ * file in one (on the stack) to reuse the attribute and listing code. */
+struct gpuml_h5_reader {
+    hid_t file;
+    char *path;
+};
+
 /* ---- dataset internals (used by the loader) --------------------------- */
 typedef struct io_field {
     char *name;        /* "features", "event/label" */
@@ -113,6 +120,7 @@ typedef struct io_field {
     io_dsinfo info;    /* of the whole dataset */
     size_t unit_bytes; /* bytes of one row / event */
     hid_t dset;
+    hid_t mtype;       /* memory type for reads */
 } io_field;
 
 struct gpuml_dataset {

@@ -11,11 +11,6 @@
 
 #include "io/h5.h"
 
-struct gpuml_h5_reader {
-    hid_t file;
-    char *path;
-};
-
 /* Bounds on what an attribute or a group listing may make us allocate. */
 #define IO_MAX_ATTR_BYTES (64u << 20)
 #define IO_MAX_ATTR_COUNT (1u << 24)

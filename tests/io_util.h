@@ -1,0 +1,194 @@
+/*
+ * tests/io_util.h - helpers shared by the io tests: a scratch directory,
+ * file surgery (truncate, overwrite bytes), stderr capture, and HDF5
+ * bookkeeping checks (no identifier left open, error printing restored).
+ * Header-only: each test includes it once.
+ */
+#ifndef GPUML_TESTS_IO_UTIL_H
+#define GPUML_TESTS_IO_UTIL_H
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char io_tmpdir[256];
+
+static inline void io_tmpdir_create(void)
+{
+    snprintf(io_tmpdir, sizeof io_tmpdir, "/tmp/gpuml_io_test_XXXXXX");
+    if (!mkdtemp(io_tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
+
+static inline void io_tmpdir_remove(void)
+{
+    DIR *d = opendir(io_tmpdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[600];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", io_tmpdir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(io_tmpdir);
+}
+
+/* Path of a file in the scratch directory (static buffer rotation). */
+static inline const char *io_path(const char *name)
+{
+    static char bufs[8][512];
+    static int k;
+    char *b = bufs[k++ & 7];
+    snprintf(b, 512, "%s/%s", io_tmpdir, name);
+    return b;
+}
+
+static inline int io_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* Number of entries in the scratch directory whose name contains s. */
+static inline int io_count_files(const char *s)
+{
+    DIR *d = opendir(io_tmpdir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, s))
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static inline long io_file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static inline void *io_read_file(const char *path, long *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *b = malloc(n > 0 ? (size_t)n : 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *size = n;
+    return b;
+}
+
+static inline int io_write_file(const char *path, const void *data, long n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int ok = fwrite(data, 1, (size_t)n, f) == (size_t)n;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+static inline int io_copy_file(const char *from, const char *to)
+{
+    long n;
+    void *b = io_read_file(from, &n);
+    if (!b)
+        return -1;
+    int r = io_write_file(to, b, n);
+    free(b);
+    return r;
+}
+
+/* Offset of the first occurrence of needle in the file, or -1. */
+static inline long io_find_bytes(const char *path, const void *needle, size_t len)
+{
+    long n;
+    unsigned char *b = io_read_file(path, &n);
+    long at = -1;
+    for (long i = 0; b && at < 0 && i + (long)len <= n; i++)
+        if (!memcmp(b + i, needle, len))
+            at = i;
+    free(b);
+    return at;
+}
+
+static inline void io_poke(const char *path, long offset, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd >= 0) {
+        if (pwrite(fd, data, len, offset) != (ssize_t)len)
+            perror("pwrite");
+        close(fd);
+    }
+}
+
+/* stderr capture: everything written to fd 2 between begin and end. */
+static int io_saved_stderr = -1;
+static char io_stderr_path[600];
+
+static inline void io_stderr_begin(void)
+{
+    fflush(stderr);
+    snprintf(io_stderr_path, sizeof io_stderr_path, "%s/stderr.txt", io_tmpdir);
+    int fd = open(io_stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    io_saved_stderr = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* Returns the number of bytes written to stderr meanwhile. */
+static inline long io_stderr_end(void)
+{
+    fflush(stderr);
+    dup2(io_saved_stderr, 2);
+    close(io_saved_stderr);
+    long n = io_file_size(io_stderr_path);
+    unlink(io_stderr_path);
+    return n;
+}
+
+/* No HDF5 identifier (file, dataset, group, attribute, type, space) may be
+ * left open by gpuml; returns the count of open ones. */
+static inline long io_h5_open_ids(void)
+{
+    return (long)H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+}
+
+/* HDF5's automatic error printer must be what it was before gpuml's calls:
+ * io_h5_autoprint_record() at the start of main, then check. */
+static H5E_auto2_t io_h5_initial_fn;
+static void *io_h5_initial_data;
+
+static inline void io_h5_autoprint_record(void)
+{
+    H5Eget_auto2(H5E_DEFAULT, &io_h5_initial_fn, &io_h5_initial_data);
+}
+
+static inline int io_h5_autoprint_intact(void)
+{
+    H5E_auto2_t fn = NULL;
+    void *data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+    return fn == io_h5_initial_fn && data == io_h5_initial_data && fn != NULL;
+}
+
+#endif

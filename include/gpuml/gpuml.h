@@ -27,6 +27,7 @@
 #include "gpuml/model.h"
 #include "gpuml/optim.h"
 #include "gpuml/io.h"
+#include "gpuml/checkpoint.h"
 
 #ifdef __cplusplus
 extern "C" {

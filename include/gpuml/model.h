@@ -60,6 +60,9 @@ GPUML_API gpuml_status gpuml_model_create(gpuml_ctx *ctx, const char *json, gpum
 GPUML_API gpuml_status gpuml_model_create_from_file(gpuml_ctx *ctx, const char *path, gpuml_model **out);
 GPUML_API void gpuml_model_destroy(gpuml_model *m);
 
+/* The context the model was created on (its tensors live on its device). */
+GPUML_API gpuml_ctx *gpuml_model_ctx(const gpuml_model *m);
+
 /* The model's JSON (normalised, with defaults filled in); owned by m. */
 GPUML_API const char *gpuml_model_config(const gpuml_model *m);
 
@@ -101,6 +104,21 @@ GPUML_API gpuml_tensor *gpuml_model_buffer_slab(const gpuml_model *m); /* NULL w
  * count; written into buf (NUL-terminated, truncated to size). Returns the
  * length the full text needs. */
 GPUML_API size_t gpuml_model_summary(const gpuml_model *m, char *buf, size_t size);
+
+/* ---- model files (HDF5, DESIGN.md section 7) ------------------------------
+ * Root attributes format = "gpuml-model", format_version, gpuml_version,
+ * config (the normalised JSON); parameters at /weights/<layer>/<param> and
+ * buffers at /buffers/<layer>/<name>, with Fletcher32 checksums. Written to
+ * a temporary name and renamed: a crash never leaves a half-written file.
+ * Readable with h5py. */
+GPUML_API gpuml_status gpuml_model_save(const gpuml_model *m, const char *path);
+/* Build the model stored in `path` on ctx's device and read its weights.
+ * Every field is validated (format, version, config, each tensor's dtype and
+ * shape; missing or extra weights are errors). */
+GPUML_API gpuml_status gpuml_model_load(gpuml_ctx *ctx, const char *path, gpuml_model **out);
+/* Read the weights and buffers of `path` into an existing model built from
+ * the same config (the configs must be equal). */
+GPUML_API gpuml_status gpuml_model_load_weights(gpuml_model *m, const char *path);
 
 /* ---- forward ------------------------------------------------------------
  * inputs[i] is model input i ([N, F_i] f32 on the model's device),

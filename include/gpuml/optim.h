@@ -84,6 +84,8 @@ GPUML_API gpuml_status gpuml_grad_norm(gpuml_ctx *ctx, const gpuml_tensor *grads
 GPUML_API int gpuml_optim_num_states(const gpuml_optim *opt);
 GPUML_API gpuml_status gpuml_optim_state(const gpuml_optim *opt, int i, const char **name, gpuml_tensor **state);
 GPUML_API gpuml_status gpuml_optim_set_num_steps(gpuml_optim *opt, int64_t steps);
+/* The configuration the optimizer was created with. */
+GPUML_API void gpuml_optim_get_config(const gpuml_optim *opt, gpuml_optim_config *cfg);
 
 #ifdef __cplusplus
 }

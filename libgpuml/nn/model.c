@@ -622,6 +622,7 @@ gpuml_status gpuml_model_create_from_file(gpuml_ctx *ctx, const char *path, gpum
 
 /* ---- accessors ------------------------------------------------------------ */
 const char *gpuml_model_config(const gpuml_model *m) { return m ? m->config : NULL; }
+gpuml_ctx *gpuml_model_ctx(const gpuml_model *m) { return m ? m->ctx : NULL; }
 int gpuml_model_num_inputs(const gpuml_model *m) { return m->n_inputs; }
 int gpuml_model_num_outputs(const gpuml_model *m) { return m->n_outputs; }
 int gpuml_model_num_params(const gpuml_model *m) { return m->n_params; }

@@ -225,3 +225,9 @@ gpuml_status gpuml_optim_state(const gpuml_optim *o, int i, const char **name, g
         *state = o->state[i];
     return GPUML_OK;
 }
+
+void gpuml_optim_get_config(const gpuml_optim *o, gpuml_optim_config *cfg)
+{
+    if (o && cfg)
+        *cfg = o->cfg;
+}

@@ -152,6 +152,10 @@ static void load_ckpt(trainer *t, const char *path)
  * parameters to a raw file. */
 static int resume_child(const char *ckpt, const char *out)
 {
+    snprintf(g_dir, sizeof g_dir, "%s", ckpt); /* the data sits next to the checkpoint */
+    char *slash = strrchr(g_dir, '/');
+    if (slash)
+        *slash = '\0';
     trainer t;
     trainer_init(&t);
     load_ckpt(&t, ckpt);

@@ -1,0 +1,459 @@
+/* kernels/knn.h - exact k-nearest neighbours within events (see
+ * include/gpuml/knn.h for the contract).
+ *
+ * Layout, shared by both drivers. Every event is copied into a workspace in
+ * "position" order: brute-force events keep their row order, binned events
+ * are sorted along the Z-curve of a fine grid over their first db = min(D, 4)
+ * coordinates, with non-finite points last. Positions are grouped in cells
+ * of GPUML_KNN_B; an event's coordinates are stored dimension-major (column d
+ * of event e at xs + pbase*D + d*colstride), padded with NaN to a whole
+ * number of cells, so a cell is one contiguous run per dimension and padding
+ * lanes fail every comparison. Binned events also get a hierarchy of boxes:
+ * level 0 holds each cell's box, level l+1 the union of two level-l boxes.
+ *
+ * Every offset is computed from row_splits[e] and e alone (no prefix sums,
+ * so the CUDA build needs no host copy): floor(start / 2^m) + e is a valid
+ * non-overlapping base for anything an event needs at most ceil(n / 2^m)
+ * slots of.
+ *
+ * Exactness: a query keeps its k-1 best (dist2, row) pairs in its output row,
+ * sorted. A candidate enters iff its pair is smaller than the current worst,
+ * a strict total order, so the list does not depend on the visiting order
+ * and brute force, binned search, CPU and CUDA agree bit for bit. A box is
+ * skipped only when its lower bound, a float32 sum in dimension order of the
+ * squared gaps, is larger than the worst dist2: rounding is monotone, so no
+ * point inside can compute a smaller dist2 (ties are visited).
+ */
+#ifndef GPUML_KERNELS_KNN_H
+#define GPUML_KERNELS_KNN_H
+
+#include "common.h"
+
+#ifdef __CUDACC__
+#define GPUML_K_INLINE static __device__ __host__ __forceinline__
+#elif defined(__GNUC__)
+#define GPUML_K_INLINE static inline __attribute__((always_inline))
+#else
+#define GPUML_K_INLINE static inline
+#endif
+
+#define GPUML_KNN_LB 4 /* cells of 16 points: one AVX-512 vector, four SSE ones */
+#define GPUML_KNN_B (1 << GPUML_KNN_LB)
+#define GPUML_KNN_MAXBIN 4     /* binned coordinates                          */
+#define GPUML_KNN_MAXLEVELS 48 /* box levels: enough for 2^31 points          */
+#define GPUML_KNN_STACK 64
+
+#define GPUML_KNN_MODE_BRUTE 0
+#define GPUML_KNN_MODE_GRID 1
+
+/* AUTO uses the binned search for events of at least this many points when
+ * D <= GPUML_KNN_GRID_MAXD (measured with bench/bench_knn). */
+#define GPUML_KNN_GRID_MIN 256
+#define GPUML_KNN_GRID_MAXD 8
+
+/* Sentinels of an empty slot during the search: (r2, INT32_MAX) admits
+ * points at dist2 == r2; (inf, -1) admits nothing at inf. */
+#define GPUML_KNN_J_RADIUS 2147483647
+#define GPUML_KNN_J_NONE (-1)
+
+/* One event, filled by the build. */
+typedef struct gpuml_k_knn_event {
+    int64_t start, n; /* rows start .. start + n - 1                              */
+    int64_t nscan;    /* positions searched: finite points (binned), n (brute)    */
+    int32_t mode;     /* GPUML_KNN_MODE_*                                         */
+    int32_t levels;   /* box levels (binned), 0 when nscan == 0                   */
+    float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN]; /* box of the finite points */
+} gpuml_k_knn_event;
+
+/* Everything a query reads; passed by value to CUDA kernels. */
+typedef struct gpuml_k_knn_view {
+    const gpuml_k_knn_event *ev; /* [nev]                                       */
+    const float *xs;             /* event-blocked columns, see above            */
+    const int32_t *perm;         /* [positions] global row, -1 on padding       */
+    const float *boxes;          /* [slots, 2*db]: lo[db] then hi[db]           */
+    int64_t nev, npos;           /* events; positions incl. padding             */
+    int64_t level_base[GPUML_KNN_MAXLEVELS + 1]; /* first box slot of a level   */
+    int nlevels;                 /* levels with storage                         */
+    int d, db, k;
+    float r2;                    /* max_radius^2, or +inf                       */
+} gpuml_k_knn_view;
+
+/* ---- layout ---------------------------------------------------------------- */
+GPUML_HD static inline int64_t gpuml_k_knn_pbase(int64_t start, int64_t e)
+{
+    return ((start >> GPUML_KNN_LB) + e) << GPUML_KNN_LB;
+}
+GPUML_HD static inline int64_t gpuml_k_knn_colstride(int64_t n)
+{
+    return ((n + GPUML_KNN_B - 1) >> GPUML_KNN_LB) << GPUML_KNN_LB;
+}
+/* Positions (with padding) for n rows in nev events. */
+GPUML_HD static inline int64_t gpuml_k_knn_npos(int64_t n, int64_t nev)
+{
+    return ((n >> GPUML_KNN_LB) + nev + 1) << GPUML_KNN_LB;
+}
+/* Box slots level l needs for n rows in nev events. */
+GPUML_HD static inline int64_t gpuml_k_knn_level_cap(int64_t n, int64_t nev, int l)
+{
+    return (n >> (GPUML_KNN_LB + l)) + nev + 1;
+}
+GPUML_HD static inline int64_t gpuml_k_knn_ncells(int64_t nscan) { return (nscan + GPUML_KNN_B - 1) >> GPUML_KNN_LB; }
+/* Nodes of level l over nc cells. */
+GPUML_HD static inline int64_t gpuml_k_knn_nodes(int64_t nc, int l) { return nc ? ((nc - 1) >> l) + 1 : 0; }
+GPUML_HD static inline int gpuml_k_knn_levels_for(int64_t nc)
+{
+    int l = 1;
+    while (gpuml_k_knn_nodes(nc, l - 1) > 1)
+        l++;
+    return nc ? l : 0;
+}
+/* Box slot of node i of level l of the event e starting at row start. */
+GPUML_HD static inline int64_t gpuml_k_knn_box_slot(const gpuml_k_knn_view *v, int64_t start, int64_t e, int l,
+                                                    int64_t i)
+{
+    return v->level_base[l] + (start >> (GPUML_KNN_LB + l)) + e + i;
+}
+GPUML_HD static inline const float *gpuml_k_knn_box(const gpuml_k_knn_view *v, int64_t start, int64_t e, int l,
+                                                    int64_t i)
+{
+    return v->boxes + gpuml_k_knn_box_slot(v, start, e, l, i) * 2 * v->db;
+}
+
+/* Fill level_base / nlevels for n rows in nev events; returns the box slots. */
+GPUML_HD static inline int64_t gpuml_k_knn_plan_levels(gpuml_k_knn_view *v, int64_t n, int64_t nev)
+{
+    v->nlevels = gpuml_k_knn_levels_for(gpuml_k_knn_ncells(n > 0 ? n : 1));
+    v->level_base[0] = 0;
+    for (int l = 0; l < v->nlevels; l++)
+        v->level_base[l + 1] = v->level_base[l] + gpuml_k_knn_level_cap(n, nev, l);
+    return v->level_base[v->nlevels];
+}
+
+/* Event of padded position P: the last e with pbase(e) <= P. Events are in
+ * row order and pbase grows strictly with e. */
+GPUML_HD static inline int64_t gpuml_k_knn_event_of_pos(const gpuml_k_knn_event *ev, int64_t nev, int64_t P)
+{
+    int64_t lo = 0, hi = nev; /* answer in [lo, hi) */
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (gpuml_k_knn_pbase(ev[mid].start, mid) <= P)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+GPUML_HD static inline int gpuml_k_knn_mode(int64_t n, int d, int k, int algo)
+{
+    (void)k;
+    if (algo == 1)
+        return GPUML_KNN_MODE_BRUTE;
+    if (algo == 2)
+        return GPUML_KNN_MODE_GRID;
+    return (d <= GPUML_KNN_GRID_MAXD && n >= GPUML_KNN_GRID_MIN) ? GPUML_KNN_MODE_GRID : GPUML_KNN_MODE_BRUTE;
+}
+
+GPUML_HD static inline bool gpuml_k_knn_finite_row(const float *x, int d)
+{
+    for (int c = 0; c < d; c++)
+        if (!isfinite(x[c]))
+            return false;
+    return true;
+}
+
+/* ---- Z-curve key of a finite point ------------------------------------------
+ * Each binned coordinate is quantised on [lo, hi] of its event to 32, 31, 21
+ * or 15 bits (db = 1..4) and the bits interleaved; keys stay below 2^63, so
+ * UINT64_MAX sorts non-finite points last. Only the visiting order depends on
+ * it, never the result. */
+GPUML_HD static inline uint64_t gpuml_k_knn_spread(uint64_t x, int db)
+{
+    switch (db) {
+    case 2:
+        x &= 0x7fffffffull;
+        x = (x | (x << 16)) & 0x0000ffff0000ffffull;
+        x = (x | (x << 8)) & 0x00ff00ff00ff00ffull;
+        x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0full;
+        x = (x | (x << 2)) & 0x3333333333333333ull;
+        return (x | (x << 1)) & 0x5555555555555555ull;
+    case 3:
+        x &= 0x1fffffull;
+        x = (x | (x << 32)) & 0x001f00000000ffffull;
+        x = (x | (x << 16)) & 0x001f0000ff0000ffull;
+        x = (x | (x << 8)) & 0x100f00f00f00f00full;
+        x = (x | (x << 4)) & 0x10c30c30c30c30c3ull;
+        return (x | (x << 2)) & 0x1249249249249249ull;
+    case 4:
+        x &= 0x7fffull;
+        x = (x | (x << 24)) & 0x000000ff000000ffull;
+        x = (x | (x << 12)) & 0x000f000f000f000full;
+        x = (x | (x << 6)) & 0x0303030303030303ull;
+        return (x | (x << 3)) & 0x1111111111111111ull;
+    default: return x & 0xffffffffull;
+    }
+}
+
+GPUML_HD static inline uint64_t gpuml_k_knn_key(const float *x, const gpuml_k_knn_event *ev, int db)
+{
+    int bits = db == 1 ? 32 : db == 2 ? 31 : db == 3 ? 21 : 15;
+    double top = (double)((1ull << bits) - 1);
+    uint64_t key = 0;
+    for (int c = 0; c < db; c++) {
+        double w = (double)ev->hi[c] - (double)ev->lo[c];
+        double q = w > 0 ? ((double)x[c] - (double)ev->lo[c]) * (top / w) : 0.0;
+        q = q < 0 ? 0 : q > top ? top : q;
+        key |= gpuml_k_knn_spread((uint64_t)q, db) << c;
+    }
+    return key;
+}
+
+/* Box of node i of level l (level 0: a cell of positions), written to out
+ * (lo[db], hi[db]). Level l-1 must be complete. */
+GPUML_HD static inline void gpuml_k_knn_make_box(const gpuml_k_knn_view *v, int64_t e, int l, int64_t i, float *out)
+{
+    const gpuml_k_knn_event *ev = &v->ev[e];
+    int db = v->db;
+    if (l == 0) {
+        int64_t cs = gpuml_k_knn_colstride(ev->n), pb = gpuml_k_knn_pbase(ev->start, e);
+        int64_t p0 = i << GPUML_KNN_LB, p1 = gpuml_k_min64(p0 + GPUML_KNN_B, ev->nscan);
+        for (int c = 0; c < db; c++) {
+            const float *col = v->xs + pb * v->d + c * cs;
+            float lo = col[p0], hi = col[p0];
+            for (int64_t p = p0 + 1; p < p1; p++) {
+                lo = col[p] < lo ? col[p] : lo;
+                hi = col[p] > hi ? col[p] : hi;
+            }
+            out[c] = lo;
+            out[db + c] = hi;
+        }
+        return;
+    }
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan);
+    const float *a = gpuml_k_knn_box(v, ev->start, e, l - 1, 2 * i);
+    bool two = 2 * i + 1 < gpuml_k_knn_nodes(nc, l - 1);
+    const float *b = two ? a + 2 * db : a;
+    for (int c = 0; c < db; c++) {
+        out[c] = b[c] < a[c] ? b[c] : a[c];
+        out[db + c] = b[db + c] > a[db + c] ? b[db + c] : a[db + c];
+    }
+}
+
+/* ---- the query ---------------------------------------------------------------- */
+
+/* Lower bound of dist2 from q to any point in box bx (see the top). */
+GPUML_K_INLINE float gpuml_k_knn_box_bound(const float *bx, const float *q, int db)
+{
+    float acc = 0.0f;
+    for (int c = 0; c < db; c++) {
+        float g = 0.0f;
+        if (q[c] < bx[c])
+            g = bx[c] - q[c];
+        else if (q[c] > bx[db + c])
+            g = q[c] - bx[db + c];
+        acc += g * g;
+    }
+    return acc;
+}
+
+/* The query's state: its output row holds the sorted list in slots 1..k-1. */
+typedef struct gpuml_k_knn_query {
+    const float *col0;    /* column 0 of the event                        */
+    const int32_t *perm;  /* perm of the event's first position           */
+    int64_t cs, p;        /* column stride; the query's position          */
+    float *od;            /* dist2 row                                    */
+    int32_t *oj;          /* idx row                                      */
+    int k;
+} gpuml_k_knn_query;
+
+GPUML_K_INLINE void gpuml_k_knn_insert(const gpuml_k_knn_query *qs, float dd, int32_t j)
+{
+    float *od = qs->od;
+    int32_t *oj = qs->oj;
+    int s = qs->k - 1;
+    while (s > 1 && (dd < od[s - 1] || (dd == od[s - 1] && j < oj[s - 1]))) {
+        od[s] = od[s - 1];
+        oj[s] = oj[s - 1];
+        s--;
+    }
+    od[s] = dd;
+    oj[s] = j;
+}
+
+/* Offer the points of cell c. D is a compile-time constant at the call
+ * sites that matter (1..4); q holds the first min(D, 4) coordinates. */
+GPUML_K_INLINE void gpuml_k_knn_scan_cell(const gpuml_k_knn_query *qs, const float *q, int D, int64_t c)
+{
+    float acc[GPUML_KNN_B];
+    int64_t p0 = c << GPUML_KNN_LB;
+    for (int l = 0; l < GPUML_KNN_B; l++)
+        acc[l] = 0.0f;
+    for (int d = 0; d < D; d++) {
+        const float *col = qs->col0 + d * qs->cs + p0;
+        float qd = d < GPUML_KNN_MAXBIN ? q[d] : qs->col0[d * qs->cs + qs->p];
+        for (int l = 0; l < GPUML_KNN_B; l++) {
+            float t = qd - col[l];
+            acc[l] += t * t;
+        }
+    }
+    int km = qs->k - 1;
+    float wd = qs->od[km];
+    int any = 0;
+    for (int l = 0; l < GPUML_KNN_B; l++)
+        any |= acc[l] <= wd;
+    if (!any)
+        return;
+    for (int l = 0; l < GPUML_KNN_B; l++) {
+        float dd = acc[l];
+        if (!(dd <= wd) || p0 + l == qs->p)
+            continue;
+        int32_t j = qs->perm[p0 + l];
+        if (dd < wd || j < qs->oj[km]) {
+            gpuml_k_knn_insert(qs, dd, j);
+            wd = qs->od[km];
+        }
+    }
+}
+
+/* Binned search: the query's own cell, then for every level the sibling
+ * subtree of its ancestor, nearest child first, pruned by box bounds. */
+GPUML_K_INLINE void gpuml_k_knn_search_grid(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
+                                            const gpuml_k_knn_query *qs, const float *q, int D)
+{
+    int db = v->db, km = qs->k - 1;
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan), node = qs->p >> GPUML_KNN_LB;
+    gpuml_k_knn_scan_cell(qs, q, D, node);
+    int64_t st_i[GPUML_KNN_STACK];
+    float st_b[GPUML_KNN_STACK];
+    int st_l[GPUML_KNN_STACK];
+    for (int lev = 0; lev + 1 < ev->levels; lev++, node >>= 1) {
+        int64_t sib = node ^ 1;
+        if (sib >= gpuml_k_knn_nodes(nc, lev))
+            continue;
+        float b = gpuml_k_knn_box_bound(gpuml_k_knn_box(v, ev->start, e, lev, sib), q, db);
+        if (b > qs->od[km])
+            continue;
+        int top = 0;
+        st_i[0] = sib, st_b[0] = b, st_l[0] = lev, top = 1;
+        while (top > 0) {
+            top--;
+            int64_t i = st_i[top];
+            int l = st_l[top];
+            if (st_b[top] > qs->od[km])
+                continue;
+            if (l == 0) {
+                gpuml_k_knn_scan_cell(qs, q, D, i);
+                continue;
+            }
+            int64_t c0 = 2 * i, c1 = 2 * i + 1;
+            const float *bx = gpuml_k_knn_box(v, ev->start, e, l - 1, c0);
+            float b0 = gpuml_k_knn_box_bound(bx, q, db), wd = qs->od[km];
+            if (c1 < gpuml_k_knn_nodes(nc, l - 1)) {
+                float b1 = gpuml_k_knn_box_bound(bx + 2 * db, q, db);
+                /* push the far child first so that the near one pops next */
+                bool near0 = b0 <= b1;
+                int64_t fi = near0 ? c1 : c0, ni = near0 ? c0 : c1;
+                float fb = near0 ? b1 : b0, nb = near0 ? b0 : b1;
+                if (fb <= wd && top < GPUML_KNN_STACK)
+                    st_i[top] = fi, st_b[top] = fb, st_l[top] = l - 1, top++;
+                if (nb <= wd && top < GPUML_KNN_STACK)
+                    st_i[top] = ni, st_b[top] = nb, st_l[top] = l - 1, top++;
+            } else if (b0 <= wd && top < GPUML_KNN_STACK) {
+                st_i[top] = c0, st_b[top] = b0, st_l[top] = l - 1, top++;
+            }
+        }
+    }
+}
+
+GPUML_K_INLINE void gpuml_k_knn_search(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
+                                       const gpuml_k_knn_query *qs, int D)
+{
+    float q[GPUML_KNN_MAXBIN] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int d = 0; d < D && d < GPUML_KNN_MAXBIN; d++)
+        q[d] = qs->col0[d * qs->cs + qs->p];
+    if (ev->mode == GPUML_KNN_MODE_GRID) {
+        gpuml_k_knn_search_grid(v, ev, e, qs, q, D);
+        return;
+    }
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan);
+    for (int64_t c = 0; c < nc; c++)
+        gpuml_k_knn_scan_cell(qs, q, D, c);
+}
+
+/* The whole output row of the point at position p of event e. */
+GPUML_HD static inline void gpuml_k_knn_row(const gpuml_k_knn_view *v, int64_t e, int64_t p, int32_t *idx,
+                                            float *dist2)
+{
+    const gpuml_k_knn_event *ev = &v->ev[e];
+    int64_t pb = gpuml_k_knn_pbase(ev->start, e);
+    int k = v->k, D = v->d;
+    gpuml_k_knn_query qs;
+    qs.col0 = v->xs + pb * D;
+    qs.perm = v->perm + pb;
+    qs.cs = gpuml_k_knn_colstride(ev->n);
+    qs.p = p;
+    qs.k = k;
+    int64_t i = qs.perm[p];
+    qs.od = dist2 + i * k;
+    qs.oj = idx + i * k;
+    qs.oj[0] = (int32_t)i;
+    qs.od[0] = 0.0f;
+    if (k == 1)
+        return;
+    bool radius = v->r2 < INFINITY;
+    for (int s = 1; s < k; s++) {
+        qs.od[s] = v->r2;
+        qs.oj[s] = radius ? GPUML_KNN_J_RADIUS : GPUML_KNN_J_NONE;
+    }
+    bool finite = true;
+    for (int d = 0; d < D; d++)
+        finite = finite && isfinite(qs.col0[d * qs.cs + p]);
+    if (finite) {
+        switch (D) {
+        case 1: gpuml_k_knn_search(v, ev, e, &qs, 1); break;
+        case 2: gpuml_k_knn_search(v, ev, e, &qs, 2); break;
+        case 3: gpuml_k_knn_search(v, ev, e, &qs, 3); break;
+        case 4: gpuml_k_knn_search(v, ev, e, &qs, 4); break;
+        default: gpuml_k_knn_search(v, ev, e, &qs, D); break;
+        }
+    }
+    for (int s = 1; s < k; s++)
+        if (qs.oj[s] == GPUML_KNN_J_RADIUS || qs.oj[s] == GPUML_KNN_J_NONE) {
+            qs.oj[s] = -1;
+            qs.od[s] = INFINITY;
+        }
+}
+
+/* ---- backward ------------------------------------------------------------------ */
+
+/* d loss / d x[i, c] for loss = sum g * dist2: own slots in slot order, then
+ * the reverse edges (m -> i) in CSR order. Out-of-range indices and CSR
+ * entries that do not point back at i are skipped. */
+GPUML_HD static inline float gpuml_k_knn_grad_elem(const float *GPUML_RESTRICT x, int64_t n, int d,
+                                                   const int32_t *GPUML_RESTRICT idx, int k,
+                                                   const float *GPUML_RESTRICT g, const int64_t *GPUML_RESTRICT rowptr,
+                                                   const int64_t *GPUML_RESTRICT col, int64_t i, int c)
+{
+    float xi = x[i * d + c], acc = 0.0f;
+    for (int s = 0; s < k; s++) {
+        int64_t j = idx[i * k + s];
+        if (j < 0 || j >= n || j == i)
+            continue;
+        acc += g[i * k + s] * (xi - x[j * d + c]);
+    }
+    int64_t nk = n * k;
+    int64_t p0 = gpuml_k_min64(gpuml_k_max64(rowptr[i], 0), nk);
+    int64_t p1 = gpuml_k_min64(gpuml_k_max64(rowptr[i + 1], p0), nk);
+    for (int64_t q = p0; q < p1; q++) {
+        int64_t pos = col[q];
+        if (pos < 0 || pos >= nk || idx[pos] != i)
+            continue;
+        int64_t m = pos / k;
+        if (m == i)
+            continue;
+        acc += g[pos] * (xi - x[m * d + c]);
+    }
+    return 2.0f * acc;
+}
+
+#endif

@@ -75,12 +75,66 @@ GPUML_HD static inline void gpuml_k_gravnet_fwd_elem(const float *GPUML_RESTRICT
         am[i * P + p] = bs;
 }
 
-/* dL/dm_isp for a valid slot: the mean's share plus the max's when s is the
- * arg-max. cnt >= 1 here. */
-GPUML_HD static inline float gpuml_k_gravnet_coef(const float *GPUML_RESTRICT gout, const int32_t *GPUML_RESTRICT am,
-                                                  int64_t P, int32_t cnt, int64_t i, int64_t s, int64_t p)
+/* Columns of a tile processed together (CPU drivers): the same arithmetic,
+ * in the same order per element, as the element bodies, so both give the
+ * same bits; the inner loops over the tile vectorise. */
+#define GPUML_K_GN_TILE 32
+
+/* gpuml_k_gravnet_fwd_elem for columns p0 .. p0 + np - 1 (np <= tile). */
+GPUML_HD static inline void gpuml_k_gravnet_fwd_tile(const float *GPUML_RESTRICT h, const int32_t *GPUML_RESTRICT idx,
+                                                     const float *GPUML_RESTRICT w, int64_t n, int64_t k, int64_t P,
+                                                     int first, int64_t i, int64_t p0, int64_t np,
+                                                     float *GPUML_RESTRICT out, int32_t *GPUML_RESTRICT am)
 {
-    float g = gout[i * 2 * P + p] / (float)cnt;
+    double sum[GPUML_K_GN_TILE];
+    float best[GPUML_K_GN_TILE];
+    int32_t bs[GPUML_K_GN_TILE], cnt = 0;
+    for (int64_t q = 0; q < np; q++) {
+        sum[q] = 0.0;
+        best[q] = 0.0f;
+        bs[q] = -1;
+    }
+    for (int64_t s = first; s < k; s++) {
+        int64_t e = i * k + s;
+        int32_t j = idx[e];
+        if (j < 0 || (int64_t)j >= n)
+            continue;
+        cnt++;
+        float ws = w[e];
+        const float *hj = h + (int64_t)j * P + p0;
+        for (int64_t q = 0; q < np; q++) {
+            float m = ws * hj[q];
+            sum[q] += (double)m;
+            if (bs[q] < 0 || (best[q] == best[q] && (m > best[q] || m != m))) {
+                best[q] = m;
+                bs[q] = (int32_t)s;
+            }
+        }
+    }
+    for (int64_t q = 0; q < np; q++) {
+        out[i * 2 * P + p0 + q] = cnt ? (float)(sum[q] / (double)cnt) : 0.0f;
+        out[i * 2 * P + P + p0 + q] = cnt ? best[q] : 0.0f;
+        if (am)
+            am[i * P + p0 + q] = bs[q];
+    }
+}
+
+/* The mean's share of the gradient of row i, gm[i, p] = gout[i, p] / cnt_i
+ * (0 without neighbours), computed once per element. */
+GPUML_HD static inline void gpuml_k_gravnet_grad_mean(const float *GPUML_RESTRICT gout, const int32_t *GPUML_RESTRICT cnt,
+                                                      int64_t P, int64_t i, int64_t p, float *GPUML_RESTRICT gm)
+{
+    int32_t c = cnt[i];
+    gm[i * P + p] = c ? gout[i * 2 * P + p] / (float)c : 0.0f;
+}
+
+/* dL/dm_isp for a valid slot: the mean's share plus the max's when s is the
+ * arg-max. */
+GPUML_HD static inline float gpuml_k_gravnet_coef(const float *GPUML_RESTRICT gout, const float *GPUML_RESTRICT gm,
+                                                  const int32_t *GPUML_RESTRICT am, int64_t P, int64_t i, int64_t s,
+                                                  int64_t p)
+{
+    float g = gm[i * P + p];
     if (am[i * P + p] == (int32_t)s)
         g = g + gout[i * 2 * P + P + p];
     return g;
@@ -88,7 +142,7 @@ GPUML_HD static inline float gpuml_k_gravnet_coef(const float *GPUML_RESTRICT go
 
 /* gd2[e] for edge e = (i, s): -alpha w_is sum_p coef_isp h_jp (0 if not valid). */
 GPUML_HD static inline void gpuml_k_gravnet_grad_d2(const float *GPUML_RESTRICT h, const int32_t *GPUML_RESTRICT idx,
-                                                    const float *GPUML_RESTRICT w, const int32_t *GPUML_RESTRICT cnt,
+                                                    const float *GPUML_RESTRICT w, const float *GPUML_RESTRICT gm,
                                                     const int32_t *GPUML_RESTRICT am, const float *GPUML_RESTRICT gout,
                                                     int64_t n, int64_t k, int64_t P, int first, float alpha, int64_t e,
                                                     float *GPUML_RESTRICT gd2)
@@ -100,29 +154,36 @@ GPUML_HD static inline void gpuml_k_gravnet_grad_d2(const float *GPUML_RESTRICT 
     int64_t i = e / k, s = e - i * k, j = idx[e];
     double acc = 0.0;
     for (int64_t p = 0; p < P; p++)
-        acc += (double)(gpuml_k_gravnet_coef(gout, am, P, cnt[i], i, s, p) * h[j * P + p]);
+        acc += (double)(gpuml_k_gravnet_coef(gout, gm, am, P, i, s, p) * h[j * P + p]);
     gd2[e] = (float)(acc * (-(double)alpha * (double)w[e]));
 }
 
 /* gh[j, p] = sum over the edges (i, s) into j, in CSR order, of
- * w_is coef_isp. */
+ * w_is coef_isp; columns p0 .. p0 + np - 1 (np <= GPUML_K_GN_TILE; the CUDA
+ * launcher calls it with np = 1). */
 GPUML_HD static inline void gpuml_k_gravnet_grad_h(const int32_t *GPUML_RESTRICT idx, const float *GPUML_RESTRICT w,
-                                                   const int32_t *GPUML_RESTRICT cnt, const int32_t *GPUML_RESTRICT am,
+                                                   const float *GPUML_RESTRICT gm, const int32_t *GPUML_RESTRICT am,
                                                    const float *GPUML_RESTRICT gout, const int64_t *GPUML_RESTRICT rowptr,
                                                    const int64_t *GPUML_RESTRICT col, int64_t n, int64_t k, int64_t P,
-                                                   int first, int64_t j, int64_t p, float *GPUML_RESTRICT gh)
+                                                   int first, int64_t j, int64_t p0, int64_t np,
+                                                   float *GPUML_RESTRICT gh)
 {
     int64_t m = n * k, b, end;
     gpuml_k_csr_range(rowptr, j, m, &b, &end);
-    double acc = 0.0;
-    for (int64_t q = b; q < end; q++) {
-        int64_t e = col[q];
+    double acc[GPUML_K_GN_TILE];
+    for (int64_t q = 0; q < np; q++)
+        acc[q] = 0.0;
+    for (int64_t r = b; r < end; r++) {
+        int64_t e = col[r];
         if (e < 0 || e >= m || (int64_t)idx[e] != j || !gpuml_k_edge_valid(idx, n, k, first, e))
             continue;
         int64_t i = e / k, s = e - i * k;
-        acc += (double)(w[e] * gpuml_k_gravnet_coef(gout, am, P, cnt[i], i, s, p));
+        float we = w[e];
+        for (int64_t q = 0; q < np; q++)
+            acc[q] += (double)(we * gpuml_k_gravnet_coef(gout, gm, am, P, i, s, p0 + q));
     }
-    gh[j * P + p] = (float)acc;
+    for (int64_t q = 0; q < np; q++)
+        gh[j * P + p0 + q] = (float)acc[q];
 }
 
 #endif

@@ -70,9 +70,10 @@ GPUML_K_DECLARE(gravnet_weights, const int32_t *idx, const float *d2, int64_t n,
                 float *w, int32_t *cnt)
 GPUML_K_DECLARE(gravnet_fwd, const float *h, const int32_t *idx, const float *w, int64_t n, int64_t kk, int64_t P,
                 int first, float *out, int32_t *am)
-GPUML_K_DECLARE(gravnet_grad_d2, const float *h, const int32_t *idx, const float *w, const int32_t *cnt,
+GPUML_K_DECLARE(gravnet_grad_mean, const float *gout, const int32_t *cnt, int64_t n, int64_t P, float *gm)
+GPUML_K_DECLARE(gravnet_grad_d2, const float *h, const int32_t *idx, const float *w, const float *gm,
                 const int32_t *am, const float *gout, int64_t n, int64_t kk, int64_t P, int first, float alpha, float *gd2)
-GPUML_K_DECLARE(gravnet_grad_h, const int32_t *idx, const float *w, const int32_t *cnt, const int32_t *am,
+GPUML_K_DECLARE(gravnet_grad_h, const int32_t *idx, const float *w, const float *gm, const int32_t *am,
                 const float *gout, const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk, int64_t P,
                 int first, float *gh)
 /* edgeconv.h: wcat [2C, F], pn / gpn [n, 2C], edge tensors [n, kk - first, C] */

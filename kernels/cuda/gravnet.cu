@@ -18,19 +18,24 @@ static __global__ void fwd_kernel(const float *h, const int32_t *idx, const floa
     GPUML_GRID_STRIDE(e, n * P) gpuml_k_gravnet_fwd_elem(h, idx, w, n, kk, P, first, e / P, e % P, out, am);
 }
 
-static __global__ void grad_d2_kernel(const float *h, const int32_t *idx, const float *w, const int32_t *cnt,
+static __global__ void grad_mean_kernel(const float *gout, const int32_t *cnt, int64_t n, int64_t P, float *gm)
+{
+    GPUML_GRID_STRIDE(e, n * P) gpuml_k_gravnet_grad_mean(gout, cnt, P, e / P, e % P, gm);
+}
+
+static __global__ void grad_d2_kernel(const float *h, const int32_t *idx, const float *w, const float *gm,
                                       const int32_t *am, const float *gout, int64_t n, int64_t kk, int64_t P, int first,
                                       float alpha, float *gd2)
 {
-    GPUML_GRID_STRIDE(e, n * kk) gpuml_k_gravnet_grad_d2(h, idx, w, cnt, am, gout, n, kk, P, first, alpha, e, gd2);
+    GPUML_GRID_STRIDE(e, n * kk) gpuml_k_gravnet_grad_d2(h, idx, w, gm, am, gout, n, kk, P, first, alpha, e, gd2);
 }
 
-static __global__ void grad_h_kernel(const int32_t *idx, const float *w, const int32_t *cnt, const int32_t *am,
+static __global__ void grad_h_kernel(const int32_t *idx, const float *w, const float *gm, const int32_t *am,
                                      const float *gout, const int64_t *rowptr, const int64_t *col, int64_t n,
                                      int64_t kk, int64_t P, int first, float *gh)
 {
     GPUML_GRID_STRIDE(e, n * P)
-    gpuml_k_gravnet_grad_h(idx, w, cnt, am, gout, rowptr, col, n, kk, P, first, e / P, e % P, gh);
+    gpuml_k_gravnet_grad_h(idx, w, gm, am, gout, rowptr, col, n, kk, P, first, e / P, e % P, 1, gh);
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_weights(const gpuml_kctx *k, const int32_t *idx, const float *d2,
@@ -56,28 +61,38 @@ extern "C" gpuml_status gpuml_cuda_gravnet_fwd(const gpuml_kctx *k, const float 
     return gpuml_cuda_check("gravnet_aggregate");
 }
 
+extern "C" gpuml_status gpuml_cuda_gravnet_grad_mean(const gpuml_kctx *k, const float *gout, const int32_t *cnt,
+                                                     int64_t n, int64_t P, float *gm)
+{
+    if (n * P == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    grad_mean_kernel<<<gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gout, cnt, n, P, gm);
+    return gpuml_cuda_check("gravnet_aggregate_backward");
+}
+
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_d2(const gpuml_kctx *k, const float *h, const int32_t *idx,
-                                                   const float *w, const int32_t *cnt, const int32_t *am,
+                                                   const float *w, const float *gm, const int32_t *am,
                                                    const float *gout, int64_t n, int64_t kk, int64_t P, int first,
                                                    float alpha, float *gd2)
 {
     if (n * kk == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    grad_d2_kernel<<<gpuml_cuda_grid(n * kk), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(h, idx, w, cnt, am, gout, n,
+    grad_d2_kernel<<<gpuml_cuda_grid(n * kk), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(h, idx, w, gm, am, gout, n,
                                                                                           kk, P, first, alpha, gd2);
     return gpuml_cuda_check("gravnet_aggregate_backward");
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_h(const gpuml_kctx *k, const int32_t *idx, const float *w,
-                                                  const int32_t *cnt, const int32_t *am, const float *gout,
+                                                  const float *gm, const int32_t *am, const float *gout,
                                                   const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk,
                                                   int64_t P, int first, float *gh)
 {
     if (n * P == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    grad_h_kernel<<<gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(idx, w, cnt, am, gout, rowptr,
+    grad_h_kernel<<<gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(idx, w, gm, am, gout, rowptr,
                                                                                         col, n, kk, P, first, gh);
     return gpuml_cuda_check("gravnet_aggregate_backward");
 }

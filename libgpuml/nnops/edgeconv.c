@@ -50,7 +50,7 @@ gpuml_status gpuml_edge_first_linear(gpuml_ctx *ctx, const gpuml_tensor *x, cons
     if (!ctx)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     int first = exclude_self ? 1 : 0;
-    int64_t n, k, F, C, Co;
+    int64_t n = 0, k = 0, F = 0, C = 0, Co;
     GPUML_TRY(check_linear(ctx, fn, x, idx, first, w, &n, &k, &F, &C));
     if (bias)
         GPUML_TRY(gpuml_g_check_1d(ctx, fn, "bias", bias, C));
@@ -80,7 +80,7 @@ gpuml_status gpuml_edge_first_linear_backward(gpuml_ctx *ctx, const gpuml_tensor
     if (!ctx)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     int first = exclude_self ? 1 : 0;
-    int64_t n, k, F, C, Cg;
+    int64_t n = 0, k = 0, F = 0, C = 0, Cg;
     GPUML_TRY(check_linear(ctx, fn, x, idx, first, w, &n, &k, &F, &C));
     GPUML_TRY(check_edges(ctx, fn, "gout", gout, n, k - first, C, &Cg));
     if (gx)

@@ -41,7 +41,7 @@ gpuml_status gpuml_gravnet_aggregate(gpuml_ctx *ctx, const gpuml_tensor *h, cons
     static const char fn[] = "gpuml_gravnet_aggregate";
     if (!ctx)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
-    int64_t n, k, P;
+    int64_t n = 0, k = 0, P = 0;
     GPUML_TRY(check_inputs(ctx, fn, h, idx, dist2, alpha, &n, &k, &P));
     GPUML_TRY(gpuml_g_check_2d(ctx, fn, "out", out, GPUML_F32, n, 2 * P));
     if (argmax)
@@ -73,7 +73,7 @@ gpuml_status gpuml_gravnet_aggregate_backward(gpuml_ctx *ctx, const gpuml_tensor
     static const char fn[] = "gpuml_gravnet_aggregate_backward";
     if (!ctx)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
-    int64_t n, k, P;
+    int64_t n = 0, k = 0, P = 0;
     GPUML_TRY(check_inputs(ctx, fn, h, idx, dist2, alpha, &n, &k, &P));
     if (!argmax)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'argmax' is NULL: the backward needs the "
@@ -94,17 +94,24 @@ gpuml_status gpuml_gravnet_aggregate_backward(gpuml_ctx *ctx, const gpuml_tensor
     size_t csr_bytes = 0, bytes = 0;
     if (gh && P > 0)
         GPUML_TRY(gpuml_g_csr(ctx, fn, idx, n, k, rowptr, col, &rp, &cl, &csr_ws, &csr_bytes));
-    float *w;
+    float *w, *gm = NULL;
     int32_t *cnt;
+    size_t gm_bytes = (size_t)(n * P) * sizeof(float);
+    void *gm_ws = NULL;
     gpuml_status st = weights(ctx, fn, n, k, &ws, &bytes, &w, &cnt);
+    if (st == GPUML_OK && gm_bytes && (st = gpuml_scratch_alloc(ctx, gm_bytes, &gm_ws, fn)) == GPUML_OK)
+        gm = gm_ws;
     if (st == GPUML_OK)
         st = GPUML_LAUNCH(ctx, gravnet_weights, idx->data, dist2->data, n, k, first, alpha, w, cnt);
+    if (st == GPUML_OK)
+        st = GPUML_LAUNCH(ctx, gravnet_grad_mean, gout->data, cnt, n, P, gm);
     if (st == GPUML_OK && gdist2)
-        st = GPUML_LAUNCH(ctx, gravnet_grad_d2, h->data, idx->data, w, cnt, argmax->data, gout->data, n, k, P, first,
+        st = GPUML_LAUNCH(ctx, gravnet_grad_d2, h->data, idx->data, w, gm, argmax->data, gout->data, n, k, P, first,
                           alpha, gdist2->data);
     if (st == GPUML_OK && gh && P > 0)
-        st = GPUML_LAUNCH(ctx, gravnet_grad_h, idx->data, w, cnt, argmax->data, gout->data, rp, cl, n, k, P, first,
+        st = GPUML_LAUNCH(ctx, gravnet_grad_h, idx->data, w, gm, argmax->data, gout->data, rp, cl, n, k, P, first,
                           gh->data);
+    gpuml_scratch_free(ctx, gm_ws, gm_bytes);
     gpuml_scratch_free(ctx, ws, bytes);
     gpuml_scratch_free(ctx, csr_ws, csr_bytes);
     return st;

@@ -106,6 +106,53 @@ GPUML_K_DECLARE(optim_adam, int64_t n, float *p, const float *g, float *m, float
 /* partial [ceil(n / GPUML_K_NORM_BLOCK)] doubles of workspace; out [2] f32: norm, clip factor */
 GPUML_K_DECLARE(grad_norm, int64_t n, const float *g, double *partial, float max_norm, float *out)
 
+/* gravnet.h: idx [n, kk] i32, slot valid when >= first and 0 <= idx < n; w [n, kk], cnt [n] */
+GPUML_K_DECLARE(gravnet_weights, const int32_t *idx, const float *d2, int64_t n, int64_t kk, int first, float alpha,
+                float *w, int32_t *cnt)
+GPUML_K_DECLARE(gravnet_fwd, const float *h, const int32_t *idx, const float *w, int64_t n, int64_t kk, int64_t P,
+                int first, float *out, int32_t *am)
+GPUML_K_DECLARE(gravnet_grad_mean, const float *gout, const int32_t *cnt, int64_t n, int64_t P, float *gm)
+GPUML_K_DECLARE(gravnet_grad_d2, const float *h, const int32_t *idx, const float *w, const float *gm,
+                const int32_t *am, const float *gout, int64_t n, int64_t kk, int64_t P, int first, float alpha, float *gd2)
+GPUML_K_DECLARE(gravnet_grad_h, const int32_t *idx, const float *w, const float *gm, const int32_t *am,
+                const float *gout, const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk, int64_t P,
+                int first, float *gh)
+/* edgeconv.h: wcat [2C, F], pn / gpn [n, 2C], edge tensors [n, kk - first, C] */
+GPUML_K_DECLARE(edge_wcat, const float *w, int64_t C, int64_t F, float *wcat)
+GPUML_K_DECLARE(edge_combine, const float *pn, const float *bias, const int32_t *idx, int64_t n, int64_t kk, int first,
+                int64_t C, float *out)
+GPUML_K_DECLARE(edge_grad_node, const float *gout, const int32_t *idx, const int64_t *rowptr, const int64_t *col,
+                int64_t n, int64_t kk, int first, int64_t C, float *gpn)
+GPUML_K_DECLARE(edge_grad_w, const float *gwcat, int64_t C, int64_t F, int accumulate, float *gw)
+GPUML_K_DECLARE(edge_grad_bias, const float *gpn, int64_t n, int64_t C, int accumulate, float *gb)
+/* neighbour.h */
+GPUML_K_DECLARE(neighbour_reduce, int op, const float *edges, const int32_t *idx, int64_t n, int64_t kk, int first,
+                int64_t C, float *out, int32_t *am)
+GPUML_K_DECLARE(neighbour_grad, int op, const float *gout, const int32_t *am, const int32_t *idx, int64_t n,
+                int64_t kk, int first, int64_t C, float *gedges)
+GPUML_K_DECLARE(edge_mask, const int32_t *idx, int64_t n, int64_t kk, int first, uint8_t *mask)
+/* batchnorm.h: x [R, C]; partials p0/p1/p2 [chunks(R), C] double */
+GPUML_K_DECLARE(bn_partial, int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C,
+                const double *mean_d, const float *mean_f, const float *invstd_f, double *p0, double *p1, double *p2)
+GPUML_K_DECLARE(bn_mean, const double *p0, const double *p2, int64_t nch, int64_t C, double *mean_d, double *cnt_d)
+GPUML_K_DECLARE(bn_var, const double *p0, int64_t nch, int64_t C, const double *mean_d, const double *cnt_d, float eps,
+                float momentum, float *rm, float *rv, float *mean_f, float *invstd_f)
+GPUML_K_DECLARE(bn_running, const float *rm, const float *rv, float eps, int64_t C, float *mean_f, float *invstd_f)
+GPUML_K_DECLARE(bn_normalize, const float *x, const uint8_t *mask, int64_t R, int64_t C, const float *mean_f,
+                const float *invstd_f, const float *gamma, const float *beta, float *y)
+GPUML_K_DECLARE(bn_grad_stats, const double *p0, const double *p1, const double *p2, int64_t nch, int64_t C,
+                int training, int accumulate, float *ggamma, float *gbeta, float *coef)
+GPUML_K_DECLARE(bn_grad_x, const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C, int training,
+                const float *mean_f, const float *invstd_f, const float *gamma, const float *coef, float *gx)
+/* cuDNN batch norm (CUDA builds with cuDNN only): cudnn is a cudnnHandle_t
+ * on k->stream; gamma/beta non-NULL; R, C < 2^31. */
+gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn, int training, int64_t R, int64_t C,
+                                     const float *x, float *y, const float *gamma, const float *beta, float momentum,
+                                     float eps, float *rm, float *rv, float *save_mean, float *save_invstd);
+gpuml_status gpuml_cuda_bn_cudnn_bwd(const gpuml_kctx *k, void *cudnn, int64_t R, int64_t C, const float *x,
+                                     const float *gy, float *gx, const float *gamma, float *ggamma, float *gbeta,
+                                     int accumulate, float eps, const float *save_mean, const float *save_invstd);
+
 #ifdef __cplusplus
 }
 #endif

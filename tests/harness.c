@@ -192,7 +192,11 @@ static void make_inputs(const h_case_io *io, uint64_t seed, inputs *in)
         int64_t n = h_numel(io->in_nd[i], io->in_shape[i]);
         in->d[i] = calloc((size_t)(n ? n : 1), sizeof(double));
         in->host[i] = calloc((size_t)(n ? n : 1), gpuml_dtype_size(io->in_dt[i]));
-        if (io->in_kind[i] == V_SPLITS) {
+        if (io->in_kind[i] == V_CUSTOM) {
+            io->gen(io, i, in->d, &s);
+            for (int64_t e = 0; e < n; e++)
+                in->d[i][e] = h_round_to(io->in_dt[i], in->d[i][e]);
+        } else if (io->in_kind[i] == V_SPLITS) {
             /* index_lo events over index_hi rows, some of them empty. */
             int64_t b = n - 1, rows = io->index_hi[i];
             double *v = in->d[i];

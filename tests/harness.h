@@ -33,7 +33,13 @@ typedef enum {
     V_HUGE,       /* uniform [-40, 40]                            */
     V_UNIT,       /* uniform [0.05, 0.95]                         */
     V_CAST,       /* mix of magnitudes up to 1e10, both signs, and integers near type limits */
+    V_CUSTOM,     /* io->gen fills the values (inputs before it are already drawn) */
 } h_kind;
+
+struct h_case_io;
+/* Custom input generator: write numel(in i) values into vals[i]; vals[0..i-1]
+ * hold the inputs drawn before it; rng is the case's generator state. */
+typedef void (*h_gen_fn)(const struct h_case_io *io, int i, double *const *vals, uint64_t *rng);
 
 typedef struct h_case_io {
     int n_in, n_out;
@@ -47,6 +53,7 @@ typedef struct h_case_io {
     int inout[H_MAXT];     /* output initialised from this input (or -1) */
     int ip[6];             /* op parameters                              */
     double fp[4];
+    h_gen_fn gen;          /* for V_CUSTOM inputs                        */
 } h_case_io;
 
 typedef struct h_case {

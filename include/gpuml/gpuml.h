@@ -29,6 +29,7 @@
 #include "gpuml/io.h"
 #include "gpuml/checkpoint.h"
 #include "gpuml/knn.h"
+#include "gpuml/graph.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -11,6 +11,10 @@
 #include "core/internal.h"
 #include "gpuml_config.h"
 
+#if GPUML_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
 typedef struct {
     int saved;
     bool changed;
@@ -117,6 +121,11 @@ void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx)
     if (ctx->cublas)
         cublasDestroy((cublasHandle_t)ctx->cublas);
     ctx->cublas = NULL;
+#if GPUML_HAVE_CUDNN
+    if (ctx->cudnn)
+        cudnnDestroy((cudnnHandle_t)ctx->cudnn);
+#endif
+    ctx->cudnn = NULL;
     if (ctx->dev_error)
         cudaFree(ctx->dev_error);
     ctx->dev_error = NULL;
@@ -124,6 +133,34 @@ void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx)
         cudaStreamDestroy((cudaStream_t)ctx->stream);
     ctx->stream = NULL;
     guard_leave(&g);
+}
+
+gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
+{
+#if GPUML_HAVE_CUDNN
+    if (!ctx->cudnn) {
+        device_guard g;
+        cudaError_t e = guard_enter(&g, ctx->device.index);
+        if (e != cudaSuccess)
+            return cuda_fail(ctx, e, fn, "cudaSetDevice");
+        cudnnHandle_t h;
+        cudnnStatus_t s = cudnnCreate(&h);
+        if (s == CUDNN_STATUS_SUCCESS) {
+            s = cudnnSetStream(h, (cudaStream_t)ctx->stream);
+            if (s != CUDNN_STATUS_SUCCESS)
+                cudnnDestroy(h);
+        }
+        guard_leave(&g);
+        if (s != CUDNN_STATUS_SUCCESS)
+            return gpuml_fail(ctx, GPUML_ERR_CUDNN, fn, "creating the cuDNN handle failed: %s", cudnnGetErrorString(s));
+        ctx->cudnn = h;
+    }
+    *handle = ctx->cudnn;
+    return GPUML_OK;
+#else
+    (void)handle;
+    return gpuml_fail(ctx, GPUML_ERR_UNSUPPORTED, fn, "this gpuml was built without cuDNN");
+#endif
 }
 
 gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)

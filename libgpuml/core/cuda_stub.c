@@ -12,6 +12,11 @@ static gpuml_status no_cuda(const gpuml_ctx *ctx, const char *fn)
 gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn) { return no_cuda(ctx, fn); }
 void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx) { (void)ctx; }
 gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn) { return no_cuda(ctx, fn); }
+gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
+{
+    (void)handle;
+    return no_cuda(ctx, fn);
+}
 gpuml_status gpuml_cuda_rt_malloc(int device, size_t n, void **p, const char *fn)
 {
     (void)device, (void)n, (void)p;

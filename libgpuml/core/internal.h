@@ -173,6 +173,9 @@ int gpuml_cuda_rt_device_count(void);
 gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn);
 void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx);
 gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn);
+/* The context's cuDNN handle (on its stream), created on first use and
+ * destroyed with the context. UNSUPPORTED in a build without cuDNN. */
+gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle);
 gpuml_status gpuml_cuda_rt_malloc(int device, size_t n, void **p, const char *fn);
 void gpuml_cuda_rt_free(int device, void *p);
 gpuml_status gpuml_cuda_rt_host_alloc(size_t n, void **p, const char *fn);

@@ -1,0 +1,187 @@
+/* CUDA launchers for kernels/batchnorm.h (the deterministic default), and
+ * the opt-in cuDNN path: cudnnBatchNormalization* in spatial mode over an
+ * NCHW view [R, C, 1, 1] of the row-major [R, C] data. */
+#include "../batchnorm.h"
+#include "../kernels.h"
+#include "gpuml_config.h"
+#include "launch.cuh"
+
+#if GPUML_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
+static __global__ void partial_kernel(int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R,
+                                      int64_t C, const double *mean_d, const float *mean_f, const float *invstd_f,
+                                      double *p0, double *p1, double *p2)
+{
+    GPUML_GRID_STRIDE(e, gpuml_k_bn_chunks(R) * C)
+    gpuml_k_bn_partial(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, e / C, e % C, p0, p1, p2);
+}
+
+static __global__ void mean_kernel(const double *p0, const double *p2, int64_t nch, int64_t C, double *mean_d,
+                                   double *cnt_d)
+{
+    GPUML_GRID_STRIDE(c, C) gpuml_k_bn_mean(p0, p2, nch, C, c, mean_d, cnt_d);
+}
+
+static __global__ void var_kernel(const double *p0, int64_t nch, int64_t C, const double *mean_d, const double *cnt_d,
+                                  float eps, float momentum, float *rm, float *rv, float *mean_f, float *invstd_f)
+{
+    GPUML_GRID_STRIDE(c, C) gpuml_k_bn_var(p0, nch, C, c, mean_d, cnt_d, eps, momentum, rm, rv, mean_f, invstd_f);
+}
+
+static __global__ void running_kernel(const float *rm, const float *rv, float eps, int64_t C, float *mean_f,
+                                      float *invstd_f)
+{
+    GPUML_GRID_STRIDE(c, C) gpuml_k_bn_running(rm, rv, eps, c, mean_f, invstd_f);
+}
+
+static __global__ void normalize_kernel(const float *x, const uint8_t *mask, int64_t R, int64_t C, const float *mean_f,
+                                        const float *invstd_f, const float *gamma, const float *beta, float *y)
+{
+    GPUML_GRID_STRIDE(e, R * C) gpuml_k_bn_normalize(x, mask, C, mean_f, invstd_f, gamma, beta, e, y);
+}
+
+static __global__ void grad_stats_kernel(const double *p0, const double *p1, const double *p2, int64_t nch, int64_t C,
+                                         int training, int accumulate, float *ggamma, float *gbeta, float *coef)
+{
+    GPUML_GRID_STRIDE(c, C) gpuml_k_bn_grad_stats(p0, p1, p2, nch, C, c, training, accumulate, ggamma, gbeta, coef);
+}
+
+static __global__ void grad_x_kernel(const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C,
+                                     int training, const float *mean_f, const float *invstd_f, const float *gamma,
+                                     const float *coef, float *gx)
+{
+    GPUML_GRID_STRIDE(e, R * C) gpuml_k_bn_grad_x(x, gy, mask, C, training, mean_f, invstd_f, gamma, coef, e, gx);
+}
+
+#define LAUNCH_(kernel, n, name, ...)                                                                  \
+    do {                                                                                               \
+        if ((n) == 0)                                                                                  \
+            return GPUML_OK;                                                                           \
+        gpuml_cuda_scope scope(k->device);                                                             \
+        kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(__VA_ARGS__);        \
+        return gpuml_cuda_check(name);                                                                 \
+    } while (0)
+
+extern "C" gpuml_status gpuml_cuda_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy,
+                                              const uint8_t *mask, int64_t R, int64_t C, const double *mean_d,
+                                              const float *mean_f, const float *invstd_f, double *p0, double *p1,
+                                              double *p2)
+{
+    LAUNCH_(partial_kernel, gpuml_k_bn_chunks(R) * C, "batch_norm", kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f,
+            p0, p1, p2);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_mean(const gpuml_kctx *k, const double *p0, const double *p2, int64_t nch,
+                                           int64_t C, double *mean_d, double *cnt_d)
+{
+    LAUNCH_(mean_kernel, C, "batch_norm", p0, p2, nch, C, mean_d, cnt_d);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_var(const gpuml_kctx *k, const double *p0, int64_t nch, int64_t C,
+                                          const double *mean_d, const double *cnt_d, float eps, float momentum,
+                                          float *rm, float *rv, float *mean_f, float *invstd_f)
+{
+    LAUNCH_(var_kernel, C, "batch_norm", p0, nch, C, mean_d, cnt_d, eps, momentum, rm, rv, mean_f, invstd_f);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_running(const gpuml_kctx *k, const float *rm, const float *rv, float eps,
+                                              int64_t C, float *mean_f, float *invstd_f)
+{
+    LAUNCH_(running_kernel, C, "batch_norm", rm, rv, eps, C, mean_f, invstd_f);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_normalize(const gpuml_kctx *k, const float *x, const uint8_t *mask, int64_t R,
+                                                int64_t C, const float *mean_f, const float *invstd_f,
+                                                const float *gamma, const float *beta, float *y)
+{
+    LAUNCH_(normalize_kernel, R * C, "batch_norm", x, mask, R, C, mean_f, invstd_f, gamma, beta, y);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_grad_stats(const gpuml_kctx *k, const double *p0, const double *p1,
+                                                 const double *p2, int64_t nch, int64_t C, int training,
+                                                 int accumulate, float *ggamma, float *gbeta, float *coef)
+{
+    LAUNCH_(grad_stats_kernel, C, "batch_norm_backward", p0, p1, p2, nch, C, training, accumulate, ggamma, gbeta, coef);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_grad_x(const gpuml_kctx *k, const float *x, const float *gy, const uint8_t *mask,
+                                             int64_t R, int64_t C, int training, const float *mean_f,
+                                             const float *invstd_f, const float *gamma, const float *coef, float *gx)
+{
+    LAUNCH_(grad_x_kernel, R * C, "batch_norm_backward", x, gy, mask, R, C, training, mean_f, invstd_f, gamma, coef,
+            gx);
+}
+
+#if GPUML_HAVE_CUDNN
+/* Descriptors for x/y [R, C, 1, 1] and the per-channel [1, C, 1, 1]. */
+struct bn_descs {
+    cudnnTensorDescriptor_t x = nullptr, c = nullptr;
+    cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+    bn_descs(int64_t R, int64_t C)
+    {
+        st = cudnnCreateTensorDescriptor(&x);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = cudnnCreateTensorDescriptor(&c);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)R, (int)C, 1, 1);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = cudnnSetTensor4dDescriptor(c, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)C, 1, 1);
+    }
+    ~bn_descs()
+    {
+        if (x)
+            cudnnDestroyTensorDescriptor(x);
+        if (c)
+            cudnnDestroyTensorDescriptor(c);
+    }
+};
+
+static gpuml_status cudnn_status(cudnnStatus_t s, const char *fn, const char *what)
+{
+    if (s == CUDNN_STATUS_SUCCESS)
+        return GPUML_OK;
+    return gpuml_fail(NULL, GPUML_ERR_CUDNN, fn, "%s failed: %s", what, cudnnGetErrorString(s));
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn, int training, int64_t R, int64_t C,
+                                                const float *x, float *y, const float *gamma, const float *beta,
+                                                float momentum, float eps, float *rm, float *rv, float *save_mean,
+                                                float *save_invstd)
+{
+    static const char fn[] = "gpuml_batch_norm";
+    gpuml_cuda_scope scope(k->device);
+    bn_descs d(R, C);
+    if (d.st != CUDNN_STATUS_SUCCESS)
+        return cudnn_status(d.st, fn, "cudnnSetTensor4dDescriptor");
+    const float one = 1.0f, zero = 0.0f;
+    cudnnHandle_t h = (cudnnHandle_t)cudnn;
+    cudnnStatus_t s;
+    if (training)
+        s = cudnnBatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
+                                                   beta, (double)momentum, rm, rv, (double)eps, save_mean, save_invstd);
+    else
+        s = cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
+                                                    beta, rm, rv, (double)eps);
+    return cudnn_status(s, fn, training ? "cudnnBatchNormalizationForwardTraining"
+                                        : "cudnnBatchNormalizationForwardInference");
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_cudnn_bwd(const gpuml_kctx *k, void *cudnn, int64_t R, int64_t C, const float *x,
+                                                const float *gy, float *gx, const float *gamma, float *ggamma,
+                                                float *gbeta, int accumulate, float eps, const float *save_mean,
+                                                const float *save_invstd)
+{
+    static const char fn[] = "gpuml_batch_norm_backward";
+    gpuml_cuda_scope scope(k->device);
+    bn_descs d(R, C);
+    if (d.st != CUDNN_STATUS_SUCCESS)
+        return cudnn_status(d.st, fn, "cudnnSetTensor4dDescriptor");
+    const float one = 1.0f, zero = 0.0f, pbeta = accumulate ? 1.0f : 0.0f;
+    cudnnStatus_t s = cudnnBatchNormalizationBackward(
+        (cudnnHandle_t)cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &pbeta, d.x, x, d.x, gy, d.x, gx, d.c, gamma,
+        ggamma, gbeta, (double)eps, save_mean, save_invstd);
+    return cudnn_status(s, fn, "cudnnBatchNormalizationBackward");
+}
+#endif

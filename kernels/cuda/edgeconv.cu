@@ -1,0 +1,92 @@
+/* CUDA launchers for kernels/edgeconv.h: one thread per element, lanes along
+ * the channel axis so that rows of pn, gout and gpn are read coalesced. */
+#include "../edgeconv.h"
+#include "../kernels.h"
+#include "launch.cuh"
+
+static __global__ void wcat_kernel(const float *w, int64_t C, int64_t F, float *wcat)
+{
+    GPUML_GRID_STRIDE(e, 2 * C * F) gpuml_k_edge_wcat_elem(w, C, F, e / F, e % F, wcat);
+}
+
+static __global__ void combine_kernel(const float *pn, const float *bias, const int32_t *idx, int64_t n, int64_t kk,
+                                      int first, int64_t C, float *out)
+{
+    int64_t ke = kk - first;
+    GPUML_GRID_STRIDE(e, n * ke * C)
+    {
+        int64_t c = e % C, it = e / C;
+        gpuml_k_edge_combine_elem(pn, bias, idx, n, kk, first, C, it / ke, it % ke, c, out);
+    }
+}
+
+static __global__ void grad_node_kernel(const float *gout, const int32_t *idx, const int64_t *rowptr,
+                                        const int64_t *col, int64_t n, int64_t kk, int first, int64_t C, float *gpn)
+{
+    GPUML_GRID_STRIDE(e, n * C) gpuml_k_edge_grad_node(gout, idx, rowptr, col, n, kk, first, C, e / C, e % C, gpn);
+}
+
+static __global__ void grad_w_kernel(const float *gwcat, int64_t C, int64_t F, int accumulate, float *gw)
+{
+    GPUML_GRID_STRIDE(e, C * 2 * F) gpuml_k_edge_grad_w_elem(gwcat, C, F, e / (2 * F), e % (2 * F), accumulate, gw);
+}
+
+static __global__ void grad_bias_kernel(const float *gpn, int64_t n, int64_t C, int accumulate, float *gb)
+{
+    GPUML_GRID_STRIDE(c, C) gpuml_k_edge_grad_bias(gpn, n, C, c, accumulate, gb);
+}
+
+extern "C" gpuml_status gpuml_cuda_edge_wcat(const gpuml_kctx *k, const float *w, int64_t C, int64_t F, float *wcat)
+{
+    if (C * F == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    wcat_kernel<<<gpuml_cuda_grid(2 * C * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(w, C, F, wcat);
+    return gpuml_cuda_check("edge_first_linear");
+}
+
+extern "C" gpuml_status gpuml_cuda_edge_combine(const gpuml_kctx *k, const float *pn, const float *bias,
+                                                const int32_t *idx, int64_t n, int64_t kk, int first, int64_t C,
+                                                float *out)
+{
+    int64_t total = n * (kk - first) * C;
+    if (total == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    combine_kernel<<<gpuml_cuda_grid(total), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(pn, bias, idx, n, kk, first, C,
+                                                                                         out);
+    return gpuml_cuda_check("edge_first_linear");
+}
+
+extern "C" gpuml_status gpuml_cuda_edge_grad_node(const gpuml_kctx *k, const float *gout, const int32_t *idx,
+                                                  const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk,
+                                                  int first, int64_t C, float *gpn)
+{
+    if (n * C == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    grad_node_kernel<<<gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gout, idx, rowptr, col, n,
+                                                                                           kk, first, C, gpn);
+    return gpuml_cuda_check("edge_first_linear_backward");
+}
+
+extern "C" gpuml_status gpuml_cuda_edge_grad_w(const gpuml_kctx *k, const float *gwcat, int64_t C, int64_t F,
+                                               int accumulate, float *gw)
+{
+    if (C * F == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    grad_w_kernel<<<gpuml_cuda_grid(C * 2 * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gwcat, C, F, accumulate,
+                                                                                            gw);
+    return gpuml_cuda_check("edge_first_linear_backward");
+}
+
+extern "C" gpuml_status gpuml_cuda_edge_grad_bias(const gpuml_kctx *k, const float *gpn, int64_t n, int64_t C,
+                                                  int accumulate, float *gb)
+{
+    if (C == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    grad_bias_kernel<<<gpuml_cuda_grid(C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gpn, n, C, accumulate, gb);
+    return gpuml_cuda_check("edge_first_linear_backward");
+}

@@ -23,6 +23,7 @@
 #include "gpuml/context.h"
 #include "gpuml/tensor.h"
 #include "gpuml/ops.h"
+#include "gpuml/dist.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -384,6 +384,13 @@ static int next_used(const mpi_req *mr, int from)
 
 void gpuml_mpi_start(gpuml_comm *comm, gpuml_comm_request *req, gpuml_status local_status)
 {
+    /* Peers that gave up left their operations pending, and a new one would
+     * match those: look for their notices before starting anything. */
+    poll_notices(comm);
+    if (comm->broken != GPUML_OK) {
+        gpuml_req_finish(req, comm->broken, "%s", comm->broken_msg);
+        return;
+    }
     mpi_req *mr = state_of(comm, req);
     if (!mr) {
         gpuml_comm_break(comm, GPUML_ERR_OUT_OF_MEMORY, true, "rank %d: cannot allocate a request's MPI state",
@@ -677,7 +684,6 @@ void gpuml_mpi_progress(gpuml_comm *comm)
 {
     if (comm->broken != GPUML_OK)
         return;
-    poll_notices(comm);
     int floor = CH_END;
     gpuml_comm_request *r = comm->inflight_head;
     while (r && comm->broken == GPUML_OK) {
@@ -691,6 +697,10 @@ void gpuml_mpi_progress(gpuml_comm *comm)
         }
         r = next;
     }
+    /* After the requests: one that has in fact completed is not failed by a
+     * notice that raced with its last message. */
+    if (comm->broken == GPUML_OK)
+        poll_notices(comm);
 }
 
 /* ---- helpers for the NCCL path ------------------------------------------- */

@@ -135,7 +135,8 @@ static void fill(gpuml_tensor *t, int q, int seed, int64_t base)
 
 static void sentinel(gpuml_tensor *t)
 {
-    memset(gpuml_tensor_data(t), 0x7f, gpuml_tensor_nbytes(t));
+    if (gpuml_tensor_nbytes(t))
+        memset(gpuml_tensor_data(t), 0x7f, gpuml_tensor_nbytes(t));
 }
 
 /* Reference of element i of the reduction over ranks. det: rank order, in

@@ -157,6 +157,7 @@ static gpuml_status self_run(gpuml_ctx *ctx, const char *fn, const gpuml_coll *c
 
 /* ---- submission ---------------------------------------------------------- */
 
+#if GPUML_HAVE_MPI
 /* Re-raise a message saved from gpuml_last_error() ("fn: text"). */
 static gpuml_status reraise(gpuml_ctx *ctx, gpuml_status st, const char *fn, const char *saved)
 {
@@ -164,6 +165,7 @@ static gpuml_status reraise(gpuml_ctx *ctx, gpuml_status st, const char *fn, con
     const char *text = (!strncmp(saved, fn, n) && saved[n] == ':' && saved[n + 1] == ' ') ? saved + n + 2 : saved;
     return gpuml_fail(ctx, st, fn, "%s", text);
 }
+#endif
 
 /* Run (out_req NULL: to completion, with the timeout) or start a validated
  * collective. local != OK: the arguments failed local checks (message

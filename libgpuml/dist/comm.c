@@ -223,14 +223,22 @@ gpuml_status gpuml_comm_create(const gpuml_comm_config *cfg, gpuml_comm **out)
 static void req_free_backend(gpuml_comm_request *r)
 {
 #if GPUML_HAVE_MPI
-    if (!r->on_nccl)
+    if (r->bs_kind == GPUML_BS_MPI)
         gpuml_mpi_req_free(r);
 #endif
 #if GPUML_HAVE_NCCL
-    if (r->on_nccl)
+    if (r->bs_kind == GPUML_BS_NCCL)
         gpuml_nccl_req_free(r);
 #endif
-    (void)r;
+    r->bs = NULL;
+    r->bs_kind = GPUML_BS_NONE;
+}
+
+void gpuml_req_claim_bs(gpuml_comm_request *req, int kind)
+{
+    if (req->bs && req->bs_kind != kind)
+        req_free_backend(req);
+    req->bs_kind = kind;
 }
 
 void gpuml_comm_destroy(gpuml_comm *comm)
@@ -305,9 +313,11 @@ gpuml_comm_request *gpuml_req_get(gpuml_comm *comm, gpuml_ctx *ctx, const char *
         comm->all = r;
     }
     void *bs = r->bs;
+    int bs_kind = r->bs_kind;
     gpuml_comm_request *all_next = r->all_next;
     memset(r, 0, sizeof *r);
     r->bs = bs;
+    r->bs_kind = bs_kind;
     r->all_next = all_next;
     r->comm = comm;
     r->ctx = ctx;

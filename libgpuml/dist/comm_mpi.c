@@ -330,6 +330,7 @@ static void break_mpi(gpuml_comm *comm, gpuml_comm_request *req, int err, const 
 
 static mpi_req *state_of(gpuml_comm *comm, gpuml_comm_request *req)
 {
+    gpuml_req_claim_bs(req, GPUML_BS_MPI);
     mpi_req *mr = req->bs;
     if (mr && mr->n == comm->size)
         return mr;

@@ -453,6 +453,7 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
                          "cfg.deterministic = 0 for NCCL's own order", gpuml_dtype_name(c->dtype));
         return;
     }
+    gpuml_req_claim_bs(req, GPUML_BS_NCCL);
     nccl_req *nr = req->bs;
     if (!nr) {
         nr = calloc(1, sizeof *nr);

@@ -66,10 +66,13 @@ struct gpuml_comm_request {
     char msg[GPUML_MSG_MAX - 128]; /* error text without the "fn: " prefix  */
     gpuml_storage *hold[2];     /* references keeping in / out memory alive */
     void *bs;                   /* backend state, kept across reuse         */
+    int bs_kind;                /* GPUML_BS_MPI / _NCCL: whose bs it is     */
     gpuml_comm_request *prev, *next;  /* comm->inflight, start order        */
     gpuml_comm_request *pool_next;    /* comm->pool / comm->all             */
     gpuml_comm_request *all_next;
 };
+
+enum { GPUML_BS_NONE = 0, GPUML_BS_MPI = 1, GPUML_BS_NCCL = 2 };
 
 typedef struct gpuml_mpi_state gpuml_mpi_state;
 typedef struct gpuml_nccl_state gpuml_nccl_state;
@@ -111,6 +114,9 @@ void gpuml_dist_backoff(double waited);
 gpuml_comm_request *gpuml_req_get(gpuml_comm *comm, gpuml_ctx *ctx, const char *fn);
 gpuml_status gpuml_req_wait(gpuml_comm_request *req, double timeout_s);
 void gpuml_req_release(gpuml_comm_request *req);
+/* Make req->bs empty unless it belongs to backend `kind` (a request may
+ * serve MPI once and NCCL the next time on a communicator with both). */
+void gpuml_req_claim_bs(gpuml_comm_request *req, int kind);
 
 /* Finish a request: done, with status and (for errors) message. Removes it
  * from the in-flight list and releases its holds unless abandoned. */

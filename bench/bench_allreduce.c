@@ -2,13 +2,14 @@
  * message sizes, with nccl-tests' definitions: algbw = bytes / time,
  * busbw = algbw * 2(n-1)/n (the bandwidth a ring would need per link).
  *
- *   mpirun -np 2 build/bench/bench_allreduce [max_bytes] [repeats]
+ *   mpirun -np 2 build/bench/bench_allreduce [max_bytes] [repeats] [novalidate]
  *
  * Three columns per size (f32 SUM, in place): raw MPI_Allreduce as the
  * baseline, gpuml with cfg.deterministic = 0 (MPI_Iallreduce polled with a
  * deadline), and gpuml's default deterministic rank-order sum. Time is the
  * slowest rank's mean over a batch of iterations; the best of `repeats`
- * batches is reported. */
+ * batches is reported. `novalidate` turns off gpuml's cross-rank header
+ * check (cfg.validate = 0), to show what it costs. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +69,12 @@ static double measure(method m, gpuml_comm *native, gpuml_comm *det, gpuml_ctx *
     return best;
 }
 
-static gpuml_comm *make_comm(int det)
+static gpuml_comm *make_comm(int det, int validate)
 {
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);
     cc.deterministic = det;
+    cc.validate = validate;
     gpuml_comm *c = NULL;
     if (gpuml_comm_create(&cc, &c) != GPUML_OK) {
         fprintf(stderr, "gpuml_comm_create: %s\n", gpuml_last_error());
@@ -87,7 +89,8 @@ int main(int argc, char **argv)
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     size_t max_bytes = argc > 1 ? (size_t)strtoull(argv[1], NULL, 0) : (size_t)64 << 20;
     int repeats = argc > 2 ? atoi(argv[2]) : 5;
-    gpuml_comm *native = make_comm(0), *det = make_comm(1);
+    int validate = !(argc > 3 && !strcmp(argv[3], "novalidate"));
+    gpuml_comm *native = make_comm(0, validate), *det = make_comm(1, validate);
     int rank = gpuml_comm_rank(det), n = gpuml_comm_size(det);
     gpuml_ctx_config xc;
     gpuml_ctx_config_init_defaults(&xc);
@@ -95,8 +98,8 @@ int main(int argc, char **argv)
     gpuml_ctx *ctx = NULL;
     gpuml_ctx_create(&xc, &ctx);
     if (rank == 0) {
-        printf("# all-reduce f32 SUM in place, %d ranks; time in us (slowest rank, best of %d), bandwidths in GB/s\n",
-               n, repeats);
+        printf("# all-reduce f32 SUM in place, %d ranks; time in us (slowest rank, best of %d), bandwidths in GB/s; "
+               "gpuml validation %s\n", n, repeats, validate ? "on" : "off");
         printf("# %10s %10s | %9s %7s %7s | %9s %7s %7s | %9s %7s %7s\n", "", "", "MPI_Allreduce", "", "",
                "gpuml native", "", "", "gpuml deterministic", "", "");
         printf("# %10s %10s | %9s %7s %7s | %9s %7s %7s | %9s %7s %7s\n", "bytes", "count", "time", "algbw", "busbw",

@@ -177,16 +177,17 @@ GPUML_API void gpuml_comm_config_init_defaults(gpuml_comm_config *cfg);
  * TIMEOUT (a rank did not arrive); MPI, NCCL, CUDA, IO (rendezvous file). */
 GPUML_API gpuml_status gpuml_comm_create(const gpuml_comm_config *cfg, gpuml_comm **out);
 
-/* Release the communicator (local; not a synchronisation), and finalise MPI
- * if gpuml initialised it, this was its last communicator, and no fault
- * happened (see the overview). Requests not yet waited for are abandoned:
+/* Release the communicator, and finalise MPI if gpuml initialised it, this
+ * was its last communicator, and no fault happened (see the overview); only
+ * that MPI_Finalize waits for the other ranks. Requests not yet waited for are abandoned:
  * their tensors are kept alive, as MPI may still write them. NULL: no-op. */
 GPUML_API void gpuml_comm_destroy(gpuml_comm *comm);
 
 GPUML_API int gpuml_comm_rank(const gpuml_comm *comm);
 GPUML_API int gpuml_comm_size(const gpuml_comm *comm);
 GPUML_API int gpuml_comm_local_rank(const gpuml_comm *comm); /* rank within the node */
-GPUML_API int gpuml_comm_local_size(const gpuml_comm *comm); /* ranks on this node   */
+/* Ranks on this node; -1 when unknown (NCCL bootstrapped without MPI). */
+GPUML_API int gpuml_comm_local_size(const gpuml_comm *comm);
 GPUML_API gpuml_comm_backend gpuml_comm_get_backend(const gpuml_comm *comm);
 /* The device the communicator reduces on: CUDA device for NCCL, else CPU. */
 GPUML_API gpuml_device gpuml_comm_device(const gpuml_comm *comm);

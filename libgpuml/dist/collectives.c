@@ -76,7 +76,8 @@ static gpuml_status check_op(gpuml_ctx *ctx, const char *fn, gpuml_comm_op op, g
         return gpuml_fail(ctx, GPUML_ERR_DTYPE, fn, "cannot reduce %s tensors%s (f32, f64, i32, i64 are supported)",
                           gpuml_dtype_name(dt), r == ROUTE_MPI ? " over MPI" : "");
     if (op == GPUML_COMM_AVG && !is_float(dt))
-        return gpuml_fail(ctx, GPUML_ERR_DTYPE, fn, "op AVG needs a floating-point tensor, got %s", gpuml_dtype_name(dt));
+        return gpuml_fail(ctx, GPUML_ERR_DTYPE, fn, "op AVG needs a floating-point tensor, got %s",
+                          gpuml_dtype_name(dt));
     return GPUML_OK;
 }
 
@@ -420,7 +421,8 @@ gpuml_status gpuml_dist_rank_sum(gpuml_ctx *ctx, const char *fn, gpuml_dtype dty
         int64_t xs[2] = {n, len};
         gpuml_tensor_init_view(&x, (void *)src, ctx->device, GPUML_F32, 2, xs);
         gpuml_tensor_init_view(&y, dst, ctx->device, GPUML_F32, 1, &len);
-        gpuml_status st = gpuml_reduce(ctx, op == GPUML_COMM_AVG ? GPUML_REDUCE_MEAN : GPUML_REDUCE_SUM, &x, 0, &y, NULL);
+        gpuml_reduce_op rop = op == GPUML_COMM_AVG ? GPUML_REDUCE_MEAN : GPUML_REDUCE_SUM;
+        gpuml_status st = gpuml_reduce(ctx, rop, &x, 0, &y, NULL);
         if (st != GPUML_OK)
             return gpuml_fail(ctx, st, fn, "local rank-order sum failed: %s", gpuml_last_error());
         return GPUML_OK;

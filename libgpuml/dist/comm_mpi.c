@@ -226,7 +226,8 @@ static gpuml_status find_ranks(gpuml_comm *comm, gpuml_mpi_state *m, const gpuml
     MPI_Query_thread(&level);
     if (level < MPI_THREAD_SERIALIZED)
         gpuml_comm_log(comm, GPUML_LOG_INFO,
-                       "MPI runs at thread level %d: call gpuml_comm_* only from the thread that initialised MPI", level);
+                       "MPI runs at thread level %d: call gpuml_comm_* only from the thread that initialised MPI",
+                       level);
     return GPUML_OK;
 }
 

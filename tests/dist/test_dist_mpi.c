@@ -82,7 +82,10 @@ static double val(int q, int64_t i, int seed)
     return u * ((q % 2) ? 1e4 : 1e-2);
 }
 
-static int64_t ival(int q, int64_t i, int seed) { return (int64_t)(mix((uint64_t)seed * 31u + (uint64_t)q * 977u + (uint64_t)i) % 2001u) - 1000; }
+static int64_t ival(int q, int64_t i, int seed)
+{
+    return (int64_t)(mix((uint64_t)seed * 31u + (uint64_t)q * 977u + (uint64_t)i) % 2001u) - 1000;
+}
 
 static double elem(gpuml_dtype dt, int q, int64_t i, int seed)
 {
@@ -167,7 +170,8 @@ static double reference(const env *e, gpuml_dtype dt, gpuml_comm_op op, int64_t 
 /* Compare out (flat offset base of the full result) with the reference:
  * bitwise where the result is exact (integers, MAX/MIN, deterministic
  * floats), else within a bound relative to sum |x|. */
-static int64_t compare(const env *e, const gpuml_tensor *out, gpuml_comm_op op, int seed, int64_t base, const char *what)
+static int64_t compare(const env *e, const gpuml_tensor *out, gpuml_comm_op op, int seed, int64_t base,
+                       const char *what)
 {
     gpuml_dtype dt = gpuml_tensor_dtype(out);
     bool exact = e->det || op == GPUML_COMM_MAX || op == GPUML_COMM_MIN || (dt != GPUML_F32 && dt != GPUML_F64);
@@ -184,7 +188,8 @@ static int64_t compare(const env *e, const gpuml_tensor *out, gpuml_comm_op op, 
             want_first = want;
         }
     }
-    CHECK(bad == 0, "[%s] %s %s %s: %" PRId64 " of %" PRId64 " elements wrong, first at %" PRId64 ": got %.17g want %.17g",
+    CHECK(bad == 0,
+          "[%s] %s %s %s: %" PRId64 " of %" PRId64 " elements wrong, first at %" PRId64 ": got %.17g want %.17g",
           e->name, what, gpuml_dtype_name(dt), exact ? "(bitwise)" : "(tolerance)", bad, gpuml_tensor_numel(out), first,
           got_first, want_first);
     return bad;

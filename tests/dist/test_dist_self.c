@@ -24,7 +24,8 @@
 static void expect(gpuml_status got, gpuml_status want, const char *text)
 {
     if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want), gpuml_last_error());
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
     if (text && !strstr(gpuml_last_error(), text))
         fail_msg("message '%s' lacks '%s'", gpuml_last_error(), text);
 }
@@ -133,7 +134,8 @@ static void test_self_errors(void **state)
     gpuml_ctx *ctx = cpu_ctx();
     gpuml_comm *c = self_comm();
     int64_t s6[1] = {6}, s5[1] = {5}, s32[2] = {3, 2}, s23[2] = {2, 3};
-    gpuml_tensor *a = ramp(ctx, 1, s6, 0), *b = ramp(ctx, 1, s5, 0), *m = ramp(ctx, 2, s32, 0), *m2 = ramp(ctx, 2, s23, 0);
+    gpuml_tensor *a = ramp(ctx, 1, s6, 0), *b = ramp(ctx, 1, s5, 0);
+    gpuml_tensor *m = ramp(ctx, 2, s32, 0), *m2 = ramp(ctx, 2, s23, 0);
     gpuml_tensor *i32 = NULL, *h = NULL, *scalar = NULL;
     assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, s6, &i32), GPUML_OK);
     assert_int_equal(gpuml_tensor_create(ctx, GPUML_F16, 1, s6, &h), GPUML_OK);

@@ -53,8 +53,9 @@
  * Either way the communicator becomes broken, and the other ranks are told
  * (over MPI, when present): their pending collectives fail with the same
  * status within milliseconds instead of waiting out their own timeout.
- * Every later call on a broken communicator returns GPUML_ERR_STATE at once. A broken communicator cannot
- * be repaired; destroy it and end the process with an error. A dead rank:
+ * Every later call on a broken communicator returns GPUML_ERR_STATE at
+ * once. A broken communicator cannot be repaired; destroy it and end the
+ * process with an error. A dead rank:
  * Open MPI 4.1's mpirun kills the whole job when a rank dies unless it runs
  * with `--enable-recovery`; with it, the survivors get the error and can exit
  * on their own (mpirun then exits 0 whatever the ranks return: judge the job
@@ -66,9 +67,12 @@
  * GPUML_ERR_SHAPE, _DTYPE, _INVALID_ARGUMENT, the communicator staying
  * usable - rather than a hang or corrupted data. A rank whose own arguments
  * are bad still takes part in the header exchange, so the others fail fast
- * too. Ranks that have fallen out of step (one skipped a call) get
- * GPUML_ERR_STATE and the communicator breaks. NCCL collectives are checked
- * locally only.
+ * too. Ranks that call different collectives at the same point get
+ * GPUML_ERR_STATE (the communicator stays usable); a rank that skipped a
+ * call is caught when the headers stop matching or, at the latest, by the
+ * timeout. With validate = 0 (all ranks alike) a mismatch is undefined: an
+ * MPI error, wrong data or a timeout. NCCL collectives are checked locally
+ * only.
  *
  * Determinism (cfg.deterministic, on by default): a floating-point SUM or
  * AVG all-reduce / reduce-scatter is computed as
@@ -76,12 +80,14 @@
  * in rank order, accumulated in double for f32 (f64 in f64), on every
  * backend: bitwise the same on every rank, in every run, for every message
  * size or bucketing, MPI version and algorithm, on MPI and NCCL. It is
- * built from data movement only (all-to-all of chunks, local sum, all-gather),
- * with the same bandwidth as a ring. Off, MPI's and NCCL's own algorithms
- * run: Open MPI 4.1's are reproducible for a fixed message size and rank
- * count but not in rank order, and change with size, MCA parameters and
- * between its blocking and non-blocking implementations. Integer sums and
- * MAX/MIN are exact in any order and always use the native algorithm.
+ * built from data movement only (all-to-all of chunks, local sum,
+ * all-gather), moving as many bytes per rank as a ring all-reduce, with a
+ * scratch buffer about the tensor's size from ctx's allocator. Off, MPI's
+ * and NCCL's own algorithms run: Open MPI 4.1's are reproducible for a
+ * fixed message size and rank count but not in rank order, and change with
+ * size, MCA parameters and between its blocking and non-blocking
+ * implementations. Integer sums and MAX/MIN are exact in any order and
+ * always use the native algorithm.
  *
  * Progress and overlap: Open MPI progresses non-blocking collectives only
  * inside MPI calls. gpuml has no progress thread; call gpuml_comm_progress

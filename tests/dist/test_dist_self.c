@@ -253,6 +253,15 @@ static void test_backend_availability(void **state)
     }
     if (gpuml_has_feature("nccl") && gpuml_cuda_device_count() == 0)
         assert_null(c);
+    if (gpuml_has_feature("nccl")) { /* needs no GPU: a launcher may call it anywhere */
+        char hex2[257];
+        unsigned char id[128];
+        assert_int_equal(gpuml_comm_nccl_unique_id(hex), GPUML_OK);
+        assert_int_equal(gpuml_comm_nccl_unique_id(hex2), GPUML_OK);
+        assert_int_equal(strlen(hex), 256);
+        assert_int_equal(gpuml_rdv_hex_decode(hex, id, sizeof id), 0);
+        assert_string_not_equal(hex, hex2);
+    }
     expect(gpuml_comm_nccl_unique_id(NULL), GPUML_ERR_INVALID_ARGUMENT, "'hex'");
 }
 

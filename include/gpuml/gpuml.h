@@ -32,6 +32,7 @@
 #include "gpuml/knn.h"
 #include "gpuml/graph.h"
 #include "gpuml/dist.h"
+#include "gpuml/ddp.h"
 
 #ifdef __cplusplus
 extern "C" {

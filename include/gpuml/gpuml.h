@@ -26,6 +26,7 @@
 #include "gpuml/autograd.h"
 #include "gpuml/model.h"
 #include "gpuml/optim.h"
+#include "gpuml/infer.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -96,7 +96,6 @@ static gpuml_status init_stage(eng_instance *in, eng_batch *b)
  * the requests whose inputs are already on the device. */
 static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
 {
-    static const char fn[] = "gpuml_engine";
     gpuml_engine *e = in->eng;
     int dev = e->cfg.device.index;
     void *stream = gpuml_ctx_stream(in->ctx);
@@ -123,7 +122,6 @@ static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
         }
     }
     gpuml_tensor_init_view(&b->splits_view, splits, e->cfg.device, GPUML_I64, 1, &ns);
-    (void)fn;
     return GPUML_OK;
 }
 
@@ -222,6 +220,8 @@ gpuml_status eng_instance_init(gpuml_engine *e, eng_instance *in, const gpuml_mo
 
 void eng_instance_fini(eng_instance *in)
 {
+    if (!in->eng)
+        return; /* never initialised */
     for (int k = 0; k < ENG_STAGES; k++)
         free_stage(in, &in->stages[k]);
     gpuml_tape_destroy(in->tape);

@@ -33,6 +33,7 @@
 #include "gpuml/graph.h"
 #include "gpuml/dist.h"
 #include "gpuml/ddp.h"
+#include "gpuml/infer.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -562,6 +562,7 @@ int main(void)
 {
     io_tmpdir_create();
     io_h5_autoprint_record();
+    io_h5_ids_baseline();
     ctx = h_ctx(GPUML_DEVICE_CPU, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
@@ -572,6 +573,20 @@ int main(void)
     };
     int fails = cmocka_run_group_tests(tests, NULL, NULL);
     gpuml_ctx_destroy(ctx);
+    /* Shut HDF5 down now, with stderr captured: after the corrupted files
+     * above, HDF5 < 1.14.5 cannot free everything (HDFGroup/hdf5#3790; see
+     * lsan_hdf5.supp) and says so. Anything else it says is a failure. */
+    io_stderr_begin();
+    H5close();
+    fflush(stderr);
+    long n = 0;
+    char *said = io_read_file(io_stderr_path, &n);
+    io_stderr_end();
+    if (n > 0 && (!said || !strstr(said, "HDF5: infinite loop closing library"))) {
+        fprintf(stderr, "unexpected output from H5close: %.*s\n", (int)n, said ? said : "");
+        fails++;
+    }
+    free(said);
     io_tmpdir_remove();
     return fails;
 }

@@ -548,6 +548,7 @@ int main(void)
 {
     io_tmpdir_create();
     io_h5_autoprint_record();
+    io_h5_ids_baseline();
     ctx = h_ctx(GPUML_DEVICE_CPU, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_all_dtypes),

@@ -518,6 +518,7 @@ int main(void)
 {
     io_tmpdir_create();
     io_h5_autoprint_record();
+    io_h5_ids_baseline();
     ctx = h_ctx(GPUML_DEVICE_CPU, 2);
     ds_path = io_path("loader.h5");
     NEV = 500;

@@ -67,7 +67,10 @@
  * rank / shape, inconsistent structure), GPUML_ERR_NOT_FOUND (no such
  * dataset, group, attribute or field), GPUML_ERR_HDF5 (HDF5 failed while
  * writing), GPUML_ERR_INVALID_ARGUMENT, GPUML_ERR_STATE. Messages name the
- * file and the dataset or attribute.
+ * file and the dataset or attribute. Known HDF5 limitation: before 1.14.5,
+ * a file whose object header is corrupted makes HDF5 itself leak a little
+ * memory and print "HDF5: infinite loop closing library" when the process
+ * exits (HDFGroup/hdf5#3790); gpuml still returns GPUML_ERR_FORMAT.
  */
 #ifndef GPUML_IO_H
 #define GPUML_IO_H

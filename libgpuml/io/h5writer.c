@@ -15,6 +15,7 @@
 /* Chunks of about this size: large enough that per-chunk overhead (index
  * entry, checksum) is negligible, small enough to fit HDF5's chunk cache. */
 #define IO_CHUNK_BYTES (1u << 20)
+#define IO_EVENT_CHUNK_BYTES (32u << 10)
 
 static char *dup_str(const char *s)
 {
@@ -363,9 +364,9 @@ gpuml_status io_writer_create_extendible(gpuml_h5_writer *w, const char *name, g
         row *= (size_t)inner_shape[i];
     dims[0] = 0;
     maxdims[0] = H5S_UNLIMITED;
-    /* Rows per chunk: about IO_CHUNK_BYTES / 8 so that reading one event
-     * (the loader's random access) does not drag in megabytes. */
-    cshape[0] = (int64_t)((IO_CHUNK_BYTES / 8) / row > 0 ? (IO_CHUNK_BYTES / 8) / row : 1);
+    /* Small chunks (IO_EVENT_CHUNK_BYTES): the loader reads single events
+     * at random, and every read decodes (and checksums) whole chunks. */
+    cshape[0] = (int64_t)(IO_EVENT_CHUNK_BYTES / row > 0 ? IO_EVENT_CHUNK_BYTES / row : 1);
     for (int i = 0; i < inner_ndim; i++) {
         dims[i + 1] = maxdims[i + 1] = (hsize_t)inner_shape[i];
         cshape[i + 1] = inner_shape[i];

@@ -1,5 +1,7 @@
 /* bench/bench_io.c - throughput of the io part on this machine.
- *   bench_io DATASET.h5 [fields...]   loader epochs in each mode
+ *   bench_io [--step-ms T] DATASET.h5 FIELD...   loader epochs in each mode;
+ *                     T: a simulated training step (sleep) per batch, which
+ *                     the prefetch thread can overlap with reading
  *   bench_io --tensor MB DIR          write + read one f32 tensor
  * Best of 3 repeats each; CPU context (a CUDA context adds only the
  * host-to-device copies, overlapped by the prefetch thread). */
@@ -27,7 +29,7 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void bench_loader(gpuml_ctx *ctx, const char *path, int nfields, const char **fields)
+static void bench_loader(gpuml_ctx *ctx, const char *path, int nfields, const char **fields, double step_ms)
 {
     gpuml_dataset *ds;
     CHECK(gpuml_dataset_open(path, &ds));
@@ -71,6 +73,10 @@ static void bench_loader(gpuml_ctx *ctx, const char *path, int nfields, const ch
                     break;
                 nb++;
                 gpuml_batch_destroy(b);
+                if (step_ms > 0) {
+                    struct timespec ts = {(time_t)(step_ms / 1e3), (long)(1e6 * step_ms) % 1000000000L};
+                    nanosleep(&ts, NULL);
+                }
             }
             double t = now() - t0;
             if (t < best)
@@ -126,10 +132,13 @@ int main(int argc, char **argv)
     CHECK(gpuml_ctx_create(&cfg, &ctx));
     if (argc == 4 && !strcmp(argv[1], "--tensor")) {
         bench_tensor(ctx, atof(argv[2]), argv[3]);
+    } else if (argc >= 5 && !strcmp(argv[1], "--step-ms")) {
+        printf("simulated step: %s ms per batch\n", argv[2]);
+        bench_loader(ctx, argv[3], argc - 4, (const char **)argv + 4, atof(argv[2]));
     } else if (argc >= 3) {
-        bench_loader(ctx, argv[1], argc - 2, (const char **)argv + 2);
+        bench_loader(ctx, argv[1], argc - 2, (const char **)argv + 2, 0);
     } else {
-        fprintf(stderr, "usage: bench_io DATASET.h5 FIELD... | bench_io --tensor MB DIR\n");
+        fprintf(stderr, "usage: bench_io [--step-ms T] DATASET.h5 FIELD... | bench_io --tensor MB DIR\n");
         return 2;
     }
     gpuml_ctx_destroy(ctx);

@@ -292,7 +292,8 @@ static int make_prongs(rng_t *r, int label, double pt, prong *p)
         if (uni(r) > 0.5)
             return 1;
         /* Gluon emission: soft-leaning momentum fraction, log-uniform angle. */
-        double z = 0.05 * pow(0.5 / 0.05, uni(r)), dr = exp(uni_range(r, log(0.08), log(0.7))), a = uni_range(r, 0, 6.283185307);
+        double z = 0.05 * pow(0.5 / 0.05, uni(r)), dr = exp(uni_range(r, log(0.08), log(0.7)));
+        double a = uni_range(r, 0, 6.283185307);
         p[0] = (prong){1 - z, -z * dr * cos(a), -z * dr * sin(a)};
         p[1] = (prong){z, (1 - z) * dr * cos(a), (1 - z) * dr * sin(a)};
         return 2;

@@ -106,7 +106,8 @@ static gpuml_status add_field(gpuml_dataset *ds, gpuml_h5_reader *r, const char 
     int64_t want = per_event ? ds->nevents : ds->nrows;
     if (f->info.ndim < 1 || f->info.shape[0] != want) {
         char s[160];
-        return gpuml_fail(NULL, GPUML_ERR_FORMAT, fn, "file '%s': %s field '%s' is %s, expected %" PRId64 " %s", ds->path,
+        return gpuml_fail(NULL, GPUML_ERR_FORMAT, fn, "file '%s': %s field '%s' is %s, expected %" PRId64 " %s",
+                          ds->path,
                           per_event ? "per-event" : "per-row", path,
                           gpuml_shape_str(f->info.ndim, f->info.shape, s, sizeof s), want,
                           per_event ? "events (row_splits has B+1 entries)" : "rows (row_splits ends there)");
@@ -125,8 +126,9 @@ static gpuml_status add_field(gpuml_dataset *ds, gpuml_h5_reader *r, const char 
     size_t got = cols.count;
     gpuml_strings_free(&cols);
     if ((int64_t)got != ncol)
-        return gpuml_fail(NULL, GPUML_ERR_FORMAT, fn, "file '%s': field '%s' has %zu column names for %" PRId64 " columns",
-                          ds->path, path, got, ncol);
+        return gpuml_fail(NULL, GPUML_ERR_FORMAT, fn,
+                          "file '%s': field '%s' has %zu column names for %" PRId64 " columns", ds->path, path, got,
+                          ncol);
     return GPUML_OK;
 }
 
@@ -178,8 +180,8 @@ static gpuml_status add_fields(gpuml_dataset *ds, gpuml_h5_reader *r, const char
         gpuml_h5_kind k;
         st = io_h5_kind(ds->file, path, &k, ds->path, fn);
         if (st == GPUML_OK && k != GPUML_H5_DATASET)
-            st = gpuml_fail(NULL, GPUML_ERR_FORMAT, fn, "file '%s': '%s' is not a dataset (/event holds per-event fields)",
-                            ds->path, path);
+            st = gpuml_fail(NULL, GPUML_ERR_FORMAT, fn,
+                            "file '%s': '%s' is not a dataset (/event holds per-event fields)", ds->path, path);
         if (st == GPUML_OK)
             st = add_field(ds, r, path, true, fn);
     }

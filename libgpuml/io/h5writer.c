@@ -301,7 +301,8 @@ static gpuml_status write_locked(gpuml_h5_writer *w, gpuml_ctx *ctx, const char 
     if (on_cuda && nbytes > 0) {
         host = malloc(nbytes);
         if (!host)
-            return gpuml_fail(ctx, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate %zu bytes to stage '%s'", nbytes, path);
+            return gpuml_fail(ctx, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate %zu bytes to stage '%s'", nbytes,
+                              path);
         gpuml_status st = gpuml_tensor_copy_to_host(ctx, t, host, nbytes);
         if (st != GPUML_OK) {
             free(host);
@@ -439,7 +440,8 @@ static gpuml_status attr_target(gpuml_h5_writer *w, const char *obj, const char 
     if (!w)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'w' is NULL");
     if (!name || !name[0] || strlen(name) > 255 || strchr(name, '/') || !strcmp(name, "."))
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "attribute name '%s' is invalid", name ? name : "(null)");
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "attribute name '%s' is invalid",
+                          name ? name : "(null)");
     char path[IO_PATH_MAX];
     GPUML_TRY(io_path_normalize(fn, "obj", obj ? obj : "/", path));
     gpuml_h5_kind k;

@@ -444,6 +444,20 @@ static void test_checksum(void **state)
     assert_memory_equal(gpuml_tensor_data(t), before, sizeof before); /* dst untouched */
     gpuml_tensor_destroy(t);
     gpuml_h5_reader_close(r);
+
+    /* Cut short after open: HDF5 would read zeros that pass the checksum. */
+    int32_t big[100000];
+    for (int i = 0; i < 100000; i++)
+        big[i] = i + 1;
+    OK(gpuml_h5_writer_open(path, &w));
+    t = h_tensor(ctx, GPUML_I32, 1, (int64_t[]){100000}, big);
+    OK(gpuml_h5_writer_write(w, ctx, "data", t));
+    OK(gpuml_h5_writer_commit(w));
+    OK(gpuml_h5_reader_open(path, &r));
+    assert_int_equal(truncate(path, io_file_size(path) / 2), 0);
+    expect_st(gpuml_h5_reader_read(r, ctx, "data", t), GPUML_ERR_IO, "cut short", "sum.h5");
+    gpuml_tensor_destroy(t);
+    gpuml_h5_reader_close(r);
     check_h5_clean();
 }
 

@@ -62,7 +62,9 @@
  * off HDF5's automatic error printing only for the duration of its own calls
  * (and restores it); HDF5's error text goes into gpuml's message instead.
  *
- * Errors: GPUML_ERR_IO (cannot create, open, sync or rename a file),
+ * Errors: GPUML_ERR_IO (cannot create, open, sync or rename a file; a file
+ * cut short while a reader or loader has it open, which HDF5 would
+ * otherwise read as zeros that pass the checksums),
  * GPUML_ERR_FORMAT (not HDF5, truncated, checksum mismatch, wrong dtype /
  * rank / shape, inconsistent structure), GPUML_ERR_NOT_FOUND (no such
  * dataset, group, attribute or field), GPUML_ERR_HDF5 (HDF5 failed while

@@ -207,7 +207,8 @@ static gpuml_status open_locked(const char *path, gpuml_dataset **out, const cha
     }
     strcpy(ds->path, path);
     ds->file = file;
-    gpuml_h5_reader r = {file, ds->path};
+    io_file_guard_init(file, &ds->guard);
+    gpuml_h5_reader r = {file, ds->path, ds->guard};
     gpuml_status st = check_format(ds, &r, fn);
     if (st == GPUML_OK)
         st = read_row_splits(ds, fn);
@@ -288,7 +289,7 @@ static gpuml_status columns_locked(gpuml_dataset *ds, const char *name, gpuml_st
     GPUML_TRY(gpuml_dataset_find(ds, name, &i));
     char path[IO_PATH_MAX];
     snprintf(path, sizeof path, "/%s", ds->fields[i].name);
-    gpuml_h5_reader r = {ds->file, ds->path};
+    gpuml_h5_reader r = {ds->file, ds->path, ds->guard};
     gpuml_status st = gpuml_h5_reader_attr_strings(&r, path, "columns", out);
     if (st == GPUML_ERR_NOT_FOUND) {
         out->count = 0;
@@ -310,6 +311,7 @@ static gpuml_status read_runs_locked(gpuml_dataset *ds, int fi, const int64_t *s
     io_field *f = &ds->fields[fi];
     if (total == 0 || f->unit_bytes == 0)
         return GPUML_OK;
+    GPUML_TRY(io_file_check(&ds->guard, ds->path, fn));
     int nd = f->info.ndim;
     hsize_t s[GPUML_MAX_DIMS] = {0}, c[GPUML_MAX_DIMS];
     for (int d = 0; d < nd; d++)

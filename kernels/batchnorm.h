@@ -23,17 +23,57 @@ GPUML_HD static inline int64_t gpuml_k_bn_chunks(int64_t rows)
 }
 
 GPUML_HD static inline float gpuml_k_bn_xhat(const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT mean,
-                                             const float *GPUML_RESTRICT invstd, int64_t C, int64_t e)
+                                             const float *GPUML_RESTRICT invstd, int64_t c, int64_t e)
 {
-    int64_t c = e % C;
     return (x[e] - mean[c]) * invstd[c];
 }
 
-/* Partial sums of chunk ch, channel c, into p0/p1/p2[ch * C + c]. */
+/* The affine output before the activation: xhat gamma + beta. */
+GPUML_HD static inline float gpuml_k_bn_affine(float xhat, const float *GPUML_RESTRICT gamma,
+                                               const float *GPUML_RESTRICT beta, int64_t c)
+{
+    float v = xhat;
+    if (gamma)
+        v = v * gamma[c];
+    if (beta)
+        v = v + beta[c];
+    return v;
+}
+
+/* The fused activation (relu != 0: ReLU, NaN passed through as
+ * kernels/unary.h does) and its gradient, from the recomputed affine
+ * output v. */
+GPUML_HD static inline float gpuml_k_bn_act(float v, int relu)
+{
+    float r = v > 0.0f ? v : 0.0f;
+    return relu && v == v ? r : v;
+}
+
+GPUML_HD static inline float gpuml_k_bn_act_grad(float v, float g, int relu)
+{
+    float r = v > 0.0f ? g : 0.0f;
+    return !relu ? g : (v == v ? r : v);
+}
+
+/* The gradient reaching the affine output at element e (row-major, channel
+ * c): gy gated by the activation. */
+GPUML_HD static inline float gpuml_k_bn_gy(const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT gy,
+                                           const float *GPUML_RESTRICT mean_f, const float *GPUML_RESTRICT invstd_f,
+                                           const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT beta,
+                                           int relu, int64_t c, int64_t e, float *xhat)
+{
+    float xh = gpuml_k_bn_xhat(x, mean_f, invstd_f, c, e);
+    *xhat = xh;
+    return gpuml_k_bn_act_grad(gpuml_k_bn_affine(xh, gamma, beta, c), gy[e], relu);
+}
+
+/* Partial sums of chunk ch, channel c, into p0/p1/p2[ch * C + c]. For the
+ * GRAD kind gamma / beta / relu describe the forward's fused activation. */
 GPUML_HD static inline void gpuml_k_bn_partial(int kind, const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT gy,
                                                const uint8_t *GPUML_RESTRICT mask, int64_t R, int64_t C,
                                                const double *GPUML_RESTRICT mean_d, const float *GPUML_RESTRICT mean_f,
-                                               const float *GPUML_RESTRICT invstd_f, int64_t ch, int64_t c,
+                                               const float *GPUML_RESTRICT invstd_f, const float *GPUML_RESTRICT gamma,
+                                               const float *GPUML_RESTRICT beta, int relu, int64_t ch, int64_t c,
                                                double *GPUML_RESTRICT p0, double *GPUML_RESTRICT p1,
                                                double *GPUML_RESTRICT p2)
 {
@@ -50,9 +90,9 @@ GPUML_HD static inline void gpuml_k_bn_partial(int kind, const float *GPUML_REST
             double d = (double)x[e] - mean_d[c];
             a += d * d;
         } else {
-            float g = gy[e];
+            float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e, &xh);
             a += (double)g;
-            b += (double)(g * gpuml_k_bn_xhat(x, mean_f, invstd_f, C, e));
+            b += (double)(g * xh);
         }
     }
     int64_t o = ch * C + c;
@@ -61,6 +101,53 @@ GPUML_HD static inline void gpuml_k_bn_partial(int kind, const float *GPUML_REST
         p1[o] = b;
     if (kind != GPUML_K_BN_SQ)
         p2[o] = n;
+}
+
+/* The same partial sums for all C channels of chunk ch, walking the chunk
+ * row by row (the CPU's memory order). Each channel still sums its rows in
+ * increasing order with the same terms, so the result is bitwise that of
+ * gpuml_k_bn_partial per channel. */
+GPUML_HD static inline void gpuml_k_bn_partial_rows(int kind, const float *GPUML_RESTRICT x,
+                                                    const float *GPUML_RESTRICT gy, const uint8_t *GPUML_RESTRICT mask,
+                                                    int64_t R, int64_t C, const double *GPUML_RESTRICT mean_d,
+                                                    const float *GPUML_RESTRICT mean_f,
+                                                    const float *GPUML_RESTRICT invstd_f,
+                                                    const float *GPUML_RESTRICT gamma,
+                                                    const float *GPUML_RESTRICT beta, int relu, int64_t ch,
+                                                    double *GPUML_RESTRICT p0, double *GPUML_RESTRICT p1,
+                                                    double *GPUML_RESTRICT p2)
+{
+    int64_t r0 = ch * GPUML_K_BN_CHUNK, r1 = gpuml_k_min64(r0 + GPUML_K_BN_CHUNK, R);
+    double *a = p0 + ch * C, *b = kind == GPUML_K_BN_GRAD ? p1 + ch * C : NULL, n = 0.0;
+    for (int64_t c = 0; c < C; c++)
+        a[c] = 0.0;
+    if (b)
+        for (int64_t c = 0; c < C; c++)
+            b[c] = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        if (mask && !mask[r])
+            continue;
+        n += 1.0;
+        const int64_t e0 = r * C;
+        if (kind == GPUML_K_BN_SUM) {
+            for (int64_t c = 0; c < C; c++)
+                a[c] += (double)x[e0 + c];
+        } else if (kind == GPUML_K_BN_SQ) {
+            for (int64_t c = 0; c < C; c++) {
+                double d = (double)x[e0 + c] - mean_d[c];
+                a[c] += d * d;
+            }
+        } else {
+            for (int64_t c = 0; c < C; c++) {
+                float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e0 + c, &xh);
+                a[c] += (double)g;
+                b[c] += (double)(g * xh);
+            }
+        }
+    }
+    if (kind != GPUML_K_BN_SQ)
+        for (int64_t c = 0; c < C; c++)
+            p2[ch * C + c] = n;
 }
 
 /* Channel c after the SUM partials: mean_d[c], cnt_d[c]. */
@@ -106,22 +193,35 @@ GPUML_HD static inline void gpuml_k_bn_running(const float *GPUML_RESTRICT rm, c
     invstd_f[c] = (float)(1.0 / sqrt((double)rv[c] + (double)eps));
 }
 
+/* y at row r, channel c: act(xhat gamma + beta); 0 on padding rows. */
 GPUML_HD static inline void gpuml_k_bn_normalize(const float *x, const uint8_t *GPUML_RESTRICT mask, int64_t C,
                                                  const float *GPUML_RESTRICT mean_f,
                                                  const float *GPUML_RESTRICT invstd_f, const float *GPUML_RESTRICT gamma,
-                                                 const float *GPUML_RESTRICT beta, int64_t e, float *y)
+                                                 const float *GPUML_RESTRICT beta, int relu, int64_t r, int64_t c,
+                                                 float *y)
 {
-    int64_t c = e % C;
-    if (mask && !mask[e / C]) {
+    int64_t e = r * C + c;
+    if (mask && !mask[r]) {
         y[e] = 0.0f;
         return;
     }
-    float v = gpuml_k_bn_xhat(x, mean_f, invstd_f, C, e);
-    if (gamma)
-        v = v * gamma[c];
-    if (beta)
-        v = v + beta[c];
-    y[e] = v;
+    y[e] = gpuml_k_bn_act(gpuml_k_bn_affine(gpuml_k_bn_xhat(x, mean_f, invstd_f, c, e), gamma, beta, c), relu);
+}
+
+/* A whole row r of y (the CPU's loop: the row's mask is read once). */
+GPUML_HD static inline void gpuml_k_bn_normalize_row(const float *x, const uint8_t *GPUML_RESTRICT mask, int64_t C,
+                                                     const float *GPUML_RESTRICT mean_f,
+                                                     const float *GPUML_RESTRICT invstd_f,
+                                                     const float *GPUML_RESTRICT gamma,
+                                                     const float *GPUML_RESTRICT beta, int relu, int64_t r, float *y)
+{
+    if (mask && !mask[r]) {
+        for (int64_t c = 0; c < C; c++)
+            y[r * C + c] = 0.0f;
+        return;
+    }
+    for (int64_t c = 0; c < C; c++)
+        gpuml_k_bn_normalize(x, NULL, C, mean_f, invstd_f, gamma, beta, relu, r, c, y);
 }
 
 /* Channel c after the GRAD partials: ggamma / gbeta (either may be NULL)
@@ -146,24 +246,40 @@ GPUML_HD static inline void gpuml_k_bn_grad_stats(const double *GPUML_RESTRICT p
     coef[C + c] = training && n > 0.0 ? (float)(sgx / n) : 0.0f;
 }
 
-/* gx[e] = gamma invstd (gy - mean gy - xhat mean(gy xhat)) in training,
- * gamma invstd gy in inference; 0 on padding rows. */
-GPUML_HD static inline void gpuml_k_bn_grad_x(const float *GPUML_RESTRICT x, const float *gy,
-                                              const uint8_t *GPUML_RESTRICT mask, int64_t C, int training,
-                                              const float *GPUML_RESTRICT mean_f, const float *GPUML_RESTRICT invstd_f,
-                                              const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT coef,
-                                              int64_t e, float *gx)
+/* gx at row r, channel c: gamma invstd (g - mean g - xhat mean(g xhat)) in
+ * training, gamma invstd g in inference, with g = gy gated by the fused
+ * activation; 0 on padding rows. */
+GPUML_HD static inline void gpuml_k_bn_grad_x(const float *x, const float *gy, const uint8_t *GPUML_RESTRICT mask,
+                                              int64_t C, int training, const float *GPUML_RESTRICT mean_f,
+                                              const float *GPUML_RESTRICT invstd_f, const float *GPUML_RESTRICT gamma,
+                                              const float *GPUML_RESTRICT beta, int relu,
+                                              const float *GPUML_RESTRICT coef, int64_t r, int64_t c, float *gx)
 {
-    int64_t c = e % C;
-    if (mask && !mask[e / C]) {
+    int64_t e = r * C + c;
+    if (mask && !mask[r]) {
         gx[e] = 0.0f;
         return;
     }
     float gi = gamma ? gamma[c] * invstd_f[c] : invstd_f[c];
-    float g = gy[e];
-    if (training)
-        g = g - coef[c] - gpuml_k_bn_xhat(x, mean_f, invstd_f, C, e) * coef[C + c];
-    gx[e] = gi * g;
+    float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e, &xh);
+    float gt = g - coef[c] - xh * coef[C + c]; /* coef is 0 in inference: */
+    gx[e] = gi * (training ? gt : g);          /* g itself, bit for bit      */
+}
+
+/* A whole row r of gx (the CPU's loop). */
+GPUML_HD static inline void gpuml_k_bn_grad_x_row(const float *x, const float *gy, const uint8_t *GPUML_RESTRICT mask,
+                                                  int64_t C, int training, const float *GPUML_RESTRICT mean_f,
+                                                  const float *GPUML_RESTRICT invstd_f,
+                                                  const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT beta,
+                                                  int relu, const float *GPUML_RESTRICT coef, int64_t r, float *gx)
+{
+    if (mask && !mask[r]) {
+        for (int64_t c = 0; c < C; c++)
+            gx[r * C + c] = 0.0f;
+        return;
+    }
+    for (int64_t c = 0; c < C; c++)
+        gpuml_k_bn_grad_x(x, gy, NULL, C, training, mean_f, invstd_f, gamma, beta, relu, coef, r, c, gx);
 }
 
 #endif

@@ -296,6 +296,84 @@ static void test_no_grad_and_errors(void **state)
     model_free(&m);
 }
 
+/* relu(batch_norm) fused: the same values, running statistics and
+ * gradients (x, gamma, beta) as batch_norm followed by relu, bit for bit,
+ * in training and inference, with padding rows masked out and a NaN. */
+static void bn_relu_run(gpuml_ctx *ctx, int fused, int training, const float *xv, float *y, float *gx, float *gg,
+                        float *gb, float *rmv)
+{
+    enum { R = 37, C = 5 };
+    gpuml_tape *t;
+    CHECK(gpuml_tape_create(ctx, &t));
+    gpuml_tape_set_training(t, training);
+    uint64_t s = 99;
+    param gamma = make_param(ctx, 1, (int64_t[]){C}, &s, 1.0), beta = make_param(ctx, 1, (int64_t[]){C}, &s, 0.5);
+    gpuml_tensor *x = h_tensor_f32(ctx, 2, (int64_t[]){R, C}, xv);
+    float rm0[C] = {0.1f, -0.2f, 0.3f, 0, 1}, rv0[C] = {1, 2, 0.5f, 1, 3};
+    gpuml_tensor *rm = h_tensor_f32(ctx, 1, (int64_t[]){C}, rm0), *rv = h_tensor_f32(ctx, 1, (int64_t[]){C}, rv0);
+    uint8_t mk[R];
+    for (int r = 0; r < R; r++)
+        mk[r] = r % 7 != 3;
+    gpuml_tensor *mask = h_tensor(ctx, GPUML_U8, 1, (int64_t[]){R}, mk);
+    float sd[R * C];
+    for (int i = 0; i < R * C; i++)
+        sd[i] = (float)h_rand_normal(&s);
+    gpuml_tensor *seed = h_tensor_f32(ctx, 2, (int64_t[]){R, C}, sd);
+    gpuml_var *vx, *o;
+    CHECK(gpuml_var_input(t, x, 1, &vx));
+    if (fused) {
+        CHECK(gpuml_ad_batch_norm_relu(t, vx, mask, gamma.var, beta.var, rm, rv, 0.1f, 1e-5f, &o));
+    } else {
+        CHECK(gpuml_ad_batch_norm(t, vx, mask, gamma.var, beta.var, rm, rv, 0.1f, 1e-5f, &o));
+        CHECK(gpuml_ad_unary(t, GPUML_UNARY_RELU, 0.0f, o, &o));
+    }
+    CHECK(gpuml_backward(t, o, seed));
+    gpuml_tensor_copy_to_host(ctx, gpuml_var_value(o), y, R * C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, gpuml_var_grad(vx), gx, R * C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, gamma.grad, gg, C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, beta.grad, gb, C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, rm, rmv, C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, rv, rmv + C, C * sizeof(float));
+    free_param(&gamma);
+    free_param(&beta);
+    gpuml_tensor *ts[] = {x, rm, rv, mask, seed};
+    for (int i = 0; i < 5; i++)
+        gpuml_tensor_destroy(ts[i]);
+    gpuml_tape_destroy(t);
+}
+
+static void test_batch_norm_relu_fused(void **state)
+{
+    (void)state;
+    enum { R = 37, C = 5, N = R * C };
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    float xv[N];
+    uint64_t s = 7;
+    for (int i = 0; i < N; i++)
+        xv[i] = (float)(2.0 * h_rand_normal(&s) + 0.3);
+    for (int nan = 0; nan < 2; nan++) {
+        if (nan)
+            xv[2 * C + 1] = NAN; /* row 2 is valid: channel 1 turns NaN in both */
+        for (int training = 0; training < 2; training++) {
+            float y[2][N], gx[2][N], gg[2][C], gb[2][C], rs[2][2 * C];
+            for (int f = 0; f < 2; f++)
+                bn_relu_run(ctx, f, training, xv, y[f], gx[f], gg[f], gb[f], rs[f]);
+            assert_memory_equal(y[0], y[1], sizeof y[0]);
+            assert_memory_equal(gx[0], gx[1], sizeof gx[0]);
+            assert_memory_equal(gg[0], gg[1], sizeof gg[0]);
+            assert_memory_equal(gb[0], gb[1], sizeof gb[0]);
+            assert_memory_equal(rs[0], rs[1], sizeof rs[0]);
+            int zeros = 0;
+            for (int i = 0; i < N; i++)
+                zeros += y[1][i] == 0.0f;
+            assert_true(zeros > N / 5 && zeros < N); /* the gate is exercised */
+            if (nan)
+                assert_true(isnan(y[1][2 * C + 1]));
+        }
+    }
+    gpuml_ctx_destroy(ctx);
+}
+
 static void test_steady_state_allocates_nothing(void **state)
 {
     (void)state;
@@ -325,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_param_accumulation_and_hooks),
         cmocka_unit_test(test_no_grad_and_errors),
         cmocka_unit_test(test_steady_state_allocates_nothing),
+        cmocka_unit_test(test_batch_norm_relu_fused),
     };
     return cmocka_run_group_tests_name("autograd", tests, NULL, NULL);
 }

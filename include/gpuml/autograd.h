@@ -185,6 +185,12 @@ GPUML_API gpuml_status gpuml_ad_neighbour_aggregate(gpuml_tape *t, gpuml_reduce_
 GPUML_API gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask, gpuml_var *gamma,
                                            gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
                                            float momentum, float eps, gpuml_var **y);
+/* relu(batch_norm(x)) in one op: the same statistics and running update;
+ * the backward recomputes the ReLU gate from x, so the tape keeps x and y
+ * but no intermediate. */
+GPUML_API gpuml_status gpuml_ad_batch_norm_relu(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask,
+                                                gpuml_var *gamma, gpuml_var *beta, gpuml_tensor *running_mean,
+                                                gpuml_tensor *running_var, float momentum, float eps, gpuml_var **y);
 
 /* Object condensation loss (gpuml/ops.h): beta [N] or [N, 1], coords
  * [N, D] vars; truth [N] i32 and row_splits tensors kept by reference until

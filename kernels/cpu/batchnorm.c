@@ -4,15 +4,16 @@
 
 gpuml_status gpuml_cpu_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy, const uint8_t *mask,
                                   int64_t R, int64_t C, const double *mean_d, const float *mean_f,
-                                  const float *invstd_f, double *p0, double *p1, double *p2)
+                                  const float *invstd_f, const float *gamma, const float *beta, int relu, double *p0,
+                                  double *p1, double *p2)
 {
     int nt = k->nthreads;
     int64_t nch = gpuml_k_bn_chunks(R);
-    /* Chunk-major: one thread keeps a chunk of rows in cache over all channels. */
+    /* One chunk of rows per iteration, walked row by row so that the channel
+     * loop is contiguous and vectorises. */
 #pragma omp parallel for num_threads(nt) schedule(static) if (R * C > GPUML_PAR_GRAIN)
     for (int64_t ch = 0; ch < nch; ch++)
-        for (int64_t c = 0; c < C; c++)
-            gpuml_k_bn_partial(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, ch, c, p0, p1, p2);
+        gpuml_k_bn_partial_rows(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, gamma, beta, relu, ch, p0, p1, p2);
     return GPUML_OK;
 }
 
@@ -46,13 +47,12 @@ gpuml_status gpuml_cpu_bn_running(const gpuml_kctx *k, const float *rm, const fl
 
 gpuml_status gpuml_cpu_bn_normalize(const gpuml_kctx *k, const float *x, const uint8_t *mask, int64_t R, int64_t C,
                                     const float *mean_f, const float *invstd_f, const float *gamma, const float *beta,
-                                    float *y)
+                                    int relu, float *y)
 {
     int nt = k->nthreads;
-    int64_t n = R * C;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t e = 0; e < n; e++)
-        gpuml_k_bn_normalize(x, mask, C, mean_f, invstd_f, gamma, beta, e, y);
+#pragma omp parallel for num_threads(nt) schedule(static) if (R * C > GPUML_PAR_GRAIN)
+    for (int64_t r = 0; r < R; r++)
+        gpuml_k_bn_normalize_row(x, mask, C, mean_f, invstd_f, gamma, beta, relu, r, y);
     return GPUML_OK;
 }
 
@@ -68,12 +68,11 @@ gpuml_status gpuml_cpu_bn_grad_stats(const gpuml_kctx *k, const double *p0, cons
 
 gpuml_status gpuml_cpu_bn_grad_x(const gpuml_kctx *k, const float *x, const float *gy, const uint8_t *mask, int64_t R,
                                  int64_t C, int training, const float *mean_f, const float *invstd_f,
-                                 const float *gamma, const float *coef, float *gx)
+                                 const float *gamma, const float *beta, int relu, const float *coef, float *gx)
 {
     int nt = k->nthreads;
-    int64_t n = R * C;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t e = 0; e < n; e++)
-        gpuml_k_bn_grad_x(x, gy, mask, C, training, mean_f, invstd_f, gamma, coef, e, gx);
+#pragma omp parallel for num_threads(nt) schedule(static) if (R * C > GPUML_PAR_GRAIN)
+    for (int64_t r = 0; r < R; r++)
+        gpuml_k_bn_grad_x_row(x, gy, mask, C, training, mean_f, invstd_f, gamma, beta, relu, coef, r, gx);
     return GPUML_OK;
 }

@@ -12,10 +12,12 @@
 
 static __global__ void partial_kernel(int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R,
                                       int64_t C, const double *mean_d, const float *mean_f, const float *invstd_f,
-                                      double *p0, double *p1, double *p2)
+                                      const float *gamma, const float *beta, int relu, double *p0, double *p1,
+                                      double *p2)
 {
     GPUML_GRID_STRIDE(e, gpuml_k_bn_chunks(R) * C)
-    gpuml_k_bn_partial(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, e / C, e % C, p0, p1, p2);
+    gpuml_k_bn_partial(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, gamma, beta, relu, e / C, e % C, p0, p1,
+                       p2);
 }
 
 static __global__ void mean_kernel(const double *p0, const double *p2, int64_t nch, int64_t C, double *mean_d,
@@ -37,9 +39,10 @@ static __global__ void running_kernel(const float *rm, const float *rv, float ep
 }
 
 static __global__ void normalize_kernel(const float *x, const uint8_t *mask, int64_t R, int64_t C, const float *mean_f,
-                                        const float *invstd_f, const float *gamma, const float *beta, float *y)
+                                        const float *invstd_f, const float *gamma, const float *beta, int relu,
+                                        float *y)
 {
-    GPUML_GRID_STRIDE(e, R * C) gpuml_k_bn_normalize(x, mask, C, mean_f, invstd_f, gamma, beta, e, y);
+    GPUML_GRID_STRIDE(e, R * C) gpuml_k_bn_normalize(x, mask, C, mean_f, invstd_f, gamma, beta, relu, e / C, e % C, y);
 }
 
 static __global__ void grad_stats_kernel(const double *p0, const double *p1, const double *p2, int64_t nch, int64_t C,
@@ -50,9 +53,10 @@ static __global__ void grad_stats_kernel(const double *p0, const double *p1, con
 
 static __global__ void grad_x_kernel(const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C,
                                      int training, const float *mean_f, const float *invstd_f, const float *gamma,
-                                     const float *coef, float *gx)
+                                     const float *beta, int relu, const float *coef, float *gx)
 {
-    GPUML_GRID_STRIDE(e, R * C) gpuml_k_bn_grad_x(x, gy, mask, C, training, mean_f, invstd_f, gamma, coef, e, gx);
+    GPUML_GRID_STRIDE(e, R * C)
+    gpuml_k_bn_grad_x(x, gy, mask, C, training, mean_f, invstd_f, gamma, beta, relu, coef, e / C, e % C, gx);
 }
 
 #define LAUNCH_(kernel, n, name, ...)                                                                  \
@@ -66,11 +70,11 @@ static __global__ void grad_x_kernel(const float *x, const float *gy, const uint
 
 extern "C" gpuml_status gpuml_cuda_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy,
                                               const uint8_t *mask, int64_t R, int64_t C, const double *mean_d,
-                                              const float *mean_f, const float *invstd_f, double *p0, double *p1,
-                                              double *p2)
+                                              const float *mean_f, const float *invstd_f, const float *gamma,
+                                              const float *beta, int relu, double *p0, double *p1, double *p2)
 {
     LAUNCH_(partial_kernel, gpuml_k_bn_chunks(R) * C, "batch_norm", kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f,
-            p0, p1, p2);
+            gamma, beta, relu, p0, p1, p2);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_mean(const gpuml_kctx *k, const double *p0, const double *p2, int64_t nch,
@@ -94,9 +98,9 @@ extern "C" gpuml_status gpuml_cuda_bn_running(const gpuml_kctx *k, const float *
 
 extern "C" gpuml_status gpuml_cuda_bn_normalize(const gpuml_kctx *k, const float *x, const uint8_t *mask, int64_t R,
                                                 int64_t C, const float *mean_f, const float *invstd_f,
-                                                const float *gamma, const float *beta, float *y)
+                                                const float *gamma, const float *beta, int relu, float *y)
 {
-    LAUNCH_(normalize_kernel, R * C, "batch_norm", x, mask, R, C, mean_f, invstd_f, gamma, beta, y);
+    LAUNCH_(normalize_kernel, R * C, "batch_norm", x, mask, R, C, mean_f, invstd_f, gamma, beta, relu, y);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_grad_stats(const gpuml_kctx *k, const double *p0, const double *p1,
@@ -108,10 +112,11 @@ extern "C" gpuml_status gpuml_cuda_bn_grad_stats(const gpuml_kctx *k, const doub
 
 extern "C" gpuml_status gpuml_cuda_bn_grad_x(const gpuml_kctx *k, const float *x, const float *gy, const uint8_t *mask,
                                              int64_t R, int64_t C, int training, const float *mean_f,
-                                             const float *invstd_f, const float *gamma, const float *coef, float *gx)
+                                             const float *invstd_f, const float *gamma, const float *beta, int relu,
+                                             const float *coef, float *gx)
 {
-    LAUNCH_(grad_x_kernel, R * C, "batch_norm_backward", x, gy, mask, R, C, training, mean_f, invstd_f, gamma, coef,
-            gx);
+    LAUNCH_(grad_x_kernel, R * C, "batch_norm_backward", x, gy, mask, R, C, training, mean_f, invstd_f, gamma, beta,
+            relu, coef, gx);
 }
 
 #if GPUML_HAVE_CUDNN

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "autograd/ad_common.h"
+#include "nnops/graph_common.h"
 
 /* ---- kNN ------------------------------------------------------------------ */
 static gpuml_status bw_knn(gpuml_tape *t, gpuml_node *n)
@@ -222,26 +223,26 @@ static gpuml_status bw_batch_norm(gpuml_tape *t, gpuml_node *n)
         GPUML_TRY(gpuml_ad_grad_native(t, gamma, &gg, &acc_g, fn));
     if (beta)
         GPUML_TRY(gpuml_ad_grad_native(t, beta, &gb, &acc_b, fn));
-    const gpuml_tensor *gam = gamma ? &gamma->value : NULL;
+    const gpuml_tensor *gam = gamma ? &gamma->value : NULL, *bet = beta ? &beta->value : NULL;
+    int relu = n->ip[1];
     if (!gg || !gb || acc_g == acc_b) {
-        GPUML_TRY(gpuml_batch_norm_backward(t->ctx, &p, &x->value, n->ext[0], gam, n->aux[0], n->aux[1], gy, gx, gg, gb,
-                                            gg ? acc_g : acc_b));
+        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, relu, &x->value, n->ext[0], gam, bet, n->aux[0],
+                                                n->aux[1], gy, gx, gg, gb, gg ? acc_g : acc_b));
     } else {
-        GPUML_TRY(gpuml_batch_norm_backward(t->ctx, &p, &x->value, n->ext[0], gam, n->aux[0], n->aux[1], gy, gx, gg,
-                                            NULL, acc_g));
-        GPUML_TRY(gpuml_batch_norm_backward(t->ctx, &p, &x->value, n->ext[0], gam, n->aux[0], n->aux[1], gy, NULL,
-                                            NULL, gb, acc_b));
+        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, relu, &x->value, n->ext[0], gam, bet, n->aux[0],
+                                                n->aux[1], gy, gx, gg, NULL, acc_g));
+        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, relu, &x->value, n->ext[0], gam, bet, n->aux[0],
+                                                n->aux[1], gy, NULL, NULL, gb, acc_b));
     }
     if (gx)
         GPUML_TRY(gpuml_ad_grad_commit(t, x, gx, fn));
     return GPUML_OK;
 }
 
-gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask, gpuml_var *gamma,
-                                 gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var, float momentum,
-                                 float eps, gpuml_var **y)
+static gpuml_status ad_batch_norm(gpuml_tape *t, const char *fn, int relu, gpuml_var *x, const gpuml_tensor *mask,
+                                  gpuml_var *gamma, gpuml_var *beta, gpuml_tensor *running_mean,
+                                  gpuml_tensor *running_var, float momentum, float eps, gpuml_var **y)
 {
-    static const char fn[] = "gpuml_ad_batch_norm";
     GPUML_TRY(ad_nonnull(t, fn, 2, "x", (const void *)x, "y", (const void *)y));
     if (x->value.ndim < 1)
         return gpuml_fail(t->ctx, GPUML_ERR_SHAPE, fn, "x is a scalar");
@@ -256,19 +257,36 @@ gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gpuml_tensor
     p.training = t->training;
     p.eps = eps;
     p.momentum = momentum;
-    GPUML_TRY(gpuml_batch_norm(t->ctx, &p, &x->value, mask, gamma ? &gamma->value : NULL, beta ? &beta->value : NULL,
-                               running_mean, running_var, &o->value, smean, sinv));
+    GPUML_TRY(gpuml_batch_norm_act(t->ctx, fn, &p, relu, &x->value, mask, gamma ? &gamma->value : NULL,
+                                   beta ? &beta->value : NULL, running_mean, running_var, &o->value, smean, sinv));
     gpuml_var *in[3] = {x, gamma, beta};
     if (gpuml_ad_needs_grad(t, in, 3)) {
         gpuml_node *n;
-        GPUML_TRY(gpuml_ad_record(t, "batch_norm", bw_batch_norm, in, 3, &o, 1, &n, fn));
+        GPUML_TRY(gpuml_ad_record(t, relu ? "batch_norm_relu" : "batch_norm", bw_batch_norm, in, 3, &o, 1, &n, fn));
         n->aux[0] = smean;
         n->aux[1] = sinv;
         n->ext[0] = mask;
         n->ip[0] = p.training;
+        n->ip[1] = relu;
         n->fp[0] = eps;
         n->fp[1] = momentum;
     }
     *y = o;
     return GPUML_OK;
+}
+
+gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask, gpuml_var *gamma,
+                                 gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var, float momentum,
+                                 float eps, gpuml_var **y)
+{
+    return ad_batch_norm(t, "gpuml_ad_batch_norm", 0, x, mask, gamma, beta, running_mean, running_var, momentum, eps,
+                         y);
+}
+
+gpuml_status gpuml_ad_batch_norm_relu(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask, gpuml_var *gamma,
+                                      gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
+                                      float momentum, float eps, gpuml_var **y)
+{
+    return ad_batch_norm(t, "gpuml_ad_batch_norm_relu", 1, x, mask, gamma, beta, running_mean, running_var, momentum,
+                         eps, y);
 }

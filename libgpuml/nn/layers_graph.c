@@ -39,6 +39,15 @@ static gpuml_status bn_apply(gpuml_fwd *f, gpuml_layer *l, int p, int bf, gpuml_
                                (float)l->fattr[1], y);
 }
 
+/* relu(batch norm) as one op (kept: x and the output; nothing between). */
+static gpuml_status bn_relu_apply(gpuml_fwd *f, gpuml_layer *l, int p, int bf, gpuml_var *x,
+                                  const gpuml_tensor *mask, gpuml_var **y)
+{
+    return gpuml_ad_batch_norm_relu(f->tape, x, mask, gpuml_fwd_param(f, l, p), gpuml_fwd_param(f, l, p + 1),
+                                    gpuml_fwd_buffer(f, l, bf), gpuml_fwd_buffer(f, l, bf + 1), (float)l->fattr[0],
+                                    (float)l->fattr[1], y);
+}
+
 static gpuml_status batchnorm_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
 {
     (void)n_in;
@@ -224,11 +233,12 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
         else
             GPUML_TRY(gpuml_ad_linear(t, e, w, bias, &e));
         if (bn) {
-            GPUML_TRY(bn_apply(f, l, p, bf, e, mask, &e));
+            GPUML_TRY(bn_relu_apply(f, l, p, bf, e, mask, &e));
             p += 2;
             bf += 2;
+        } else {
+            GPUML_TRY(gpuml_ad_unary(t, GPUML_UNARY_RELU, 0.0f, e, &e));
         }
-        GPUML_TRY(gpuml_ad_unary(t, GPUML_UNARY_RELU, 0.0f, e, &e));
     }
     gpuml_var *agg;
     GPUML_TRY(gpuml_ad_neighbour_aggregate(t, (gpuml_reduce_op)l->iattr[EC_AGGR], e, g, ex, &agg));

@@ -102,7 +102,15 @@ gpuml_status gpuml_batch_norm(gpuml_ctx *ctx, const gpuml_batch_norm_params *p, 
                               gpuml_tensor *running_mean, gpuml_tensor *running_var, gpuml_tensor *y,
                               gpuml_tensor *save_mean, gpuml_tensor *save_invstd)
 {
-    static const char fn[] = "gpuml_batch_norm";
+    return gpuml_batch_norm_act(ctx, "gpuml_batch_norm", p, 0, x, mask, gamma, beta, running_mean, running_var, y,
+                                save_mean, save_invstd);
+}
+
+gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p, int relu,
+                                  const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
+                                  const gpuml_tensor *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
+                                  gpuml_tensor *y, gpuml_tensor *save_mean, gpuml_tensor *save_invstd)
+{
     if (!ctx)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     gpuml_batch_norm_params defaults;
@@ -132,7 +140,7 @@ gpuml_status gpuml_batch_norm(gpuml_ctx *ctx, const gpuml_batch_norm_params *p, 
     if (C == 0)
         return GPUML_OK;
 #if GPUML_HAVE_CUDNN
-    if (cudnn_fits(ctx, p, mask, R, C))
+    if (!relu && cudnn_fits(ctx, p, mask, R, C))
         return cudnn_forward(ctx, fn, p, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, R, C);
 #endif
     int64_t nch = gpuml_k_bn_chunks(R);
@@ -151,12 +159,13 @@ gpuml_status gpuml_batch_norm(gpuml_ctx *ctx, const gpuml_batch_norm_params *p, 
         double *p0 = (double *)q, *p2 = (double *)(q + pb), *mean_d = (double *)(q + 2 * pb);
         double *cnt_d = (double *)(q + 2 * pb + cb);
         float *rm = running_mean ? running_mean->data : NULL, *rv = running_var ? running_var->data : NULL;
-        st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SUM, x->data, NULL, mk, R, C, NULL, NULL, NULL, p0, NULL, p2);
+        st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SUM, x->data, NULL, mk, R, C, NULL, NULL, NULL, NULL, NULL, 0, p0,
+                          NULL, p2);
         if (st == GPUML_OK)
             st = GPUML_LAUNCH(ctx, bn_mean, p0, p2, nch, C, mean_d, cnt_d);
         if (st == GPUML_OK)
-            st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SQ, x->data, NULL, mk, R, C, mean_d, NULL, NULL, p0, NULL,
-                              NULL);
+            st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SQ, x->data, NULL, mk, R, C, mean_d, NULL, NULL, NULL, NULL,
+                              0, p0, NULL, NULL);
         if (st == GPUML_OK)
             st = GPUML_LAUNCH(ctx, bn_var, p0, nch, C, mean_d, cnt_d, p->eps, p->momentum, rm, rv, mean_f, invstd_f);
     } else {
@@ -164,7 +173,7 @@ gpuml_status gpuml_batch_norm(gpuml_ctx *ctx, const gpuml_batch_norm_params *p, 
     }
     if (st == GPUML_OK)
         st = GPUML_LAUNCH(ctx, bn_normalize, x->data, mk, R, C, mean_f, invstd_f, gamma ? gamma->data : NULL,
-                          beta ? beta->data : NULL, y->data);
+                          beta ? beta->data : NULL, relu, y->data);
     gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }
@@ -175,7 +184,16 @@ gpuml_status gpuml_batch_norm_backward(gpuml_ctx *ctx, const gpuml_batch_norm_pa
                                        const gpuml_tensor *gy, gpuml_tensor *gx, gpuml_tensor *ggamma,
                                        gpuml_tensor *gbeta, int accumulate)
 {
-    static const char fn[] = "gpuml_batch_norm_backward";
+    return gpuml_batch_norm_act_backward(ctx, "gpuml_batch_norm_backward", p, 0, x, mask, gamma, NULL, save_mean,
+                                         save_invstd, gy, gx, ggamma, gbeta, accumulate);
+}
+
+gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p, int relu,
+                                           const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
+                                           const gpuml_tensor *beta, const gpuml_tensor *save_mean,
+                                           const gpuml_tensor *save_invstd, const gpuml_tensor *gy, gpuml_tensor *gx,
+                                           gpuml_tensor *ggamma, gpuml_tensor *gbeta, int accumulate)
+{
     if (!ctx)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     gpuml_batch_norm_params defaults;
@@ -185,6 +203,8 @@ gpuml_status gpuml_batch_norm_backward(gpuml_ctx *ctx, const gpuml_batch_norm_pa
     }
     int64_t R = 0, C = 0;
     GPUML_TRY(check_common(ctx, fn, p, x, mask, gamma, &R, &C));
+    if (beta)
+        GPUML_TRY(gpuml_g_check_1d(ctx, fn, "beta", beta, C));
     GPUML_TRY(gpuml_g_check_1d(ctx, fn, "save_mean", save_mean, C));
     GPUML_TRY(gpuml_g_check_1d(ctx, fn, "save_invstd", save_invstd, C));
     GPUML_TRY(gpuml_check_dtype(ctx, fn, "gy", gy, GPUML_F32));
@@ -200,7 +220,7 @@ gpuml_status gpuml_batch_norm_backward(gpuml_ctx *ctx, const gpuml_batch_norm_pa
     if (C == 0 || (!gx && !ggamma && !gbeta))
         return GPUML_OK;
 #if GPUML_HAVE_CUDNN
-    if (p->training && gx && cudnn_fits(ctx, p, mask, R, C)) {
+    if (!relu && p->training && gx && cudnn_fits(ctx, p, mask, R, C)) {
         void *h;
         GPUML_TRY(gpuml_cuda_rt_cudnn(ctx, fn, &h));
         size_t bytes = (size_t)(3 * C) * sizeof(float);
@@ -226,14 +246,15 @@ gpuml_status gpuml_batch_norm_backward(gpuml_ctx *ctx, const gpuml_batch_norm_pa
     float *coef = (float *)((char *)ws + 3 * pb);
     const uint8_t *mk = mask ? mask->data : NULL;
     int training = p->training != 0;
+    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     gpuml_status st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_GRAD, x->data, gy->data, mk, R, C, NULL,
-                                   save_mean->data, save_invstd->data, p0, p1, p2);
+                                   save_mean->data, save_invstd->data, gm, bt, relu, p0, p1, p2);
     if (st == GPUML_OK)
         st = GPUML_LAUNCH(ctx, bn_grad_stats, p0, p1, p2, nch, C, training, accumulate != 0,
                           ggamma ? ggamma->data : NULL, gbeta ? gbeta->data : NULL, coef);
     if (st == GPUML_OK && gx)
         st = GPUML_LAUNCH(ctx, bn_grad_x, x->data, gy->data, mk, R, C, training, save_mean->data, save_invstd->data,
-                          gamma ? gamma->data : NULL, coef, gx->data);
+                          gm, bt, relu, coef, gx->data);
     gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }

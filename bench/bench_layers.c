@@ -2,20 +2,21 @@
  * backward, on the sizes of issue 5, against PyTorch + PyG (bench/layers_peers.py
  * on the same data, which this program writes to an HDF5 file).
  *
- *   bench_layers [--out layers_data.h5] [--reps 5] [--threads 2]
+ *   bench_layers [--out layers_data.h5] [--reps 5] [--threads 2] [--layer gravnet|particlenet]
  *
  * GravNetConv: 20 000 hits in 4 events, in 64, space 4, propagate 22, k 40, out 64.
  * EdgeConv block (ParticleNet): 128 jets x 50 particles, 2-D coordinates,
  * 64 features, k 16, widths 64-64-64.
  * Time: best of --reps steps (forward + backward, a fixed random seed
  * gradient). Memory: the caching allocator's peak bytes in use during a step
- * above what the inputs and parameters hold, and the growth of the process's
- * peak resident set over the first step. */
+ * above what the inputs and parameters hold, and the process's peak resident
+ * set during the steps (VmHWM, restarted just before them) above its resident
+ * set just before them - the measure bench/layers_peers.py takes of PyTorch.
+ * --layer NAME runs one workload only (a fresh process per layer). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <gpuml/gpuml.h>
@@ -36,11 +37,29 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static long maxrss_kb(void)
+/* VmRSS or VmHWM (peak) of this process in KiB, from /proc/self/status. */
+static long status_kb(const char *key)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':')
+            v = atol(line + n + 1);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* Restart the peak (VmHWM) from the current resident set (Linux >= 4.0). */
+static void reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
 }
 
 static uint64_t g_seed = 12345;
@@ -94,7 +113,8 @@ static void run(gpuml_ctx *ctx, const workload *w, int reps, gpuml_h5_writer *ou
     gpuml_alloc_stats before;
     gpuml_ctx_alloc_stats(ctx, 0, &before);
     gpuml_ctx_reset_peak(ctx);
-    long rss0 = maxrss_kb();
+    reset_peak_rss();
+    long rss0 = status_kb("VmRSS");
     double best = 1e30;
     size_t peak = 0;
     for (int rep = 0; rep < reps; rep++) {
@@ -111,7 +131,7 @@ static void run(gpuml_ctx *ctx, const workload *w, int reps, gpuml_h5_writer *ou
             peak = s.bytes_peak - before.bytes_in_use;
         }
     }
-    long rss1 = maxrss_kb();
+    long rss1 = status_kb("VmHWM");
     printf("gpuml %-12s forward+backward best %8.2f ms   peak (allocator) %7.1f MiB   peak RSS growth %7.1f MiB\n",
            w->name, 1e3 * best, (double)peak / (1 << 20), (double)(rss1 - rss0) / 1024.0);
     printf("RESULT {\"impl\": \"gpuml\", \"layer\": \"%s\", \"ms\": %.3f, \"peak_mib\": %.2f, \"rss_mib\": %.2f}\n",
@@ -148,6 +168,7 @@ int main(int argc, char **argv)
 {
     const char *out_path = "layers_data.h5";
     int reps = 5, threads = 2;
+    const char *only = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--out"))
             out_path = argv[i + 1];
@@ -155,6 +176,8 @@ int main(int argc, char **argv)
             reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads"))
             threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--layer"))
+            only = argv[i + 1];
     }
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
@@ -176,7 +199,8 @@ int main(int argc, char **argv)
     };
     printf("bench_layers: %d CPU threads, best of %d\n", threads, reps);
     for (unsigned i = 0; i < sizeof loads / sizeof loads[0]; i++)
-        run(ctx, &loads[i], reps, w);
+        if (!only || !strcmp(only, loads[i].name))
+            run(ctx, &loads[i], reps, w);
     DIE_IF(gpuml_h5_writer_commit(w));
     printf("data and weights for bench/layers_peers.py: %s\n", out_path);
     gpuml_ctx_destroy(ctx);

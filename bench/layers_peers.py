@@ -2,13 +2,22 @@
 """PyTorch + PyTorch Geometric peers of bench_layers, on the data and weights
 bench_layers wrote: one GravNetConv (PyG's) and one ParticleNet EdgeConv block
 (written with PyG's scatter, as in tests/make_training_fixture.py), forward +
-backward, 2 threads; best of --reps; peak RSS growth measured in a fresh
-process per layer. The kNN for both is exact and dense (torch.cdist + topk per
+backward, 2 threads; best of --reps; memory: the peak resident set during
+the steps (VmHWM, restarted just before them) above the resident set just
+before them, in a fresh process per layer - as bench_layers measures gpuml. The kNN for both is exact and dense (torch.cdist + topk per
 event), registered as pyg::knn: pyg-lib / torch_cluster have no wheel for this
 torch, and a dense cdist + topk on 5 000-point events is what PyTorch offers.
 
     build/bench/bench_layers --out /tmp/layers_data.h5
     python3 bench/layers_peers.py /tmp/layers_data.h5
+
+or both in one run, interleaved (gpuml, peer, gpuml, peer ... so that load
+from elsewhere on the machine hits both alike), with the ratios printed:
+
+    python3 bench/layers_peers.py /tmp/layers_data --gpuml build/bench/bench_layers --rounds 3
+
+(data files /tmp/layers_data.gravnet and .particlenet, one process per layer
+and side)
 """
 import argparse
 import json
@@ -53,6 +62,14 @@ def register_knn():
     return "dense cdist + topk"
 
 
+def status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(key + " not in /proc/self/status")
+
+
 def run_one(path, layer, reps):
     torch.set_num_threads(2)
     source = register_knn()
@@ -72,7 +89,9 @@ def run_one(path, layer, reps):
     ins = [torch.from_numpy(g[f"input{i}"][()]) for i in range(len(cfg["inputs"]))]
     inputs = {cfg["inputs"][i]["name"]: ins[i] for i in range(len(ins))}
     seed = torch.from_numpy(g["seed"][()])
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as cr:  # restart VmHWM (Linux >= 4.0)
+        cr.write("5")
+    rss0 = status_kb("VmRSS")
     best = 1e30
     for _ in range(reps):
         model.zero_grad()
@@ -80,7 +99,7 @@ def run_one(path, layer, reps):
         out = model(inputs, batch, len(splits) - 1)[0]
         out.backward(seed)
         best = min(best, time.perf_counter() - t0)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss1 = status_kb("VmHWM")
     print(json.dumps({"impl": "pytorch+pyg", "layer": layer, "ms": 1e3 * best, "rss_mib": (rss1 - rss0) / 1024.0,
                       "knn": source, "torch": torch.__version__}))
 
@@ -90,14 +109,57 @@ def _knn_batch(x, y, k, bx, by):
     return dense_knn(x, y, k, ptr(bx), ptr(by))
 
 
+def results(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    res = {}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[7:])
+            res[r["layer"]] = r
+        elif line.startswith("{"):
+            r = json.loads(line)
+            res[r["layer"]] = r
+    return res
+
+
+def compare(a):
+    """Alternate gpuml and the peer --rounds times; best time and the
+    largest memory of each side, then peer / gpuml."""
+    best = {}
+    for rnd in range(a.rounds):
+        runs = []
+        for layer in ("gravnet", "particlenet"):
+            runs.append(("gpuml", [a.gpuml, "--out", a.data + "." + layer, "--reps", str(a.reps), "--layer", layer]))
+            runs.append(("peer", [sys.executable, __file__, a.data + "." + layer, "--reps", str(a.reps),
+                                  "--one", layer]))
+        for who, cmd in runs:
+            for layer, r in results(cmd).items():
+                b = best.setdefault((who, layer), {"ms": float("inf"), "rss_mib": 0.0})
+                b["ms"] = min(b["ms"], r["ms"])
+                b["rss_mib"] = max(b["rss_mib"], r["rss_mib"])
+        print(f"round {rnd + 1}/{a.rounds} done", file=sys.stderr)
+    print(f"{'layer':12s} {'gpuml ms':>9s} {'PyG ms':>9s} {'speed-up':>9s} "
+          f"{'gpuml MiB':>10s} {'PyG MiB':>9s} {'mem ratio':>9s}")
+    for layer in ("gravnet", "particlenet"):
+        g, p = best[("gpuml", layer)], best[("peer", layer)]
+        print(f"{layer:12s} {g['ms']:9.1f} {p['ms']:9.1f} {p['ms'] / g['ms']:8.2f}x "
+              f"{g['rss_mib']:10.1f} {p['rss_mib']:9.1f} {g['rss_mib'] / p['rss_mib']:9.2f}")
+        print("RATIO " + json.dumps({"layer": layer, "speedup": p["ms"] / g["ms"],
+                                     "memory_ratio": g["rss_mib"] / p["rss_mib"]}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--one")
+    ap.add_argument("--gpuml", help="bench_layers binary: run it too, interleaved, and print ratios")
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     if a.one:
         return run_one(a.data, a.one, a.reps)
+    if a.gpuml:
+        return compare(a)
     for layer in ("gravnet", "particlenet"):  # a fresh process each: clean peak RSS
         subprocess.run([sys.executable, __file__, a.data, "--reps", str(a.reps), "--one", layer], check=True)
 

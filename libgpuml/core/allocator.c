@@ -217,6 +217,17 @@ void gpuml_allocator_free(gpuml_allocator *a, void *p, size_t size)
     pthread_mutex_unlock(&a->lock);
 }
 
+void gpuml_allocator_free_to_system(gpuml_allocator *a, void *p, size_t size)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stats.bytes_in_use -= size;
+    system_free(a, p);
+    a->stats.bytes_reserved -= size;
+    pthread_mutex_unlock(&a->lock);
+}
+
 void gpuml_allocator_stats(gpuml_allocator *a, gpuml_alloc_stats *out)
 {
     pthread_mutex_lock(&a->lock);

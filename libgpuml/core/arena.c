@@ -129,12 +129,23 @@ static gpuml_status region_alloc(gpuml_arena *a, bool device, region *r, size_t 
 static void region_reset(gpuml_arena *a, bool device, region *r)
 {
     if (r->nchunks > 1) {
-        /* Merge into one chunk big enough for the whole of the last step. If
-         * that allocation fails, keep the old chunks: they still work. */
-        size_t total = r->capacity;
-        chunk *c = NULL;
+        /* Merge into one chunk as big as the whole of the last step used.
+         * The old chunks go back to the system first (their odd sizes would
+         * only sit in the cache, resident, beside the new chunk); if the new
+         * allocation fails the region starts empty and grows again. */
+        size_t total = r->used > 0 ? r->used : r->capacity; /* used counts the tails skipped: enough */
+        chunk *c = r->head;
+        while (c) {
+            chunk *next = c->next;
+            if (device)
+                gpuml_allocator_free_to_system(a->alloc, c->ptr, c->size);
+            else
+                free(c->ptr);
+            free(c);
+            c = next;
+        }
+        memset(r, 0, sizeof *r);
         if (chunk_new(a, device, total, &c, "gpuml_arena_reset") == GPUML_OK) {
-            region_free_all(a, device, r);
             r->head = c;
             r->capacity = c->size;
             r->nchunks = 1;

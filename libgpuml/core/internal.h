@@ -62,6 +62,9 @@ void gpuml_allocator_release(gpuml_allocator *a); /* drops a reference */
  * value back to gpuml_allocator_free. fn names the caller for messages. */
 gpuml_status gpuml_allocator_alloc(gpuml_allocator *a, size_t *size, void **out, const char *fn);
 void gpuml_allocator_free(gpuml_allocator *a, void *p, size_t size);
+/* Free straight to the system, not into the cache: for blocks of a size
+ * that will not be asked for again (an arena's outgrown chunks). */
+void gpuml_allocator_free_to_system(gpuml_allocator *a, void *p, size_t size);
 void gpuml_allocator_stats(gpuml_allocator *a, gpuml_alloc_stats *out);
 void gpuml_allocator_reset_peak(gpuml_allocator *a);
 void gpuml_allocator_release_cached(gpuml_allocator *a);

@@ -1,0 +1,62 @@
+"""gpuml: graph neural networks for particle physics, from Python.
+
+Thin ctypes bindings over the gpuml C library (include/gpuml/*.h): the same
+library, model configs, model files and datasets as the C/C++ side.
+
+    import numpy as np, gpuml
+    x = np.random.rand(1000, 3).astype(np.float32)
+    idx, dist2 = gpuml.knn(x, k=16, row_splits=[0, 400, 1000])
+
+    model = gpuml.Model.from_config(config_json, seed=1)
+    trainer = gpuml.Trainer(model, {"kind": "adamw", "lr": 1e-3}, loss="cross_entropy")
+    trainer.fit("train.h5", inputs=["features"], target="event/label", epochs=5)
+    model.save("model.h5")                 # gpuml_model_load() reads it in C++
+    logits = model(features, row_splits)
+
+Data: numpy arrays in and out; float32 / int64 C-contiguous inputs are used
+without copies, other dtypes and layouts are converted by a documented rule
+(see :func:`as_tensor`); torch and cupy tensors pass through DLPack
+(:func:`from_dlpack`, ``Tensor.__dlpack__``). Errors raise :class:`Error`
+subclasses carrying the C library's message. C calls release the GIL.
+
+The library is loaded from $GPUML_LIBRARY if set, else the copy bundled at
+install time (see gpuml._lib).
+"""
+from __future__ import annotations
+
+from ._context import Context, default_context
+from ._dlpack import from_dlpack
+from ._errors import *  # noqa: F401,F403  (the Error hierarchy)
+from ._errors import Error
+from ._lib import lib as _lib
+from ._tensor import Tensor, as_tensor
+from .io import Batch, Dataset, Field, Loader, write_dataset
+from .model import InputInfo, Model, OutputInfo
+from .ops import (OCLoss, abs, batch_norm, bce_with_logits, binary, cross_entropy, edge_first_linear, edge_mask, elu,
+                  exp, gather_rows, gelu, gravnet_aggregate, index_csr, knn, knn_backward, layer_norm, leaky_relu,
+                  linear, log, matmul, neg, neighbour_aggregate, object_condensation, reduce, relu, rsqrt,
+                  scatter_add_rows, segment_ids, segment_reduce, sigmoid, softmax, softplus, sqrt, tanh, unary)
+from .train import Trainer, fit, optim_config
+
+__version__ = "0.1.0"
+
+
+def version() -> str:
+    """Version of the C library actually loaded."""
+    return _lib.gpuml_version().decode()
+
+
+def library_path() -> str:
+    """Path of the loaded libgpuml."""
+    return _lib.path
+
+
+def has_feature(name: str) -> bool:
+    """Whether the loaded library was built with a feature: "cuda", "cudnn",
+    "nccl", "mpi", "openmp", "blas"."""
+    return bool(_lib.gpuml_has_feature(name.encode()))
+
+
+def cuda_device_count() -> int:
+    """Usable CUDA devices (0 without a GPU or a CUDA build)."""
+    return _lib.gpuml_cuda_device_count()

@@ -28,7 +28,7 @@ from ._context import Context, default_context
 from ._dlpack import from_dlpack
 from ._errors import *  # noqa: F401,F403  (the Error hierarchy)
 from ._errors import Error
-from ._lib import lib as _lib
+from ._lib import lib as _clib
 from ._tensor import Tensor, as_tensor
 from .io import Batch, Dataset, Field, Loader, write_dataset
 from .model import InputInfo, Model, OutputInfo
@@ -43,20 +43,20 @@ __version__ = "0.1.0"
 
 def version() -> str:
     """Version of the C library actually loaded."""
-    return _lib.gpuml_version().decode()
+    return _clib.gpuml_version().decode()
 
 
 def library_path() -> str:
     """Path of the loaded libgpuml."""
-    return _lib.path
+    return _clib.path
 
 
 def has_feature(name: str) -> bool:
     """Whether the loaded library was built with a feature: "cuda", "cudnn",
     "nccl", "mpi", "openmp", "blas"."""
-    return bool(_lib.gpuml_has_feature(name.encode()))
+    return bool(_clib.gpuml_has_feature(name.encode()))
 
 
 def cuda_device_count() -> int:
     """Usable CUDA devices (0 without a GPU or a CUDA build)."""
-    return _lib.gpuml_cuda_device_count()
+    return _clib.gpuml_cuda_device_count()

@@ -4,7 +4,7 @@ The library is found, in this order:
 
 1. ``$GPUML_LIBRARY``: a path to ``libgpuml.so`` (or a directory holding it),
    for development against a build tree (``meson test`` sets it);
-2. the copy bundled in the installed package (``gpuml/_lib/libgpuml.so``);
+2. the copy bundled in the installed package (``gpuml/_native/libgpuml.so``);
 3. an in-tree build next to these sources (``<repo>/build/libgpuml``), so a
    source checkout works without installing;
 4. the system's ``libgpuml`` (``ctypes.util.find_library``).
@@ -324,7 +324,7 @@ def _candidates():
             return [str(hits[0])], True
         return [env], True
     here = Path(__file__).resolve().parent
-    out = [str(here / "_lib" / "libgpuml.so")]
+    out = [str(here / "_native" / "libgpuml.so")]
     out.append(str(here.parent.parent / "build" / "libgpuml" / "libgpuml.so"))
     found = ctypes.util.find_library("gpuml")
     if found:

@@ -37,6 +37,8 @@
 #define GPUML_AUTOGRAD_H
 
 #include "gpuml/context.h"
+#include "gpuml/graph.h"
+#include "gpuml/knn.h"
 #include "gpuml/ops.h"
 #include "gpuml/tensor.h"
 
@@ -152,6 +154,37 @@ GPUML_API gpuml_status gpuml_ad_bce_logits(gpuml_tape *t, gpuml_var *logits, gpu
  * sum_i w[y_i] * nll_i / sum_i w[y_i], as PyTorch. */
 GPUML_API gpuml_status gpuml_ad_cross_entropy(gpuml_tape *t, gpuml_var *logits, const gpuml_tensor *labels,
                                               const gpuml_tensor *class_weights, gpuml_var **loss);
+
+/* ---- graph ops (gpuml/knn.h, gpuml/graph.h) --------------------------- */
+/* A kNN graph built on a tape: idx [N, k] i32 and, when gradients are
+ * recorded, its reverse adjacency (rowptr [N+1], col [N*k] i64), shared by
+ * every op on the graph. Lives in the tape's arena. */
+typedef struct gpuml_ad_graph {
+    gpuml_tensor *idx;
+    gpuml_tensor *rowptr, *col; /* NULL when nothing is recorded */
+    const gpuml_tensor *row_splits;
+} gpuml_ad_graph;
+
+/* kNN of coords [N, D] within the events of row_splits; dist2 [N, k] is
+ * differentiable with respect to coords. */
+GPUML_API gpuml_status gpuml_ad_knn(gpuml_tape *t, gpuml_var *coords, const gpuml_tensor *row_splits, int k,
+                                    float max_radius, gpuml_ad_graph **graph, gpuml_var **dist2);
+/* [N, 2P] = [mean, max] of exp(-alpha dist2) h_j over the graph. */
+GPUML_API gpuml_status gpuml_ad_gravnet_aggregate(gpuml_tape *t, gpuml_var *h, const gpuml_ad_graph *g,
+                                                  gpuml_var *dist2, float alpha, int exclude_self, gpuml_var **out);
+/* EdgeConv's first layer on every edge: [N, k_e, C]. bias may be NULL. */
+GPUML_API gpuml_status gpuml_ad_edge_first_linear(gpuml_tape *t, gpuml_var *x, const gpuml_ad_graph *g,
+                                                  int exclude_self, gpuml_var *w, gpuml_var *bias, gpuml_var **out);
+/* Max or mean of edges [N, k_e, C] over each node's valid slots: [N, C]. */
+GPUML_API gpuml_status gpuml_ad_neighbour_aggregate(gpuml_tape *t, gpuml_reduce_op op, gpuml_var *edges,
+                                                    const gpuml_ad_graph *g, int exclude_self, gpuml_var **out);
+/* Batch norm over the rows of x [..., C] (training / inference from the
+ * tape's training flag); mask (may be NULL) excludes padding rows;
+ * running_mean / running_var [C] are updated in training. gamma / beta may
+ * be NULL. */
+GPUML_API gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask, gpuml_var *gamma,
+                                           gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
+                                           float momentum, float eps, gpuml_var **y);
 
 /* Object condensation loss (gpuml/ops.h): beta [N] or [N, 1], coords
  * [N, D] vars; truth [N] i32 and row_splits tensors kept by reference until

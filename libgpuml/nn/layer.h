@@ -37,7 +37,7 @@ typedef struct gpuml_layer_i {
     gpuml_status (*forward)(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out);
 } gpuml_layer_i;
 
-#define GPUML_LAYER_ATTRS 8
+#define GPUML_LAYER_ATTRS 16
 
 struct gpuml_layer {
     const gpuml_layer_i *iface;
@@ -60,6 +60,9 @@ gpuml_status gpuml_attr_int(gpuml_build *b, gpuml_layer *l, const char *key, int
                             int64_t max, int64_t *out);
 gpuml_status gpuml_attr_float(gpuml_build *b, gpuml_layer *l, const char *key, int required, double def, double min,
                               double max, double *out);
+/* A non-empty array of integers in [min, max], at most cap of them. */
+gpuml_status gpuml_attr_ints(gpuml_build *b, gpuml_layer *l, const char *key, int64_t min, int64_t max, int64_t *out,
+                             int cap, int *count);
 gpuml_status gpuml_attr_bool(gpuml_build *b, gpuml_layer *l, const char *key, int def, int *out);
 /* One of choices (NULL-terminated); *out = its index. */
 gpuml_status gpuml_attr_enum(gpuml_build *b, gpuml_layer *l, const char *key, const char *def,
@@ -91,6 +94,8 @@ gpuml_tensor *gpuml_fwd_buffer(gpuml_fwd *f, const gpuml_layer *l, int k);
 gpuml_status gpuml_fwd_event_ids(gpuml_fwd *f, gpuml_tensor **ids);
 
 /* Layer types defined in layers_*.c */
+extern const gpuml_layer_i gpuml_layer_batchnorm, gpuml_layer_gravnet, gpuml_layer_edgeconv,
+    gpuml_layer_dynamic_edgeconv, gpuml_layer_particlenet_block;
 extern const gpuml_layer_i gpuml_layer_linear, gpuml_layer_layernorm, gpuml_layer_dropout, gpuml_layer_concat,
     gpuml_layer_add, gpuml_layer_global_pool, gpuml_layer_broadcast, gpuml_layer_relu, gpuml_layer_gelu,
     gpuml_layer_tanh, gpuml_layer_sigmoid, gpuml_layer_softplus, gpuml_layer_elu, gpuml_layer_leaky_relu;

@@ -12,7 +12,8 @@ static const gpuml_layer_i *const gpuml_layer_types[] = {
     &gpuml_layer_linear,     &gpuml_layer_layernorm, &gpuml_layer_dropout,   &gpuml_layer_concat,
     &gpuml_layer_add,        &gpuml_layer_global_pool, &gpuml_layer_broadcast, &gpuml_layer_relu,
     &gpuml_layer_gelu,       &gpuml_layer_tanh,      &gpuml_layer_sigmoid,   &gpuml_layer_softplus,
-    &gpuml_layer_elu,        &gpuml_layer_leaky_relu,
+    &gpuml_layer_elu,        &gpuml_layer_leaky_relu, &gpuml_layer_batchnorm, &gpuml_layer_gravnet,
+    &gpuml_layer_edgeconv,   &gpuml_layer_dynamic_edgeconv, &gpuml_layer_particlenet_block,
 };
 #define NUM_TYPES ((int)(sizeof gpuml_layer_types / sizeof gpuml_layer_types[0]))
 
@@ -126,6 +127,28 @@ gpuml_status gpuml_attr_float(gpuml_build *b, gpuml_layer *l, const char *key, i
     if (!json_is_number(v) || !(json_number_value(v) >= min && json_number_value(v) <= max))
         return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "attribute '%s' must be a number in [%g, %g]", key, min, max);
     *out = json_number_value(v);
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_attr_ints(gpuml_build *b, gpuml_layer *l, const char *key, int64_t min, int64_t max, int64_t *out,
+                             int cap, int *count)
+{
+    mark_seen(b, key);
+    json_t *v = json_object_get(b->node, key);
+    if (!v)
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "attribute '%s' is required", key);
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > (size_t)cap)
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "attribute '%s' must be an array of 1 to %d integers", key,
+                                cap);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_integer(e) || json_integer_value(e) < min || json_integer_value(e) > max)
+            return gpuml_build_fail(b, l, GPUML_ERR_FORMAT,
+                                    "attribute '%s'[%zu] must be an integer in [%" PRId64 ", %" PRId64 "]", key, i,
+                                    min, max);
+        out[i] = json_integer_value(e);
+    }
+    *count = (int)json_array_size(v);
     return GPUML_OK;
 }
 

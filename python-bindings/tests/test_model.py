@@ -129,3 +129,39 @@ def test_config_from_file_and_summary(tmp_path):
     assert "d1" in s and "linear" in s and "total parameters" in s
     assert "hits[4]" in repr(m)
     assert m.config["nodes"][2]["bias"] is True  # normalised: defaults filled in
+
+
+GRAVNET_CFG = {
+    "inputs": [{"name": "hits", "features": 5}],
+    "nodes": [
+        {"name": "gn", "op": "gravnet", "inputs": ["hits"], "out": 6, "space": 3, "prop": 4, "k": 5},
+        {"name": "bn", "op": "batchnorm", "inputs": ["gn"]},
+        {"name": "out", "op": "linear", "inputs": ["bn"], "out": 3},
+    ],
+    "outputs": ["out"],
+}
+
+
+def test_gravnet_model_equals_the_bound_ops(rng, tmp_path):
+    """A GravNet layer in a model computes lin_out1(x) + lin_out2(agg), agg
+    from gpuml.knn on lin_s(x) and gpuml.gravnet_aggregate of lin_h(x)."""
+    m = gpuml.Model.from_config(GRAVNET_CFG, seed=11)
+    p = m.parameters()
+    bufs = m.buffers()
+    assert set(bufs) == {"bn.running_mean", "bn.running_var"}
+    x, rs = ragged(rng, [9, 2, 14], 5)
+    s = gpuml.linear(x, p["gn.lin_s.weight"], p["gn.lin_s.bias"])
+    h = gpuml.linear(x, p["gn.lin_h.weight"], p["gn.lin_h.bias"])
+    idx, d2 = gpuml.knn(s, 5, rs)
+    agg = gpuml.gravnet_aggregate(h, idx, d2, 10.0)
+    gn = x @ p["gn.lin_out1.weight"].T + agg @ p["gn.lin_out2.weight"].T + p["gn.lin_out2.bias"]
+    bn = (gn - bufs["bn.running_mean"]) / np.sqrt(bufs["bn.running_var"] + 1e-5) * p["bn.weight"] + p["bn.bias"]
+    np.testing.assert_allclose(m(x, rs), bn @ p["out.weight"].T + p["out.bias"], rtol=1e-4, atol=1e-5)
+    # training updates the batch-norm buffers (views into the buffer slab)
+    tr = gpuml.Trainer(m, "adam", loss="mse")
+    tr.step(inputs=x, target=np.zeros((len(x), 3), np.float32), row_splits=rs)
+    assert not (bufs["bn.running_mean"] == 0).all()
+    m.save(tmp_path / "gn.h5")
+    m2 = gpuml.Model.load(tmp_path / "gn.h5")
+    np.testing.assert_array_equal(m2.buffers()["bn.running_var"], bufs["bn.running_var"])
+    np.testing.assert_array_equal(m2(x, rs), m(x, rs))

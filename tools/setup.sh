@@ -11,6 +11,7 @@ PKGS=(
   libopenblas-openmp-dev          # CBLAS, OpenMP build (shares our thread pool)
   libjansson-dev                  # model configs (JSON)
   libopenmpi-dev openmpi-bin      # multi-process training
+  clang-14 libclang-rt-14-dev     # libFuzzer for tools/fuzz.sh
 )
 
 missing=()

@@ -28,6 +28,7 @@
 #include "gpuml/optim.h"
 #include "gpuml/io.h"
 #include "gpuml/checkpoint.h"
+#include "gpuml/train.h"
 #include "gpuml/knn.h"
 #include "gpuml/graph.h"
 

@@ -1,0 +1,149 @@
+/* examples/common/driver.h - what both training drivers share: options,
+ * a progress line (a bar on a terminal, plain lines otherwise), metrics as
+ * JSON lines, timing. Header-only; examples are not the library. */
+#ifndef GPUML_EXAMPLES_DRIVER_H
+#define GPUML_EXAMPLES_DRIVER_H
+
+#define _POSIX_C_SOURCE 200809L
+#include <gpuml/gpuml.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DIE_IF(st)                                                                                 \
+    do {                                                                                           \
+        gpuml_status s_ = (st);                                                                    \
+        if (s_ != GPUML_OK) {                                                                      \
+            fprintf(stderr, "error: %s: %s\n", gpuml_status_string(s_), gpuml_last_error());       \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --name value options; flags are --name with no value. */
+typedef struct {
+    int argc;
+    char **argv;
+} opts;
+
+static inline const char *opt_str(const opts *o, const char *name, const char *def)
+{
+    for (int i = 1; i + 1 < o->argc; i++)
+        if (!strcmp(o->argv[i], name))
+            return o->argv[i + 1];
+    return def;
+}
+static inline long opt_int(const opts *o, const char *name, long def)
+{
+    const char *v = opt_str(o, name, NULL);
+    return v ? atol(v) : def;
+}
+static inline double opt_f(const opts *o, const char *name, double def)
+{
+    const char *v = opt_str(o, name, NULL);
+    return v ? atof(v) : def;
+}
+static inline int opt_flag(const opts *o, const char *name)
+{
+    for (int i = 1; i < o->argc; i++)
+        if (!strcmp(o->argv[i], name))
+            return 1;
+    return 0;
+}
+
+/* A CPU or CUDA context from --device cpu|cuda[:i] and --threads. */
+static inline gpuml_ctx *make_ctx(const opts *o)
+{
+    gpuml_ctx_config cfg;
+    gpuml_ctx_config_init_defaults(&cfg);
+    const char *dev = opt_str(o, "--device", "cpu");
+    if (!strncmp(dev, "cuda", 4)) {
+        cfg.device.type = GPUML_DEVICE_CUDA;
+        cfg.device.index = dev[4] == ':' ? atoi(dev + 5) : 0;
+    }
+    cfg.num_threads = (int)opt_int(o, "--threads", 0);
+    gpuml_ctx *ctx;
+    DIE_IF(gpuml_ctx_create(&cfg, &ctx));
+    return ctx;
+}
+
+typedef struct {
+    double start, last;
+    int64_t total, done;
+    int tty;
+} progress;
+
+static inline void progress_init(progress *p, int64_t total)
+{
+    p->start = p->last = now_s();
+    p->total = total;
+    p->done = 0;
+    p->tty = isatty(2);
+}
+
+/* Called every step; draws at most ~10 times a second on a terminal, every
+ * `every` steps otherwise. */
+static inline void progress_update(progress *p, int64_t step, double events_per_s, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    double t = now_s(), el = t - p->start;
+    double frac = p->total > 0 ? (double)step / (double)p->total : 0;
+    double eta = frac > 0 ? el * (1 - frac) / frac : 0;
+    if (p->tty) {
+        if (t - p->last < 0.1 && step < p->total)
+            return;
+        int w = 24, fill = (int)(frac * w);
+        char bar[32];
+        for (int i = 0; i < w; i++)
+            bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+        bar[w] = '\0';
+        fprintf(stderr, "\r[%s] %3d%% %lld/%lld %s %.1f ev/s ETA %02d:%02d   ", bar, (int)(100 * frac),
+                (long long)step, (long long)p->total, msg, events_per_s, (int)eta / 60, (int)eta % 60);
+        if (step >= p->total)
+            fputc('\n', stderr);
+    } else if (step % 20 == 0 || step >= p->total) {
+        fprintf(stderr, "step %lld/%lld %s %.1f ev/s eta %.0fs\n", (long long)step, (long long)p->total, msg,
+                events_per_s, eta);
+    }
+    p->last = t;
+}
+
+/* Largest value of an integer per-event field ("event/n_showers"). */
+static inline int64_t field_max_i32(const char *path, const char *field)
+{
+    gpuml_ctx_config cfg;
+    gpuml_ctx_config_init_defaults(&cfg);
+    cfg.num_threads = 1;
+    gpuml_ctx *ctx;
+    DIE_IF(gpuml_ctx_create(&cfg, &ctx));
+    gpuml_dataset *ds;
+    DIE_IF(gpuml_dataset_open(path, &ds));
+    gpuml_tensor *rs, *v;
+    const char *names[1] = {field};
+    DIE_IF(gpuml_dataset_read(ds, ctx, 0, gpuml_dataset_num_events(ds), 1, names, &rs, &v));
+    const int32_t *p = gpuml_tensor_data(v);
+    int64_t mx = 0;
+    for (int64_t i = 0; i < gpuml_tensor_numel(v); i++)
+        mx = p[i] > mx ? p[i] : mx;
+    gpuml_tensor_destroy(rs);
+    gpuml_tensor_destroy(v);
+    gpuml_dataset_close(ds);
+    gpuml_ctx_destroy(ctx);
+    return mx;
+}
+
+#endif

@@ -1,0 +1,136 @@
+/* train_gravnet: a GravNet model trained with object condensation on
+ * HGCAL-like events (examples/gen_dataset hgcal).
+ *
+ *   train_gravnet --data train.h5 [--val val.h5] [--config configs/gravnet_oc.json]
+ *                 [--epochs 2] [--max-rows 20000] [--max-events 16] [--lr 1e-3]
+ *                 [--out model.h5] [--metrics metrics.jsonl] [--ckpt ckpt.h5]
+ *                 [--ckpt-every 50] [--resume ckpt.h5] [--max-steps N]
+ *                 [--device cpu|cuda] [--threads N] [--seed S]
+ *
+ * Metrics go to the JSON-lines file (one object per step, one per
+ * evaluation); the final metrics are printed as one JSON line on stdout. */
+#include "common/driver.h"
+
+static double evaluate(gpuml_ctx *ctx, gpuml_trainer *tr, const char *path, int64_t max_rows, float comp[3])
+{
+    const char *fields[] = {"features", "truth_id"};
+    gpuml_loader_config lc;
+    gpuml_loader_config_init_defaults(&lc);
+    lc.path = path, lc.fields = fields, lc.num_fields = 2, lc.max_rows = max_rows, lc.shuffle = 0;
+    gpuml_loader *ld;
+    DIE_IF(gpuml_loader_create(ctx, &lc, &ld));
+    gpuml_batch *b;
+    double loss = 0, c[3] = {0, 0, 0};
+    int64_t events = 0;
+    while (gpuml_loader_next(ld, &b) == GPUML_OK && b) {
+        gpuml_step_stats s;
+        DIE_IF(gpuml_trainer_evaluate_batch(tr, b, &s));
+        loss += s.loss * (double)s.events;
+        for (int i = 0; i < 3; i++)
+            c[i] += s.components[i] * (double)s.events;
+        events += s.events;
+        gpuml_batch_destroy(b);
+    }
+    gpuml_loader_destroy(ld);
+    for (int i = 0; i < 3; i++)
+        comp[i] = (float)(c[i] / (double)(events ? events : 1));
+    return loss / (double)(events ? events : 1);
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {argc, argv};
+    const char *data = opt_str(&o, "--data", NULL), *val = opt_str(&o, "--val", NULL);
+    const char *config = opt_str(&o, "--config", "examples/configs/gravnet_oc.json");
+    const char *resume = opt_str(&o, "--resume", NULL), *ckpt = opt_str(&o, "--ckpt", "gravnet_ckpt.h5");
+    FILE *metrics = fopen(opt_str(&o, "--metrics", "gravnet_metrics.jsonl"), resume ? "a" : "w");
+    if (!data || !metrics) {
+        fprintf(stderr, "usage: train_gravnet --data FILE [options]; see the top of examples/train_gravnet.c\n");
+        return 2;
+    }
+    long epochs = opt_int(&o, "--epochs", 2), ckpt_every = opt_int(&o, "--ckpt-every", 50);
+    long max_steps = opt_int(&o, "--max-steps", -1);
+    int64_t max_rows = opt_int(&o, "--max-rows", 20000);
+    gpuml_ctx *ctx = make_ctx(&o);
+    gpuml_ctx_set_seed(ctx, (uint64_t)opt_int(&o, "--seed", 1));
+
+    gpuml_model *model;
+    DIE_IF(gpuml_model_create_from_file(ctx, config, &model));
+    DIE_IF(gpuml_model_init_params(model, (uint64_t)opt_int(&o, "--seed", 1)));
+    const char *fields[] = {"features", "truth_id"};
+    gpuml_loader_config lc;
+    gpuml_loader_config_init_defaults(&lc);
+    lc.path = data, lc.fields = fields, lc.num_fields = 2, lc.max_rows = max_rows;
+    lc.max_events = opt_int(&o, "--max-events", 16), lc.seed = (uint64_t)opt_int(&o, "--seed", 1);
+    gpuml_loader *loader;
+    DIE_IF(gpuml_loader_create(ctx, &lc, &loader));
+    int64_t per_epoch;
+    DIE_IF(gpuml_loader_num_batches(loader, 0, &per_epoch));
+    int64_t total = max_steps > 0 ? max_steps : per_epoch * epochs;
+
+    gpuml_trainer_config tc;
+    gpuml_trainer_config_init_defaults(&tc); /* object condensation on outputs beta, coords */
+    tc.oc.max_objects = field_max_i32(data, "event/n_showers") + 1;
+    tc.optim.lr = (float)opt_f(&o, "--lr", 1e-3);
+    tc.optim.clip_norm = 1.0f;
+    tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;
+    gpuml_trainer *tr;
+    DIE_IF(gpuml_trainer_create(model, &tc, &tr));
+    char summary[8192];
+    gpuml_model_summary(model, summary, sizeof summary);
+    fprintf(stderr, "%s", summary);
+
+    gpuml_train_state ts = {0};
+    if (resume) {
+        DIE_IF(gpuml_checkpoint_load(resume, model, gpuml_trainer_optim(tr), &ts));
+        gpuml_ctx_set_rng_state(ctx, ts.rng_seed, ts.rng_counter);
+        DIE_IF(gpuml_loader_set_position(loader, &ts.loader));
+        fprintf(stderr, "resumed from %s at step %lld\n", resume, (long long)ts.step);
+    }
+    progress pg;
+    progress_init(&pg, total);
+    double t0 = now_s(), events = 0;
+    gpuml_step_stats s = {0};
+    for (int64_t step = ts.step; step < total;) {
+        gpuml_batch *b;
+        DIE_IF(gpuml_loader_next(loader, &b));
+        if (!b) { /* end of an epoch */
+            ts.epoch++;
+            continue;
+        }
+        DIE_IF(gpuml_trainer_step_batch(tr, b, &s));
+        gpuml_batch_destroy(b);
+        step++;
+        events += (double)s.events;
+        double eps = events / (now_s() - t0);
+        fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, \"L_V\": %.6g, \"L_beta\": %.6g, "
+                         "\"L_noise\": %.6g, \"lr\": %.6g, \"events_per_s\": %.3f}\n",
+                (long long)step, (long long)ts.epoch, s.loss, s.components[0], s.components[1], s.components[2],
+                s.lr, eps);
+        progress_update(&pg, step, eps, "loss %.4f", s.loss);
+        if (ckpt_every > 0 && (step % ckpt_every == 0 || step == total)) {
+            ts.step = step;
+            gpuml_ctx_get_rng_state(ctx, &ts.rng_seed, &ts.rng_counter);
+            DIE_IF(gpuml_loader_get_position(loader, &ts.loader));
+            DIE_IF(gpuml_checkpoint_save(ckpt, model, gpuml_trainer_optim(tr), &ts));
+        }
+    }
+    fflush(metrics);
+    double train_time = now_s() - t0;
+    float comp[3] = {0, 0, 0};
+    double val_loss = val ? evaluate(ctx, tr, val, max_rows, comp) : -1;
+    if (val)
+        fprintf(metrics, "{\"eval\": \"%s\", \"loss\": %.6g, \"L_V\": %.6g, \"L_beta\": %.6g, \"L_noise\": %.6g}\n",
+                val, val_loss, comp[0], comp[1], comp[2]);
+    const char *out = opt_str(&o, "--out", "gravnet_model.h5");
+    DIE_IF(gpuml_model_save(model, out));
+    printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_loss\": %.6g, "
+           "\"events_per_s\": %.2f, \"train_time_s\": %.2f}\n",
+           out, (long long)total, s.loss, val_loss, events / train_time, train_time);
+    fclose(metrics);
+    gpuml_trainer_destroy(tr);
+    gpuml_loader_destroy(loader);
+    gpuml_model_destroy(model);
+    gpuml_ctx_destroy(ctx);
+    return 0;
+}

@@ -39,7 +39,7 @@ gpuml.write_dataset(data, np.cumsum([0] + sizes), {"features": np.concatenate(fe
                                                    "truth": np.concatenate(truth).astype(np.int32)},
                     columns={"features": ["x", "y", "e"]})
 
-# ---- model: two GravNet blocks, then beta (logit) and a 2-D clustering space ----
+# ---- model: two GravNet blocks, then beta in [0, 1] and a 2-D clustering space ----
 config = {
     "inputs": [{"name": "features", "features": 3}],
     "nodes": [
@@ -47,9 +47,11 @@ config = {
         {"name": "a1", "op": "elu", "inputs": ["gn1"]},
         {"name": "gn2", "op": "gravnet", "inputs": ["a1"], "out": 32, "space": 4, "prop": 16, "k": 12},
         {"name": "a2", "op": "elu", "inputs": ["gn2"]},
-        {"name": "out", "op": "linear", "inputs": ["a2"], "out": 3},   # [beta logit, x, y]
+        {"name": "b", "op": "linear", "inputs": ["a2"], "out": 1},
+        {"name": "beta", "op": "sigmoid", "inputs": ["b"]},
+        {"name": "coords", "op": "linear", "inputs": ["a2"], "out": 2},
     ],
-    "outputs": ["out"],
+    "outputs": ["beta", "coords"],
 }
 model = gpuml.Model.from_config(config, seed=1)
 print(model.summary())
@@ -63,8 +65,7 @@ model.save(args.out)
 # ---- inference with the saved model: condensation points have high beta ----
 reloaded = gpuml.Model.load(args.out)
 rs, f = gpuml.Dataset(data).read(0, min(64, args.events))
-out = reloaded(f["features"], rs)
-beta = 1 / (1 + np.exp(-out[:, 0]))
-t = f["truth"]
+beta, coords = reloaded(f["features"], rs)
+beta, t = beta[:, 0], f["truth"]
 print(f"mean beta: object hits {beta[t >= 0].mean():.3f}, noise hits {beta[t < 0].mean():.3f}")
 print("saved", args.out)

@@ -68,6 +68,20 @@ class OptimConfig(Structure):
                 ("total_steps", c_int64), ("min_lr", c_float), ("step_size", c_int64), ("gamma", c_float)]
 
 
+TRAIN_MAX_INPUTS = 8
+
+
+class TrainerConfig(Structure):
+    _fields_ = [("loss", c_int), ("num_inputs", c_int), ("input_fields", c_int * TRAIN_MAX_INPUTS),
+                ("target_field", c_int), ("output", c_int), ("beta_output", c_int), ("coords_output", c_int),
+                ("oc", OcParams), ("class_weights", c_void_p), ("optim", OptimConfig), ("accumulate", c_int)]
+
+
+class StepStats(Structure):
+    _fields_ = [("loss", c_float), ("components", c_float * 3), ("events", c_int64), ("rows", c_int64),
+                ("correct", c_int64), ("lr", c_float), ("stepped", c_int)]
+
+
 class LoaderConfig(Structure):
     _fields_ = [("path", c_char_p), ("fields", POINTER(c_char_p)), ("num_fields", c_int),
                 ("max_rows", c_int64), ("max_events", c_int64), ("seed", c_uint64), ("shuffle", c_int),
@@ -103,7 +117,8 @@ STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_para
            "gpuml_knn_params": KnnParams, "gpuml_batch_norm_params": BatchNormParams,
            "gpuml_optim_config": OptimConfig, "gpuml_loader_config": LoaderConfig,
            "gpuml_loader_position": LoaderPosition, "gpuml_train_state": TrainState,
-           "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats}
+           "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats,
+           "gpuml_trainer_config": TrainerConfig, "gpuml_step_stats": StepStats}
 
 # ---- function table ---------------------------------------------------------
 # name: (restype, argtypes). ST marks a gpuml_status return (checked).
@@ -198,17 +213,7 @@ _PROTOS = {
     "gpuml_tape_reset": (None, [P]),
     "gpuml_tape_set_grad_enabled": (None, [P, I]),
     "gpuml_tape_set_training": (None, [P, I]),
-    "gpuml_var_input": (ST, [P, P, I, PP]),
     "gpuml_var_value": (P, [P]),
-    "gpuml_var_grad": (P, [P]),
-    "gpuml_backward": (ST, [P, P, P]),
-    "gpuml_ad_unary": (ST, [P, I, F, P, PP]),
-    "gpuml_ad_split": (ST, [P, P, I, I64P, PP]),
-    "gpuml_ad_reshape": (ST, [P, P, I, I64P, PP]),
-    "gpuml_ad_mse": (ST, [P, P, P, PP]),
-    "gpuml_ad_bce_logits": (ST, [P, P, P, P, PP]),
-    "gpuml_ad_cross_entropy": (ST, [P, P, P, P, PP]),
-    "gpuml_ad_object_condensation": (ST, [P, P, P, P, P, POINTER(OcParams), PP, P]),
     # models
     "gpuml_model_create": (ST, [P, c_char_p, PP]),
     "gpuml_model_destroy": (None, [P]),
@@ -233,12 +238,15 @@ _PROTOS = {
     "gpuml_model_forward": (ST, [P, P, PP, P, PP]),
     # optimizers, checkpoints
     "gpuml_optim_config_init_defaults": (None, [POINTER(OptimConfig)]),
-    "gpuml_optim_create": (ST, [P, POINTER(OptimConfig), P, P, PP]),
-    "gpuml_optim_destroy": (None, [P]),
-    "gpuml_optim_step": (ST, [P]),
     "gpuml_optim_lr": (F, [P]),
     "gpuml_optim_num_steps": (c_int64, [P]),
-    "gpuml_optim_last_grad_norm": (ST, [P, POINTER(F)]),
+    "gpuml_trainer_config_init_defaults": (None, [POINTER(TrainerConfig)]),
+    "gpuml_trainer_create": (ST, [P, POINTER(TrainerConfig), PP]),
+    "gpuml_trainer_destroy": (None, [P]),
+    "gpuml_trainer_optim": (P, [P]),
+    "gpuml_trainer_step": (ST, [P, PP, P, P, POINTER(StepStats)]),
+    "gpuml_trainer_step_batch": (ST, [P, P, POINTER(StepStats)]),
+    "gpuml_trainer_evaluate_batch": (ST, [P, P, POINTER(StepStats)]),
     "gpuml_checkpoint_save": (ST, [c_char_p, P, P, POINTER(TrainState)]),
     "gpuml_checkpoint_load": (ST, [c_char_p, P, P, POINTER(TrainState)]),
     # io

@@ -16,7 +16,7 @@ INCLUDE = Path(__file__).resolve().parents[2] / "include"
 CONSTANTS = {
     "GPUML_MAX_DIMS": _lib.MAX_DIMS,
     "GPUML_KNN_MAX_K": ops.KNN_MAX_K,
-    "GPUML_UNARY_SIGMOID": train._SIGMOID,
+    "GPUML_TRAIN_MAX_INPUTS": _lib.TRAIN_MAX_INPUTS,
     "GPUML_F32": _tensor.F32, "GPUML_F16": _tensor.F16, "GPUML_BF16": _tensor.BF16, "GPUML_F64": _tensor.F64,
     "GPUML_I32": _tensor.I32, "GPUML_I64": _tensor.I64, "GPUML_U8": _tensor.U8, "GPUML_BOOL": _tensor.BOOL,
     "GPUML_OPTIM_SGD": train._KINDS["sgd"], "GPUML_OPTIM_ADAM": train._KINDS["adam"],
@@ -29,6 +29,8 @@ CONSTANTS = {
     "GPUML_REDUCE_MAX": ops._REDUCE["max"], "GPUML_REDUCE_MIN": ops._REDUCE["min"],
 }
 CONSTANTS.update({f"GPUML_UNARY_{n.upper()}": i for i, n in enumerate(ops._UNARY)})
+CONSTANTS.update({f"GPUML_LOSS_{n.upper()}": v for n, v in train.LOSSES.items() if n not in ("bce",)})
+CONSTANTS["GPUML_LOSS_BCE_LOGITS"] = train.LOSSES["bce"]
 CONSTANTS.update({f"GPUML_BINARY_{n.upper()}": i for i, n in enumerate(ops._BINARY)})
 
 

@@ -22,8 +22,8 @@ def events(rng, n_events, lo=3, hi=12):
     sizes = rng.integers(lo, hi, size=n_events)
     rs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     label = rng.integers(0, 2, size=n_events)
-    x = rng.normal(size=(int(rs[-1]), 3)).astype(np.float32) + (2 * np.repeat(label, sizes) - 1)[:, None]
-    return x, rs, label
+    x = rng.normal(size=(int(rs[-1]), 3)) + (2 * np.repeat(label, sizes) - 1)[:, None]
+    return x.astype(np.float32), rs, label
 
 
 def test_cross_entropy_steps_reduce_the_loss(rng):
@@ -35,10 +35,18 @@ def test_cross_entropy_steps_reduce_the_loss(rng):
         losses.append(tr.step({"inputs": x, "target": label, "row_splits": rs}))
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
     assert tr.num_steps == 60 and tr.lr == pytest.approx(1e-2)
-    x, rs, label = events(rng, 8)
-    before = m.parameter_slab().copy()
-    ev = tr.evaluate((x, label, rs))
-    assert ev < 0.3 and (m.parameter_slab() == before).all()  # evaluate does not update
+    assert tr.last.events == 8 and tr.last.stepped and tr.last.correct >= 6
+
+
+def test_gradient_accumulation(rng):
+    m = gpuml.Model.from_config(CLS_CFG, seed=1)
+    tr = gpuml.Trainer(m, "adam", accumulate=3)
+    stepped = []
+    for _ in range(6):
+        x, rs, label = events(rng, 4)
+        tr.step(inputs=x, target=label, row_splits=rs)
+        stepped.append(tr.last.stepped)
+    assert stepped == [False, False, True] * 2 and tr.num_steps == 2
 
 
 @pytest.mark.parametrize("loss", ["bce", "mse"])
@@ -62,10 +70,15 @@ def test_object_condensation_training(rng):
                      {"name": "a1", "op": "elu", "inputs": ["d1"]},
                      {"name": "d2", "op": "linear", "inputs": ["a1"], "out": 32},
                      {"name": "a2", "op": "elu", "inputs": ["d2"]},
-                     {"name": "out", "op": "linear", "inputs": ["a2"], "out": 3}],
-           "outputs": ["out"]}
+                     {"name": "b", "op": "linear", "inputs": ["a2"], "out": 1},
+                     {"name": "beta", "op": "sigmoid", "inputs": ["b"]},
+                     {"name": "coords", "op": "linear", "inputs": ["a2"], "out": 2}],
+           "outputs": ["beta", "coords"]}
     m = gpuml.Model.from_config(cfg, seed=5)
-    tr = gpuml.Trainer(m, "adam", loss="object_condensation", lr=3e-3, loss_options={"q_min": 0.5})
+    with pytest.raises(gpuml.InvalidArgumentError, match="max_objects"):
+        gpuml.Trainer(m, "adam", loss="object_condensation").step(inputs=np.zeros((3, 2)), target=[0, 0, -1])
+    tr = gpuml.Trainer(m, "adam", loss="object_condensation", lr=3e-3,
+                       loss_options={"q_min": 0.5, "max_objects": 2})
 
     def batch():
         xs, ts, rs = [], [], [0]
@@ -83,10 +96,12 @@ def test_object_condensation_training(rng):
         x, t, rs = batch()
         losses.append(tr.step(inputs=x, target=t, row_splits=rs))
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
-    lv, lb, ln = tr.last_components
-    assert lv >= 0 and 0 <= lb <= 1 and ln >= 0
+    lv, lb, ln = tr.last.components
+    assert lv >= 0 and 0 <= lb <= 1 and ln >= 0 and tr.last.loss == pytest.approx(lv + lb + ln, rel=1e-5)
     with pytest.raises(gpuml.DtypeError):
         tr.step(inputs=x, target=t.astype(np.float32), row_splits=rs)
+    with pytest.raises(gpuml.InvalidArgumentError, match="max_objects"):
+        tr.step(inputs=x, target=np.where(t == 1, 2, t), row_splits=rs)  # the C message names the bound
 
 
 def write_cls_dataset(path, rng, n_events=64):
@@ -106,6 +121,10 @@ def test_fit_with_the_c_loader(tmp_path, rng):
                    callback=lambda e, b, loss: seen.append((e, b)))
     assert len(tr.history) == 6 and tr.history[-1] < 0.5 * tr.history[0]
     assert seen[:2] == [(0, 0), (0, 1)] and len(seen) == 6 * 8
+    before = m.parameter_slab().copy()
+    ev = tr.evaluate(path)
+    assert ev.events == 64 and ev.correct >= 56 and ev.loss < tr.history[0]
+    assert (m.parameter_slab() == before).all()  # evaluate does not update
     # callback returning False stops the run
     n = tr.fit(path, inputs="features", target="event/label", epochs=3, progress=False,
                callback=lambda e, b, loss: b < 1)

@@ -21,6 +21,15 @@ GPUML_HD static inline float gpuml_k_matmul_elem(const float *GPUML_RESTRICT a, 
     return beta == 0.0f ? r : fmaf(beta, c_old, r);
 }
 
+/* Batch invariance of the CPU driver with a BLAS: an optimised sgemm gives a
+ * row of C bits that depend on the call's M (edge micro-kernels, blocking),
+ * so a row computed inside a batch of events could differ from the same row
+ * computed alone. Every BLAS call with a non-transposed A therefore covers
+ * exactly GPUML_GEMM_ROW_BLOCK rows (a multiple of every sgemm M-unroll),
+ * and gpuml_linear pads a last partial block to a full one: each output row
+ * then depends only on its own input row, whatever the batch around it. */
+#define GPUML_GEMM_ROW_BLOCK 64
+
 /* bias row fill: y[i, j] = bias[j] (or 0). */
 GPUML_HD static inline float gpuml_k_bias_at(const float *bias, int64_t j) { return bias ? bias[j] : 0.0f; }
 

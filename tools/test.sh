@@ -3,6 +3,7 @@
 #   tools/test.sh              install deps, build, run all tests, check an
 #                              out-of-tree program links through pkg-config
 #   tools/test.sh --sanitize   the same suite under ASan + UBSan
+#   tools/test.sh --tsan       the engine tests under ThreadSanitizer (no CUDA)
 # Extra meson options may follow the mode, e.g. -Dgpu_archs=80,90.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,13 @@ if [ "$mode" = asan ]; then
   export ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 fi
-meson test -C "$dir" --print-errorlogs --num-processes 2
+tests=()
+if [ "$mode" = tsan ]; then
+  # The engine's threads; tests/meson.build sets OMP_NUM_THREADS=1 and
+  # TSAN_OPTIONS (tests/tsan.supp) for this build.
+  tests=(test_engine)
+fi
+meson test -C "$dir" --print-errorlogs --num-processes 2 "${tests[@]}"
 
 if [ "$mode" = plain ]; then
   ./tests/pkgconfig_check.sh "$dir"

@@ -31,6 +31,7 @@
 #include "gpuml/train.h"
 #include "gpuml/knn.h"
 #include "gpuml/graph.h"
+#include "gpuml/infer.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -16,9 +16,19 @@
  * there are enough tiles to share out, but keep tiles >= 32 wide so BLAS
  * stays efficient. Each tile is one single-threaded BLAS call, so every
  * element of C is computed the same way whatever the thread count
- * (OpenBLAS's own threading is not bitwise stable across thread counts). */
-static void choose_tiles(int64_t m, int64_t n, int64_t *bm, int64_t *bn)
+ * (OpenBLAS's own threading is not bitwise stable across thread counts).
+ * With a non-transposed A the row blocks have a fixed height, for batch
+ * invariance. */
+static void choose_tiles(int ta, int64_t m, int64_t n, int64_t *bm, int64_t *bn)
 {
+    if (!ta) {
+        /* Row blocks of a fixed height, column tiles from n alone: where a
+         * row lands in a batch does not change how it is computed (see
+         * GPUML_GEMM_ROW_BLOCK in matmul.h). */
+        *bm = GPUML_GEMM_ROW_BLOCK;
+        *bn = n < 512 ? n : 512;
+        return;
+    }
     *bm = m < 256 ? m : 256;
     *bn = n < 512 ? n : 512;
     for (;;) {
@@ -44,12 +54,14 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
     if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX)
         return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for CBLAS");
     int64_t bm, bn;
-    choose_tiles(m, n, &bm, &bn);
+    choose_tiles(ta, m, n, &bm, &bn);
     int64_t tm = (m + bm - 1) / bm, tn = (n + bn - 1) / bn, ntiles = batch * tm * tn;
     int nt = k->nthreads;
     double flops = 2.0 * (double)batch * (double)m * (double)n * (double)(kk ? kk : 1);
     if (flops < 2e5)
         nt = 1;
+    if (nt > ntiles)
+        nt = (int)ntiles;
 #pragma omp parallel num_threads(nt)
     {
 #if GPUML_HAVE_OPENMP

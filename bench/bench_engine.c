@@ -1,0 +1,384 @@
+/* bench_engine: the inference engine against event-by-event synchronous
+ * inference, same model, same events, same number of host threads.
+ *
+ *   bench_engine [--model cfg.json] [--sizes small|large] [--events N] [--threads T]
+ *                [--inflight K] [--repeats R] [--instances I] [--batch-events B]
+ *                [--delay-us D] [--device cpu|cuda]
+ *
+ * sync:   T threads, each with its own context (1 OpenMP thread on the CPU)
+ *         and tape, run gpuml_model_forward per event (inputs wrapped on the
+ *         CPU, copied on CUDA; outputs read back to the host).
+ * engine: T threads submit the same events, each keeping K requests in
+ *         flight (a framework whose threads do other work meanwhile), and
+ *         wait for the callbacks.
+ * Throughput is events per second over the whole run; latency is per event
+ * (sync: the forward call; engine: submit to done). Best of R repeats.
+ *
+ * The default model stands in for GravNet until the graph layers land: an
+ * MLP with pooled event context of about the same cost per row (~26 k
+ * multiply-adds): hits [N, 16] -> 64 -> 64 -> (mean, max) pooled and
+ * broadcast back -> 64 -> 64 -> 64 -> per-row [N, 8]; pooled -> per-event [1, 4].
+ * Pass --model to run another config with one [N, F] input. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gpuml/gpuml.h>
+
+static const char default_model[] =
+    "{\"inputs\": [{\"name\": \"hits\", \"features\": 16}],"
+    " \"nodes\": ["
+    "  {\"name\": \"d1\", \"op\": \"linear\", \"inputs\": [\"hits\"], \"out\": 64},"
+    "  {\"name\": \"a1\", \"op\": \"elu\", \"inputs\": [\"d1\"]},"
+    "  {\"name\": \"d2\", \"op\": \"linear\", \"inputs\": [\"a1\"], \"out\": 64},"
+    "  {\"name\": \"a2\", \"op\": \"elu\", \"inputs\": [\"d2\"]},"
+    "  {\"name\": \"mean\", \"op\": \"global_pool\", \"inputs\": [\"a2\"], \"reduce\": \"mean\"},"
+    "  {\"name\": \"max\", \"op\": \"global_pool\", \"inputs\": [\"a2\"], \"reduce\": \"max\"},"
+    "  {\"name\": \"pooled\", \"op\": \"concat\", \"inputs\": [\"mean\", \"max\"]},"
+    "  {\"name\": \"bc\", \"op\": \"broadcast\", \"inputs\": [\"pooled\"]},"
+    "  {\"name\": \"cat\", \"op\": \"concat\", \"inputs\": [\"a2\", \"bc\"]},"
+    "  {\"name\": \"d3\", \"op\": \"linear\", \"inputs\": [\"cat\"], \"out\": 64},"
+    "  {\"name\": \"a3\", \"op\": \"elu\", \"inputs\": [\"d3\"]},"
+    "  {\"name\": \"d4\", \"op\": \"linear\", \"inputs\": [\"a3\"], \"out\": 64},"
+    "  {\"name\": \"a4\", \"op\": \"elu\", \"inputs\": [\"d4\"]},"
+    "  {\"name\": \"d5\", \"op\": \"linear\", \"inputs\": [\"a4\"], \"out\": 64},"
+    "  {\"name\": \"a5\", \"op\": \"elu\", \"inputs\": [\"d5\"]},"
+    "  {\"name\": \"out\", \"op\": \"linear\", \"inputs\": [\"a5\"], \"out\": 8},"
+    "  {\"name\": \"cls\", \"op\": \"linear\", \"inputs\": [\"pooled\"], \"out\": 4}"
+    " ], \"outputs\": [\"out\", \"cls\"]}";
+
+#define NPOOL 64 /* distinct events, cycled */
+
+typedef struct {
+    gpuml_device dev;
+    gpuml_model *model;
+    int n_out;
+    int64_t f_in, f_out[8];
+    int out_event[8];
+    int64_t rows[NPOOL];
+    float *hits[NPOOL];
+    int events, threads, inflight;
+    double *lat; /* [events] us */
+    atomic_int next;
+} bench;
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e6 * (double)ts.tv_sec + 1e-3 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "%s: %s\n", what, gpuml_last_error());
+    exit(1);
+}
+
+static float **alloc_outputs(const bench *b, int64_t max_rows)
+{
+    float **o = malloc((size_t)b->n_out * sizeof *o);
+    for (int k = 0; k < b->n_out; k++)
+        o[k] = malloc((size_t)((b->out_event[k] ? 1 : max_rows) * b->f_out[k]) * sizeof(float));
+    return o;
+}
+
+static void free_outputs(const bench *b, float **o)
+{
+    for (int k = 0; k < b->n_out; k++)
+        free(o[k]);
+    free(o);
+}
+
+/* ---- sync: gpuml_model_forward per event ---------------------------------- */
+static void *sync_thread(void *arg)
+{
+    bench *b = arg;
+    gpuml_ctx_config cc;
+    gpuml_ctx_config_init_defaults(&cc);
+    cc.device = b->dev;
+    cc.num_threads = 1; /* the other cores belong to the other threads */
+    gpuml_ctx *ctx;
+    gpuml_tape *tape;
+    if (gpuml_ctx_create(&cc, &ctx) != GPUML_OK || gpuml_tape_create(ctx, &tape) != GPUML_OK)
+        die("sync context");
+    gpuml_tape_set_grad_enabled(tape, 0);
+    gpuml_tape_set_training(tape, 0);
+    float **out = alloc_outputs(b, 20000);
+    int i;
+    while ((i = atomic_fetch_add(&b->next, 1)) < b->events) {
+        int e = i % NPOOL;
+        double t0 = now_us();
+        int64_t shape[2] = {b->rows[e], b->f_in}, two = 2, sp[2] = {0, b->rows[e]};
+        gpuml_tensor *x, *rs;
+        if (b->dev.type == GPUML_DEVICE_CPU) {
+            gpuml_tensor_wrap(b->hits[e], b->dev, GPUML_F32, 2, shape, NULL, NULL, &x);
+            gpuml_tensor_wrap(sp, b->dev, GPUML_I64, 1, &two, NULL, NULL, &rs);
+        } else {
+            gpuml_tensor_create(ctx, GPUML_F32, 2, shape, &x);
+            gpuml_tensor_copy_from_host(ctx, x, b->hits[e], (size_t)(shape[0] * shape[1]) * sizeof(float));
+            gpuml_tensor_create(ctx, GPUML_I64, 1, &two, &rs);
+            gpuml_tensor_copy_from_host(ctx, rs, sp, sizeof sp);
+        }
+        gpuml_var *outs[8];
+        const gpuml_tensor *ins[1] = {x};
+        if (gpuml_model_forward(b->model, tape, ins, rs, outs) != GPUML_OK)
+            die("gpuml_model_forward");
+        for (int k = 0; k < b->n_out; k++) {
+            gpuml_tensor *t = gpuml_var_value(outs[k]);
+            if (gpuml_tensor_copy_to_host(ctx, t, out[k], gpuml_tensor_nbytes(t)) != GPUML_OK)
+                die("copy_to_host");
+        }
+        gpuml_tape_reset(tape);
+        gpuml_tensor_destroy(x);
+        gpuml_tensor_destroy(rs);
+        b->lat[i] = now_us() - t0;
+    }
+    free_outputs(b, out);
+    gpuml_tape_destroy(tape);
+    gpuml_ctx_destroy(ctx);
+    return NULL;
+}
+
+/* ---- engine: submit with K in flight per thread ------------------------------ */
+typedef struct {
+    bench *b;
+    gpuml_engine *eng;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int in_flight;
+} submitter;
+
+typedef struct {
+    submitter *s;
+    int index;
+    double t0;
+    const float *in[1];
+    float **out;
+} slot;
+
+static void on_done(void *user, gpuml_status st)
+{
+    slot *q = user;
+    if (st != GPUML_OK)
+        fprintf(stderr, "request failed: %s\n", gpuml_last_error());
+    submitter *s = q->s;
+    s->b->lat[q->index] = now_us() - q->t0;
+    pthread_mutex_lock(&s->m);
+    q->index = -1; /* free */
+    s->in_flight--;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->m);
+}
+
+static void *engine_thread(void *arg)
+{
+    submitter *s = arg;
+    bench *b = s->b;
+    slot *slots = calloc((size_t)b->inflight, sizeof *slots);
+    for (int k = 0; k < b->inflight; k++) {
+        slots[k].s = s;
+        slots[k].index = -1;
+        slots[k].out = alloc_outputs(b, 20000);
+    }
+    int i;
+    while ((i = atomic_fetch_add(&b->next, 1)) < b->events) {
+        pthread_mutex_lock(&s->m);
+        while (s->in_flight == b->inflight)
+            pthread_cond_wait(&s->cv, &s->m);
+        slot *q = NULL;
+        for (int k = 0; k < b->inflight && !q; k++)
+            if (slots[k].index < 0)
+                q = &slots[k];
+        q->index = i;
+        s->in_flight++;
+        pthread_mutex_unlock(&s->m);
+        int e = i % NPOOL;
+        gpuml_engine_request req;
+        gpuml_engine_request_init(&req);
+        req.rows = b->rows[e];
+        q->in[0] = b->hits[e];
+        req.inputs = q->in;
+        req.outputs = q->out;
+        req.borrow_inputs = 1; /* the pool outlives the run */
+        q->t0 = now_us();
+        gpuml_status st;
+        while ((st = gpuml_engine_submit(s->eng, &req, on_done, q)) == GPUML_ERR_QUEUE_FULL) {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+        if (st != GPUML_OK)
+            die("gpuml_engine_submit");
+    }
+    pthread_mutex_lock(&s->m);
+    while (s->in_flight > 0)
+        pthread_cond_wait(&s->cv, &s->m);
+    pthread_mutex_unlock(&s->m);
+    for (int k = 0; k < b->inflight; k++)
+        free_outputs(b, slots[k].out);
+    free(slots);
+    return NULL;
+}
+
+/* ---- driver -------------------------------------------------------------------- */
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, c = *(const double *)y;
+    return (a > c) - (a < c);
+}
+
+typedef struct {
+    double rate, p50, p99;
+} result;
+
+static result summarise(bench *b, double dt)
+{
+    qsort(b->lat, (size_t)b->events, sizeof *b->lat, cmp_double);
+    result r = {1e6 * b->events / dt, b->lat[b->events / 2], b->lat[(int)(0.99 * (b->events - 1))]};
+    return r;
+}
+
+static result run_sync(bench *b)
+{
+    pthread_t *th = malloc((size_t)b->threads * sizeof *th);
+    atomic_store(&b->next, 0);
+    double t0 = now_us();
+    for (int t = 0; t < b->threads; t++)
+        pthread_create(&th[t], NULL, sync_thread, b);
+    for (int t = 0; t < b->threads; t++)
+        pthread_join(th[t], NULL);
+    double dt = now_us() - t0;
+    free(th);
+    return summarise(b, dt);
+}
+
+static result run_engine(bench *b, gpuml_engine *eng)
+{
+    submitter *s = calloc((size_t)b->threads, sizeof *s);
+    pthread_t *th = malloc((size_t)b->threads * sizeof *th);
+    atomic_store(&b->next, 0);
+    double t0 = now_us();
+    for (int t = 0; t < b->threads; t++) {
+        s[t].b = b;
+        s[t].eng = eng;
+        pthread_mutex_init(&s[t].m, NULL);
+        pthread_cond_init(&s[t].cv, NULL);
+        pthread_create(&th[t], NULL, engine_thread, &s[t]);
+    }
+    for (int t = 0; t < b->threads; t++)
+        pthread_join(th[t], NULL);
+    double dt = now_us() - t0;
+    for (int t = 0; t < b->threads; t++) {
+        pthread_mutex_destroy(&s[t].m);
+        pthread_cond_destroy(&s[t].cv);
+    }
+    free(s);
+    free(th);
+    return summarise(b, dt);
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_path = NULL, *sizes = "small", *device = "cpu";
+    int events = 0, repeats = 3, instances = 1, batch_events = 32;
+    long delay_us = 500;
+    bench b;
+    memset(&b, 0, sizeof b);
+    b.threads = 8;
+    b.inflight = 2;
+    for (int a = 1; a + 1 < argc; a += 2) {
+        const char *k = argv[a], *v = argv[a + 1];
+        if (!strcmp(k, "--model")) model_path = v;
+        else if (!strcmp(k, "--sizes")) sizes = v;
+        else if (!strcmp(k, "--events")) events = atoi(v);
+        else if (!strcmp(k, "--threads")) b.threads = atoi(v);
+        else if (!strcmp(k, "--inflight")) b.inflight = atoi(v);
+        else if (!strcmp(k, "--repeats")) repeats = atoi(v);
+        else if (!strcmp(k, "--instances")) instances = atoi(v);
+        else if (!strcmp(k, "--batch-events")) batch_events = atoi(v);
+        else if (!strcmp(k, "--delay-us")) delay_us = atol(v);
+        else if (!strcmp(k, "--device")) device = v;
+        else {
+            fprintf(stderr, "unknown option %s (see the comment at the top of bench_engine.c)\n", k);
+            return 2;
+        }
+    }
+    bool large = !strcmp(sizes, "large");
+    b.events = events > 0 ? events : large ? 200 : 2000;
+    b.dev.type = !strcmp(device, "cuda") ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
+    if (b.threads < 1 || b.inflight < 1 || repeats < 1)
+        return 2;
+
+    gpuml_ctx_config cc;
+    gpuml_ctx_config_init_defaults(&cc);
+    cc.device = b.dev;
+    gpuml_ctx *ctx;
+    if (gpuml_ctx_create(&cc, &ctx) != GPUML_OK)
+        die("gpuml_ctx_create");
+    if ((model_path ? gpuml_model_create_from_file(ctx, model_path, &b.model)
+                    : gpuml_model_create(ctx, default_model, &b.model)) != GPUML_OK)
+        die("model");
+    if (gpuml_model_num_inputs(b.model) != 1 || gpuml_model_num_outputs(b.model) > 8) {
+        fprintf(stderr, "bench_engine runs models with one [N, F] input and at most 8 outputs\n");
+        return 2;
+    }
+    gpuml_model_input_info(b.model, 0, NULL, &b.f_in);
+    b.n_out = gpuml_model_num_outputs(b.model);
+    for (int k = 0; k < b.n_out; k++)
+        gpuml_model_output_info(b.model, k, NULL, &b.f_out[k], &b.out_event[k]);
+    unsigned seed = 7;
+    int64_t total_rows = 0;
+    for (int e = 0; e < NPOOL; e++) {
+        b.rows[e] = large ? 1000 + rand_r(&seed) % 19001 : 1 + rand_r(&seed) % 2000;
+        b.hits[e] = malloc((size_t)(b.rows[e] * b.f_in) * sizeof(float));
+        for (int64_t i = 0; i < b.rows[e] * b.f_in; i++)
+            b.hits[e][i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
+        total_rows += b.rows[e];
+    }
+    b.lat = malloc((size_t)b.events * sizeof *b.lat);
+
+    gpuml_engine_config cfg;
+    gpuml_engine_config_init_defaults(&cfg);
+    cfg.device = b.dev;
+    cfg.num_instances = instances;
+    cfg.max_batch_events = batch_events;
+    cfg.max_batch_rows = large ? 1 << 16 : 1 << 15;
+    cfg.max_queue_delay_us = delay_us;
+    cfg.queue_capacity = 4 * b.threads * b.inflight;
+    gpuml_engine *eng;
+    if (gpuml_engine_create_from_model(b.model, &cfg, &eng) != GPUML_OK)
+        die("gpuml_engine_create_from_model");
+
+    printf("model %s; %s; events %s (%d, mean %.0f rows); %d threads; engine: %d instance(s), %d events/batch, "
+           "delay %ld us, %d in flight per thread\n",
+           model_path ? model_path : "default MLP+pooling", device, large ? "1k-20k rows" : "1-2000 rows", b.events,
+           (double)total_rows / NPOOL, b.threads, instances, batch_events, delay_us, b.inflight);
+    result best_s = {0, 0, 0}, best_e = {0, 0, 0};
+    for (int r = 0; r < repeats; r++) {
+        result s = run_sync(&b);
+        gpuml_engine_reset_stats(eng);
+        result e = run_engine(&b, eng);
+        if (s.rate > best_s.rate)
+            best_s = s;
+        if (e.rate > best_e.rate)
+            best_e = e;
+    }
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    printf("sync   %9.1f events/s  p50 %9.0f us  p99 %9.0f us\n", best_s.rate, best_s.p50, best_s.p99);
+    printf("engine %9.1f events/s  p50 %9.0f us  p99 %9.0f us   (x%.2f throughput; last run: %.1f events/batch, "
+           "compute p50 %.0f us)\n",
+           best_e.rate, best_e.p50, best_e.p99, best_e.rate / best_s.rate,
+           st.batches ? (double)st.batch_events / (double)st.batches : 0.0, st.compute_time.p50_us);
+    gpuml_engine_destroy(eng);
+    for (int e = 0; e < NPOOL; e++)
+        free(b.hits[e]);
+    free(b.lat);
+    gpuml_model_destroy(b.model);
+    gpuml_ctx_destroy(ctx);
+    return 0;
+}

@@ -1,0 +1,126 @@
+/* Completion threads: wait for a batch's CUDA event, scatter its outputs
+ * to the callers' buffers, return slots and stages, call `done`. */
+#include <stdio.h>
+#include <string.h>
+
+#include "infer/engine_impl.h"
+
+void eng_finish_slot_locked(gpuml_engine *e, eng_slot *s, gpuml_status status)
+{
+    s->status = status;
+    s->next = NULL;
+    if (e->fin_tail)
+        e->fin_tail->next = s;
+    else
+        e->fin_head = s;
+    e->fin_tail = s;
+    pthread_cond_signal(&e->done_cv);
+}
+
+static const char *status_text(gpuml_status st)
+{
+    return st == GPUML_ERR_TIMEOUT     ? "the request's deadline passed before its batch was computed"
+           : st == GPUML_ERR_CANCELLED ? "the engine shut down before the request was computed"
+                                       : "the request failed";
+}
+
+static void call_done(gpuml_engine_done_fn done, void *user, gpuml_status st, const char *msg)
+{
+    if (st != GPUML_OK)
+        gpuml_fail(NULL, st, "gpuml_engine", "%s", msg && *msg ? msg : status_text(st));
+    else
+        gpuml_clear_error();
+    done(user, st);
+}
+
+static void complete_batch(eng_cthread *ct, eng_batch *b)
+{
+    gpuml_engine *e = ct->eng;
+    if (b->event_recorded) {
+        gpuml_status st = eng_cuda_event_sync(e->cfg.device.index, b->event);
+        if (st != GPUML_OK && b->status == GPUML_OK) {
+            b->status = st;
+            b->computed = false;
+            snprintf(b->msg, sizeof b->msg, "%s", gpuml_last_error());
+        }
+    }
+    int n = b->n_events;
+    for (int k = 0; k < n; k++) {
+        eng_slot *s = b->items[k];
+        gpuml_status st = s->status != GPUML_OK ? s->status : b->status;
+        if (st == GPUML_OK && !s->out_dev) {
+            for (int o = 0; o < e->n_out; o++) {
+                int64_t off = e->out_event[o] ? k * e->f_out[o] : s->row0 * e->f_out[o];
+                int64_t cnt = e->out_event[o] ? e->f_out[o] : s->rows * e->f_out[o];
+                if (cnt > 0)
+                    memcpy(s->out[o], b->h_out + e->out_off[o] + off, (size_t)cnt * sizeof(float));
+            }
+        }
+        ct->done[k] = s->done;
+        ct->user[k] = s->user;
+        ct->status[k] = st;
+    }
+    snprintf(ct->msg, sizeof ct->msg, "%s", b->msg);
+    eng_stats_batch(e, b, ct->status, eng_now_us());
+    eng_instance *in = b->inst;
+    pthread_mutex_lock(&e->lock);
+    for (int k = 0; k < n; k++)
+        eng_slot_free_locked(e, b->items[k]);
+    b->n_events = 0;
+    b->busy = false;
+    pthread_cond_signal(&in->stage_cv);
+    pthread_mutex_unlock(&e->lock);
+    for (int k = 0; k < n; k++)
+        call_done(ct->done[k], ct->user[k], ct->status[k], ct->status[k] == GPUML_ERR_TIMEOUT ? NULL : ct->msg);
+}
+
+void eng_complete_finished(gpuml_engine *e, eng_slot *list)
+{
+    while (list) {
+        eng_slot *s = list;
+        list = s->next;
+        gpuml_engine_done_fn done = s->done;
+        void *user = s->user;
+        gpuml_status st = s->status;
+        int64_t t_submit = s->t_submit;
+        pthread_mutex_lock(&e->stats_lock);
+        eng_stats_request_locked(e, st, t_submit, -1, eng_now_us());
+        pthread_mutex_unlock(&e->stats_lock);
+        pthread_mutex_lock(&e->lock);
+        eng_slot_free_locked(e, s);
+        pthread_mutex_unlock(&e->lock);
+        call_done(done, user, st, NULL);
+    }
+}
+
+void *eng_completion_main(void *arg)
+{
+    eng_cthread *ct = arg;
+    gpuml_engine *e = ct->eng;
+    if (e->cuda)
+        (void)eng_cuda_set_device(e->cfg.device.index);
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        if (e->fin_head) {
+            eng_slot *list = e->fin_head;
+            e->fin_head = e->fin_tail = NULL;
+            pthread_mutex_unlock(&e->lock);
+            eng_complete_finished(e, list);
+            pthread_mutex_lock(&e->lock);
+        } else if (e->cq_head) {
+            eng_batch *b = e->cq_head;
+            e->cq_head = b->next;
+            if (!e->cq_head)
+                e->cq_tail = NULL;
+            pthread_mutex_unlock(&e->lock);
+            complete_batch(ct, b);
+            pthread_mutex_lock(&e->lock);
+        } else if (e->stopping && e->workers_alive == 0) {
+            break;
+        } else {
+            pthread_cond_wait(&e->done_cv, &e->lock);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}

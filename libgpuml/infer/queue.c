@@ -1,0 +1,339 @@
+/* The engine's queue: request checks, submit, the priority heap, the pool
+ * of copied inputs, and batch formation (see engine_impl.h). */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "infer/engine_impl.h"
+
+/* ---- priority heap: higher priority first, then lower seq (FIFO) ---------- */
+static bool before(const eng_slot *a, const eng_slot *b)
+{
+    return a->priority > b->priority || (a->priority == b->priority && a->seq < b->seq);
+}
+
+static void heap_push(gpuml_engine *e, eng_slot *s)
+{
+    int i = e->heap_n++;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!before(s, e->heap[p]))
+            break;
+        e->heap[i] = e->heap[p];
+        i = p;
+    }
+    e->heap[i] = s;
+}
+
+static eng_slot *heap_pop(gpuml_engine *e)
+{
+    eng_slot *top = e->heap[0];
+    eng_slot *last = e->heap[--e->heap_n];
+    int n = e->heap_n, i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && before(e->heap[c + 1], e->heap[c]))
+            c++;
+        if (!before(e->heap[c], last))
+            break;
+        e->heap[i] = e->heap[c];
+        i = c;
+    }
+    if (n > 0)
+        e->heap[i] = last;
+    return top;
+}
+
+/* ---- the input pool: first fit over sorted free extents (rows) -------------
+ * Free extents never outnumber the allocated ones plus one, so arrays of
+ * queue_capacity + 2 entries suffice and nothing is allocated here. */
+static int64_t pool_alloc_locked(gpuml_engine *e, int64_t rows)
+{
+    for (int i = 0; i < e->n_ext; i++) {
+        if (e->ext_len[i] < rows)
+            continue;
+        int64_t off = e->ext_off[i];
+        e->ext_off[i] += rows;
+        e->ext_len[i] -= rows;
+        if (e->ext_len[i] == 0) {
+            memmove(e->ext_off + i, e->ext_off + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_off);
+            memmove(e->ext_len + i, e->ext_len + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_len);
+            e->n_ext--;
+        }
+        return off;
+    }
+    return -1;
+}
+
+static void pool_free_locked(gpuml_engine *e, int64_t off, int64_t rows)
+{
+    int i = 0;
+    while (i < e->n_ext && e->ext_off[i] < off)
+        i++;
+    bool prev = i > 0 && e->ext_off[i - 1] + e->ext_len[i - 1] == off;
+    bool next = i < e->n_ext && off + rows == e->ext_off[i];
+    if (prev && next) {
+        e->ext_len[i - 1] += rows + e->ext_len[i];
+        memmove(e->ext_off + i, e->ext_off + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_off);
+        memmove(e->ext_len + i, e->ext_len + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_len);
+        e->n_ext--;
+    } else if (prev) {
+        e->ext_len[i - 1] += rows;
+    } else if (next) {
+        e->ext_off[i] = off;
+        e->ext_len[i] += rows;
+    } else {
+        memmove(e->ext_off + i + 1, e->ext_off + i, (size_t)(e->n_ext - i) * sizeof *e->ext_off);
+        memmove(e->ext_len + i + 1, e->ext_len + i, (size_t)(e->n_ext - i) * sizeof *e->ext_len);
+        e->ext_off[i] = off;
+        e->ext_len[i] = rows;
+        e->n_ext++;
+    }
+}
+
+void eng_slot_free_locked(gpuml_engine *e, eng_slot *s)
+{
+    if (s->pool_off >= 0)
+        pool_free_locked(e, s->pool_off, s->rows);
+    s->pool_off = -1;
+    s->next = e->free_slots;
+    e->free_slots = s;
+    e->in_flight--;
+}
+
+gpuml_status eng_queue_init(gpuml_engine *e)
+{
+    static const char fn[] = "gpuml_engine_create";
+    int cap = e->cfg.queue_capacity;
+    e->slots = calloc((size_t)cap, sizeof *e->slots);
+    e->heap = calloc((size_t)cap, sizeof *e->heap);
+    e->ext_off = calloc((size_t)cap + 2, sizeof *e->ext_off);
+    e->ext_len = calloc((size_t)cap + 2, sizeof *e->ext_len);
+    const void **ptrs = calloc((size_t)cap * (size_t)(e->n_in + e->n_out), sizeof(void *));
+    e->slot_ptrs = (void *)ptrs;
+    if (!e->slots || !e->heap || !e->ext_off || !e->ext_len || !ptrs)
+        return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate %d request slots", cap);
+    for (int i = cap - 1; i >= 0; i--) {
+        eng_slot *s = &e->slots[i];
+        s->in = (const float **)ptrs + (size_t)i * (size_t)(e->n_in + e->n_out);
+        s->out = (float **)(s->in + e->n_in);
+        s->pool_off = -1;
+        s->next = e->free_slots;
+        e->free_slots = s;
+    }
+    e->pool_rows = e->cfg.queue_rows;
+    size_t bytes = (size_t)e->pool_rows * (size_t)e->f_in_sum * sizeof(float);
+    void *pool = NULL;
+    GPUML_TRY(gpuml_pinned_alloc(e->inst[0].ctx, bytes, &pool));
+    e->pool = pool;
+    e->ext_off[0] = 0;
+    e->ext_len[0] = e->pool_rows;
+    e->n_ext = 1;
+    return GPUML_OK;
+}
+
+void eng_queue_fini(gpuml_engine *e)
+{
+    if (e->pool && e->inst && e->inst[0].ctx)
+        gpuml_pinned_free(e->inst[0].ctx, e->pool);
+    e->pool = NULL;
+    free(e->slot_ptrs);
+    free(e->slots);
+    free(e->heap);
+    free(e->ext_off);
+    free(e->ext_len);
+    e->slots = NULL;
+}
+
+gpuml_status eng_check_request(gpuml_engine *e, const gpuml_engine_request *req, const char *fn)
+{
+    if (!req)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'req' is NULL");
+    if (req->rows < 0 || req->rows > e->cfg.max_batch_rows)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn,
+                          "req->rows = %" PRId64 " is not in [0, max_batch_rows = %" PRId64 "]", req->rows,
+                          e->cfg.max_batch_rows);
+    if (!req->inputs || !req->outputs)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "req->%s is NULL (the model has %d %s)",
+                          !req->inputs ? "inputs" : "outputs", !req->inputs ? e->n_in : e->n_out,
+                          !req->inputs ? "inputs" : "outputs");
+    for (int i = 0; i < e->n_in; i++)
+        if (!req->inputs[i] && req->rows > 0)
+            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "req->inputs[%d] is NULL", i);
+    for (int o = 0; o < e->n_out; o++)
+        if (!req->outputs[o] && (req->rows > 0 || e->out_event[o]))
+            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "req->outputs[%d] is NULL", o);
+    gpuml_device_type kinds[2] = {req->inputs_on, req->outputs_on};
+    for (int k = 0; k < 2; k++) {
+        const char *what = k ? "outputs_on" : "inputs_on";
+        if (kinds[k] != GPUML_DEVICE_CPU && kinds[k] != GPUML_DEVICE_CUDA)
+            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "req->%s = %d is not a device type", what,
+                              (int)kinds[k]);
+        if (kinds[k] == GPUML_DEVICE_CUDA && !e->cuda)
+            return gpuml_fail(NULL, GPUML_ERR_DEVICE_MISMATCH, fn,
+                              "req->%s is CUDA but the engine runs on the CPU: pass host memory", what);
+    }
+    return GPUML_OK;
+}
+
+int64_t gpuml_engine_clock_us(void) { return eng_now_us(); }
+
+gpuml_status gpuml_engine_submit(gpuml_engine *e, const gpuml_engine_request *req, gpuml_engine_done_fn done,
+                                 void *user)
+{
+    static const char fn[] = "gpuml_engine_submit";
+    if (!e)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'e' is NULL");
+    GPUML_TRY(eng_check_request(e, req, fn));
+    if (!done)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'done' is NULL");
+    bool copy = req->inputs_on == GPUML_DEVICE_CPU && !req->borrow_inputs && req->rows > 0;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->lock);
+        return gpuml_fail(NULL, GPUML_ERR_STATE, fn, "the engine is shutting down");
+    }
+    int64_t off = -1;
+    if (!e->free_slots || (copy && (off = pool_alloc_locked(e, req->rows)) < 0)) {
+        bool slots = !e->free_slots;
+        pthread_mutex_unlock(&e->lock);
+        pthread_mutex_lock(&e->stats_lock);
+        e->st.rejected++;
+        pthread_mutex_unlock(&e->stats_lock);
+        if (slots)
+            return gpuml_fail(NULL, GPUML_ERR_QUEUE_FULL, fn, "queue_capacity = %d requests are in flight",
+                              e->cfg.queue_capacity);
+        return gpuml_fail(NULL, GPUML_ERR_QUEUE_FULL, fn,
+                          "no room for %" PRId64 " rows in the input pool (queue_rows = %" PRId64 ")", req->rows,
+                          e->pool_rows);
+    }
+    eng_slot *s = e->free_slots;
+    e->free_slots = s->next;
+    e->in_flight++;
+    e->submitting++;
+    pthread_mutex_unlock(&e->lock);
+
+    /* The slot is ours until it is pushed: fill it and copy without the lock. */
+    s->next = NULL;
+    s->done = done;
+    s->user = user;
+    s->rows = req->rows;
+    s->priority = req->priority;
+    s->deadline_us = req->deadline_us;
+    s->in_dev = req->inputs_on == GPUML_DEVICE_CUDA;
+    s->out_dev = req->outputs_on == GPUML_DEVICE_CUDA;
+    s->pool_off = off;
+    s->status = GPUML_OK;
+    s->t_submit = eng_now_us();
+    if (copy) {
+        float *dst = e->pool + off * e->f_in_sum;
+        for (int i = 0; i < e->n_in; i++) {
+            memcpy(dst, req->inputs[i], (size_t)(req->rows * e->f_in[i]) * sizeof(float));
+            s->in[i] = dst;
+            dst += req->rows * e->f_in[i];
+        }
+    } else {
+        for (int i = 0; i < e->n_in; i++)
+            s->in[i] = req->inputs[i];
+    }
+    for (int o = 0; o < e->n_out; o++)
+        s->out[o] = req->outputs[o];
+
+    pthread_mutex_lock(&e->lock);
+    s->seq = e->next_seq++;
+    if (e->heap_n == 0 || s->t_submit < e->oldest_submit)
+        e->oldest_submit = s->t_submit;
+    heap_push(e, s);
+    e->heap_rows += s->rows;
+    e->submitting--;
+    pthread_cond_signal(&e->queue_cv);
+    if (e->stopping && e->submitting == 0)
+        pthread_cond_broadcast(&e->submit_cv);
+    pthread_mutex_unlock(&e->lock);
+
+    pthread_mutex_lock(&e->stats_lock);
+    e->st.submitted++;
+    pthread_mutex_unlock(&e->stats_lock);
+    return GPUML_OK;
+}
+
+void eng_cancel_waiting_locked(gpuml_engine *e, gpuml_status status)
+{
+    while (e->heap_n > 0)
+        eng_finish_slot_locked(e, heap_pop(e), status);
+    e->heap_rows = 0;
+}
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int64_t until_us)
+{
+    struct timespec ts = {(time_t)(until_us / 1000000), (long)(until_us % 1000000) * 1000};
+    pthread_cond_timedwait(cv, m, &ts);
+}
+
+bool eng_take_batch(gpuml_engine *e, eng_batch *b)
+{
+    const int max_events = e->cfg.max_batch_events;
+    const int64_t max_rows = e->cfg.max_batch_rows;
+    b->n_events = 0;
+    b->n_rows = 0;
+    pthread_mutex_lock(&e->lock);
+    /* One worker forms a batch at a time: the others would only split the
+     * waiting requests into smaller batches. */
+    while (e->forming)
+        pthread_cond_wait(&e->turn_cv, &e->lock);
+    e->forming = true;
+    for (;;) {
+        if (e->heap_n == 0) {
+            if (e->stopping)
+                break;
+            pthread_cond_wait(&e->queue_cv, &e->lock);
+            continue;
+        }
+        int64_t now = eng_now_us();
+        int64_t due = e->oldest_submit + e->cfg.max_queue_delay_us;
+        if (!(e->stopping || e->heap_n >= max_events || e->heap_rows >= max_rows || now >= due)) {
+            timed_wait(&e->queue_cv, &e->lock, due);
+            continue;
+        }
+        while (e->heap_n > 0 && b->n_events < max_events && b->n_rows + e->heap[0]->rows <= max_rows) {
+            eng_slot *s = heap_pop(e);
+            e->heap_rows -= s->rows;
+            if (s->deadline_us > 0 && now > s->deadline_us) {
+                eng_finish_slot_locked(e, s, GPUML_ERR_TIMEOUT);
+                continue;
+            }
+            s->t_dequeue = now;
+            b->items[b->n_events++] = s;
+            b->n_rows += s->rows;
+        }
+        if (e->heap_n > 0) {
+            int64_t oldest = e->heap[0]->t_submit;
+            for (int i = 1; i < e->heap_n; i++)
+                if (e->heap[i]->t_submit < oldest)
+                    oldest = e->heap[i]->t_submit;
+            e->oldest_submit = oldest;
+        }
+        if (b->n_events > 0)
+            break; /* else every request taken had expired: wait again */
+    }
+    e->forming = false;
+    pthread_cond_signal(&e->turn_cv);
+    pthread_mutex_unlock(&e->lock);
+    return b->n_events > 0;
+}
+
+void eng_release_inputs(gpuml_engine *e, eng_batch *b)
+{
+    pthread_mutex_lock(&e->lock);
+    for (int i = 0; i < b->n_events; i++) {
+        eng_slot *s = b->items[i];
+        if (s->pool_off >= 0)
+            pool_free_locked(e, s->pool_off, s->rows);
+        s->pool_off = -1;
+    }
+    pthread_mutex_unlock(&e->lock);
+}

@@ -1,0 +1,830 @@
+/* The asynchronous inference engine: many submitting threads against
+ * single-event inference (bitwise), back-pressure, deadlines, shutdown with
+ * requests in flight, failure isolation, priorities, statistics, steady
+ * state without allocation, direct mode, argument errors. Runs under
+ * ThreadSanitizer too (tools/test.sh --tsan), with fewer requests. */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
+/* Per-row output d2 [N, 4], per-event output cls [1, 3]; two inputs. */
+static const char model_json[] =
+    "{\"inputs\": [{\"name\": \"hits\", \"features\": 7}, {\"name\": \"aux\", \"features\": 3}],"
+    " \"nodes\": ["
+    "  {\"name\": \"cat\", \"op\": \"concat\", \"inputs\": [\"hits\", \"aux\"]},"
+    "  {\"name\": \"norm\", \"op\": \"layernorm\", \"inputs\": [\"cat\"]},"
+    "  {\"name\": \"d1\", \"op\": \"linear\", \"inputs\": [\"norm\"], \"out\": 48},"
+    "  {\"name\": \"a1\", \"op\": \"elu\", \"inputs\": [\"d1\"]},"
+    "  {\"name\": \"pool\", \"op\": \"global_pool\", \"inputs\": [\"a1\"], \"reduce\": \"max\"},"
+    "  {\"name\": \"mean\", \"op\": \"global_pool\", \"inputs\": [\"a1\"], \"reduce\": \"mean\"},"
+    "  {\"name\": \"ctx\", \"op\": \"concat\", \"inputs\": [\"pool\", \"mean\"]},"
+    "  {\"name\": \"bc\", \"op\": \"broadcast\", \"inputs\": [\"ctx\"]},"
+    "  {\"name\": \"cat2\", \"op\": \"concat\", \"inputs\": [\"a1\", \"bc\"]},"
+    "  {\"name\": \"d2\", \"op\": \"linear\", \"inputs\": [\"cat2\"], \"out\": 4},"
+    "  {\"name\": \"t2\", \"op\": \"tanh\", \"inputs\": [\"d2\"]},"
+    "  {\"name\": \"cls\", \"op\": \"linear\", \"inputs\": [\"ctx\"], \"out\": 3}"
+    " ], \"outputs\": [\"t2\", \"cls\"]}";
+
+#define NEV 160
+#define MAX_EV_ROWS 300
+
+typedef struct {
+    int64_t rows;
+    float *hits, *aux;      /* [rows, 7], [rows, 3]    */
+    float *ref_t2, *ref_cls;/* [rows, 4], [3]: alone   */
+} event;
+
+static gpuml_ctx *g_ctx;
+static gpuml_model *g_model;
+static event g_ev[NEV];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Single-event inference with gpuml_model_forward: the reference. */
+static void forward_alone(event *ev)
+{
+    gpuml_tape *tape;
+    assert_int_equal(gpuml_tape_create(g_ctx, &tape), GPUML_OK);
+    gpuml_tape_set_grad_enabled(tape, 0);
+    gpuml_tape_set_training(tape, 0);
+    int64_t hs[2] = {ev->rows, 7}, as[2] = {ev->rows, 3}, two = 2, sp[2] = {0, ev->rows};
+    gpuml_tensor *in[2] = {h_tensor_f32(g_ctx, 2, hs, ev->hits), h_tensor_f32(g_ctx, 2, as, ev->aux)};
+    gpuml_tensor *rs = h_tensor(g_ctx, GPUML_I64, 1, &two, sp);
+    gpuml_var *out[2];
+    assert_int_equal(gpuml_model_forward(g_model, tape, (const gpuml_tensor *const *)in, rs, out), GPUML_OK);
+    ev->ref_t2 = h_read(g_ctx, gpuml_var_value(out[0]));
+    ev->ref_cls = h_read(g_ctx, gpuml_var_value(out[1]));
+    gpuml_tensor_destroy(in[0]);
+    gpuml_tensor_destroy(in[1]);
+    gpuml_tensor_destroy(rs);
+    gpuml_tape_destroy(tape);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    g_ctx = h_ctx(GPUML_DEVICE_CPU, 0);
+    if (!g_ctx || gpuml_model_create(g_ctx, model_json, &g_model) != GPUML_OK ||
+        gpuml_model_init_params(g_model, 5) != GPUML_OK)
+        return -1;
+    uint64_t rng = 99;
+    for (int e = 0; e < NEV; e++) {
+        event *ev = &g_ev[e];
+        /* mostly small, some empty, some across several 64-row blocks */
+        ev->rows = e % 17 == 0 ? 0 : (int64_t)(h_rand_u64(&rng) % (e % 3 ? 80 : MAX_EV_ROWS)) + 1;
+        ev->hits = malloc((size_t)(ev->rows * 7 + 1) * sizeof(float));
+        ev->aux = malloc((size_t)(ev->rows * 3 + 1) * sizeof(float));
+        for (int64_t i = 0; i < ev->rows * 7; i++)
+            ev->hits[i] = (float)h_rand_normal(&rng);
+        for (int64_t i = 0; i < ev->rows * 3; i++)
+            ev->aux[i] = (float)h_rand_uniform(&rng, -2, 2);
+        forward_alone(ev);
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int e = 0; e < NEV; e++) {
+        free(g_ev[e].hits);
+        free(g_ev[e].aux);
+        free(g_ev[e].ref_t2);
+        free(g_ev[e].ref_cls);
+    }
+    gpuml_model_destroy(g_model);
+    gpuml_ctx_destroy(g_ctx);
+    return 0;
+}
+
+static gpuml_engine_config base_config(void)
+{
+    gpuml_engine_config cfg;
+    gpuml_engine_config_init_defaults(&cfg);
+    cfg.max_batch_events = 32;
+    cfg.max_batch_rows = 4096;
+    cfg.max_queue_delay_us = 300;
+    cfg.queue_capacity = 256;
+    return cfg;
+}
+
+static gpuml_engine *make_engine(const gpuml_engine_config *cfg)
+{
+    gpuml_engine *e = NULL;
+    gpuml_status st = gpuml_engine_create_from_model(g_model, cfg, &e);
+    if (st != GPUML_OK)
+        fail_msg("gpuml_engine_create_from_model: %s: %s", gpuml_status_string(st), gpuml_last_error());
+    return e;
+}
+
+/* ---- one request and its completion record --------------------------------- */
+typedef struct {
+    int ev;
+    float *t2, *cls;
+    const float *in[2];
+    float *out[2];
+    atomic_int calls;
+    _Atomic gpuml_status status;
+    char msg[256];
+    atomic_int *finished; /* shared counter of the submitting side */
+    int order;            /* completion order, for the priority test */
+    atomic_int *order_counter;
+} rec;
+
+static void rec_init(rec *r, int ev, atomic_int *finished)
+{
+    memset(r, 0, sizeof *r);
+    r->ev = ev;
+    int64_t rows = g_ev[ev].rows;
+    r->t2 = malloc((size_t)(rows * 4 + 1) * sizeof(float));
+    r->cls = malloc(3 * sizeof(float));
+    for (int64_t i = 0; i < rows * 4; i++)
+        r->t2[i] = NAN; /* sentinel: an unwritten output shows */
+    for (int i = 0; i < 3; i++)
+        r->cls[i] = NAN;
+    r->in[0] = g_ev[ev].hits;
+    r->in[1] = g_ev[ev].aux;
+    r->out[0] = r->t2;
+    r->out[1] = r->cls;
+    atomic_init(&r->calls, 0);
+    atomic_init(&r->status, GPUML_ERR_INTERNAL);
+    r->finished = finished;
+}
+
+static void rec_free(rec *r)
+{
+    free(r->t2);
+    free(r->cls);
+}
+
+static void on_done(void *user, gpuml_status st)
+{
+    rec *r = user;
+    if (st != GPUML_OK)
+        snprintf(r->msg, sizeof r->msg, "%s", gpuml_last_error());
+    if (r->order_counter)
+        r->order = atomic_fetch_add(r->order_counter, 1);
+    atomic_store(&r->status, st);
+    atomic_fetch_add(&r->calls, 1);
+    if (r->finished)
+        atomic_fetch_add(r->finished, 1);
+}
+
+static gpuml_engine_request rec_request(rec *r)
+{
+    gpuml_engine_request q;
+    gpuml_engine_request_init(&q);
+    q.rows = g_ev[r->ev].rows;
+    q.inputs = r->in;
+    q.outputs = r->out;
+    return q;
+}
+
+static void expect_matches_alone(const rec *r)
+{
+    const event *ev = &g_ev[r->ev];
+    if (memcmp(r->t2, ev->ref_t2, (size_t)(ev->rows * 4) * sizeof(float)) ||
+        memcmp(r->cls, ev->ref_cls, 3 * sizeof(float)))
+        fail_msg("event %d (%lld rows): engine output differs from single-event inference", r->ev,
+                 (long long)ev->rows);
+}
+
+static void wait_for(atomic_int *counter, int target, double timeout_s)
+{
+    double t0 = now_s();
+    while (atomic_load(counter) < target) {
+        if (now_s() - t0 > timeout_s)
+            fail_msg("timed out waiting for %d completions (have %d)", target, atomic_load(counter));
+        sleep_us(200);
+    }
+}
+
+/* ---- many threads ----------------------------------------------------------- */
+typedef struct {
+    gpuml_engine *eng;
+    int n;
+    rec *recs;
+    uint64_t seed;
+    atomic_int finished;
+    long retries;
+} submitter;
+
+static void *submit_thread(void *arg)
+{
+    submitter *s = arg;
+    uint64_t rng = s->seed;
+    for (int i = 0; i < s->n; i++) {
+        rec *r = &s->recs[i];
+        rec_init(r, (int)(h_rand_u64(&rng) % NEV), &s->finished);
+        gpuml_engine_request q = rec_request(r);
+        q.priority = (int)(h_rand_u64(&rng) % 3);
+        q.borrow_inputs = (int)(h_rand_u64(&rng) % 2);
+        gpuml_status st;
+        while ((st = gpuml_engine_submit(s->eng, &q, on_done, r)) == GPUML_ERR_QUEUE_FULL) {
+            s->retries++;
+            sleep_us(50);
+        }
+        if (st != GPUML_OK) {
+            fprintf(stderr, "submit: %s\n", gpuml_last_error());
+            atomic_store(&r->calls, -1000);
+        }
+    }
+    return NULL;
+}
+
+static void test_many_threads_match_single_event(void **state)
+{
+    (void)state;
+    enum { NT = 16 };
+    const int per_thread = UNDER_TSAN ? 40 : 250;
+    gpuml_engine_config cfg = base_config();
+    cfg.num_instances = 2;
+    cfg.completion_threads = 2;
+    gpuml_engine *eng = make_engine(&cfg);
+    submitter subs[NT];
+    pthread_t th[NT];
+    double t0 = now_s();
+    for (int t = 0; t < NT; t++) {
+        subs[t].eng = eng;
+        subs[t].n = per_thread;
+        subs[t].recs = calloc((size_t)per_thread, sizeof(rec));
+        subs[t].seed = 1000 + (uint64_t)t;
+        subs[t].retries = 0;
+        atomic_init(&subs[t].finished, 0);
+        assert_int_equal(pthread_create(&th[t], NULL, submit_thread, &subs[t]), 0);
+    }
+    for (int t = 0; t < NT; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < NT; t++)
+        wait_for(&subs[t].finished, per_thread, 120);
+    double dt = now_s() - t0;
+
+    gpuml_engine_stats st;
+    assert_int_equal(gpuml_engine_get_stats(eng, &st), GPUML_OK);
+    gpuml_engine_destroy(eng); /* nothing in flight: no extra callbacks */
+    long retries = 0;
+    for (int t = 0; t < NT; t++) {
+        retries += subs[t].retries;
+        for (int i = 0; i < per_thread; i++) {
+            rec *r = &subs[t].recs[i];
+            assert_int_equal(atomic_load(&r->calls), 1);
+            assert_int_equal(atomic_load(&r->status), GPUML_OK);
+            expect_matches_alone(r);
+            rec_free(r);
+        }
+        free(subs[t].recs);
+    }
+    uint64_t total = (uint64_t)NT * (uint64_t)per_thread;
+    assert_int_equal(st.submitted, total);
+    assert_int_equal(st.completed, total);
+    assert_int_equal(st.failed + st.timed_out + st.cancelled, 0);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.queued, 0);
+    assert_true(st.batches > 0 && st.batches <= total);
+    assert_int_equal(st.batch_events, total);
+    assert_int_equal(st.latency.count, total);
+    assert_int_equal(st.queue_time.count, total);
+    assert_int_equal(st.compute_time.count, st.batches);
+    assert_true(st.latency.p50_us <= st.latency.p90_us && st.latency.p90_us <= st.latency.p99_us &&
+                st.latency.p99_us <= st.latency.max_us);
+    assert_true(st.compute_time.p50_us <= st.compute_time.p99_us);
+    printf("  %llu requests from %d threads in %.2f s: %llu batches (mean %.1f events), %ld queue-full retries, "
+           "latency p50 %.0f us p99 %.0f us\n",
+           (unsigned long long)total, NT, dt, (unsigned long long)st.batches,
+           (double)st.batch_events / (double)st.batches, retries, st.latency.p50_us, st.latency.p99_us);
+}
+
+/* ---- back-pressure ------------------------------------------------------------- */
+static void test_queue_full(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg = base_config();
+    cfg.queue_capacity = 4;
+    cfg.max_queue_delay_us = 200000; /* the batcher waits: requests stay queued */
+    gpuml_engine *eng = make_engine(&cfg);
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    rec r[5];
+    for (int i = 0; i < 5; i++)
+        rec_init(&r[i], 1 + i, &finished);
+    for (int i = 0; i < 4; i++) {
+        gpuml_engine_request q = rec_request(&r[i]);
+        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+    }
+    gpuml_engine_request q = rec_request(&r[4]);
+    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[4]), GPUML_ERR_QUEUE_FULL);
+    assert_non_null(strstr(gpuml_last_error(), "queue_capacity"));
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.queued, 4);
+    assert_int_equal(gpuml_engine_shutdown(eng, GPUML_ENGINE_DRAIN), GPUML_OK);
+    /* after shutdown: refused, no callback */
+    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[4]), GPUML_ERR_STATE);
+    gpuml_engine_destroy(eng);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(atomic_load(&r[i].calls), 1);
+        assert_int_equal(atomic_load(&r[i].status), GPUML_OK);
+        expect_matches_alone(&r[i]);
+    }
+    assert_int_equal(atomic_load(&r[4].calls), 0);
+    for (int i = 0; i < 5; i++)
+        rec_free(&r[i]);
+
+    /* the input pool is the other limit: rows of copied inputs */
+    cfg = base_config();
+    cfg.max_batch_rows = 400;
+    cfg.queue_rows = 400;
+    cfg.max_queue_delay_us = 200000;
+    eng = make_engine(&cfg);
+    int big = -1;
+    for (int e = 0; e < NEV && big < 0; e++)
+        if (g_ev[e].rows > 200)
+            big = e;
+    assert_true(big >= 0);
+    rec a, b, c;
+    rec_init(&a, big, &finished);
+    rec_init(&b, big, &finished);
+    rec_init(&c, 1, &finished); /* small: a + c stay below max_batch_rows, so nothing runs */
+    q = rec_request(&a);
+    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &a), GPUML_OK);
+    q = rec_request(&b);
+    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &b), GPUML_ERR_QUEUE_FULL);
+    assert_non_null(strstr(gpuml_last_error(), "queue_rows"));
+    q = rec_request(&c);
+    q.borrow_inputs = 1; /* not copied: takes no pool rows */
+    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &c), GPUML_OK);
+    gpuml_engine_destroy(eng); /* default: cancel what waits */
+    assert_int_equal(atomic_load(&a.calls), 1);
+    assert_int_equal(atomic_load(&c.calls), 1);
+    assert_int_equal(atomic_load(&a.status), GPUML_ERR_CANCELLED);
+    assert_int_equal(atomic_load(&b.calls), 0);
+    rec_free(&a);
+    rec_free(&b);
+    rec_free(&c);
+}
+
+/* ---- deadlines ---------------------------------------------------------------- */
+static void test_deadlines(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg = base_config();
+    cfg.max_queue_delay_us = 30000;
+    gpuml_engine *eng = make_engine(&cfg);
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    enum { N = 6 };
+    rec r[N];
+    int64_t t = gpuml_engine_clock_us();
+    for (int i = 0; i < N; i++) {
+        rec_init(&r[i], 3 + i, &finished);
+        gpuml_engine_request q = rec_request(&r[i]);
+        /* 0, 2, 4: already late or due before the 30 ms batching delay ends */
+        q.deadline_us = i % 2 ? 0 : (i == 0 ? t - 1 : t + 2000);
+        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+    }
+    wait_for(&finished, N, 30);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&r[i].calls), 1);
+        if (i % 2) {
+            assert_int_equal(atomic_load(&r[i].status), GPUML_OK);
+            expect_matches_alone(&r[i]);
+        } else {
+            assert_int_equal(atomic_load(&r[i].status), GPUML_ERR_TIMEOUT);
+            assert_non_null(strstr(r[i].msg, "deadline"));
+            assert_true(isnan(r[i].cls[0])); /* untouched */
+        }
+    }
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    assert_int_equal(st.timed_out, 3);
+    assert_int_equal(st.completed, 3);
+    gpuml_engine_destroy(eng);
+    for (int i = 0; i < N; i++)
+        rec_free(&r[i]);
+}
+
+/* ---- shutdown with requests in flight ------------------------------------------- */
+static void shutdown_in_flight(gpuml_engine_shutdown_mode mode)
+{
+    enum { NT = 4 };
+    const int per_thread = UNDER_TSAN ? 30 : 150;
+    gpuml_engine_config cfg = base_config();
+    cfg.max_queue_delay_us = 2000;
+    cfg.max_batch_events = 8;
+    cfg.queue_capacity = NT * per_thread;
+    cfg.on_destroy = mode;
+    gpuml_engine *eng = make_engine(&cfg);
+    submitter subs[NT];
+    pthread_t th[NT];
+    for (int t = 0; t < NT; t++) {
+        subs[t].eng = eng;
+        subs[t].n = per_thread;
+        subs[t].recs = calloc((size_t)per_thread, sizeof(rec));
+        subs[t].seed = 77 + (uint64_t)t;
+        subs[t].retries = 0;
+        atomic_init(&subs[t].finished, 0);
+        pthread_create(&th[t], NULL, submit_thread, &subs[t]);
+    }
+    for (int t = 0; t < NT; t++)
+        pthread_join(th[t], NULL);
+    gpuml_engine_destroy(eng); /* requests are still queued and running */
+    int ok = 0, cancelled = 0;
+    for (int t = 0; t < NT; t++) {
+        for (int i = 0; i < per_thread; i++) {
+            rec *r = &subs[t].recs[i];
+            assert_int_equal(atomic_load(&r->calls), 1);
+            gpuml_status s = atomic_load(&r->status);
+            if (s == GPUML_OK) {
+                ok++;
+                expect_matches_alone(r);
+            } else {
+                assert_int_equal(s, GPUML_ERR_CANCELLED);
+                assert_int_equal(mode, GPUML_ENGINE_CANCEL);
+                cancelled++;
+            }
+            rec_free(r);
+        }
+        free(subs[t].recs);
+    }
+    printf("  %s: %d completed, %d cancelled\n", mode == GPUML_ENGINE_CANCEL ? "cancel" : "drain", ok, cancelled);
+}
+
+static void test_destroy_in_flight(void **state)
+{
+    (void)state;
+    shutdown_in_flight(GPUML_ENGINE_CANCEL);
+    shutdown_in_flight(GPUML_ENGINE_DRAIN);
+}
+
+/* ---- a failing batch fails only its own requests ----------------------------------- */
+static void run_wave(gpuml_engine *eng, rec *r, int n, int first_ev)
+{
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    for (int i = 0; i < n; i++) {
+        rec_init(&r[i], first_ev + i, &finished);
+        gpuml_engine_request q = rec_request(&r[i]);
+        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+    }
+    wait_for(&finished, n, 30);
+}
+
+static void test_failing_batch_is_isolated(void **state)
+{
+    (void)state;
+    enum { W = 5 };
+    gpuml_engine_config cfg = base_config();
+    cfg.max_batch_events = W; /* a wave of W requests is one batch */
+    cfg.max_queue_delay_us = 200000;
+    gpuml_engine *eng = make_engine(&cfg);
+    rec r[3][W];
+    gpuml_engine_fail_batch_after(eng, 2);
+    for (int w = 0; w < 3; w++)
+        run_wave(eng, r[w], W, 10 * w + 1);
+    for (int w = 0; w < 3; w++)
+        for (int i = 0; i < W; i++) {
+            assert_int_equal(atomic_load(&r[w][i].calls), 1);
+            if (w == 1) {
+                assert_int_equal(atomic_load(&r[w][i].status), GPUML_ERR_OUT_OF_MEMORY);
+                assert_non_null(strstr(r[w][i].msg, "injected"));
+                assert_true(isnan(r[w][i].cls[0]));
+            } else {
+                assert_int_equal(atomic_load(&r[w][i].status), GPUML_OK);
+                expect_matches_alone(&r[w][i]);
+            }
+            rec_free(&r[w][i]);
+        }
+    char buf[1024];
+    assert_non_null(strstr(gpuml_engine_last_error(eng, buf, sizeof buf), "injected"));
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    assert_int_equal(st.batches, 3);
+    assert_int_equal(st.failed_batches, 1);
+    assert_int_equal(st.failed, W);
+    assert_int_equal(st.completed, 2 * W);
+    uint64_t hist[W + 2];
+    assert_int_equal(gpuml_engine_batch_histogram(eng, hist, W + 2), GPUML_OK);
+    assert_int_equal(hist[W], 3);
+
+    /* the synchronous call reports the error on the caller's thread */
+    gpuml_engine_fail_batch_after(eng, 1);
+    rec s;
+    rec_init(&s, 2, NULL);
+    gpuml_engine_request q = rec_request(&s);
+    assert_int_equal(gpuml_engine_run(eng, &q), GPUML_ERR_OUT_OF_MEMORY);
+    assert_non_null(strstr(gpuml_last_error(), "injected"));
+    assert_int_equal(gpuml_engine_run(eng, &q), GPUML_OK);
+    expect_matches_alone(&s);
+    rec_free(&s);
+    gpuml_engine_destroy(eng);
+}
+
+/* ---- priorities ------------------------------------------------------------------ */
+typedef struct {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int entered, released;
+} gate;
+
+static void on_done_blocking(void *user, gpuml_status st)
+{
+    (void)st;
+    gate *g = user;
+    pthread_mutex_lock(&g->m);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->released)
+        pthread_cond_wait(&g->cv, &g->m);
+    pthread_mutex_unlock(&g->m);
+}
+
+static void test_priorities(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg = base_config();
+    cfg.max_batch_events = 1; /* one request per batch: completion order = take order */
+    cfg.max_queue_delay_us = 0;
+    gpuml_engine *eng = make_engine(&cfg);
+    /* Hold the completion thread in a callback; the worker then fills its
+     * two stages and stops: later requests wait in the queue. */
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    const float *in[2] = {g_ev[1].hits, g_ev[1].aux};
+    float t2[4 * MAX_EV_ROWS], cls[3];
+    float *out[2] = {t2, cls};
+    gpuml_engine_request blocker;
+    gpuml_engine_request_init(&blocker);
+    blocker.rows = g_ev[1].rows;
+    blocker.inputs = in;
+    blocker.outputs = out;
+    assert_int_equal(gpuml_engine_submit(eng, &blocker, on_done_blocking, &g), GPUML_OK);
+    pthread_mutex_lock(&g.m);
+    while (!g.entered)
+        pthread_cond_wait(&g.cv, &g.m);
+    pthread_mutex_unlock(&g.m);
+    atomic_int finished, order;
+    atomic_init(&finished, 0);
+    atomic_init(&order, 0);
+    rec fill[2];
+    for (int i = 0; i < 2; i++) {
+        rec_init(&fill[i], 2 + i, &finished);
+        gpuml_engine_request q = rec_request(&fill[i]);
+        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &fill[i]), GPUML_OK);
+    }
+    gpuml_engine_stats st;
+    double t0 = now_s();
+    do {
+        sleep_us(200);
+        gpuml_engine_get_stats(eng, &st);
+        assert_true(now_s() - t0 < 10);
+    } while (st.queued > 0);
+    enum { N = 8 };
+    static const int prio[N] = {1, 5, 3, 5, 0, 3, 9, 1};
+    static const int expect[N] = {6, 1, 3, 2, 5, 0, 7, 4}; /* by priority, FIFO within one */
+    rec r[N];
+    for (int i = 0; i < N; i++) {
+        rec_init(&r[i], 10 + i, &finished);
+        r[i].order_counter = &order;
+        gpuml_engine_request q = rec_request(&r[i]);
+        q.priority = prio[i];
+        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+    }
+    pthread_mutex_lock(&g.m);
+    g.released = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.m);
+    wait_for(&finished, N + 2, 30);
+    for (int k = 0; k < N; k++) {
+        assert_int_equal(r[expect[k]].order, k);
+        expect_matches_alone(&r[expect[k]]);
+    }
+    gpuml_engine_destroy(eng);
+    for (int i = 0; i < N; i++)
+        rec_free(&r[i]);
+    rec_free(&fill[0]);
+    rec_free(&fill[1]);
+}
+
+/* ---- steady state: no allocation ------------------------------------------------------ */
+static void test_steady_state_allocates_nothing(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg = base_config();
+    cfg.max_batch_events = 16;
+    cfg.max_batch_rows = 2048;
+    cfg.max_queue_delay_us = 200;
+    gpuml_engine *eng = make_engine(&cfg);
+    gpuml_alloc_stats dev0, pin0, dev1, pin1;
+    size_t arena0, arena1;
+    assert_int_equal(gpuml_engine_alloc_stats(eng, 0, &dev0, &arena0), GPUML_OK);
+    assert_int_equal(gpuml_engine_alloc_stats(eng, 1, &pin0, NULL), GPUML_OK);
+    assert_true(arena0 > 0);
+    enum { N = 300 };
+    rec *r = calloc(N, sizeof *r);
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    uint64_t rng = 5;
+    for (int i = 0; i < N; i++) {
+        rec_init(&r[i], (int)(h_rand_u64(&rng) % NEV), &finished);
+        gpuml_engine_request q = rec_request(&r[i]);
+        gpuml_status st;
+        while ((st = gpuml_engine_submit(eng, &q, on_done, &r[i])) == GPUML_ERR_QUEUE_FULL)
+            sleep_us(100);
+        assert_int_equal(st, GPUML_OK);
+        if (i % 37 == 0)
+            sleep_us(3000); /* vary the batch sizes */
+    }
+    wait_for(&finished, N, 60);
+    assert_int_equal(gpuml_engine_alloc_stats(eng, 0, &dev1, &arena1), GPUML_OK);
+    assert_int_equal(gpuml_engine_alloc_stats(eng, 1, &pin1, NULL), GPUML_OK);
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    printf("  %llu batches; system allocations %llu -> %llu (device), %llu -> %llu (pinned); arena %zu -> %zu "
+           "bytes\n",
+           (unsigned long long)st.batches, (unsigned long long)dev0.num_system_allocs,
+           (unsigned long long)dev1.num_system_allocs, (unsigned long long)pin0.num_system_allocs,
+           (unsigned long long)pin1.num_system_allocs, arena0, arena1);
+    assert_true(st.batches > 10);
+    assert_int_equal(dev1.num_system_allocs, dev0.num_system_allocs);
+    assert_int_equal(pin1.num_system_allocs, pin0.num_system_allocs);
+    assert_int_equal(arena1, arena0);
+    gpuml_engine_destroy(eng);
+    for (int i = 0; i < N; i++) {
+        expect_matches_alone(&r[i]);
+        rec_free(&r[i]);
+    }
+    free(r);
+}
+
+/* ---- synchronous and direct modes ------------------------------------------------------- */
+static void test_run_and_direct(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg = base_config();
+    gpuml_engine *eng = make_engine(&cfg);
+    const gpuml_model *m = gpuml_engine_model(eng);
+    assert_non_null(m);
+    assert_int_equal(gpuml_model_num_inputs(m), 2);
+    for (int e = 0; e < 40; e++) {
+        rec a, b;
+        rec_init(&a, e, NULL);
+        rec_init(&b, e, NULL);
+        gpuml_engine_request qa = rec_request(&a), qb = rec_request(&b);
+        assert_int_equal(gpuml_engine_run(eng, &qa), GPUML_OK);
+        assert_int_equal(gpuml_engine_run_direct(eng, &qb, NULL), GPUML_OK);
+        expect_matches_alone(&a);
+        expect_matches_alone(&b);
+        rec_free(&a);
+        rec_free(&b);
+    }
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    assert_int_equal(st.direct, 40);
+    assert_int_equal(st.completed, 40);
+    gpuml_engine_destroy(eng);
+}
+
+/* ---- argument and state errors ---------------------------------------------------------- */
+static void expect_create_error(gpuml_engine_config cfg, const char *needle)
+{
+    gpuml_engine *e = (gpuml_engine *)1;
+    assert_int_equal(gpuml_engine_create_from_model(g_model, &cfg, &e), GPUML_ERR_INVALID_ARGUMENT);
+    assert_null(e);
+    if (!strstr(gpuml_last_error(), needle))
+        fail_msg("message '%s' does not mention '%s'", gpuml_last_error(), needle);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg = base_config();
+    cfg.num_instances = 0;
+    expect_create_error(cfg, "num_instances");
+    cfg = base_config();
+    cfg.max_batch_rows = 0;
+    expect_create_error(cfg, "max_batch_rows");
+    cfg = base_config();
+    cfg.queue_rows = 10;
+    expect_create_error(cfg, "queue_rows");
+    cfg = base_config();
+    cfg.max_queue_delay_us = -1;
+    expect_create_error(cfg, "max_queue_delay_us");
+    cfg = base_config();
+    cfg.on_destroy = (gpuml_engine_shutdown_mode)7;
+    expect_create_error(cfg, "on_destroy");
+    cfg = base_config();
+    gpuml_engine *e = NULL;
+    assert_int_equal(gpuml_engine_create_from_model(NULL, &cfg, &e), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_create(NULL, &cfg, &e), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_create("/nonexistent/model.json", &cfg, &e), GPUML_ERR_IO);
+    if (gpuml_cuda_device_count() == 0) {
+        cfg.device.type = GPUML_DEVICE_CUDA;
+        assert_int_equal(gpuml_engine_create_from_model(g_model, &cfg, &e), GPUML_ERR_NO_DEVICE);
+        cfg.device.type = GPUML_DEVICE_CPU;
+    }
+
+    /* from a path: a JSON config loads; an HDF5 model file is not readable yet */
+    char path[] = "/tmp/gpuml_engine_test_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "wb");
+    fputs(model_json, f);
+    fclose(f);
+    assert_int_equal(gpuml_engine_create(path, &cfg, &e), GPUML_OK);
+    assert_int_equal(gpuml_model_num_outputs(gpuml_engine_model(e)), 2);
+    gpuml_engine_destroy(e);
+    f = fopen(path, "wb");
+    fwrite("\x89HDF\r\n\x1a\n\0\0\0\0", 1, 12, f);
+    fclose(f);
+    assert_int_equal(gpuml_engine_create(path, &cfg, &e), GPUML_ERR_UNSUPPORTED);
+    assert_null(e);
+    assert_non_null(strstr(gpuml_last_error(), "HDF5"));
+    remove(path);
+
+    e = make_engine(&cfg);
+    rec r;
+    rec_init(&r, 1, NULL);
+    gpuml_engine_request q = rec_request(&r);
+    assert_int_equal(gpuml_engine_submit(NULL, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_submit(e, NULL, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_submit(e, &q, NULL, &r), GPUML_ERR_INVALID_ARGUMENT);
+    q.rows = cfg.max_batch_rows + 1;
+    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(gpuml_last_error(), "max_batch_rows"));
+    q = rec_request(&r);
+    q.inputs = NULL;
+    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    q = rec_request(&r);
+    const float *bad_in[2] = {g_ev[1].hits, NULL};
+    q.inputs = bad_in;
+    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(gpuml_last_error(), "inputs[1]"));
+    q = rec_request(&r);
+    q.inputs_on = GPUML_DEVICE_CUDA;
+    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_DEVICE_MISMATCH);
+    assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_ERR_DEVICE_MISMATCH);
+    q = rec_request(&r);
+    q.outputs_on = (gpuml_device_type)9;
+    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(atomic_load(&r.calls), 0);
+    uint64_t h[2];
+    assert_int_equal(gpuml_engine_batch_histogram(e, h, 0), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_shutdown(e, (gpuml_engine_shutdown_mode)3), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_shutdown(e, GPUML_ENGINE_CANCEL), GPUML_OK);
+    assert_int_equal(gpuml_engine_shutdown(e, GPUML_ENGINE_CANCEL), GPUML_OK);
+    q = rec_request(&r);
+    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_STATE);
+    assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_ERR_STATE);
+    gpuml_engine_destroy(e);
+    gpuml_engine_destroy(NULL);
+    rec_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_threads_match_single_event),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_destroy_in_flight),
+        cmocka_unit_test(test_failing_batch_is_isolated),
+        cmocka_unit_test(test_priorities),
+        cmocka_unit_test(test_steady_state_allocates_nothing),
+        cmocka_unit_test(test_run_and_direct),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

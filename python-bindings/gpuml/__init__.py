@@ -13,6 +13,9 @@ library, model configs, model files and datasets as the C/C++ side.
     model.save("model.h5")                 # gpuml_model_load() reads it in C++
     logits = model(features, row_splits)
 
+    with gpuml.Engine("model.h5", max_batch_events=32) as engine:   # async, batched
+        future = engine.submit(hits)       # or: await engine.infer(hits)
+
 Data: numpy arrays in and out; float32 / int64 C-contiguous inputs are used
 without copies, other dtypes and layouts are converted by a documented rule
 (see :func:`as_tensor`); torch and cupy tensors pass through DLPack
@@ -30,13 +33,14 @@ from ._errors import *  # noqa: F401,F403  (the Error hierarchy)
 from ._errors import Error
 from ._lib import lib as _clib
 from ._tensor import Tensor, as_tensor
+from .engine import Engine
 from .io import Batch, Dataset, Field, Loader, write_dataset
 from .model import InputInfo, Model, OutputInfo
 from .ops import (OCLoss, abs, batch_norm, bce_with_logits, binary, cross_entropy, edge_first_linear, edge_mask, elu,
                   exp, gather_rows, gelu, gravnet_aggregate, index_csr, knn, knn_backward, layer_norm, leaky_relu,
                   linear, log, matmul, neg, neighbour_aggregate, object_condensation, reduce, relu, rsqrt,
                   scatter_add_rows, segment_ids, segment_reduce, sigmoid, softmax, softplus, sqrt, tanh, unary)
-from .train import Trainer, fit, optim_config
+from .train import StepResult, Trainer, fit, optim_config
 
 __version__ = "0.1.0"
 

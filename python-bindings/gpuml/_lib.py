@@ -113,12 +113,43 @@ class AllocStats(Structure):
                 ("num_system_allocs", c_uint64)]
 
 
+class EngineConfig(Structure):
+    _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
+                ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
+                ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
+                ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int), ("log_fn", LOG_FN),
+                ("log_user", c_void_p), ("log_level", c_int)]
+
+
+class EngineRequest(Structure):
+    _fields_ = [("rows", c_int64), ("inputs", POINTER(c_void_p)), ("outputs", POINTER(c_void_p)),
+                ("inputs_on", c_int), ("outputs_on", c_int), ("borrow_inputs", c_int), ("priority", c_int),
+                ("deadline_us", c_int64)]
+
+
+class EngineTiming(Structure):
+    _fields_ = [("count", c_uint64), ("mean_us", c_double), ("p50_us", c_double), ("p90_us", c_double),
+                ("p99_us", c_double), ("max_us", c_double)]
+
+
+class EngineStats(Structure):
+    _fields_ = [("submitted", c_uint64), ("rejected", c_uint64), ("completed", c_uint64), ("failed", c_uint64),
+                ("timed_out", c_uint64), ("cancelled", c_uint64), ("direct", c_uint64), ("batches", c_uint64),
+                ("failed_batches", c_uint64), ("batch_events", c_uint64), ("batch_rows", c_uint64),
+                ("queued", c_int64), ("in_flight", c_int64), ("queue_time", EngineTiming),
+                ("compute_time", EngineTiming), ("latency", EngineTiming)]
+
+
+DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
+
 STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_params": OcParams,
            "gpuml_knn_params": KnnParams, "gpuml_batch_norm_params": BatchNormParams,
            "gpuml_optim_config": OptimConfig, "gpuml_loader_config": LoaderConfig,
            "gpuml_loader_position": LoaderPosition, "gpuml_train_state": TrainState,
            "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats,
-           "gpuml_trainer_config": TrainerConfig, "gpuml_step_stats": StepStats}
+           "gpuml_trainer_config": TrainerConfig, "gpuml_step_stats": StepStats,
+           "gpuml_engine_config": EngineConfig, "gpuml_engine_request": EngineRequest,
+           "gpuml_engine_timing": EngineTiming, "gpuml_engine_stats": EngineStats}
 
 # ---- function table ---------------------------------------------------------
 # name: (restype, argtypes). ST marks a gpuml_status return (checked).
@@ -249,6 +280,23 @@ _PROTOS = {
     "gpuml_trainer_evaluate_batch": (ST, [P, P, POINTER(StepStats)]),
     "gpuml_checkpoint_save": (ST, [c_char_p, P, P, POINTER(TrainState)]),
     "gpuml_checkpoint_load": (ST, [c_char_p, P, P, POINTER(TrainState)]),
+    # inference engine (gpuml/infer.h)
+    "gpuml_engine_config_init_defaults": (None, [POINTER(EngineConfig)]),
+    "gpuml_engine_create": (ST, [c_char_p, POINTER(EngineConfig), PP]),
+    "gpuml_engine_create_from_model": (ST, [P, POINTER(EngineConfig), PP]),
+    "gpuml_engine_shutdown": (ST, [P, I]),
+    "gpuml_engine_destroy": (None, [P]),
+    "gpuml_engine_request_init": (None, [POINTER(EngineRequest)]),
+    "gpuml_engine_clock_us": (c_int64, []),
+    "gpuml_engine_submit": (ST, [P, POINTER(EngineRequest), DONE_FN, P]),
+    "gpuml_engine_run": (ST, [P, POINTER(EngineRequest)]),
+    "gpuml_engine_run_direct": (ST, [P, POINTER(EngineRequest), P]),
+    "gpuml_engine_model": (P, [P]),
+    "gpuml_engine_get_stats": (ST, [P, POINTER(EngineStats)]),
+    "gpuml_engine_batch_histogram": (ST, [P, POINTER(c_uint64), I]),
+    "gpuml_engine_reset_stats": (None, [P]),
+    "gpuml_engine_last_error": (c_char_p, [P, c_char_p, c_size_t]),
+    "gpuml_engine_fail_batch_after": (None, [P, c_long]),
     # io
     "gpuml_strings_free": (None, [POINTER(Strings)]),
     "gpuml_dataset_open": (ST, [c_char_p, PP]),

@@ -43,6 +43,26 @@ def _config_text(config) -> str:
     raise TypeError(f"config must be a JSON string, a dict or a path, not {type(config).__name__}")
 
 
+def input_infos(model: int) -> list[InputInfo]:
+    """Names and feature counts of a C model's inputs."""
+    out = []
+    for i in range(lib.gpuml_model_num_inputs(model)):
+        name, f = c_char_p(), c_int64()
+        lib.gpuml_model_input_info(model, i, ctypes.byref(name), ctypes.byref(f))
+        out.append(InputInfo(name.value.decode(), f.value))
+    return out
+
+
+def output_infos(model: int) -> list[OutputInfo]:
+    """Names, feature counts and kinds of a C model's outputs."""
+    out = []
+    for i in range(lib.gpuml_model_num_outputs(model)):
+        name, f, pe = c_char_p(), c_int64(), c_int()
+        lib.gpuml_model_output_info(model, i, ctypes.byref(name), ctypes.byref(f), ctypes.byref(pe))
+        out.append(OutputInfo(name.value.decode(), f.value, bool(pe.value)))
+    return out
+
+
 def host_copy(ctx: Context, handle: int):
     """A copy of a tensor that outlives the C object holding it: a numpy
     array for a CPU tensor, a new gpuml Tensor on the device for CUDA."""
@@ -128,21 +148,11 @@ class Model:
 
     @property
     def inputs(self) -> list[InputInfo]:
-        out = []
-        for i in range(lib.gpuml_model_num_inputs(self.handle)):
-            name, f = c_char_p(), c_int64()
-            lib.gpuml_model_input_info(self.handle, i, ctypes.byref(name), ctypes.byref(f))
-            out.append(InputInfo(name.value.decode(), f.value))
-        return out
+        return input_infos(self.handle)
 
     @property
     def outputs(self) -> list[OutputInfo]:
-        out = []
-        for i in range(lib.gpuml_model_num_outputs(self.handle)):
-            name, f, pe = c_char_p(), c_int64(), c_int()
-            lib.gpuml_model_output_info(self.handle, i, ctypes.byref(name), ctypes.byref(f), ctypes.byref(pe))
-            out.append(OutputInfo(name.value.decode(), f.value, bool(pe.value)))
-        return out
+        return output_infos(self.handle)
 
     @property
     def param_count(self) -> int:

@@ -25,6 +25,8 @@ def test_knn_graph_example(tmp_path):
     assert "edges" in out and (tmp_path / "g.png").stat().st_size > 10000
 
 
-def test_train_gravnet_example(tmp_path):
+def test_train_then_engine_examples(tmp_path):
     out = run("train_gravnet.py", "--events", "24", "--epochs", "1", "--out", str(tmp_path / "m.h5"), cwd=tmp_path)
     assert "epoch losses" in out and "mean beta" in out and (tmp_path / "m.h5").exists()
+    out = run("engine_inference.py", "--model", str(tmp_path / "m.h5"), "--events", "40", cwd=tmp_path)
+    assert "identical to the threaded ones: True" in out

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 from ._context import Context, default_context
 from ._dlpack import from_dlpack
-from ._errors import *  # noqa: F401,F403  (the Error hierarchy)
-from ._errors import Error
+from ._errors import (CancelledError, CublasError, CudaError, CudnnError, DeviceMismatchError, DtypeError, Error,
+                      FormatError, Hdf5Error, InternalError, InvalidArgumentError, IOError, MpiError, NcclError,
+                      NoDeviceError, NotFoundError, OutOfMemoryError, QueueFullError, ShapeError, StateError,
+                      TimeoutError, UnsupportedError)
 from ._lib import lib as _clib
 from ._tensor import Tensor, as_tensor
 from .engine import Engine
@@ -43,6 +45,21 @@ from .ops import (OCLoss, abs, batch_norm, bce_with_logits, binary, cross_entrop
 from .train import StepResult, Trainer, fit, optim_config
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "Context", "Dataset", "Engine", "Field", "InputInfo", "Loader", "Model", "OCLoss", "OutputInfo",
+    "StepResult", "Tensor", "Trainer", "abs", "as_tensor", "batch_norm", "bce_with_logits", "binary",
+    "cross_entropy", "cuda_device_count", "default_context", "edge_first_linear", "edge_mask", "elu", "exp", "fit",
+    "from_dlpack", "gather_rows", "gelu", "gravnet_aggregate", "has_feature", "index_csr", "knn", "knn_backward",
+    "layer_norm", "leaky_relu", "library_path", "linear", "log", "matmul", "neg", "neighbour_aggregate",
+    "object_condensation", "optim_config", "reduce", "relu", "rsqrt", "scatter_add_rows", "segment_ids",
+    "segment_reduce", "sigmoid", "softmax", "softplus", "sqrt", "tanh", "unary", "version", "write_dataset",
+    # errors
+    "Error", "CancelledError", "CublasError", "CudaError", "CudnnError", "DeviceMismatchError", "DtypeError",
+    "FormatError", "Hdf5Error", "InternalError", "InvalidArgumentError", "IOError", "MpiError", "NcclError",
+    "NoDeviceError", "NotFoundError", "OutOfMemoryError", "QueueFullError", "ShapeError", "StateError",
+    "TimeoutError", "UnsupportedError",
+]
 
 
 def version() -> str:

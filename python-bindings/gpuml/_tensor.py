@@ -27,8 +27,7 @@ numpy views of the C memory whose ``base`` keeps the owner alive.
 from __future__ import annotations
 
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int32, c_int64, c_uint8, c_uint16, c_uint32,
-                    c_uint64, c_void_p, py_object)
+from ctypes import c_int64, c_void_p
 
 import numpy as np
 

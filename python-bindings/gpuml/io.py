@@ -18,7 +18,7 @@ import numpy as np
 from ._context import Context, resolve
 from ._errors import InvalidArgumentError, ShapeError
 from ._lib import FieldInfo, LoaderConfig, LoaderPosition, Strings, lib
-from ._tensor import _NAMES, _NP, Tensor, borrowed, dtype_code
+from ._tensor import _NAMES, Tensor, borrowed, dtype_code
 
 
 class Field(NamedTuple):

@@ -16,7 +16,7 @@ def test_every_status_has_a_class_named_like_the_c_constant():
         cls = _errors.BY_STATUS[status]
         assert issubclass(cls, gpuml.Error)
         assert cls.status_name == lib.gpuml_status_string(status).decode()
-        assert getattr(gpuml, cls.__name__) is cls
+        assert getattr(gpuml, cls.__name__) is cls and cls.__name__ in gpuml.__all__
 
 
 def test_c_message_and_status_reach_python(tmp_path):

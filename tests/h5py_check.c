@@ -65,9 +65,9 @@ static int read_file(const char *path)
     gpuml_tensor_destroy(trs);
     for (int i = 0; i < 4; i++)
         gpuml_tensor_destroy(out[i]);
-    gpuml_dataset_close(ds);
 
-    /* The loader, streaming from the h5py file. */
+    /* The loader, streaming from the h5py file (checked against rs, which
+     * belongs to ds: ds stays open until the end). */
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
     lc.path = path;
@@ -99,6 +99,7 @@ static int read_file(const char *path)
     }
     EXPECT(seen == nev);
     gpuml_loader_destroy(l);
+    gpuml_dataset_close(ds);
     gpuml_ctx_destroy(ctx);
     printf("h5py_check: read %s: %lld events OK\n", path, (long long)nev);
     return 0;

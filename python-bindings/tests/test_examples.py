@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 from conftest import UNDER_ASAN
 
+import gpuml
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
 
 
 def run(script, *args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    # the examples import the same gpuml package (and library) as this test
+    env = dict(os.environ, PYTHONPATH=str(Path(gpuml.__file__).resolve().parents[1]))
     r = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,10 +1,11 @@
 /* bench_engine: the inference engine against event-by-event synchronous
  * inference, same model, same events, same number of host threads.
  *
- *   bench_engine [--model cfg.json] [--sizes small|large] [--events N] [--threads T]
+ *   bench_engine [--model cfg.json] [--sizes small|large|tiny] [--events N] [--threads T]
  *                [--inflight K] [--repeats R] [--instances I] [--batch-events B]
  *                [--delay-us D] [--device cpu|cuda]
  *
+ * sizes: small 1-2000 rows per event (default), large 1000-20000, tiny 1-100.
  * sync:   T threads, each with its own context (1 OpenMP thread on the CPU)
  *         and tape, run gpuml_model_forward per event (inputs wrapped on the
  *         CPU, copied on CUDA; outputs read back to the host).
@@ -13,6 +14,8 @@
  *         wait for the callbacks.
  * Throughput is events per second over the whole run; latency is per event
  * (sync: the forward call; engine: submit to done). Best of R repeats.
+ * Events per CPU-second (user + system time of the process) is printed too:
+ * on a shared machine it depends less on how much of it the run gets.
  *
  * The default model stands in for GravNet until the graph layers land: an
  * MLP with pooled event context of about the same cost per row (~26 k
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <gpuml/gpuml.h>
@@ -232,13 +236,21 @@ static int cmp_double(const void *x, const void *y)
 }
 
 typedef struct {
-    double rate, p50, p99;
+    double rate, p50, p99, cpu_rate;
 } result;
 
-static result summarise(bench *b, double dt)
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static result summarise(bench *b, double dt, double cpu)
 {
     qsort(b->lat, (size_t)b->events, sizeof *b->lat, cmp_double);
-    result r = {1e6 * b->events / dt, b->lat[b->events / 2], b->lat[(int)(0.99 * (b->events - 1))]};
+    result r = {1e6 * b->events / dt, b->lat[b->events / 2], b->lat[(int)(0.99 * (b->events - 1))], b->events / cpu};
     return r;
 }
 
@@ -246,14 +258,14 @@ static result run_sync(bench *b)
 {
     pthread_t *th = malloc((size_t)b->threads * sizeof *th);
     atomic_store(&b->next, 0);
-    double t0 = now_us();
+    double t0 = now_us(), c0 = cpu_s();
     for (int t = 0; t < b->threads; t++)
         pthread_create(&th[t], NULL, sync_thread, b);
     for (int t = 0; t < b->threads; t++)
         pthread_join(th[t], NULL);
-    double dt = now_us() - t0;
+    double dt = now_us() - t0, cpu = cpu_s() - c0;
     free(th);
-    return summarise(b, dt);
+    return summarise(b, dt, cpu);
 }
 
 static result run_engine(bench *b, gpuml_engine *eng)
@@ -261,7 +273,7 @@ static result run_engine(bench *b, gpuml_engine *eng)
     submitter *s = calloc((size_t)b->threads, sizeof *s);
     pthread_t *th = malloc((size_t)b->threads * sizeof *th);
     atomic_store(&b->next, 0);
-    double t0 = now_us();
+    double t0 = now_us(), c0 = cpu_s();
     for (int t = 0; t < b->threads; t++) {
         s[t].b = b;
         s[t].eng = eng;
@@ -271,14 +283,14 @@ static result run_engine(bench *b, gpuml_engine *eng)
     }
     for (int t = 0; t < b->threads; t++)
         pthread_join(th[t], NULL);
-    double dt = now_us() - t0;
+    double dt = now_us() - t0, cpu = cpu_s() - c0;
     for (int t = 0; t < b->threads; t++) {
         pthread_mutex_destroy(&s[t].m);
         pthread_cond_destroy(&s[t].cv);
     }
     free(s);
     free(th);
-    return summarise(b, dt);
+    return summarise(b, dt, cpu);
 }
 
 int main(int argc, char **argv)
@@ -307,8 +319,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    bool large = !strcmp(sizes, "large");
-    b.events = events > 0 ? events : large ? 200 : 2000;
+    bool large = !strcmp(sizes, "large"), tiny = !strcmp(sizes, "tiny");
+    if (!large && !tiny && strcmp(sizes, "small")) {
+        fprintf(stderr, "--sizes is small, large or tiny\n");
+        return 2;
+    }
+    b.events = events > 0 ? events : large ? 200 : tiny ? 20000 : 2000;
     b.dev.type = !strcmp(device, "cuda") ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
     if (b.threads < 1 || b.inflight < 1 || repeats < 1)
         return 2;
@@ -333,7 +349,7 @@ int main(int argc, char **argv)
     unsigned seed = 7;
     int64_t total_rows = 0;
     for (int e = 0; e < NPOOL; e++) {
-        b.rows[e] = large ? 1000 + rand_r(&seed) % 19001 : 1 + rand_r(&seed) % 2000;
+        b.rows[e] = large ? 1000 + rand_r(&seed) % 19001 : 1 + rand_r(&seed) % (tiny ? 100 : 2000);
         b.hits[e] = malloc((size_t)(b.rows[e] * b.f_in) * sizeof(float));
         for (int64_t i = 0; i < b.rows[e] * b.f_in; i++)
             b.hits[e][i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
@@ -355,9 +371,9 @@ int main(int argc, char **argv)
 
     printf("model %s; %s; events %s (%d, mean %.0f rows); %d threads; engine: %d instance(s), %d events/batch, "
            "delay %ld us, %d in flight per thread\n",
-           model_path ? model_path : "default MLP+pooling", device, large ? "1k-20k rows" : "1-2000 rows", b.events,
+           model_path ? model_path : "default MLP+pooling", device, large ? "1k-20k rows" : tiny ? "1-100 rows" : "1-2000 rows", b.events,
            (double)total_rows / NPOOL, b.threads, instances, batch_events, delay_us, b.inflight);
-    result best_s = {0, 0, 0}, best_e = {0, 0, 0};
+    result best_s = {0, 0, 0, 0}, best_e = {0, 0, 0, 0};
     for (int r = 0; r < repeats; r++) {
         result s = run_sync(&b);
         gpuml_engine_reset_stats(eng);
@@ -366,13 +382,16 @@ int main(int argc, char **argv)
             best_s = s;
         if (e.rate > best_e.rate)
             best_e = e;
+        fprintf(stderr, "  repeat %d: sync %.1f events/s, engine %.1f events/s\n", r, s.rate, e.rate);
     }
     gpuml_engine_stats st;
     gpuml_engine_get_stats(eng, &st);
-    printf("sync   %9.1f events/s  p50 %9.0f us  p99 %9.0f us\n", best_s.rate, best_s.p50, best_s.p99);
-    printf("engine %9.1f events/s  p50 %9.0f us  p99 %9.0f us   (x%.2f throughput; last run: %.1f events/batch, "
-           "compute p50 %.0f us)\n",
-           best_e.rate, best_e.p50, best_e.p99, best_e.rate / best_s.rate,
+    printf("sync   %9.1f events/s  p50 %9.0f us  p99 %9.0f us  %8.1f events/cpu-s\n", best_s.rate, best_s.p50,
+           best_s.p99, best_s.cpu_rate);
+    printf("engine %9.1f events/s  p50 %9.0f us  p99 %9.0f us  %8.1f events/cpu-s\n", best_e.rate, best_e.p50,
+           best_e.p99, best_e.cpu_rate);
+    printf("engine/sync: x%.2f throughput, x%.2f per cpu-s; last run %.1f events/batch, batch compute p50 %.0f us\n",
+           best_e.rate / best_s.rate, best_e.cpu_rate / best_s.cpu_rate,
            st.batches ? (double)st.batch_events / (double)st.batches : 0.0, st.compute_time.p50_us);
     gpuml_engine_destroy(eng);
     for (int e = 0; e < NPOOL; e++)

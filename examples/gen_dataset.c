@@ -26,10 +26,11 @@
  *   points [N, 2] f32 (delta-eta, delta-phi to the jet axis)
  *   features [N, 7] f32 (log pt, log E, log pt/pt_jet, log E/E_jet, delta-R,
  *   delta-eta, delta-phi); event/label [B] i32, event/jet_pt [B] f32.
- * A cut on the jet mass alone separates the classes to about 80%, a small
- * model on a few substructure variables to about 86% (see
- * examples/inspect_dataset.py --baseline); a point-cloud network should
- * reach roughly 90%.
+ * Separable, not trivially (20000 jets, seed 3, 30% held out): a cut on
+ * the jet mass gets 72%, logistic regression on mass, N-subjettiness
+ * ratios, multiplicity and pt dispersion 86% (examples/inspect_dataset.py
+ * --baseline), gradient-boosted trees on those observables 92%; a point-
+ * cloud network should reach 90-93%.
  *
  * Deterministic for a given seed (up to the platform's libm).
  */
@@ -291,7 +292,8 @@ static int make_prongs(rng_t *r, int label, double pt, prong *p)
         if (uni(r) > 0.5)
             return 1;
         /* Gluon emission: soft-leaning momentum fraction, log-uniform angle. */
-        double z = 0.05 * pow(0.5 / 0.05, uni(r)), dr = exp(uni_range(r, log(0.08), log(0.7))), a = uni_range(r, 0, 6.283185307);
+        double z = 0.05 * pow(0.5 / 0.05, uni(r)), dr = exp(uni_range(r, log(0.08), log(0.7)));
+        double a = uni_range(r, 0, 6.283185307);
         p[0] = (prong){1 - z, -z * dr * cos(a), -z * dr * sin(a)};
         p[1] = (prong){z, (1 - z) * dr * cos(a), (1 - z) * dr * sin(a)};
         return 2;

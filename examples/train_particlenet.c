@@ -81,13 +81,19 @@ int main(int argc, char **argv)
     const char *data = opt_str(&o, "--data", NULL), *val = opt_str(&o, "--val", NULL);
     const char *config = opt_str(&o, "--config", "examples/configs/particlenet_lite.json");
     const char *resume = opt_str(&o, "--resume", NULL), *ckpt = opt_str(&o, "--ckpt", "particlenet_ckpt.h5");
-    FILE *metrics = fopen(opt_str(&o, "--metrics", "particlenet_metrics.jsonl"), resume ? "a" : "w");
-    if (!data || !metrics) {
+    if (!data) {
         fprintf(stderr, "usage: train_particlenet --data FILE --val FILE [options]\n");
         return 2;
     }
     long epochs = opt_int(&o, "--epochs", 5), ckpt_every = opt_int(&o, "--ckpt-every", 100);
-    gpuml_ctx *ctx = make_ctx(&o);
+    dist_env de = dist_setup(&o); /* --distributed: one rank per process, mpirun / srun */
+    gpuml_ctx *ctx = de.ctx;
+    int lead = de.rank == 0;      /* rank 0 alone writes metrics, checkpoints and the model */
+    FILE *metrics = fopen(lead ? opt_str(&o, "--metrics", "particlenet_metrics.jsonl") : "/dev/null", resume ? "a" : "w");
+    if (!metrics) {
+        fprintf(stderr, "cannot open the metrics file\n");
+        return 2;
+    }
     gpuml_ctx_set_seed(ctx, (uint64_t)opt_int(&o, "--seed", 1));
     gpuml_model *model;
     DIE_IF(gpuml_model_create_from_file(ctx, config, &model));
@@ -97,6 +103,7 @@ int main(int argc, char **argv)
     gpuml_loader_config_init_defaults(&lc);
     lc.path = data, lc.fields = fields, lc.num_fields = 3;
     lc.max_events = opt_int(&o, "--max-events", 64), lc.seed = (uint64_t)opt_int(&o, "--seed", 1);
+    lc.rank = de.rank, lc.world_size = de.size; /* disjoint, row-balanced shards */
     gpuml_loader *loader;
     DIE_IF(gpuml_loader_create(ctx, &lc, &loader));
     int64_t per_epoch;
@@ -111,6 +118,11 @@ int main(int argc, char **argv)
     tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;
     gpuml_trainer *tr;
     DIE_IF(gpuml_trainer_create(model, &tc, &tr));
+    gpuml_ddp *ddp = NULL;
+    if (de.comm) { /* rank 0's weights everywhere; gradients averaged in buckets during backward */
+        DIE_IF(gpuml_ddp_create(de.comm, model, NULL, &ddp));
+        gpuml_trainer_set_ddp(tr, ddp);
+    }
     gpuml_train_state ts = {0};
     if (resume) {
         DIE_IF(gpuml_checkpoint_load(resume, model, gpuml_trainer_optim(tr), &ts));
@@ -128,16 +140,18 @@ int main(int argc, char **argv)
             ts.epoch++;
             continue;
         }
-        DIE_IF(gpuml_trainer_step_batch(tr, b, &s));
+        dist_step_check(&de, &o, step + 1, gpuml_trainer_step_batch(tr, b, &s));
         gpuml_batch_destroy(b);
         step++;
         events += (double)s.events;
-        double eps = events / (now_s() - t0);
-        fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, \"accuracy\": %.4f, \"lr\": %.6g, "
+        double eps = events * de.size / (now_s() - t0); /* all ranks: shards are balanced */
+        if (lead)
+            fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, \"accuracy\": %.4f, \"lr\": %.6g, "
                          "\"events_per_s\": %.3f}\n",
                 (long long)step, (long long)ts.epoch, s.loss, (double)s.correct / (double)s.events, s.lr, eps);
-        progress_update(&pg, step, eps, "loss %.4f acc %.3f", s.loss, (double)s.correct / (double)s.events);
-        if (ckpt_every > 0 && step % ckpt_every == 0) {
+        if (lead)
+            progress_update(&pg, step, eps, "loss %.4f acc %.3f", s.loss, (double)s.correct / (double)s.events);
+        if (lead && ckpt_every > 0 && step % ckpt_every == 0) {
             ts.step = step;
             gpuml_ctx_get_rng_state(ctx, &ts.rng_seed, &ts.rng_counter);
             DIE_IF(gpuml_loader_get_position(loader, &ts.loader));
@@ -145,19 +159,24 @@ int main(int argc, char **argv)
         }
     }
     double train_time = now_s() - t0;
-    if (val) {
+    if (val && lead) {
         evaluate(ctx, tr, val, &acc, &auc);
-        fprintf(metrics, "{\"eval\": \"%s\", \"accuracy\": %.4f, \"roc_auc\": %.4f}\n", val, acc, auc);
+        if (lead)
+            fprintf(metrics, "{\"eval\": \"%s\", \"accuracy\": %.4f, \"roc_auc\": %.4f}\n", val, acc, auc);
     }
     const char *out = opt_str(&o, "--out", "particlenet_model.h5");
-    DIE_IF(gpuml_model_save(model, out));
-    printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_accuracy\": %.4f, "
+    if (lead)
+        DIE_IF(gpuml_model_save(model, out));
+    if (lead)
+        printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_accuracy\": %.4f, "
            "\"val_roc_auc\": %.4f, \"events_per_s\": %.2f, \"train_time_s\": %.2f}\n",
-           out, (long long)total, s.loss, acc, auc, events / train_time, train_time);
+           out, (long long)total, s.loss, acc, auc, events * de.size / train_time, train_time);
     fclose(metrics);
     gpuml_trainer_destroy(tr);
+    gpuml_ddp_destroy(ddp);
     gpuml_loader_destroy(loader);
     gpuml_model_destroy(model);
     gpuml_ctx_destroy(ctx);
+    gpuml_comm_destroy(de.comm);
     return 0;
 }

@@ -66,8 +66,7 @@ static int read_file(const char *path)
     for (int i = 0; i < 4; i++)
         gpuml_tensor_destroy(out[i]);
 
-    /* The loader, streaming from the h5py file (checked against rs, which
-     * belongs to ds: ds stays open until the end). */
+    /* The loader, streaming from the h5py file (rs stays valid: ds open). */
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
     lc.path = path;

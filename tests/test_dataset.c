@@ -20,7 +20,8 @@ static gpuml_ctx *ctx;
 static void expect_st(gpuml_status got, gpuml_status want, const char *must1, const char *must2)
 {
     if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want), gpuml_last_error());
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
     if (must1 && !strstr(gpuml_last_error(), must1))
         fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must1);
     if (must2 && !strstr(gpuml_last_error(), must2))
@@ -562,6 +563,7 @@ int main(void)
 {
     io_tmpdir_create();
     io_h5_autoprint_record();
+    io_h5_ids_baseline();
     ctx = h_ctx(GPUML_DEVICE_CPU, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
@@ -572,6 +574,20 @@ int main(void)
     };
     int fails = cmocka_run_group_tests(tests, NULL, NULL);
     gpuml_ctx_destroy(ctx);
+    /* Shut HDF5 down now, with stderr captured: after the corrupted files
+     * above, HDF5 < 1.14.5 cannot free everything (HDFGroup/hdf5#3790; see
+     * lsan_hdf5.supp) and says so. Anything else it says is a failure. */
+    io_stderr_begin();
+    H5close();
+    fflush(stderr);
+    long n = 0;
+    char *said = io_read_file(io_stderr_path, &n);
+    io_stderr_end();
+    if (n > 0 && (!said || !strstr(said, "HDF5: infinite loop closing library"))) {
+        fprintf(stderr, "unexpected output from H5close: %.*s\n", (int)n, said ? said : "");
+        fails++;
+    }
+    free(said);
     io_tmpdir_remove();
     return fails;
 }

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "../kernels/gravnet.h"
 
 /* ---- setup helpers (as in test_ops.c) --------------------------------- */
 static void set_in(h_case_io *io, int i, gpuml_dtype dt, h_kind k, int nd, const int64_t *shape)
@@ -644,6 +645,60 @@ static void test_batch_norm_details(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+
+/* The CPU drivers run GravNet's kernels over 32-column tiles, the CUDA
+ * launchers per element: both must give the same bits. */
+static void test_gravnet_tile_equals_element(void **state)
+{
+    (void)state;
+    enum { N = 60, K = 7, P = 45 };
+    static int32_t idx[N * K], am_t[N * P], am_e[N * P];
+    static float h[N * P], w[N * K], gout[N * 2 * P], gm[N * P], out_t[N * 2 * P], out_e[N * 2 * P];
+    static float gh_t[N * P], gh_e[N * P];
+    uint64_t rng = 99;
+    for (int i = 0; i < N; i++)
+        for (int s = 0; s < K; s++) {
+            int ev = i / 10 * 10;
+            idx[i * K + s] = s == 0 ? i : (s < 5 ? ev + (int)(h_rand_u64(&rng) % 10) : -1);
+            w[i * K + s] = (float)h_rand_uniform(&rng, 0, 1);
+        }
+    for (int e = 0; e < N * P; e++) {
+        h[e] = (float)h_rand_normal(&rng);
+        gm[e] = (float)h_rand_normal(&rng);
+    }
+    for (int e = 0; e < N * 2 * P; e++)
+        gout[e] = (float)h_rand_normal(&rng);
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 1);
+    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(N, K), idx);
+    gpuml_tensor *rp = h_tensor(ctx, GPUML_I64, 1, SHAPE(N + 1), NULL), *cl = h_tensor(ctx, GPUML_I64, 1, SHAPE(N * K), NULL);
+    assert_int_equal(gpuml_index_csr(ctx, ti, rp, cl), GPUML_OK);
+    const int64_t *rowptr = gpuml_tensor_data(rp), *col = gpuml_tensor_data(cl);
+    for (int first = 0; first < 2; first++) {
+        for (int i = 0; i < N; i++) {
+            for (int p = 0; p < P; p++)
+                gpuml_k_gravnet_fwd_elem(h, idx, w, N, K, P, first, i, p, out_e, am_e);
+            for (int p0 = 0; p0 < P; p0 += GPUML_K_GN_TILE)
+                gpuml_k_gravnet_fwd_tile(h, idx, w, N, K, P, first, i, p0, P - p0 < GPUML_K_GN_TILE ? P - p0 : GPUML_K_GN_TILE,
+                                         out_t, am_t);
+        }
+        for (int j = 0; j < N; j++) {
+            for (int p = 0; p < P; p++)
+                gpuml_k_gravnet_grad_h(idx, w, gm, am_e, gout, rowptr, col, N, K, P, first, j, p, 1, gh_e);
+        }
+        for (int j = 0; j < N; j++)
+            for (int p0 = 0; p0 < P; p0 += GPUML_K_GN_TILE)
+                gpuml_k_gravnet_grad_h(idx, w, gm, am_e, gout, rowptr, col, N, K, P, first, j, p0,
+                                       P - p0 < GPUML_K_GN_TILE ? P - p0 : GPUML_K_GN_TILE, gh_t);
+        assert_memory_equal(out_t, out_e, sizeof out_t);
+        assert_memory_equal(am_t, am_e, sizeof am_t);
+        assert_memory_equal(gh_t, gh_e, sizeof gh_t);
+    }
+    gpuml_tensor_destroy(ti);
+    gpuml_tensor_destroy(rp);
+    gpuml_tensor_destroy(cl);
+    gpuml_ctx_destroy(ctx);
+}
+
 /* ======================= error paths ==================================== */
 static void expect(gpuml_status got, gpuml_status want, const char *must_contain, const char *must_contain2)
 {
@@ -858,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_gravnet_ties),
         cmocka_unit_test(test_explicit_csr_and_bad_index),
         cmocka_unit_test(test_batch_norm_details),
+        cmocka_unit_test(test_gravnet_tile_equals_element),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_allocation_failures),
     };

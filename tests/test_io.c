@@ -19,7 +19,8 @@ static gpuml_ctx *ctx;
 static void expect_st(gpuml_status got, gpuml_status want, const char *must1, const char *must2)
 {
     if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want), gpuml_last_error());
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
     if (must1 && !strstr(gpuml_last_error(), must1))
         fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must1);
     if (must2 && !strstr(gpuml_last_error(), must2))
@@ -174,8 +175,8 @@ static void test_attributes(void **state)
     assert_int_equal(len, 11);
     OK(gpuml_h5_reader_attr_string(r, NULL, "empty", buf, sizeof buf, &len));
     assert_string_equal(buf, "");
-    expect_st(gpuml_h5_reader_attr_string(r, "/", "config", NULL, 0, &len), GPUML_ERR_INVALID_ARGUMENT, "needs a buffer",
-              NULL);
+    expect_st(gpuml_h5_reader_attr_string(r, "/", "config", NULL, 0, &len), GPUML_ERR_INVALID_ARGUMENT,
+              "needs a buffer", NULL);
     assert_int_equal(len, big_n);
     char *got = malloc(len + 1);
     OK(gpuml_h5_reader_attr_string(r, "/", "config", got, len + 1, NULL));
@@ -240,7 +241,8 @@ static void test_attributes(void **state)
     assert_int_equal(m.count, 1);
     assert_string_equal(m.items[0], "weight");
     gpuml_strings_free(&m);
-    expect_st(gpuml_h5_reader_list(r, "weights/conv1/weight", &m), GPUML_ERR_FORMAT, "is a dataset", "expected a group");
+    expect_st(gpuml_h5_reader_list(r, "weights/conv1/weight", &m), GPUML_ERR_FORMAT, "is a dataset",
+              "expected a group");
     gpuml_h5_reader_close(r);
     check_h5_clean();
 }
@@ -359,7 +361,8 @@ static void test_read_errors(void **state)
     OK(gpuml_h5_reader_open(path, &r));
     gpuml_tensor *wrong = NULL, *out = (gpuml_tensor *)1;
     OK(gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){3, 2}, &wrong));
-    expect_st(gpuml_h5_reader_read(r, ctx, "/weights/a", wrong), GPUML_ERR_FORMAT, "err.h5", "'/weights/a' is [2, 3] f32, expected [3, 2] f32");
+    expect_st(gpuml_h5_reader_read(r, ctx, "/weights/a", wrong), GPUML_ERR_FORMAT, "err.h5",
+              "'/weights/a' is [2, 3] f32, expected [3, 2] f32");
     gpuml_tensor_destroy(wrong);
     OK(gpuml_tensor_create(ctx, GPUML_F64, 2, (int64_t[]){2, 3}, &wrong));
     expect_st(gpuml_h5_reader_read(r, NULL, "/weights/a", wrong), GPUML_ERR_FORMAT, "f32, expected [2, 3] f64", NULL);
@@ -439,6 +442,20 @@ static void test_checksum(void **state)
     expect_st(st, GPUML_ERR_FORMAT, "sum.h5", "Fletcher32");
     assert_int_equal(printed, 0);
     assert_memory_equal(gpuml_tensor_data(t), before, sizeof before); /* dst untouched */
+    gpuml_tensor_destroy(t);
+    gpuml_h5_reader_close(r);
+
+    /* Cut short after open: HDF5 would read zeros that pass the checksum. */
+    int32_t big[100000];
+    for (int i = 0; i < 100000; i++)
+        big[i] = i + 1;
+    OK(gpuml_h5_writer_open(path, &w));
+    t = h_tensor(ctx, GPUML_I32, 1, (int64_t[]){100000}, big);
+    OK(gpuml_h5_writer_write(w, ctx, "data", t));
+    OK(gpuml_h5_writer_commit(w));
+    OK(gpuml_h5_reader_open(path, &r));
+    assert_int_equal(truncate(path, io_file_size(path) / 2), 0);
+    expect_st(gpuml_h5_reader_read(r, ctx, "data", t), GPUML_ERR_IO, "cut short", "sum.h5");
     gpuml_tensor_destroy(t);
     gpuml_h5_reader_close(r);
     check_h5_clean();
@@ -548,6 +565,7 @@ int main(void)
 {
     io_tmpdir_create();
     io_h5_autoprint_record();
+    io_h5_ids_baseline();
     ctx = h_ctx(GPUML_DEVICE_CPU, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_all_dtypes),

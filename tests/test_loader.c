@@ -26,7 +26,8 @@ static int64_t *RS;
 static void expect_st(gpuml_status got, gpuml_status want, const char *must1)
 {
     if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want), gpuml_last_error());
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
     if (must1 && !strstr(gpuml_last_error(), must1))
         fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must1);
 }
@@ -456,6 +457,40 @@ static void test_damaged_after_open(void **state)
     assert_int_equal(io_h5_open_ids(), 0);
 }
 
+/* A file cut short while the loader streams from it: HDF5 would read the
+ * missing part as zeros (which pass Fletcher32), so gpuml checks the size. */
+static void test_truncated_after_open(void **state)
+{
+    (void)state;
+    const char *path = io_path("cut.h5");
+    int64_t ids[MAX_EVENTS * 8];
+    for (int prefetch = 0; prefetch <= 3; prefetch += 3) {
+        write_dataset(path, 300, 5, 0);
+        gpuml_dataset *ds;
+        OK(gpuml_dataset_open(path, &ds));
+        gpuml_loader *l = make_loader(path, 1, 0, 1, prefetch, 0);
+        assert_int_equal(truncate(path, io_file_size(path) / 2), 0);
+        gpuml_batch *b = NULL;
+        gpuml_status st = GPUML_OK;
+        int n = 0;
+        for (; n < 1000 && st == GPUML_OK; n++) {
+            st = gpuml_loader_next(l, &b);
+            int64_t k = 0;
+            if (b) /* read before the cut: intact, not zeros */
+                check_batch(b, gpuml_dataset_row_splits(ds), ids, &k);
+            gpuml_batch_destroy(b);
+        }
+        expect_st(st, GPUML_ERR_IO, "cut short");
+        assert_true(n <= prefetch + 2);
+        gpuml_loader_destroy(l);
+        gpuml_tensor *t = NULL;
+        /* The dataset reader opened before the cut notices too. */
+        expect_st(gpuml_dataset_read(ds, ctx, 0, 300, 1, (const char *[]){"x"}, &t, (gpuml_tensor *[1]){0}),
+                  GPUML_ERR_IO, "cut short");
+        gpuml_dataset_close(ds);
+    }
+}
+
 static void test_destroy_anytime(void **state)
 {
     (void)state;
@@ -518,6 +553,7 @@ int main(void)
 {
     io_tmpdir_create();
     io_h5_autoprint_record();
+    io_h5_ids_baseline();
     ctx = h_ctx(GPUML_DEVICE_CPU, 2);
     ds_path = io_path("loader.h5");
     NEV = 500;
@@ -534,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_save_restore),
         cmocka_unit_test(test_injected_error),
         cmocka_unit_test(test_damaged_after_open),
+        cmocka_unit_test(test_truncated_after_open),
         cmocka_unit_test(test_destroy_anytime),
         cmocka_unit_test(test_config_errors),
     };

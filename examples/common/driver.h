@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <gpuml/gpuml.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,56 @@ static inline gpuml_ctx *make_ctx(const opts *o)
     gpuml_ctx *ctx;
     DIE_IF(gpuml_ctx_create(&cfg, &ctx));
     return ctx;
+}
+
+/* --distributed: a communicator (MPI for the CPU, NCCL for CUDA), and the
+ * context on its device; else a plain context and comm = NULL. */
+typedef struct {
+    gpuml_comm *comm;
+    gpuml_ctx *ctx;
+    int rank, size;
+} dist_env;
+
+static inline dist_env dist_setup(const opts *o)
+{
+    dist_env e = {NULL, NULL, 0, 1};
+    if (!opt_flag(o, "--distributed")) {
+        e.ctx = make_ctx(o);
+        return e;
+    }
+    gpuml_comm_config cc;
+    gpuml_comm_config_init_defaults(&cc);
+    const char *dev = opt_str(o, "--device", "cpu");
+    cc.backend = strncmp(dev, "cuda", 4) ? GPUML_COMM_MPI : GPUML_COMM_NCCL;
+    cc.timeout_s = opt_f(o, "--comm-timeout", 120.0);
+    DIE_IF(gpuml_comm_create(&cc, &e.comm));
+    e.rank = gpuml_comm_rank(e.comm);
+    e.size = gpuml_comm_size(e.comm);
+    gpuml_ctx_config cfg;
+    gpuml_ctx_config_init_defaults(&cfg);
+    cfg.device = gpuml_comm_device(e.comm); /* CUDA device from the local rank */
+    cfg.num_threads = (int)opt_int(o, "--threads", 0);
+    DIE_IF(gpuml_ctx_create(&cfg, &e.ctx));
+    return e;
+}
+
+/* A step that fails because a peer died or stalled: report, exit non-zero.
+ * --fault-rank R --fault-step S (testing): rank R kills itself at step S. */
+static inline void dist_step_check(const dist_env *e, const opts *o, int64_t step, gpuml_status st)
+{
+    if (e->comm && opt_int(o, "--fault-rank", -1) == e->rank && opt_int(o, "--fault-step", -1) == step)
+        raise(SIGKILL);
+    if (st == GPUML_OK)
+        return;
+    fprintf(stderr, "rank %d: step %lld failed: %s: %s\n", e->rank, (long long)step, gpuml_status_string(st),
+            gpuml_last_error());
+    if (e->comm) {
+        printf("FAULT-OK rank=%d status=%s\n", e->rank, gpuml_status_string(st));
+        fflush(stdout);
+        gpuml_comm_destroy(e->comm); /* after a fault: no MPI_Finalize, no hang */
+        exit(3);
+    }
+    exit(1);
 }
 
 typedef struct {

@@ -31,6 +31,8 @@
 #include "gpuml/train.h"
 #include "gpuml/knn.h"
 #include "gpuml/graph.h"
+#include "gpuml/dist.h"
+#include "gpuml/ddp.h"
 #include "gpuml/infer.h"
 
 #ifdef __cplusplus

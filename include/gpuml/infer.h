@@ -184,7 +184,8 @@ GPUML_API gpuml_status gpuml_engine_submit(gpuml_engine *e, const gpuml_engine_r
 
 /* Convenience: submit and wait for the request's completion; returns its
  * final status (or submit's error, QUEUE_FULL included), with the message
- * on the calling thread. */
+ * on the calling thread. Not from inside `done` (it would wait for the
+ * thread it blocks). */
 GPUML_API gpuml_status gpuml_engine_run(gpuml_engine *e, const gpuml_engine_request *req);
 
 /* Direct mode: run one request by itself, without queue or batching, on

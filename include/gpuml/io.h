@@ -62,12 +62,17 @@
  * off HDF5's automatic error printing only for the duration of its own calls
  * (and restores it); HDF5's error text goes into gpuml's message instead.
  *
- * Errors: GPUML_ERR_IO (cannot create, open, sync or rename a file),
+ * Errors: GPUML_ERR_IO (cannot create, open, sync or rename a file; a file
+ * cut short while a reader or loader has it open, which HDF5 would
+ * otherwise read as zeros that pass the checksums),
  * GPUML_ERR_FORMAT (not HDF5, truncated, checksum mismatch, wrong dtype /
  * rank / shape, inconsistent structure), GPUML_ERR_NOT_FOUND (no such
  * dataset, group, attribute or field), GPUML_ERR_HDF5 (HDF5 failed while
  * writing), GPUML_ERR_INVALID_ARGUMENT, GPUML_ERR_STATE. Messages name the
- * file and the dataset or attribute.
+ * file and the dataset or attribute. Known HDF5 limitation: before 1.14.5,
+ * a file whose object header is corrupted makes HDF5 itself leak a little
+ * memory and print "HDF5: infinite loop closing library" when the process
+ * exits (HDFGroup/hdf5#3790); gpuml still returns GPUML_ERR_FORMAT.
  */
 #ifndef GPUML_IO_H
 #define GPUML_IO_H

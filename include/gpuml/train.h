@@ -31,6 +31,7 @@
 #define GPUML_TRAIN_H
 
 #include "gpuml/checkpoint.h"
+#include "gpuml/ddp.h"
 #include "gpuml/io.h"
 #include "gpuml/model.h"
 #include "gpuml/optim.h"
@@ -81,6 +82,10 @@ GPUML_API gpuml_status gpuml_trainer_create(gpuml_model *model, const gpuml_trai
                                             gpuml_trainer **out);
 GPUML_API void gpuml_trainer_destroy(gpuml_trainer *tr);
 GPUML_API gpuml_optim *gpuml_trainer_optim(const gpuml_trainer *tr);
+/* Data-parallel: every step's gradients are averaged over ddp's ranks
+ * (buckets overlapping the backward pass); with accumulate > 1 only the
+ * last batch of each group synchronises. NULL: single process. */
+GPUML_API void gpuml_trainer_set_ddp(gpuml_trainer *tr, gpuml_ddp *ddp);
 GPUML_API gpuml_tape *gpuml_trainer_tape(const gpuml_trainer *tr);
 
 /* One training step on explicit tensors (inputs[i]: model input i;

@@ -131,6 +131,12 @@ struct gpuml_tensor {
     int flags;
 };
 
+/* Take / drop a reference on a storage (NULL: no-op); the last release
+ * frees the memory or calls the deleter. Used to keep the memory of tensors
+ * alive while a non-blocking collective may still write it. */
+void gpuml_storage_retain(gpuml_storage *s);
+void gpuml_storage_release(gpuml_storage *s);
+
 int64_t gpuml_numel(int ndim, const int64_t *shape);
 
 /* A tensor descriptor on the caller's stack over existing memory (no

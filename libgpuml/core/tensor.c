@@ -201,7 +201,13 @@ gpuml_status gpuml_tensor_wrap(void *data, gpuml_device device, gpuml_dtype dtyp
     return GPUML_OK;
 }
 
-static void storage_release(gpuml_storage *s)
+void gpuml_storage_retain(gpuml_storage *s)
+{
+    if (s)
+        atomic_fetch_add(&s->refcount, 1);
+}
+
+void gpuml_storage_release(gpuml_storage *s)
 {
     if (!s || atomic_fetch_sub(&s->refcount, 1) != 1)
         return;
@@ -224,7 +230,7 @@ void gpuml_tensor_destroy(gpuml_tensor *t)
 {
     if (!t || (t->flags & GPUML_TENSOR_IN_ARENA))
         return;
-    storage_release(t->storage);
+    gpuml_storage_release(t->storage);
     free(t);
 }
 

@@ -43,6 +43,14 @@ static void complete_batch(eng_cthread *ct, eng_batch *b)
             b->computed = false;
             snprintf(b->msg, sizeof b->msg, "%s", gpuml_last_error());
         }
+        if (b->status == GPUML_OK && b->computed && *b->h_flag) {
+            b->status = gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, "gpuml_engine",
+                                   "a kernel met invalid input on the device (code %d); the batch's outputs are "
+                                   "undefined",
+                                   *b->h_flag);
+            b->computed = false;
+            snprintf(b->msg, sizeof b->msg, "%s", gpuml_last_error());
+        }
     }
     int n = b->n_events;
     for (int k = 0; k < n; k++) {

@@ -179,8 +179,8 @@ static gpuml_status direct_run(gpuml_engine *e, eng_lane *l, const gpuml_engine_
         GPUML_TRY(eng_cuda_memcpy_async(dev, req->outputs[o], src, n, kind, ls));
     }
     if (e->cuda) {
-        if (!stream)
-            return eng_cuda_stream_sync(dev, ls);
+        if (!stream) /* also reports what kernels flagged on the device */
+            return gpuml_ctx_synchronize(l->ctx);
         GPUML_TRY(eng_cuda_event_record(dev, l->ev_out, ls));
         GPUML_TRY(eng_cuda_stream_wait(dev, stream, l->ev_out));
     }

@@ -266,8 +266,10 @@ gpuml_status gpuml_engine_create_from_model(const gpuml_model *model, const gpum
 }
 
 /* Builds the model the engine copies from. The single place that reads a
- * model from a path: the lead wires the HDF5 model-file reader (branch
- * `io`, DESIGN section 7) in here; until then only JSON configs load. */
+ * model from a path.
+ * TODO(io): wire the HDF5 model-file reader (branch `io`, DESIGN section 7)
+ * in here, in place of the GPUML_ERR_UNSUPPORTED below; until then only
+ * JSON configs load (with seed-0 parameters). */
 static gpuml_status load_model(gpuml_ctx *ctx, const char *path, gpuml_model **out)
 {
     static const char fn[] = "gpuml_engine_create";

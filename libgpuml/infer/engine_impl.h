@@ -63,6 +63,7 @@ typedef struct eng_batch {
     int64_t t_start;
     float *h_in;                /* staging: input i at in_off[i] floats, [max_rows, F_i] */
     int64_t *h_splits;          /* [max_events + 1]                                */
+    int *h_flag;                /* CUDA: the context's device error word, read back */
     float *h_out;               /* staging: output o at out_off[o] floats          */
     gpuml_tensor **d_in;        /* CUDA: [n_in] device buffers [max_rows, F_i]     */
     gpuml_tensor *d_splits;     /* CUDA: [max_events + 1] i64                      */

@@ -77,8 +77,9 @@ static gpuml_status init_stage(eng_instance *in, eng_batch *b)
     void *p;
     GPUML_TRY(gpuml_pinned_alloc(in->ctx, (size_t)e->in_floats * sizeof(float), &p));
     b->h_in = p;
-    GPUML_TRY(gpuml_pinned_alloc(in->ctx, (size_t)(max_events + 1) * sizeof(int64_t), &p));
+    GPUML_TRY(gpuml_pinned_alloc(in->ctx, (size_t)(max_events + 2) * sizeof(int64_t), &p));
     b->h_splits = p;
+    b->h_flag = (int *)(b->h_splits + max_events + 1);
     GPUML_TRY(gpuml_pinned_alloc(in->ctx, (size_t)e->out_floats * sizeof(float), &p));
     b->h_out = p;
     if (e->cuda) {
@@ -282,6 +283,20 @@ static void run_batch(eng_instance *in, eng_batch *b)
         snprintf(b->msg, sizeof b->msg, "%s", gpuml_last_error());
     } else {
         b->computed = true;
+    }
+    if (e->cuda && b->status == GPUML_OK) {
+        /* Kernels flag bad input in the context's device word instead of
+         * failing (kernels/common.h); read it with the batch, then clear it. */
+        *b->h_flag = 0;
+        st = eng_cuda_memcpy_async(e->cfg.device.index, b->h_flag, in->ctx->dev_error, sizeof(int), ENG_D2H,
+                                   gpuml_ctx_stream(in->ctx));
+        if (st == GPUML_OK)
+            st = gpuml_memzero(in->ctx, in->ctx->dev_error, sizeof(int), "gpuml_engine");
+        if (st != GPUML_OK) {
+            b->status = st;
+            b->computed = false;
+            snprintf(b->msg, sizeof b->msg, "%s", gpuml_last_error());
+        }
     }
     if (e->cuda) {
         /* Recorded also after a failure: the completion thread must not

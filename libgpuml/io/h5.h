@@ -55,6 +55,18 @@ gpuml_status io_path_normalize(const char *fn, const char *what, const char *pat
  * not a regular file, FORMAT when it is not (valid) HDF5. */
 gpuml_status io_file_open(const char *path, hid_t *out, const char *fn);
 
+/* The open file's descriptor and size at open. HDF5 reads past the end of
+ * a file as zeros, and an all-zero chunk passes its Fletcher32 check, so a
+ * file cut short while open would read as zeros without an error:
+ * io_file_check fails (IO) once the file is smaller than it was. */
+typedef struct io_file_guard {
+    int fd;      /* -1: not available (a driver without descriptors) */
+    long long size;
+} io_file_guard;
+
+void io_file_guard_init(hid_t file, io_file_guard *g);
+gpuml_status io_file_check(const io_file_guard *g, const char *fname, const char *fn);
+
 /* Memory (and file) type of a gpuml dtype; the caller closes it. */
 hid_t io_h5_type(gpuml_dtype dtype);
 /* Memory type for reading dataset dset of (validated) dtype: io_h5_type,
@@ -111,6 +123,7 @@ gpuml_status io_writer_open_locked(const char *path, gpuml_h5_writer **out, cons
 struct gpuml_h5_reader {
     hid_t file;
     char *path;
+    io_file_guard guard;
 };
 
 /* ---- dataset internals (used by the loader) --------------------------- */
@@ -126,6 +139,7 @@ typedef struct io_field {
 struct gpuml_dataset {
     char *path;
     hid_t file;
+    io_file_guard guard;
     int64_t nevents, nrows;
     int64_t *row_splits; /* [nevents + 1] */
     int nfields;

@@ -49,6 +49,31 @@ gpuml_status io_file_open(const char *path, hid_t *out, const char *fn)
     return st;
 }
 
+void io_file_guard_init(hid_t file, io_file_guard *g)
+{
+    g->fd = -1;
+    g->size = 0;
+    hid_t fapl = H5Fget_access_plist(file);
+    void *handle = NULL;
+    struct stat sb;
+    if (fapl >= 0 && H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle && fstat(*(int *)handle, &sb) == 0) {
+        g->fd = *(int *)handle;
+        g->size = (long long)sb.st_size;
+    }
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+gpuml_status io_file_check(const io_file_guard *g, const char *fname, const char *fn)
+{
+    struct stat sb;
+    if (g->fd < 0 || fstat(g->fd, &sb) != 0 || (long long)sb.st_size >= g->size)
+        return GPUML_OK;
+    return gpuml_fail(NULL, GPUML_ERR_IO, fn, "file '%s' was cut short while open (%lld bytes, was %lld)", fname,
+                      (long long)sb.st_size, g->size);
+}
+
 static gpuml_status open_locked(const char *path, gpuml_h5_reader **out, const char *fn)
 {
     if (!out)
@@ -66,6 +91,7 @@ static gpuml_status open_locked(const char *path, gpuml_h5_reader **out, const c
     }
     strcpy(r->path, path);
     r->file = f;
+    io_file_guard_init(f, &r->guard);
     *out = r;
     return GPUML_OK;
 }
@@ -144,6 +170,7 @@ static gpuml_status read_all(gpuml_h5_reader *r, hid_t d, const io_dsinfo *info,
 {
     if (info->nbytes == 0)
         return GPUML_OK;
+    GPUML_TRY(io_file_check(&r->guard, r->path, fn));
     hid_t mt = io_h5_read_type(d, info->dtype);
     if (mt < 0)
         return io_h5_fail(NULL, GPUML_ERR_HDF5, fn, "file '%s': dataset '%s': cannot make its memory type", r->path, p);

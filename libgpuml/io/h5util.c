@@ -375,8 +375,9 @@ gpuml_status io_h5_inspect(hid_t dset, io_dsinfo *out, const char *fname, const 
     bool empty = false;
     for (int i = 0; i < nd; i++) {
         if (dims[i] >= (UINT64_C(1) << 62))
-            return gpuml_fail(NULL, GPUML_ERR_FORMAT, fn, "file '%s': dataset '%s' has an absurd extent %llu on axis %d",
-                              fname, dname, (unsigned long long)dims[i], i);
+            return gpuml_fail(NULL, GPUML_ERR_FORMAT, fn,
+                              "file '%s': dataset '%s' has an absurd extent %llu on axis %d", fname, dname,
+                              (unsigned long long)dims[i], i);
         info.shape[i] = (int64_t)dims[i];
         empty |= dims[i] == 0;
     }

@@ -15,6 +15,7 @@
 /* Chunks of about this size: large enough that per-chunk overhead (index
  * entry, checksum) is negligible, small enough to fit HDF5's chunk cache. */
 #define IO_CHUNK_BYTES (1u << 20)
+#define IO_EVENT_CHUNK_BYTES (32u << 10)
 
 static char *dup_str(const char *s)
 {
@@ -300,7 +301,8 @@ static gpuml_status write_locked(gpuml_h5_writer *w, gpuml_ctx *ctx, const char 
     if (on_cuda && nbytes > 0) {
         host = malloc(nbytes);
         if (!host)
-            return gpuml_fail(ctx, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate %zu bytes to stage '%s'", nbytes, path);
+            return gpuml_fail(ctx, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate %zu bytes to stage '%s'", nbytes,
+                              path);
         gpuml_status st = gpuml_tensor_copy_to_host(ctx, t, host, nbytes);
         if (st != GPUML_OK) {
             free(host);
@@ -363,9 +365,9 @@ gpuml_status io_writer_create_extendible(gpuml_h5_writer *w, const char *name, g
         row *= (size_t)inner_shape[i];
     dims[0] = 0;
     maxdims[0] = H5S_UNLIMITED;
-    /* Rows per chunk: about IO_CHUNK_BYTES / 8 so that reading one event
-     * (the loader's random access) does not drag in megabytes. */
-    cshape[0] = (int64_t)((IO_CHUNK_BYTES / 8) / row > 0 ? (IO_CHUNK_BYTES / 8) / row : 1);
+    /* Small chunks (IO_EVENT_CHUNK_BYTES): the loader reads single events
+     * at random, and every read decodes (and checksums) whole chunks. */
+    cshape[0] = (int64_t)(IO_EVENT_CHUNK_BYTES / row > 0 ? IO_EVENT_CHUNK_BYTES / row : 1);
     for (int i = 0; i < inner_ndim; i++) {
         dims[i + 1] = maxdims[i + 1] = (hsize_t)inner_shape[i];
         cshape[i + 1] = inner_shape[i];
@@ -438,7 +440,8 @@ static gpuml_status attr_target(gpuml_h5_writer *w, const char *obj, const char 
     if (!w)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'w' is NULL");
     if (!name || !name[0] || strlen(name) > 255 || strchr(name, '/') || !strcmp(name, "."))
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "attribute name '%s' is invalid", name ? name : "(null)");
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "attribute name '%s' is invalid",
+                          name ? name : "(null)");
     char path[IO_PATH_MAX];
     GPUML_TRY(io_path_normalize(fn, "obj", obj ? obj : "/", path));
     gpuml_h5_kind k;

@@ -14,6 +14,7 @@ struct gpuml_trainer {
     int pending;              /* batches accumulated since the last optimizer step */
     gpuml_tensor *components; /* [3] f32 on the device */
     gpuml_var **outs;         /* model outputs of the last forward */
+    gpuml_ddp *ddp;           /* data-parallel reducer, or NULL */
 };
 
 void gpuml_trainer_config_init_defaults(gpuml_trainer_config *c)
@@ -91,6 +92,7 @@ gpuml_status gpuml_trainer_create(gpuml_model *m, const gpuml_trainer_config *cf
 }
 
 gpuml_optim *gpuml_trainer_optim(const gpuml_trainer *tr) { return tr->opt; }
+void gpuml_trainer_set_ddp(gpuml_trainer *tr, gpuml_ddp *ddp) { tr->ddp = ddp; }
 gpuml_tape *gpuml_trainer_tape(const gpuml_trainer *tr) { return tr->tape; }
 
 /* Accuracy of logits [R, C] against labels [R] (host copies; small). */
@@ -173,11 +175,16 @@ gpuml_status gpuml_trainer_step(gpuml_trainer *tr, const gpuml_tensor *const *in
     gpuml_tape_set_training(t, 1);
     if (tr->pending == 0)
         GPUML_TRY(gpuml_model_zero_grad(tr->m));
+    int sync = tr->pending + 1 == tr->cfg.accumulate;
+    if (tr->ddp)
+        GPUML_TRY(gpuml_ddp_begin(tr->ddp, t, sync));
     gpuml_var *loss;
     GPUML_TRY(forward_loss(tr, inputs, row_splits, target, &loss, s));
     if (tr->cfg.accumulate > 1)
         GPUML_TRY(gpuml_ad_scale(t, 1.0f / (float)tr->cfg.accumulate, loss, &loss));
     GPUML_TRY(gpuml_backward(t, loss, NULL));
+    if (tr->ddp && sync)
+        GPUML_TRY(gpuml_ddp_end(tr->ddp));
     s->stepped = 0;
     s->lr = 0.0f;
     if (++tr->pending == tr->cfg.accumulate) {

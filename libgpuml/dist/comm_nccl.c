@@ -1,0 +1,596 @@
+/* NCCL backend: CUDA tensors. The communicator is non-blocking (config
+ * blocking = 0): every NCCL call may return ncclInProgress and is settled by
+ * polling ncclCommGetAsyncError with the deadline, and a stall ends in
+ * ncclCommAbort, which also stops kernels waiting for a dead peer.
+ *
+ * Collectives run on the communicator's own stream, after the work already
+ * on the caller's stream (an event recorded there), and end with an event
+ * that gpuml_nccl_poll queries. Deterministic f32 SUM/AVG all-reduce and
+ * reduce-scatter use the same rank-order sum as the MPI path: grouped
+ * send/recv of chunks, gpuml_reduce on [size, chunk] (double accumulator,
+ * the same kernel body as on the CPU), all-gather.
+ *
+ * Every entry point selects the communicator's device and restores the
+ * caller's current device. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cuda_runtime_api.h>
+/* nccl.h declares ncclGroupStart() etc. without (void). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <nccl.h>
+#pragma GCC diagnostic pop
+
+#include "dist/dist_internal.h"
+#include "dist/rendezvous.h"
+
+struct gpuml_nccl_state {
+    ncclComm_t nc;
+    cudaStream_t stream;
+    gpuml_ctx *ictx; /* on the communicator's device and stream: scratch, the rank-order sum */
+    int device;
+    bool aborted;
+    void *barrier_buf; /* one i32 for a barrier without MPI */
+};
+
+typedef struct nccl_req {
+    cudaEvent_t ready, done;
+    bool have_events;
+} nccl_req;
+
+typedef struct {
+    int saved;
+    bool changed;
+} dev_guard;
+
+static cudaError_t guard_enter(dev_guard *g, int device)
+{
+    g->changed = false;
+    cudaError_t e = cudaGetDevice(&g->saved);
+    if (e == cudaSuccess && g->saved != device) {
+        e = cudaSetDevice(device);
+        g->changed = e == cudaSuccess;
+    }
+    return e;
+}
+
+static void guard_leave(dev_guard *g)
+{
+    if (g->changed)
+        (void)cudaSetDevice(g->saved);
+}
+
+static const char *nccl_text(ncclComm_t nc, ncclResult_t r, char *buf, size_t n)
+{
+    const char *detail = nc ? ncclGetLastError(nc) : NULL;
+    snprintf(buf, n, "%s (NCCL %d)%s%s", ncclGetErrorString(r), (int)r, detail && *detail ? ": " : "",
+             detail ? detail : "");
+    return buf;
+}
+
+/* An NCCL call on a non-blocking communicator returns ncclInProgress until
+ * its host-side work is done; wait for that, at most timeout_s. */
+static ncclResult_t settle(ncclComm_t nc, ncclResult_t r, double timeout_s, bool *timed_out)
+{
+    *timed_out = false;
+    double t0 = gpuml_dist_now();
+    while (r == ncclInProgress) {
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t q = ncclCommGetAsyncError(nc, &async);
+        if (q != ncclSuccess)
+            return q;
+        r = async;
+        if (r != ncclInProgress)
+            break;
+        double waited = gpuml_dist_now() - t0;
+        if (waited >= timeout_s) {
+            *timed_out = true;
+            break;
+        }
+        gpuml_dist_backoff(waited);
+    }
+    return r;
+}
+
+static ncclDataType_t nccl_type(gpuml_dtype dt, bool bytes)
+{
+    if (bytes)
+        return ncclUint8;
+    switch (dt) {
+    case GPUML_F32: return ncclFloat32;
+    case GPUML_F64: return ncclFloat64;
+    case GPUML_I32: return ncclInt32;
+    case GPUML_I64: return ncclInt64;
+    case GPUML_F16: return ncclFloat16;
+    case GPUML_BF16: return ncclBfloat16;
+    default: return ncclUint8;
+    }
+}
+
+static ncclRedOp_t nccl_op(gpuml_comm_op op)
+{
+    switch (op) {
+    case GPUML_COMM_AVG: return ncclAvg;
+    case GPUML_COMM_MAX: return ncclMax;
+    case GPUML_COMM_MIN: return ncclMin;
+    default: return ncclSum;
+    }
+}
+
+gpuml_status gpuml_nccl_unique_id_bytes(unsigned char id[128], const char *fn)
+{
+    ncclUniqueId uid;
+    ncclResult_t r = ncclGetUniqueId(&uid);
+    if (r != ncclSuccess) {
+        char t[512];
+        return gpuml_fail(NULL, GPUML_ERR_NCCL, fn, "ncclGetUniqueId failed: %s", nccl_text(NULL, r, t, sizeof t));
+    }
+    memcpy(id, uid.internal, sizeof uid.internal < 128 ? sizeof uid.internal : 128);
+    return GPUML_OK;
+}
+
+/* ---- creation ------------------------------------------------------------ */
+
+static gpuml_status get_id(gpuml_comm *comm, const gpuml_comm_config *cfg, ncclUniqueId *uid, const char *fn)
+{
+    char err[512];
+    memset(uid, 0, sizeof *uid);
+    switch (cfg->bootstrap) {
+    case GPUML_BOOTSTRAP_MPI: {
+#if GPUML_HAVE_MPI
+        /* Rank 0's status travels with the id, so that a failure there is
+         * an error everywhere, not a timeout. */
+        struct {
+            int32_t status;
+            unsigned char id[NCCL_UNIQUE_ID_BYTES];
+        } msg;
+        memset(&msg, 0, sizeof msg);
+        if (comm->rank == 0)
+            msg.status = (int32_t)gpuml_nccl_unique_id_bytes(msg.id, fn);
+        GPUML_TRY(gpuml_mpi_bcast_bytes(comm, &msg, (int)sizeof msg, fn));
+        if (msg.status != GPUML_OK)
+            return comm->rank == 0 ? (gpuml_status)msg.status
+                                   : gpuml_fail(NULL, (gpuml_status)msg.status, fn,
+                                                "rank 0 could not create the NCCL id (see its error)");
+        memcpy(uid->internal, msg.id, NCCL_UNIQUE_ID_BYTES);
+        return GPUML_OK;
+#else
+        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn, "GPUML_BOOTSTRAP_MPI needs MPI");
+#endif
+    }
+    case GPUML_BOOTSTRAP_FILE: {
+        char tag[256];
+        if (cfg->bootstrap_tag)
+            snprintf(tag, sizeof tag, "%s", cfg->bootstrap_tag);
+        else
+            gpuml_rdv_default_tag(tag, sizeof tag);
+        unsigned char id[NCCL_UNIQUE_ID_BYTES];
+        if (comm->rank == 0) {
+            GPUML_TRY(gpuml_nccl_unique_id_bytes(id, fn));
+            if (gpuml_rdv_file_publish(cfg->bootstrap_path, tag, id, sizeof id, err, sizeof err) != 0)
+                return gpuml_fail(NULL, GPUML_ERR_IO, fn, "publishing the NCCL id: %s", err);
+        } else {
+            int r = gpuml_rdv_file_wait(cfg->bootstrap_path, tag, id, sizeof id, comm->timeout_s, err, sizeof err);
+            if (r != 0)
+                return gpuml_fail(NULL, r == GPUML_RDV_TIMEOUT ? GPUML_ERR_TIMEOUT : GPUML_ERR_IO, fn, "%s", err);
+        }
+        memcpy(uid->internal, id, sizeof id);
+        return GPUML_OK;
+    }
+    case GPUML_BOOTSTRAP_ENV:
+    default: {
+        const char *name = cfg->bootstrap_env ? cfg->bootstrap_env : "GPUML_NCCL_ID";
+        const char *v = getenv(name);
+        unsigned char id[NCCL_UNIQUE_ID_BYTES];
+        if (!v)
+            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn,
+                              "environment variable %s is not set (it must hold gpuml_comm_nccl_unique_id's 256 hex "
+                              "digits, the same on every rank)", name);
+        if (gpuml_rdv_hex_decode(v, id, sizeof id) != 0)
+            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn,
+                              "environment variable %s is not %d hex digits", name, 2 * NCCL_UNIQUE_ID_BYTES);
+        memcpy(uid->internal, id, sizeof id);
+        return GPUML_OK;
+    }
+    }
+}
+
+static void state_free(gpuml_nccl_state *s)
+{
+    if (s->ictx) {
+        if (s->barrier_buf)
+            gpuml_scratch_free(s->ictx, s->barrier_buf, sizeof(int32_t));
+        gpuml_ctx_destroy(s->ictx); /* synchronises the stream */
+    }
+    if (s->stream)
+        cudaStreamDestroy(s->stream);
+    free(s);
+}
+
+gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, const char *fn)
+{
+    int count = gpuml_cuda_device_count();
+    int dev = cfg->device >= 0 ? cfg->device : (count > 0 ? comm->local_rank % count : 0);
+    if (count <= 0 || dev >= count)
+        return gpuml_fail(NULL, GPUML_ERR_NO_DEVICE, fn, "CUDA device %d requested (local rank %d) but %d are visible",
+                          dev, comm->local_rank, count);
+    comm->device.type = GPUML_DEVICE_CUDA;
+    comm->device.index = dev;
+
+    ncclUniqueId uid;
+    GPUML_TRY(get_id(comm, cfg, &uid, fn));
+
+    gpuml_nccl_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the NCCL state");
+    s->device = dev;
+    dev_guard g;
+    cudaError_t ce = guard_enter(&g, dev);
+    if (ce != cudaSuccess) {
+        free(s);
+        return gpuml_fail(NULL, GPUML_ERR_CUDA, fn, "cudaSetDevice(%d) failed: %s", dev, cudaGetErrorString(ce));
+    }
+    gpuml_status st = GPUML_OK;
+    char t[512];
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    bool timed_out = false;
+    ncclResult_t r = ncclCommInitRankConfig(&s->nc, comm->size, uid, comm->rank, &config);
+    r = settle(s->nc, r, comm->timeout_s, &timed_out);
+    if (timed_out) {
+        ncclCommAbort(s->nc);
+        s->nc = NULL;
+        st = gpuml_fail(NULL, GPUML_ERR_TIMEOUT, fn, "ncclCommInitRankConfig did not complete within %.3g s: not every "
+                        "rank arrived", comm->timeout_s);
+    } else if (r != ncclSuccess) {
+        st = gpuml_fail(NULL, GPUML_ERR_NCCL, fn, "ncclCommInitRankConfig (rank %d of %d, device %d) failed: %s",
+                        comm->rank, comm->size, dev, nccl_text(s->nc, r, t, sizeof t));
+        if (s->nc)
+            ncclCommAbort(s->nc);
+        s->nc = NULL;
+    }
+    if (st == GPUML_OK) {
+        ce = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
+        if (ce != cudaSuccess)
+            st = gpuml_fail(NULL, GPUML_ERR_CUDA, fn, "cudaStreamCreateWithFlags failed: %s", cudaGetErrorString(ce));
+    }
+    if (st == GPUML_OK) {
+        gpuml_ctx_config cc;
+        gpuml_ctx_config_init_defaults(&cc);
+        cc.device.type = GPUML_DEVICE_CUDA;
+        cc.device.index = dev;
+        cc.stream = s->stream;
+        cc.log_fn = cfg->log_fn;
+        cc.log_user = cfg->log_user;
+        cc.log_level = cfg->log_level;
+        st = gpuml_ctx_create(&cc, &s->ictx);
+    }
+    if (st == GPUML_OK)
+        st = gpuml_scratch_alloc(s->ictx, sizeof(int32_t), &s->barrier_buf, fn);
+    if (st == GPUML_OK)
+        st = gpuml_memzero(s->ictx, s->barrier_buf, sizeof(int32_t), fn);
+    guard_leave(&g);
+    if (st != GPUML_OK) {
+        if (s->nc)
+            ncclCommAbort(s->nc);
+        state_free(s);
+        return st;
+    }
+    /* Initialisation completes only when every rank has joined, so every
+     * rank has read the id file: remove it, so no later job can pick it up. */
+    if (cfg->bootstrap == GPUML_BOOTSTRAP_FILE && comm->rank == 0)
+        unlink(cfg->bootstrap_path);
+    comm->nccl = s;
+    return GPUML_OK;
+}
+
+void gpuml_nccl_abort(gpuml_comm *comm)
+{
+    gpuml_nccl_state *s = comm->nccl;
+    if (!s || s->aborted)
+        return;
+    dev_guard g;
+    guard_enter(&g, s->device);
+    ncclCommAbort(s->nc);
+    guard_leave(&g);
+    s->aborted = true;
+    s->nc = NULL;
+}
+
+void gpuml_nccl_destroy(gpuml_comm *comm)
+{
+    gpuml_nccl_state *s = comm->nccl;
+    if (!s)
+        return;
+    dev_guard g;
+    guard_enter(&g, s->device);
+    if (!s->aborted) {
+        /* Finalize waits for the communicator's outstanding work; if that
+         * stalls, abort instead of hanging here. */
+        bool timed_out = false;
+        ncclResult_t r = settle(s->nc, ncclCommFinalize(s->nc), comm->timeout_s, &timed_out);
+        if (timed_out || r != ncclSuccess)
+            ncclCommAbort(s->nc);
+        else
+            ncclCommDestroy(s->nc);
+        s->nc = NULL;
+    }
+    guard_leave(&g);
+    state_free(s);
+    comm->nccl = NULL;
+}
+
+/* ---- collectives --------------------------------------------------------- */
+
+void gpuml_nccl_req_free(gpuml_comm_request *req)
+{
+    nccl_req *nr = req->bs;
+    if (nr && nr->have_events) {
+        cudaEventDestroy(nr->ready);
+        cudaEventDestroy(nr->done);
+    }
+    free(nr);
+    req->bs = NULL;
+}
+
+static void fail_nccl(gpuml_comm *comm, gpuml_comm_request *req, ncclResult_t r, bool timed_out, const char *what)
+{
+    char t[512];
+    if (timed_out)
+        gpuml_comm_break(comm, GPUML_ERR_TIMEOUT, true, "rank %d: %s (%s) did not return within %.3g s", comm->rank,
+                         what, gpuml_coll_kind_name(req->c.kind), comm->timeout_s);
+    else
+        gpuml_comm_break(comm, GPUML_ERR_NCCL, true, "rank %d: %s (%s) failed: %s", comm->rank, what,
+                         gpuml_coll_kind_name(req->c.kind), nccl_text(comm->nccl->nc, r, t, sizeof t));
+}
+
+/* Rank-order f32 sum: chunk q of the balanced split is summed on rank q,
+ * then gathered (all-reduce) or left there (reduce-scatter). out may be in. */
+static ncclResult_t det_sum(gpuml_comm *comm, gpuml_comm_request *req, bool *timed_out, gpuml_status *st)
+{
+    gpuml_nccl_state *s = comm->nccl;
+    const gpuml_coll *c = &req->c;
+    int n = comm->size, me = comm->rank;
+    bool scatter = c->kind == COLL_REDUCE_SCATTER;
+    int64_t total = c->in_rows * c->row_elems;
+    int64_t unit = scatter ? c->row_elems : 1, units = scatter ? c->in_rows : total;
+    int64_t start[64] = {0}, len[64] = {0}; /* balanced split, as on the MPI path */
+    float *A = NULL;
+    size_t a_bytes;
+    for (int q = 0; q < n; q++) {
+        gpuml_dist_split(units, n, q, &start[q], &len[q]);
+        start[q] *= unit;
+        len[q] *= unit;
+    }
+    int64_t my_len = len[me];
+    a_bytes = (size_t)n * (size_t)my_len * sizeof(float);
+    if (a_bytes && (*st = gpuml_scratch_alloc(s->ictx, a_bytes, (void **)&A, req->fn)) != GPUML_OK)
+        return ncclSuccess;
+    ncclResult_t r = ncclGroupStart();
+    for (int q = 0; q < n && r == ncclSuccess; q++) {
+        if (len[q] > 0)
+            r = ncclSend((const float *)c->in + start[q], (size_t)len[q], ncclFloat32, q, s->nc, s->stream);
+        if (r == ncclSuccess && my_len > 0)
+            r = ncclRecv(A + (size_t)q * (size_t)my_len, (size_t)my_len, ncclFloat32, q, s->nc, s->stream);
+    }
+    ncclResult_t r2 = ncclGroupEnd();
+    r = settle(s->nc, r != ncclSuccess ? r : r2, comm->timeout_s, timed_out);
+    if (r != ncclSuccess || *timed_out)
+        return r;
+    float *dst = scatter ? (float *)c->out : (float *)c->out + start[me];
+    if (my_len > 0) {
+        *st = gpuml_dist_rank_sum(s->ictx, req->fn, GPUML_F32, c->op, A, n, my_len, dst);
+        gpuml_scratch_free(s->ictx, A, a_bytes); /* stream-ordered: later users run after the sum */
+        if (*st != GPUML_OK)
+            return ncclSuccess;
+    }
+    if (scatter)
+        return ncclSuccess;
+    /* Gather the reduced chunks (sizes differ by one unit at most): grouped
+     * broadcasts from each owner, in place in out. */
+    r = ncclGroupStart();
+    for (int q = 0; q < n && r == ncclSuccess; q++)
+        if (len[q] > 0)
+            r = ncclBroadcast((float *)c->out + start[q], (float *)c->out + start[q], (size_t)len[q], ncclFloat32, q,
+                              s->nc, s->stream);
+    r2 = ncclGroupEnd();
+    return settle(s->nc, r != ncclSuccess ? r : r2, comm->timeout_s, timed_out);
+}
+
+/* Row counts of an uneven all-gather, agreed over MPI. Returns false when
+ * req was finished. */
+static bool gather_counts(gpuml_comm *comm, gpuml_comm_request *req, int64_t *cnt)
+{
+    const gpuml_coll *c = &req->c;
+    int n = comm->size;
+    if (!comm->mpi) {
+        for (int q = 0; q < n; q++)
+            cnt[q] = c->in_rows * c->row_elems; /* equal counts, checked locally */
+        return true;
+    }
+#if GPUML_HAVE_MPI
+    int64_t mine[3] = {c->in_rows, c->out_rows, c->row_elems};
+    int64_t all[3 * 64];
+    gpuml_status st = gpuml_mpi_allgather_i64(comm, mine, 3, all, req->fn);
+    if (st != GPUML_OK) {
+        gpuml_comm_break(comm, st, true, "%s", gpuml_last_error());
+        return false;
+    }
+    int64_t total = 0;
+    for (int q = 0; q < n; q++)
+        total += all[3 * q];
+    for (int q = 0; q < n; q++) {
+        if (all[3 * q + 2] != all[2] || all[3 * q + 1] != total) {
+            gpuml_req_finish(req, GPUML_ERR_SHAPE, "allgather: rank %d passed rows of %lld elements and an 'out' of "
+                             "%lld rows; expected rows of %lld and %lld rows", q, (long long)all[3 * q + 2],
+                             (long long)all[3 * q + 1], (long long)all[2], (long long)total);
+            return false;
+        }
+        cnt[q] = all[3 * q] * c->row_elems;
+    }
+#endif
+    return true;
+}
+
+void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
+{
+    gpuml_nccl_state *s = comm->nccl;
+    const gpuml_coll *c = &req->c;
+    if (s->aborted) {
+        gpuml_req_finish(req, GPUML_ERR_STATE, "the NCCL communicator was aborted");
+        return;
+    }
+    if (comm->size > 64) {
+        gpuml_req_finish(req, GPUML_ERR_UNSUPPORTED, "this NCCL path handles at most 64 ranks");
+        return;
+    }
+    if (gpuml_coll_is_det(comm, c) && c->dtype != GPUML_F32) {
+        gpuml_req_finish(req, GPUML_ERR_UNSUPPORTED, "the deterministic NCCL sum takes f32 only (got %s); set "
+                         "cfg.deterministic = 0 for NCCL's own order", gpuml_dtype_name(c->dtype));
+        return;
+    }
+    gpuml_req_claim_bs(req, GPUML_BS_NCCL);
+    nccl_req *nr = req->bs;
+    if (!nr) {
+        nr = calloc(1, sizeof *nr);
+        if (!nr) {
+            gpuml_req_finish(req, GPUML_ERR_OUT_OF_MEMORY, "cannot allocate the request state");
+            return;
+        }
+        req->bs = nr;
+    }
+    int64_t cnt[64];
+    if (c->kind == COLL_ALLGATHER && !gather_counts(comm, req, cnt))
+        return;
+    dev_guard g;
+    cudaError_t ce = guard_enter(&g, s->device);
+    if (ce == cudaSuccess && !nr->have_events) {
+        ce = cudaEventCreateWithFlags(&nr->ready, cudaEventDisableTiming);
+        if (ce == cudaSuccess) {
+            ce = cudaEventCreateWithFlags(&nr->done, cudaEventDisableTiming);
+            if (ce != cudaSuccess)
+                cudaEventDestroy(nr->ready);
+        }
+        nr->have_events = ce == cudaSuccess;
+    }
+    /* After the producer's work on the caller's stream. */
+    if (ce == cudaSuccess && req->ctx)
+        ce = cudaEventRecord(nr->ready, (cudaStream_t)req->ctx->stream);
+    if (ce == cudaSuccess && req->ctx)
+        ce = cudaStreamWaitEvent(s->stream, nr->ready, 0);
+    if (ce != cudaSuccess) {
+        guard_leave(&g);
+        gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: ordering the collective after the caller's stream: %s",
+                         comm->rank, cudaGetErrorString(ce));
+        return;
+    }
+    int64_t count = c->in_rows * c->row_elems;
+    size_t bytes = (size_t)count * c->esize;
+    ncclDataType_t t = nccl_type(c->dtype, false);
+    ncclResult_t r = ncclSuccess;
+    bool timed_out = false;
+    gpuml_status st = GPUML_OK;
+    switch (c->kind) {
+    case COLL_ALLREDUCE:
+        if (count == 0)
+            break;
+        if (gpuml_coll_is_det(comm, c))
+            r = det_sum(comm, req, &timed_out, &st);
+        else
+            r = settle(s->nc, ncclAllReduce(c->in, c->out, (size_t)count, t, nccl_op(c->op), s->nc, s->stream),
+                       comm->timeout_s, &timed_out);
+        break;
+    case COLL_BROADCAST:
+        if (bytes)
+            r = settle(s->nc, ncclBroadcast(c->out, c->out, bytes, ncclUint8, c->root, s->nc, s->stream),
+                       comm->timeout_s, &timed_out);
+        break;
+    case COLL_ALLGATHER: {
+        bool even = true;
+        for (int q = 1; q < comm->size; q++)
+            even &= cnt[q] == cnt[0];
+        if (even && cnt[0] > 0) {
+            r = ncclAllGather(c->in, c->out, (size_t)cnt[0] * c->esize, ncclUint8, s->nc, s->stream);
+        } else if (!even) {
+            r = ncclGroupStart();
+            int64_t off = 0;
+            for (int q = 0; q < comm->size && r == ncclSuccess; q++) {
+                char *dst = (char *)c->out + (size_t)off * c->esize;
+                if (cnt[q] > 0)
+                    r = ncclBroadcast(q == comm->rank ? c->in : dst, dst, (size_t)cnt[q] * c->esize, ncclUint8, q,
+                                      s->nc, s->stream);
+                off += cnt[q];
+            }
+            ncclResult_t r2 = ncclGroupEnd();
+            r = r != ncclSuccess ? r : r2;
+        }
+        r = settle(s->nc, r, comm->timeout_s, &timed_out);
+        break;
+    }
+    case COLL_REDUCE_SCATTER:
+        if (count == 0)
+            break;
+        if (gpuml_coll_is_det(comm, c)) {
+            r = det_sum(comm, req, &timed_out, &st);
+        } else if (c->in_rows % comm->size == 0) {
+            r = settle(s->nc, ncclReduceScatter(c->in, c->out, (size_t)(c->out_rows * c->row_elems), t,
+                                                nccl_op(c->op), s->nc, s->stream), comm->timeout_s, &timed_out);
+        } else {
+            r = ncclGroupStart();
+            for (int q = 0; q < comm->size && r == ncclSuccess; q++) {
+                int64_t st0, len;
+                gpuml_dist_split(c->in_rows, comm->size, q, &st0, &len);
+                if (len > 0)
+                    r = ncclReduce((const char *)c->in + (size_t)(st0 * c->row_elems) * c->esize, c->out,
+                                   (size_t)(len * c->row_elems), t, nccl_op(c->op), q, s->nc, s->stream);
+            }
+            ncclResult_t r2 = ncclGroupEnd();
+            r = settle(s->nc, r != ncclSuccess ? r : r2, comm->timeout_s, &timed_out);
+        }
+        break;
+    case COLL_BARRIER:
+    default:
+        r = settle(s->nc, ncclAllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->nc, s->stream),
+                   comm->timeout_s, &timed_out);
+        break;
+    }
+    if (r == ncclSuccess && !timed_out && st == GPUML_OK) {
+        ce = cudaEventRecord(nr->done, s->stream);
+        if (ce != cudaSuccess)
+            gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: cudaEventRecord failed: %s", comm->rank,
+                             cudaGetErrorString(ce));
+    }
+    guard_leave(&g);
+    if (st != GPUML_OK)
+        gpuml_comm_break(comm, st, true, "rank %d: %s", comm->rank, gpuml_last_error());
+    else if (r != ncclSuccess || timed_out)
+        fail_nccl(comm, req, r, timed_out, "enqueueing the NCCL collective");
+}
+
+void gpuml_nccl_poll(gpuml_comm *comm, gpuml_comm_request *req)
+{
+    gpuml_nccl_state *s = comm->nccl;
+    nccl_req *nr = req->bs;
+    if (req->done || !nr)
+        return;
+    cudaError_t ce = cudaEventQuery(nr->done);
+    if (ce == cudaSuccess) {
+        gpuml_req_finish(req, GPUML_OK, NULL);
+        return;
+    }
+    if (ce != cudaErrorNotReady) {
+        gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: the collective failed on the device: %s", comm->rank,
+                         cudaGetErrorString(ce));
+        return;
+    }
+    ncclResult_t async = ncclSuccess;
+    ncclResult_t r = ncclCommGetAsyncError(s->nc, &async);
+    if (r == ncclSuccess)
+        r = async;
+    if (r != ncclSuccess && r != ncclInProgress)
+        fail_nccl(comm, req, r, false, "the NCCL communicator");
+}

@@ -35,6 +35,7 @@ from ._errors import (CancelledError, CublasError, CudaError, CudnnError, Device
                       TimeoutError, UnsupportedError)
 from ._lib import lib as _clib
 from ._tensor import Tensor, as_tensor
+from .dist import Communicator, DataParallel
 from .engine import Engine
 from .io import Batch, Dataset, Field, Loader, write_dataset
 from .model import InputInfo, Model, OutputInfo
@@ -47,7 +48,7 @@ from .train import StepResult, Trainer, fit, optim_config
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "Context", "Dataset", "Engine", "Field", "InputInfo", "Loader", "Model", "OCLoss", "OutputInfo",
+    "Batch", "Communicator", "Context", "DataParallel", "Dataset", "Engine", "Field", "InputInfo", "Loader", "Model", "OCLoss", "OutputInfo",
     "StepResult", "Tensor", "Trainer", "abs", "as_tensor", "batch_norm", "bce_with_logits", "binary",
     "cross_entropy", "cuda_device_count", "default_context", "edge_first_linear", "edge_mask", "elu", "exp", "fit",
     "from_dlpack", "gather_rows", "gelu", "gravnet_aggregate", "has_feature", "index_csr", "knn", "knn_backward",

@@ -142,6 +142,17 @@ class EngineStats(Structure):
 
 DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
 
+
+class CommConfig(Structure):
+    _fields_ = [("backend", c_int), ("mpi_comm", c_void_p), ("timeout_s", c_double), ("deterministic", c_int),
+                ("validate", c_int), ("rank", c_int), ("size", c_int), ("local_rank", c_int), ("device", c_int),
+                ("bootstrap", c_int), ("bootstrap_path", c_char_p), ("bootstrap_env", c_char_p),
+                ("bootstrap_tag", c_char_p), ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
+
+
+class DdpConfig(Structure):
+    _fields_ = [("first_bucket_bytes", c_int64), ("bucket_bytes", c_int64), ("broadcast_buffers", c_int)]
+
 STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_params": OcParams,
            "gpuml_knn_params": KnnParams, "gpuml_batch_norm_params": BatchNormParams,
            "gpuml_optim_config": OptimConfig, "gpuml_loader_config": LoaderConfig,
@@ -149,7 +160,8 @@ STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_para
            "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats,
            "gpuml_trainer_config": TrainerConfig, "gpuml_step_stats": StepStats,
            "gpuml_engine_config": EngineConfig, "gpuml_engine_request": EngineRequest,
-           "gpuml_engine_timing": EngineTiming, "gpuml_engine_stats": EngineStats}
+           "gpuml_engine_timing": EngineTiming, "gpuml_engine_stats": EngineStats,
+           "gpuml_comm_config": CommConfig, "gpuml_ddp_config": DdpConfig}
 
 # ---- function table ---------------------------------------------------------
 # name: (restype, argtypes). ST marks a gpuml_status return (checked).
@@ -297,6 +309,29 @@ _PROTOS = {
     "gpuml_engine_reset_stats": (None, [P]),
     "gpuml_engine_last_error": (c_char_p, [P, c_char_p, c_size_t]),
     "gpuml_engine_fail_batch_after": (None, [P, c_long]),
+    # communicators, data parallel (gpuml/dist.h, ddp.h)
+    "gpuml_comm_config_init_defaults": (None, [POINTER(CommConfig)]),
+    "gpuml_comm_create": (ST, [POINTER(CommConfig), PP]),
+    "gpuml_comm_destroy": (None, [P]),
+    "gpuml_comm_rank": (I, [P]),
+    "gpuml_comm_size": (I, [P]),
+    "gpuml_comm_local_rank": (I, [P]),
+    "gpuml_comm_local_size": (I, [P]),
+    "gpuml_comm_get_backend": (I, [P]),
+    "gpuml_comm_device": (Device, [P]),
+    "gpuml_comm_status": (I, [P]),
+    "gpuml_comm_set_timeout": (ST, [P, c_double]),
+    "gpuml_comm_abort": (None, [P]),
+    "gpuml_comm_shard_rows": (None, [c_int64, I, I, I64P, I64P]),
+    "gpuml_comm_allreduce": (ST, [P, P, I, P, P]),
+    "gpuml_comm_broadcast": (ST, [P, P, P, I]),
+    "gpuml_comm_allgather": (ST, [P, P, P, P]),
+    "gpuml_comm_barrier": (ST, [P]),
+    "gpuml_ddp_config_init_defaults": (None, [POINTER(DdpConfig)]),
+    "gpuml_ddp_create": (ST, [P, P, POINTER(DdpConfig), PP]),
+    "gpuml_ddp_destroy": (None, [P]),
+    "gpuml_ddp_num_buckets": (I, [P]),
+    "gpuml_trainer_set_ddp": (None, [P, P]),
     # io
     "gpuml_strings_free": (None, [POINTER(Strings)]),
     "gpuml_dataset_open": (ST, [c_char_p, PP]),

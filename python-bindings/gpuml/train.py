@@ -10,6 +10,7 @@ wrapped without a copy) and reads the step's statistics back.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -126,11 +127,16 @@ class Trainer:
         step(), found by scanning the dataset in fit() when absent);
         cross-entropy ``class_weights`` [C].
     accumulate : batches per optimizer step (gradient accumulation).
+    comm : a :class:`gpuml.Communicator` for data-parallel training: rank
+        0's weights are broadcast now, every step's gradients are averaged
+        over the ranks (gpuml_ddp, overlapping the backward pass), and
+        ``fit`` gives each rank its shard of the events. ``ddp_options``:
+        bucket_bytes, first_bucket_bytes, broadcast_buffers.
     """
 
     def __init__(self, model: Model, optimizer="adamw", loss: str = "cross_entropy", *, output: int = 0,
                  beta_output: int = 0, coords_output: int = 1, loss_options: dict | None = None,
-                 accumulate: int = 1, **optim):
+                 accumulate: int = 1, comm=None, ddp_options: dict | None = None, **optim):
         if loss not in LOSSES:
             raise InvalidArgumentError(f"loss {loss!r} is unknown (known: {', '.join(LOSSES)})")
         opts = dict(loss_options or {})
@@ -162,6 +168,11 @@ class Trainer:
         cfg.accumulate = int(accumulate)
         self._cfg = cfg
         self._tr = None
+        self.comm = comm
+        self.ddp = None
+        if comm is not None:
+            from .dist import DataParallel
+            self.ddp = DataParallel(comm, model, **(ddp_options or {}))
         self._keep = None
         self.epoch = 0
         self.history: list[float] = []
@@ -179,6 +190,12 @@ class Trainer:
         with self.model.lock:
             lib.gpuml_trainer_create(self.model.handle, ctypes.byref(self._cfg), ctypes.byref(h))
         self._tr = h.value
+        if self.ddp is not None:
+            lib.gpuml_trainer_set_ddp(self._tr, self.ddp.handle)
+
+    def _locked(self):
+        """The communicator's lock when training in parallel (steps run its collectives)."""
+        return contextlib.ExitStack() if self.comm is None else self.comm.lock
 
     @property
     def handle(self) -> int:
@@ -242,7 +259,7 @@ class Trainer:
         ts, rs, tt = self._tensors(batch, inputs, target, row_splits)
         arr = (c_void_p * len(ts))(*[t.handle for t in ts])
         s = StepStats()
-        with self.model.lock:
+        with self.model.lock, self._locked():
             lib.gpuml_trainer_step(self.handle, arr, rs.handle, tt.handle, ctypes.byref(s))
         self._keep = (ts, rs, tt)  # the tape refers to them until the next step
         self.last = _result(s)
@@ -285,7 +302,8 @@ class Trainer:
 
         inputs: dataset field names feeding the model inputs (in order);
         target: the field the loss compares with. The loader shuffles per
-        epoch with ``seed`` and prefetches on a background thread. Shows a
+        epoch with ``seed`` and prefetches on a background thread; with a
+        communicator each rank reads its own shard (equal batch counts). Shows a
         progress bar (tqdm if installed, else a text one) unless
         ``progress=False``. callback(epoch, batch_index, StepResult) runs
         after each step; returning False stops. Returns the mean loss of
@@ -299,8 +317,9 @@ class Trainer:
         if self._tr is None:  # object condensation without max_objects: find it in the data
             self._cfg.oc.max_objects = max_truth_id(dataset, target) + 1
             self._create()
+        rank, world = (self.comm.rank, self.comm.size) if self.comm is not None else (0, 1)
         loader = Loader(dataset, self._fields, max_rows=max_rows, max_events=max_events, seed=seed,
-                        shuffle=shuffle, ctx=self.ctx)
+                        shuffle=shuffle, rank=rank, world_size=world, ctx=self.ctx)
         means = []
         for _ in range(epochs):
             bar = _Progress(loader.num_batches(), f"epoch {self.epoch + 1}", progress)

@@ -109,9 +109,9 @@ class Communicator:
         arr = x if isinstance(x, (np.ndarray, Tensor)) else np.asarray(x)
         dt = arr.dtype_name if isinstance(arr, Tensor) else arr.dtype
         t = as_tensor(arr, dt, arg="x", func=func)
-        if writable and isinstance(x, np.ndarray) and t.data_ptr != x.ctypes.data and x.size:
-            raise InvalidArgumentError(f"{func}: the array is written in place, so it must be C-contiguous "
-                                       "and of a gpuml dtype")
+        if writable and (t.readonly or (isinstance(x, np.ndarray) and t.data_ptr != x.ctypes.data and x.size)):
+            raise InvalidArgumentError(f"{func}: the array is written in place, so it must be writable, "
+                                       "C-contiguous and of a gpuml dtype")
         return t
 
     def allreduce(self, x, op: str = "sum", *, inplace: bool = False, ctx: Context | None = None):

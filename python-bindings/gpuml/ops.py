@@ -220,9 +220,9 @@ def batch_norm(x, gamma=None, beta=None, running_mean=None, running_var=None, *,
             stats.append(None)
             continue
         t = _f32(v, ctx, arg, fn, ndim=1)
-        if training and isinstance(v, np.ndarray) and not np.shares_memory(np.asarray(t), v):
-            raise InvalidArgumentError(f"{fn}: argument '{arg}' is updated in place, so it must be a float32 "
-                                       f"C-contiguous array (got {v.dtype}, contiguous={v.flags.c_contiguous})")
+        if training and (t.readonly or (isinstance(v, np.ndarray) and not np.shares_memory(np.asarray(t), v))):
+            raise InvalidArgumentError(f"{fn}: argument '{arg}' is updated in place, so it must be a writable "
+                                       f"float32 C-contiguous array (got {getattr(v, 'dtype', type(v).__name__)})")
         stats.append(t)
     p = BatchNormParams()
     lib.gpuml_batch_norm_params_init_defaults(ctypes.byref(p))

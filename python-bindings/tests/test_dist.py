@@ -62,3 +62,13 @@ def test_two_ranks_over_mpi():
                        env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK rank 0 of 2" in r.stdout and "OK rank 1 of 2" in r.stdout
+
+
+def test_in_place_collectives_refuse_read_only_arrays():
+    c = gpuml.Communicator("self")
+    x = np.zeros(4, np.float32)
+    x.flags.writeable = False
+    with pytest.raises(gpuml.InvalidArgumentError, match="writable"):
+        c.broadcast(x)
+    with pytest.raises(gpuml.InvalidArgumentError, match="writable"):
+        gpuml.batch_norm(np.ones((3, 4), np.float32), running_mean=x, running_var=np.ones(4, np.float32))

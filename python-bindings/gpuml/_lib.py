@@ -365,6 +365,11 @@ _PROTOS = {
 }
 
 
+# Functions whose gpuml_status result is a value to read, not success or
+# failure of the call: declared as int, without the raising errcheck.
+STATUS_VALUES = {"gpuml_comm_status"}
+
+
 class _Lib:
     """The loaded library: C functions as attributes (only those it exports)."""
 

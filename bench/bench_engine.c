@@ -1,7 +1,7 @@
 /* bench_engine: the inference engine against event-by-event synchronous
  * inference, same model, same events, same number of host threads.
  *
- *   bench_engine [--model cfg.json] [--sizes small|large|tiny] [--events N] [--threads T]
+ *   bench_engine [--model cfg.json|model.h5] [--sizes small|large|tiny] [--events N] [--threads T]
  *                [--inflight K] [--repeats R] [--instances I] [--batch-events B]
  *                [--delay-us D] [--device cpu|cuda]
  *
@@ -21,7 +21,8 @@
  * MLP with pooled event context of about the same cost per row (~26 k
  * multiply-adds): hits [N, 16] -> 64 -> 64 -> (mean, max) pooled and
  * broadcast back -> 64 -> 64 -> 64 -> per-row [N, 8]; pooled -> per-event [1, 4].
- * Pass --model to run another config with one [N, F] input. */
+ * Pass --model to run another model with one [N, F] input: a JSON config
+ * (seed-0 weights) or a model file saved by a training driver (.h5). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -335,7 +336,10 @@ int main(int argc, char **argv)
     gpuml_ctx *ctx;
     if (gpuml_ctx_create(&cc, &ctx) != GPUML_OK)
         die("gpuml_ctx_create");
-    if ((model_path ? gpuml_model_create_from_file(ctx, model_path, &b.model)
+    size_t plen = model_path ? strlen(model_path) : 0;
+    int is_h5 = plen > 3 && !strcmp(model_path + plen - 3, ".h5"); /* a trained model file */
+    if ((model_path ? (is_h5 ? gpuml_model_load(ctx, model_path, &b.model)
+                             : gpuml_model_create_from_file(ctx, model_path, &b.model))
                     : gpuml_model_create(ctx, default_model, &b.model)) != GPUML_OK)
         die("model");
     if (gpuml_model_num_inputs(b.model) != 1 || gpuml_model_num_outputs(b.model) > 8) {

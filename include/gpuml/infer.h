@@ -14,7 +14,7 @@
  *     cfg.max_batch_events = 32;
  *     cfg.max_queue_delay_us = 500;
  *     gpuml_engine *eng;
- *     if (gpuml_engine_create("model.json", &cfg, &eng) != GPUML_OK) { puts(gpuml_last_error()); ... }
+ *     if (gpuml_engine_create("model.h5", &cfg, &eng) != GPUML_OK) { puts(gpuml_last_error()); ... }
  *
  *     // in acquire(): inputs [rows, F_i] f32, outputs [rows, F] (per row) or [1, F] (per event)
  *     const float *in[2] = {hits, tracks_per_hit};
@@ -114,13 +114,12 @@ typedef struct gpuml_engine_config {
 /* Fill cfg with the defaults above. Always call it before setting fields. */
 GPUML_API void gpuml_engine_config_init_defaults(gpuml_engine_config *cfg);
 
-/* Create an engine for the model stored at `path`.
- * Until the model-file reader (HDF5, DESIGN section 7) is merged, `path`
- * may only name a JSON model config: the engine's parameters are then the
- * deterministic initialisation of gpuml_model_create (seed 0) - useful for
- * tests and benchmarks, not for physics. An HDF5 file gives
- * GPUML_ERR_UNSUPPORTED. Other errors: INVALID_ARGUMENT (cfg), IO, FORMAT,
- * NO_DEVICE, OUT_OF_MEMORY, CUDA. *out is NULL on failure. */
+/* Create an engine for the model stored at `path`: a model file written by
+ * gpuml_model_save (HDF5: config and weights, validated on read), or a JSON
+ * model config, whose parameters are then the deterministic initialisation
+ * of gpuml_model_create (seed 0) - for tests and benchmarks. Errors:
+ * INVALID_ARGUMENT (cfg), IO, FORMAT, NO_DEVICE, OUT_OF_MEMORY, CUDA. *out
+ * is NULL on failure. */
 GPUML_API gpuml_status gpuml_engine_create(const char *path, const gpuml_engine_config *cfg, gpuml_engine **out);
 
 /* Create an engine running `model` (on any device): every instance gets

@@ -44,6 +44,8 @@ void gpuml_tape_reset(gpuml_tape *t)
     t->step++;
     t->tracked = NULL;
     t->n_tracked = 0;
+    t->pool = NULL; /* lived in the arena */
+    t->n_pool = t->cap_pool = 0;
 }
 
 void gpuml_tape_set_grad_enabled(gpuml_tape *t, int enabled) { t->grad_enabled = enabled != 0; }
@@ -225,16 +227,53 @@ gpuml_tensor *gpuml_ad_out_grad(const gpuml_tape *t, const gpuml_var *v)
     return (v && !v->is_param && has_grad(t, v)) ? (gpuml_tensor *)&v->grad : NULL;
 }
 
-/* Allocate (or reuse, when the shape still fits) v's gradient buffer. */
+/* A gradient-sized buffer: a recycled one of the same byte size, else new
+ * arena memory. */
+static gpuml_status grad_memory(gpuml_tape *t, const gpuml_tensor *like, gpuml_tensor *out, const char *fn)
+{
+    size_t bytes = gpuml_tensor_nbytes(like);
+    void *ptr = NULL;
+    for (int i = t->n_pool - 1; i >= 0 && bytes > 0; i--)
+        if (t->pool[i].bytes == bytes) {
+            ptr = t->pool[i].ptr;
+            t->pool[i] = t->pool[--t->n_pool];
+            break;
+        }
+    if (!ptr && bytes > 0)
+        GPUML_TRY(gpuml_arena_alloc(t->arena, bytes, &ptr, fn));
+    gpuml_tensor_init_view(out, ptr, like->device, like->dtype, like->ndim, like->shape);
+    return GPUML_OK;
+}
+
+/* Give a gradient buffer back for reuse within this backward. */
+static void grad_release(gpuml_tape *t, void *ptr, size_t bytes)
+{
+    if (!ptr || bytes == 0)
+        return;
+    if (t->n_pool == t->cap_pool) { /* grow in the arena: no allocation once warm */
+        int cap = t->cap_pool ? 2 * t->cap_pool : 32;
+        void *mem = NULL;
+        if (gpuml_arena_alloc_meta(t->arena, (size_t)cap * sizeof(gpuml_grad_slot), &mem, "gpuml_backward") !=
+            GPUML_OK) {
+            gpuml_clear_error(); /* no room to remember it: the buffer is simply not reused */
+            return;
+        }
+        if (t->n_pool)
+            memcpy(mem, t->pool, (size_t)t->n_pool * sizeof(gpuml_grad_slot));
+        t->pool = mem;
+        t->cap_pool = cap;
+    }
+    t->pool[t->n_pool].ptr = ptr;
+    t->pool[t->n_pool].bytes = bytes;
+    t->n_pool++;
+}
+
+/* Allocate v's gradient buffer for this backward. */
 static gpuml_status ensure_grad_buffer(gpuml_tape *t, gpuml_var *v, const char *fn)
 {
-    (void)fn;
     if (v->grad.data)
-        return GPUML_OK; /* allocated earlier in this step: vars live one step */
-    gpuml_tensor *g = NULL;
-    GPUML_TRY(gpuml_tensor_create_in_arena(t->arena, v->value.dtype, v->value.ndim, v->value.shape, &g));
-    v->grad = *g;
-    return GPUML_OK;
+        return GPUML_OK; /* a leaf's buffer from an earlier backward of this step */
+    return grad_memory(t, &v->value, &v->grad, fn);
 }
 
 gpuml_status gpuml_ad_grad_begin(gpuml_tape *t, gpuml_var *v, gpuml_tensor **dst, const char *fn)
@@ -248,7 +287,12 @@ gpuml_status gpuml_ad_grad_begin(gpuml_tape *t, gpuml_var *v, gpuml_tensor **dst
         *dst = &v->grad; /* first contribution: overwrite */
         return GPUML_OK;
     }
-    return gpuml_tensor_create_in_arena(t->arena, v->value.dtype, v->value.ndim, v->value.shape, dst);
+    /* a temporary, added into v's gradient by gpuml_ad_grad_commit */
+    void *meta = NULL;
+    GPUML_TRY(gpuml_arena_alloc_meta(t->arena, sizeof(gpuml_tensor), &meta, fn));
+    GPUML_TRY(grad_memory(t, &v->value, meta, fn));
+    *dst = meta;
+    return GPUML_OK;
 }
 
 gpuml_status gpuml_ad_grad_commit(gpuml_tape *t, gpuml_var *v, gpuml_tensor *dst, const char *fn)
@@ -256,7 +300,9 @@ gpuml_status gpuml_ad_grad_commit(gpuml_tape *t, gpuml_var *v, gpuml_tensor *dst
     (void)fn;
     if (!dst || dst == &v->grad)
         return GPUML_OK;
-    return gpuml_axpy(t->ctx, 1.0f, dst, &v->grad);
+    gpuml_status st = gpuml_axpy(t->ctx, 1.0f, dst, &v->grad);
+    grad_release(t, dst->data, gpuml_tensor_nbytes(dst));
+    return st;
 }
 
 gpuml_status gpuml_ad_grad_native(gpuml_tape *t, gpuml_var *v, gpuml_tensor **dst, int *accumulate, const char *fn)
@@ -319,6 +365,16 @@ gpuml_status gpuml_backward(gpuml_tape *t, gpuml_var *loss, const gpuml_tensor *
             gpuml_status st = n->backward(t, n);
             if (st != GPUML_OK)
                 return gpuml_fail(ctx, st, fn, "backward of '%s' failed: %s", n->op, gpuml_last_error());
+            /* Nobody reads these outputs' gradients any more: their producer
+             * (this node) has run. Leaves keep theirs for the caller. */
+            for (int i = 0; i < n->n_out; i++) {
+                gpuml_var *o = n->out[i];
+                if (o && !o->is_param && o->grad.data && o != loss) {
+                    grad_release(t, o->grad.data, gpuml_tensor_nbytes(&o->grad));
+                    o->grad.data = NULL;
+                    o->grad_epoch = 0;
+                }
+            }
         }
         for (int i = 0; i < n->n_in; i++) {
             gpuml_var *p = n->in[i];

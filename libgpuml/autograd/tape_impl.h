@@ -55,7 +55,18 @@ struct gpuml_tape {
     void *hook_user;
     gpuml_var *const *tracked; /* parameters reported at the end of backward if unused     */
     int n_tracked;
+    /* Gradient buffers no longer needed in this backward (an intermediate's
+     * gradient once its producer has run, a committed temporary), kept for
+     * reuse by later gradients of the same byte size: the live gradient
+     * memory of a backward pass stays near its widest point, not its sum. */
+    struct gpuml_grad_slot *pool;
+    int n_pool, cap_pool;
 };
+
+typedef struct gpuml_grad_slot {
+    void *ptr;
+    size_t bytes;
+} gpuml_grad_slot;
 
 /* A new var in the arena with an uninitialised value of the given shape. */
 gpuml_status gpuml_ad_new_var(gpuml_tape *t, gpuml_dtype dtype, int ndim, const int64_t *shape, gpuml_var **out,

@@ -265,11 +265,8 @@ gpuml_status gpuml_engine_create_from_model(const gpuml_model *model, const gpum
     return GPUML_OK;
 }
 
-/* Builds the model the engine copies from. The single place that reads a
- * model from a path.
- * TODO(io): wire the HDF5 model-file reader (branch `io`, DESIGN section 7)
- * in here, in place of the GPUML_ERR_UNSUPPORTED below; until then only
- * JSON configs load (with seed-0 parameters). */
+/* A model file (HDF5, gpuml_model_save: weights and config) or, for
+ * trying out a config, a JSON model config (parameters from seed 0). */
 static gpuml_status load_model(gpuml_ctx *ctx, const char *path, gpuml_model **out)
 {
     static const char fn[] = "gpuml_engine_create";
@@ -281,10 +278,7 @@ static gpuml_status load_model(gpuml_ctx *ctx, const char *path, gpuml_model **o
     size_t got = fread(head, 1, sizeof head, f);
     fclose(f);
     if (got == sizeof head && !memcmp(head, hdf5_sig, sizeof head))
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
-                          "'%s' is an HDF5 model file, which this build cannot read yet (the model-file reader "
-                          "is not merged); pass a JSON model config or use gpuml_engine_create_from_model",
-                          path);
+        return gpuml_model_load(ctx, path, out);
     return gpuml_model_create_from_file(ctx, path, out);
 }
 

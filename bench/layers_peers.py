@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""PyTorch + PyTorch Geometric peers of bench_layers, on the data and weights
+bench_layers wrote: one GravNetConv (PyG's) and one ParticleNet EdgeConv block
+(written with PyG's scatter, as in tests/make_training_fixture.py), forward +
+backward, 2 threads; best of --reps; peak RSS growth measured in a fresh
+process per layer. The kNN for both is exact and dense (torch.cdist + topk per
+event), registered as pyg::knn: pyg-lib / torch_cluster have no wheel for this
+torch, and a dense cdist + topk on 5 000-point events is what PyTorch offers.
+
+    build/bench/bench_layers --out /tmp/layers_data.h5
+    python3 bench/layers_peers.py /tmp/layers_data.h5
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+
+def dense_knn(x, y, k, ptr_x, ptr_y):
+    """[2, E]: for each y row, its k nearest x rows of the same event."""
+    rows, cols = [], []
+    for e in range(ptr_y.numel() - 1):
+        xs, xe, ys, ye = int(ptr_x[e]), int(ptr_x[e + 1]), int(ptr_y[e]), int(ptr_y[e + 1])
+        if ye == ys:
+            continue
+        kk = min(k, xe - xs)
+        d = torch.cdist(y[ys:ye], x[xs:xe])
+        idx = torch.topk(d, kk, dim=1, largest=False).indices + xs
+        rows.append(torch.arange(ys, ye).repeat_interleave(kk))
+        cols.append(idx.reshape(-1))
+    return torch.stack([torch.cat(rows), torch.cat(cols)])
+
+
+def register_knn():
+    import torch_geometric.typing
+    if torch_geometric.typing.WITH_KNN:
+        return "pyg-lib"
+    lib = torch.library.Library("pyg", "DEF")
+    lib.define("knn(Tensor x, Tensor y, Tensor? ptr_x, Tensor? ptr_y, int k, bool cosine, int num_workers) -> Tensor")
+    lib.impl("knn", lambda x, y, px, py, k, c, w: dense_knn(x.detach(), y.detach(), k, px, py), "CPU")
+    torch_geometric.typing.WITH_KNN = True
+    register_knn.lib = lib
+    return "dense cdist + topk"
+
+
+def run_one(path, layer, reps):
+    torch.set_num_threads(2)
+    source = register_knn()
+    import make_training_fixture as fx
+    fx.knn_exact = _knn_batch  # the ParticleNet block's kNN, dense too
+    f = h5py.File(path, "r")
+    g = f[layer]
+    cfg = json.loads(g.attrs["config"])
+    model = fx.ConfigModel(cfg)
+    names = model.gpuml_names()
+    with torch.no_grad():
+        for full, p in model.named_parameters():
+            p.copy_(torch.from_numpy(g["weights"][names[full]][()]))
+    model.train()
+    splits = g["row_splits"][()]
+    batch = torch.repeat_interleave(torch.arange(len(splits) - 1), torch.from_numpy(np.diff(splits)))
+    ins = [torch.from_numpy(g[f"input{i}"][()]) for i in range(len(cfg["inputs"]))]
+    inputs = {cfg["inputs"][i]["name"]: ins[i] for i in range(len(ins))}
+    seed = torch.from_numpy(g["seed"][()])
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    best = 1e30
+    for _ in range(reps):
+        model.zero_grad()
+        t0 = time.perf_counter()
+        out = model(inputs, batch, len(splits) - 1)[0]
+        out.backward(seed)
+        best = min(best, time.perf_counter() - t0)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"impl": "pytorch+pyg", "layer": layer, "ms": 1e3 * best, "rss_mib": (rss1 - rss0) / 1024.0,
+                      "knn": source, "torch": torch.__version__}))
+
+
+def _knn_batch(x, y, k, bx, by):
+    ptr = lambda b: torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.bincount(b), 0)])
+    return dense_knn(x, y, k, ptr(bx), ptr(by))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--one")
+    a = ap.parse_args()
+    if a.one:
+        return run_one(a.data, a.one, a.reps)
+    for layer in ("gravnet", "particlenet"):  # a fresh process each: clean peak RSS
+        subprocess.run([sys.executable, __file__, a.data, "--reps", str(a.reps), "--one", layer], check=True)
+
+
+if __name__ == "__main__":
+    main()

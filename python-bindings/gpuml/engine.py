@@ -25,7 +25,7 @@ from ctypes import c_uint64, c_void_p
 import numpy as np
 
 from ._context import parse_device
-from ._errors import InvalidArgumentError, ShapeError, UnsupportedError, error_for_status
+from ._errors import InvalidArgumentError, ShapeError, error_for_status
 from ._lib import DONE_FN, EngineConfig, EngineRequest, EngineStats, lib, need
 from ._tensor import as_tensor
 from .model import Model, input_infos, output_infos
@@ -103,12 +103,7 @@ class Engine:
                 model.ctx.synchronize()
                 lib.gpuml_engine_create_from_model(model.handle, ctypes.byref(cfg), ctypes.byref(h))
         else:
-            try:
-                lib.gpuml_engine_create(os.fsencode(model), ctypes.byref(cfg), ctypes.byref(h))
-            except UnsupportedError:
-                # an engine built before it could read HDF5 model files: load here
-                m = Model.load(model)
-                lib.gpuml_engine_create_from_model(m.handle, ctypes.byref(cfg), ctypes.byref(h))
+            lib.gpuml_engine_create(os.fsencode(model), ctypes.byref(cfg), ctypes.byref(h))
         self._h = h.value
         self.config = {f: getattr(cfg, f) for f, _ in EngineConfig._fields_ if f not in ("log_fn", "log_user")}
         m = lib.gpuml_engine_model(self._h)

@@ -104,21 +104,18 @@ class Tensor:
 
     # ---- construction --------------------------------------------------
     @classmethod
-    def empty(cls, shape, dtype="float32", ctx: Context | None = None) -> "Tensor":
-        """An uninitialised tensor from the context's allocator."""
+    def empty(cls, shape, dtype="float32", ctx: Context | None = None, *, zero: bool = False) -> "Tensor":
+        """An uninitialised (zero=True: zeroed) tensor from the context's allocator."""
         ctx = resolve(ctx)
         shape, cshape = _shape_arg(shape)
         h = c_void_p()
-        lib.gpuml_tensor_create(ctx.handle, dtype_code(dtype), len(shape), cshape, ctypes.byref(h))
+        create = lib.gpuml_tensor_zeros if zero else lib.gpuml_tensor_create
+        create(ctx.handle, dtype_code(dtype), len(shape), cshape, ctypes.byref(h))
         return cls(h.value, ctx=ctx)
 
     @classmethod
     def zeros(cls, shape, dtype="float32", ctx: Context | None = None) -> "Tensor":
-        ctx = resolve(ctx)
-        shape, cshape = _shape_arg(shape)
-        h = c_void_p()
-        lib.gpuml_tensor_zeros(ctx.handle, dtype_code(dtype), len(shape), cshape, ctypes.byref(h))
-        return cls(h.value, ctx=ctx)
+        return cls.empty(shape, dtype, ctx, zero=True)
 
     @classmethod
     def wrap_numpy(cls, arr: np.ndarray) -> "Tensor":

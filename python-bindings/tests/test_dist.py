@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import UNDER_ASAN
+from mpi_worker import CFG
 
 import gpuml
-
-CFG = {"inputs": [{"name": "x", "features": 3}],
-       "nodes": [{"name": "d1", "op": "linear", "inputs": ["x"], "out": 8},
-                 {"name": "a1", "op": "tanh", "inputs": ["d1"]},
-                 {"name": "pool", "op": "global_pool", "inputs": ["a1"], "reduce": "mean"},
-                 {"name": "cls", "op": "linear", "inputs": ["pool"], "out": 2}],
-       "outputs": ["cls"]}
 
 
 def test_self_communicator_collectives():

@@ -430,7 +430,7 @@ def segment_ids(row_splits, *, ctx: Context | None = None):
     fn = "gpuml.segment_ids"
     ctx = resolve(ctx)
     rs = as_tensor(row_splits, "int64", ctx=ctx, ndim=1, arg="row_splits", func=fn)
-    n = int(np.asarray(rs)[-1]) if not rs.is_cuda and rs.size else 0
+    n = int(rs.numpy()[-1]) if rs.size else 0  # host copy of one value on CUDA
     to, out = new_output(ctx, (n,), "int32")
     lib.gpuml_segment_ids(ctx.handle, rs.handle, to.handle)
     return out

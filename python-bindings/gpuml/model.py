@@ -189,6 +189,16 @@ class Model:
             out[name.value.decode()] = view_memory(t.data_ptr, t.shape, t.dtype, self)
         return out
 
+    def parameter_tensors(self) -> dict[str, Tensor]:
+        """Named parameters as gpuml Tensors over the slab, on the model's
+        device (for a CUDA model: ``torch.from_dlpack(t)`` shares them)."""
+        out = {}
+        for i in range(lib.gpuml_model_num_params(self.handle)):
+            name, val = c_char_p(), c_void_p()
+            lib.gpuml_model_param(self.handle, i, ctypes.byref(name), ctypes.byref(val), None, None)
+            out[name.value.decode()] = borrowed(val.value, self, self.ctx)
+        return out
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Named parameters ("d1.weight" -> [out, in] float32) as numpy views
         into the model's parameter slab: no copies; writing into them changes

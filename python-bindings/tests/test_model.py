@@ -63,6 +63,9 @@ def test_parameters_are_zero_copy_views(rng):
     for v in params.values():
         assert np.shares_memory(v, slab)
     assert m.param_count == sum(v.size for v in params.values()) <= m.slab_size == slab.size
+    tensors = m.parameter_tensors()
+    assert tensors["d1.weight"].data_ptr == params["d1.weight"].ctypes.data
+    assert np.shares_memory(np.from_dlpack(tensors["cls.bias"]), params["cls.bias"])
     # writing through a view changes the model
     hits, rs = ragged(rng, [6], 4)
     aux = np.zeros((6, 2), np.float32)

@@ -13,7 +13,7 @@ UNDER_ASAN = "address" in os.environ.get("GPUML_SANITIZE", "")
 # torch first makes both use torch's. (See python-bindings/README.md.)
 if not UNDER_ASAN:
     try:
-        import torch  # noqa: F401
+        import torch as _torch_loaded_first  # noqa: F401
     except ImportError:
         pass
 

@@ -1,0 +1,448 @@
+"""Loading libgpuml and declaring its C functions for ctypes.
+
+The library is found, in this order:
+
+1. ``$GPUML_LIBRARY``: a path to ``libgpuml.so`` (or a directory holding it),
+   for development against a build tree (``meson test`` sets it);
+2. the copy bundled in the installed package (``gpuml/_native/libgpuml.so``);
+3. an in-tree build next to these sources (``<repo>/build/libgpuml``), so a
+   source checkout works without installing;
+4. the system's ``libgpuml`` (``ctypes.util.find_library``).
+
+Every C call goes through ctypes.CDLL, which releases the GIL for the
+duration of the call: other Python threads run while gpuml computes.
+Functions that return a ``gpuml_status`` are given an ``errcheck`` that turns
+a failure into a :class:`gpuml.Error` carrying ``gpuml_last_error()``; it runs
+on the calling thread right after the call, where the C library keeps the
+message (the message is per thread).
+
+Functions that this build of the library lacks (an older library, or a part
+that is not merged yet) are left out of the namespace; :func:`need` raises
+:class:`gpuml.UnsupportedError` naming them.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int64, c_long,
+                    c_size_t, c_uint64, c_void_p)
+from pathlib import Path
+
+from ._errors import UnsupportedError, raise_for_status
+
+MAX_DIMS = 8
+
+# ---- structs (layouts mirror include/gpuml/*.h; tests/test_abi.py checks) ----
+
+
+class Device(Structure):
+    _fields_ = [("type", c_int), ("index", c_int)]
+
+
+LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
+DELETER = CFUNCTYPE(None, c_void_p, c_void_p)
+
+
+class CtxConfig(Structure):
+    _fields_ = [("device", Device), ("stream", c_void_p), ("num_threads", c_int), ("seed", c_uint64),
+                ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
+
+
+class OcParams(Structure):
+    _fields_ = [("q_min", c_float), ("s_b", c_float), ("max_objects", c_int64)]
+
+
+class KnnParams(Structure):
+    _fields_ = [("k", c_int), ("max_radius", c_float), ("algo", c_int)]
+
+
+class BatchNormParams(Structure):
+    _fields_ = [("momentum", c_float), ("eps", c_float), ("training", c_int), ("use_cudnn", c_int)]
+
+
+class OptimConfig(Structure):
+    _fields_ = [("kind", c_int), ("lr", c_float), ("weight_decay", c_float), ("momentum", c_float),
+                ("dampening", c_float), ("nesterov", c_int), ("beta1", c_float), ("beta2", c_float),
+                ("eps", c_float), ("clip_norm", c_float), ("schedule", c_int), ("warmup_steps", c_int64),
+                ("total_steps", c_int64), ("min_lr", c_float), ("step_size", c_int64), ("gamma", c_float)]
+
+
+TRAIN_MAX_INPUTS = 8
+
+
+class TrainerConfig(Structure):
+    _fields_ = [("loss", c_int), ("num_inputs", c_int), ("input_fields", c_int * TRAIN_MAX_INPUTS),
+                ("target_field", c_int), ("output", c_int), ("beta_output", c_int), ("coords_output", c_int),
+                ("oc", OcParams), ("class_weights", c_void_p), ("optim", OptimConfig), ("accumulate", c_int)]
+
+
+class StepStats(Structure):
+    _fields_ = [("loss", c_float), ("components", c_float * 3), ("events", c_int64), ("rows", c_int64),
+                ("correct", c_int64), ("lr", c_float), ("stepped", c_int)]
+
+
+class LoaderConfig(Structure):
+    _fields_ = [("path", c_char_p), ("fields", POINTER(c_char_p)), ("num_fields", c_int),
+                ("max_rows", c_int64), ("max_events", c_int64), ("seed", c_uint64), ("shuffle", c_int),
+                ("rank", c_int), ("world_size", c_int), ("prefetch", c_int), ("in_memory", c_int),
+                ("in_memory_limit", c_size_t)]
+
+
+class LoaderPosition(Structure):
+    _fields_ = [("epoch", c_int64), ("batch", c_int64), ("fingerprint", c_uint64)]
+
+
+class TrainState(Structure):
+    _fields_ = [("step", c_int64), ("epoch", c_int64), ("rng_seed", c_uint64), ("rng_counter", c_uint64),
+                ("loader", LoaderPosition)]
+
+
+class FieldInfo(Structure):
+    _fields_ = [("name", c_char_p), ("per_event", c_int), ("dtype", c_int), ("ndim", c_int),
+                ("shape", c_int64 * MAX_DIMS)]
+
+
+class Strings(Structure):
+    _fields_ = [("count", c_size_t), ("items", POINTER(c_char_p))]
+
+
+class AllocStats(Structure):
+    _fields_ = [("bytes_in_use", c_size_t), ("bytes_peak", c_size_t), ("bytes_cached", c_size_t),
+                ("bytes_reserved", c_size_t), ("num_allocs", c_uint64), ("num_cache_hits", c_uint64),
+                ("num_system_allocs", c_uint64)]
+
+
+class EngineConfig(Structure):
+    _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
+                ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
+                ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
+                ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int), ("log_fn", LOG_FN),
+                ("log_user", c_void_p), ("log_level", c_int)]
+
+
+class EngineRequest(Structure):
+    _fields_ = [("rows", c_int64), ("inputs", POINTER(c_void_p)), ("outputs", POINTER(c_void_p)),
+                ("inputs_on", c_int), ("outputs_on", c_int), ("borrow_inputs", c_int), ("priority", c_int),
+                ("deadline_us", c_int64)]
+
+
+class EngineTiming(Structure):
+    _fields_ = [("count", c_uint64), ("mean_us", c_double), ("p50_us", c_double), ("p90_us", c_double),
+                ("p99_us", c_double), ("max_us", c_double)]
+
+
+class EngineStats(Structure):
+    _fields_ = [("submitted", c_uint64), ("rejected", c_uint64), ("completed", c_uint64), ("failed", c_uint64),
+                ("timed_out", c_uint64), ("cancelled", c_uint64), ("direct", c_uint64), ("batches", c_uint64),
+                ("failed_batches", c_uint64), ("batch_events", c_uint64), ("batch_rows", c_uint64),
+                ("queued", c_int64), ("in_flight", c_int64), ("queue_time", EngineTiming),
+                ("compute_time", EngineTiming), ("latency", EngineTiming)]
+
+
+DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
+
+
+class CommConfig(Structure):
+    _fields_ = [("backend", c_int), ("mpi_comm", c_void_p), ("timeout_s", c_double), ("deterministic", c_int),
+                ("validate", c_int), ("rank", c_int), ("size", c_int), ("local_rank", c_int), ("device", c_int),
+                ("bootstrap", c_int), ("bootstrap_path", c_char_p), ("bootstrap_env", c_char_p),
+                ("bootstrap_tag", c_char_p), ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
+
+
+class DdpConfig(Structure):
+    _fields_ = [("first_bucket_bytes", c_int64), ("bucket_bytes", c_int64), ("broadcast_buffers", c_int)]
+
+STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_params": OcParams,
+           "gpuml_knn_params": KnnParams, "gpuml_batch_norm_params": BatchNormParams,
+           "gpuml_optim_config": OptimConfig, "gpuml_loader_config": LoaderConfig,
+           "gpuml_loader_position": LoaderPosition, "gpuml_train_state": TrainState,
+           "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats,
+           "gpuml_trainer_config": TrainerConfig, "gpuml_step_stats": StepStats,
+           "gpuml_engine_config": EngineConfig, "gpuml_engine_request": EngineRequest,
+           "gpuml_engine_timing": EngineTiming, "gpuml_engine_stats": EngineStats,
+           "gpuml_comm_config": CommConfig, "gpuml_ddp_config": DdpConfig}
+
+# ---- function table ---------------------------------------------------------
+# name: (restype, argtypes). ST marks a gpuml_status return (checked).
+ST = "status"
+P = c_void_p          # opaque handles, tensors, vars
+PP = POINTER(c_void_p)
+I64P = POINTER(c_int64)
+I = c_int
+F = c_float
+
+_PROTOS = {
+    # status / context
+    "gpuml_version": (c_char_p, []),
+    "gpuml_status_string": (c_char_p, [I]),
+    "gpuml_last_error": (c_char_p, []),
+    "gpuml_clear_error": (None, []),
+    "gpuml_has_feature": (I, [c_char_p]),
+    "gpuml_cuda_device_count": (I, []),
+    "gpuml_ctx_config_init_defaults": (None, [POINTER(CtxConfig)]),
+    "gpuml_ctx_create": (ST, [POINTER(CtxConfig), PP]),
+    "gpuml_ctx_destroy": (None, [P]),
+    "gpuml_ctx_synchronize": (ST, [P]),
+    "gpuml_ctx_device": (Device, [P]),
+    "gpuml_ctx_stream": (P, [P]),
+    "gpuml_ctx_num_threads": (I, [P]),
+    "gpuml_ctx_set_num_threads": (ST, [P, I]),
+    "gpuml_ctx_set_seed": (None, [P, c_uint64]),
+    "gpuml_ctx_get_rng_state": (None, [P, POINTER(c_uint64), POINTER(c_uint64)]),
+    "gpuml_ctx_set_rng_state": (None, [P, c_uint64, c_uint64]),
+    "gpuml_ctx_alloc_stats": (None, [P, I, POINTER(AllocStats)]),
+    "gpuml_ctx_release_cached": (None, [P]),
+    "gpuml_ctx_fail_allocation_after": (None, [P, c_long]),
+    # tensors
+    "gpuml_dtype_size": (c_size_t, [I]),
+    "gpuml_tensor_create": (ST, [P, I, I, I64P, PP]),
+    "gpuml_tensor_zeros": (ST, [P, I, I, I64P, PP]),
+    "gpuml_tensor_wrap": (ST, [P, Device, I, I, I64P, DELETER, P, PP]),
+    "gpuml_tensor_destroy": (None, [P]),
+    "gpuml_tensor_dtype": (I, [P]),
+    "gpuml_tensor_ndim": (I, [P]),
+    "gpuml_tensor_shape": (I64P, [P]),
+    "gpuml_tensor_numel": (c_int64, [P]),
+    "gpuml_tensor_nbytes": (c_size_t, [P]),
+    "gpuml_tensor_device": (Device, [P]),
+    "gpuml_tensor_data": (P, [P]),
+    "gpuml_tensor_reshape": (ST, [P, I, I64P, PP]),
+    "gpuml_tensor_slice_rows": (ST, [P, c_int64, c_int64, PP]),
+    "gpuml_tensor_copy_from_host": (ST, [P, P, P, c_size_t]),
+    "gpuml_tensor_copy_to_host": (ST, [P, P, P, c_size_t]),
+    "gpuml_tensor_copy": (ST, [P, P, P]),
+    "gpuml_tensor_describe": (c_char_p, [P, c_char_p, c_size_t]),
+    # ops
+    "gpuml_unary": (ST, [P, I, F, P, P]),
+    "gpuml_binary": (ST, [P, I, P, P, P]),
+    "gpuml_scale": (ST, [P, F, P, P]),
+    "gpuml_fill": (ST, [P, P, c_double]),
+    "gpuml_cast": (ST, [P, P, P]),
+    "gpuml_reduce": (ST, [P, I, P, I, P, P]),
+    "gpuml_softmax": (ST, [P, P, P]),
+    "gpuml_log_softmax": (ST, [P, P, P]),
+    "gpuml_matmul": (ST, [P, P, I, P, I, P]),
+    "gpuml_linear": (ST, [P, P, P, P, P]),
+    "gpuml_gather_rows": (ST, [P, P, P, P]),
+    "gpuml_scatter_add_rows": (ST, [P, P, P, P]),
+    "gpuml_index_csr": (ST, [P, P, P, P]),
+    "gpuml_segment_reduce": (ST, [P, I, P, P, P, P]),
+    "gpuml_segment_ids": (ST, [P, P, P]),
+    "gpuml_concat": (ST, [P, I, PP, P]),
+    "gpuml_layernorm": (ST, [P, P, P, P, F, P, P, P]),
+    "gpuml_bce_logits": (ST, [P, P, P, P, P]),
+    "gpuml_cross_entropy": (ST, [P, P, P, P, P]),
+    "gpuml_oc_params_init_defaults": (None, [POINTER(OcParams)]),
+    "gpuml_object_condensation": (ST, [P, P, P, P, P, POINTER(OcParams), P, P, P, P]),
+    "gpuml_object_condensation_backward": (ST, [P, P, P, P, P, POINTER(OcParams), P, P, P, P, P]),
+    "gpuml_rand_uniform": (ST, [P, P, F, F]),
+    "gpuml_rand_normal": (ST, [P, P, F, F]),
+    # knn (gpuml/knn.h)
+    "gpuml_knn_params_init_defaults": (None, [POINTER(KnnParams)]),
+    "gpuml_knn_ex": (ST, [P, P, P, POINTER(KnnParams), P, P, P, P]),
+    "gpuml_knn_backward": (ST, [P, P, P, P, P, P, P]),
+    # graph ops (gpuml/graph.h)
+    "gpuml_gravnet_aggregate": (ST, [P, P, P, P, F, I, P, P]),
+    "gpuml_gravnet_aggregate_backward": (ST, [P, P, P, P, F, I, P, P, P, P, P, P]),
+    "gpuml_edge_first_linear": (ST, [P, P, P, I, P, P, P]),
+    "gpuml_neighbour_aggregate": (ST, [P, I, P, P, I, P, P]),
+    "gpuml_edge_mask": (ST, [P, P, I, P]),
+    "gpuml_batch_norm_params_init_defaults": (None, [POINTER(BatchNormParams)]),
+    "gpuml_batch_norm": (ST, [P, POINTER(BatchNormParams), P, P, P, P, P, P, P, P, P]),
+    # autograd
+    "gpuml_tape_create": (ST, [P, PP]),
+    "gpuml_tape_destroy": (None, [P]),
+    "gpuml_tape_reset": (None, [P]),
+    "gpuml_tape_set_grad_enabled": (None, [P, I]),
+    "gpuml_tape_set_training": (None, [P, I]),
+    "gpuml_var_value": (P, [P]),
+    # models
+    "gpuml_model_create": (ST, [P, c_char_p, PP]),
+    "gpuml_model_destroy": (None, [P]),
+    "gpuml_model_config": (c_char_p, [P]),
+    "gpuml_model_init_params": (ST, [P, c_uint64]),
+    "gpuml_model_num_inputs": (I, [P]),
+    "gpuml_model_num_outputs": (I, [P]),
+    "gpuml_model_input_info": (ST, [P, I, POINTER(c_char_p), I64P]),
+    "gpuml_model_output_info": (ST, [P, I, POINTER(c_char_p), I64P, POINTER(I)]),
+    "gpuml_model_num_params": (I, [P]),
+    "gpuml_model_param_count": (c_int64, [P]),
+    "gpuml_model_param": (ST, [P, I, POINTER(c_char_p), PP, PP, PP]),
+    "gpuml_model_param_slab": (P, [P]),
+    "gpuml_model_grad_slab": (P, [P]),
+    "gpuml_model_zero_grad": (ST, [P]),
+    "gpuml_model_num_buffers": (I, [P]),
+    "gpuml_model_buffer": (ST, [P, I, POINTER(c_char_p), PP]),
+    "gpuml_model_summary": (c_size_t, [P, c_char_p, c_size_t]),
+    "gpuml_model_save": (ST, [P, c_char_p]),
+    "gpuml_model_load": (ST, [P, c_char_p, PP]),
+    "gpuml_model_load_weights": (ST, [P, c_char_p]),
+    "gpuml_model_forward": (ST, [P, P, PP, P, PP]),
+    # optimizers, checkpoints
+    "gpuml_optim_config_init_defaults": (None, [POINTER(OptimConfig)]),
+    "gpuml_optim_lr": (F, [P]),
+    "gpuml_optim_num_steps": (c_int64, [P]),
+    "gpuml_trainer_config_init_defaults": (None, [POINTER(TrainerConfig)]),
+    "gpuml_trainer_create": (ST, [P, POINTER(TrainerConfig), PP]),
+    "gpuml_trainer_destroy": (None, [P]),
+    "gpuml_trainer_optim": (P, [P]),
+    "gpuml_trainer_step": (ST, [P, PP, P, P, POINTER(StepStats)]),
+    "gpuml_trainer_step_batch": (ST, [P, P, POINTER(StepStats)]),
+    "gpuml_trainer_evaluate_batch": (ST, [P, P, POINTER(StepStats)]),
+    "gpuml_checkpoint_save": (ST, [c_char_p, P, P, POINTER(TrainState)]),
+    "gpuml_checkpoint_load": (ST, [c_char_p, P, P, POINTER(TrainState)]),
+    # inference engine (gpuml/infer.h)
+    "gpuml_engine_config_init_defaults": (None, [POINTER(EngineConfig)]),
+    "gpuml_engine_create": (ST, [c_char_p, POINTER(EngineConfig), PP]),
+    "gpuml_engine_create_from_model": (ST, [P, POINTER(EngineConfig), PP]),
+    "gpuml_engine_shutdown": (ST, [P, I]),
+    "gpuml_engine_destroy": (None, [P]),
+    "gpuml_engine_request_init": (None, [POINTER(EngineRequest)]),
+    "gpuml_engine_clock_us": (c_int64, []),
+    "gpuml_engine_submit": (ST, [P, POINTER(EngineRequest), DONE_FN, P]),
+    "gpuml_engine_run": (ST, [P, POINTER(EngineRequest)]),
+    "gpuml_engine_run_direct": (ST, [P, POINTER(EngineRequest), P]),
+    "gpuml_engine_model": (P, [P]),
+    "gpuml_engine_get_stats": (ST, [P, POINTER(EngineStats)]),
+    "gpuml_engine_batch_histogram": (ST, [P, POINTER(c_uint64), I]),
+    "gpuml_engine_reset_stats": (None, [P]),
+    "gpuml_engine_last_error": (c_char_p, [P, c_char_p, c_size_t]),
+    "gpuml_engine_fail_batch_after": (None, [P, c_long]),
+    # communicators, data parallel (gpuml/dist.h, ddp.h)
+    "gpuml_comm_config_init_defaults": (None, [POINTER(CommConfig)]),
+    "gpuml_comm_create": (ST, [POINTER(CommConfig), PP]),
+    "gpuml_comm_destroy": (None, [P]),
+    "gpuml_comm_rank": (I, [P]),
+    "gpuml_comm_size": (I, [P]),
+    "gpuml_comm_local_rank": (I, [P]),
+    "gpuml_comm_local_size": (I, [P]),
+    "gpuml_comm_get_backend": (I, [P]),
+    "gpuml_comm_device": (Device, [P]),
+    "gpuml_comm_status": (I, [P]),
+    "gpuml_comm_set_timeout": (ST, [P, c_double]),
+    "gpuml_comm_abort": (None, [P]),
+    "gpuml_comm_shard_rows": (None, [c_int64, I, I, I64P, I64P]),
+    "gpuml_comm_allreduce": (ST, [P, P, I, P, P]),
+    "gpuml_comm_broadcast": (ST, [P, P, P, I]),
+    "gpuml_comm_allgather": (ST, [P, P, P, P]),
+    "gpuml_comm_barrier": (ST, [P]),
+    "gpuml_ddp_config_init_defaults": (None, [POINTER(DdpConfig)]),
+    "gpuml_ddp_create": (ST, [P, P, POINTER(DdpConfig), PP]),
+    "gpuml_ddp_destroy": (None, [P]),
+    "gpuml_ddp_num_buckets": (I, [P]),
+    "gpuml_trainer_set_ddp": (None, [P, P]),
+    # io
+    "gpuml_strings_free": (None, [POINTER(Strings)]),
+    "gpuml_dataset_open": (ST, [c_char_p, PP]),
+    "gpuml_dataset_close": (None, [P]),
+    "gpuml_dataset_num_events": (c_int64, [P]),
+    "gpuml_dataset_num_rows": (c_int64, [P]),
+    "gpuml_dataset_num_fields": (I, [P]),
+    "gpuml_dataset_field": (ST, [P, I, POINTER(FieldInfo)]),
+    "gpuml_dataset_columns": (ST, [P, c_char_p, POINTER(Strings)]),
+    "gpuml_dataset_read": (ST, [P, P, c_int64, c_int64, I, POINTER(c_char_p), PP, PP]),
+    "gpuml_dataset_writer_create": (ST, [c_char_p, PP]),
+    "gpuml_dataset_writer_add_field": (ST, [P, c_char_p, I, I, I64P, POINTER(c_char_p), I]),
+    "gpuml_dataset_writer_append": (ST, [P, c_int64, PP]),
+    "gpuml_dataset_writer_commit": (ST, [P]),
+    "gpuml_dataset_writer_abort": (None, [P]),
+    "gpuml_loader_config_init_defaults": (None, [POINTER(LoaderConfig)]),
+    "gpuml_loader_create": (ST, [P, POINTER(LoaderConfig), PP]),
+    "gpuml_loader_destroy": (None, [P]),
+    "gpuml_loader_next": (ST, [P, PP]),
+    "gpuml_loader_num_batches": (ST, [P, c_int64, I64P]),
+    "gpuml_loader_get_position": (ST, [P, POINTER(LoaderPosition)]),
+    "gpuml_loader_set_position": (ST, [P, POINTER(LoaderPosition)]),
+    "gpuml_batch_num_events": (c_int64, [P]),
+    "gpuml_batch_num_rows": (c_int64, [P]),
+    "gpuml_batch_epoch": (c_int64, [P]),
+    "gpuml_batch_index": (c_int64, [P]),
+    "gpuml_batch_row_splits": (P, [P]),
+    "gpuml_batch_field": (P, [P, I]),
+    "gpuml_batch_event_ids": (I64P, [P]),
+    "gpuml_batch_destroy": (None, [P]),
+}
+
+
+# Functions whose gpuml_status result is a value to read, not success or
+# failure of the call: declared as int, without the raising errcheck.
+STATUS_VALUES = {"gpuml_comm_status"}
+
+
+class _Lib:
+    """The loaded library: C functions as attributes (only those it exports)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.dll = ctypes.CDLL(path)
+        self.missing = []
+        for name, (res, args) in _PROTOS.items():
+            self.declare(name, res, args)
+
+    def declare(self, name, res, args):
+        try:
+            fn = getattr(self.dll, name)
+        except AttributeError:
+            self.missing.append(name)
+            return
+        fn.argtypes = args
+        if res == ST:
+            fn.restype = c_int
+            fn.errcheck = _check
+        else:
+            fn.restype = res
+        setattr(self, name, fn)
+
+
+def _check(status, fn, args):
+    if status != 0:
+        raise_for_status(status, lib.gpuml_last_error().decode("utf-8", "replace"), fn.__name__)
+    return status
+
+
+def need(*names: str) -> None:
+    """Raise UnsupportedError unless the loaded library exports every name."""
+    absent = [n for n in names if not hasattr(lib, n)]
+    if absent:
+        raise UnsupportedError(f"{', '.join(absent)} not in {lib.path} (library too old, or the part is "
+                               "not built yet)")
+
+
+def _candidates():
+    env = os.environ.get("GPUML_LIBRARY")
+    if env:
+        p = Path(env)
+        if p.is_dir():
+            hits = sorted(p.glob("libgpuml.so*")) + sorted(p.glob("libgpuml/libgpuml.so*"))
+            if not hits:
+                raise OSError(f"GPUML_LIBRARY={env} is a directory without libgpuml.so")
+            return [str(hits[0])], True
+        return [env], True
+    here = Path(__file__).resolve().parent
+    out = [str(here / "_native" / "libgpuml.so")]
+    out.append(str(here.parent.parent / "build" / "libgpuml" / "libgpuml.so"))
+    found = ctypes.util.find_library("gpuml")
+    if found:
+        out.append(found)
+    return out, False
+
+
+def _load() -> _Lib:
+    paths, explicit = _candidates()
+    errors = []
+    for p in paths:
+        if explicit or os.path.exists(p) or "/" not in p:
+            try:
+                return _Lib(p)
+            except OSError as e:
+                errors.append(f"{p}: {e}")
+                if explicit:
+                    break
+        else:
+            errors.append(f"{p}: not found")
+    raise ImportError("gpuml: cannot load libgpuml (set GPUML_LIBRARY to a built libgpuml.so, or "
+                      "pip install the package, which builds and bundles it):\n  " + "\n  ".join(errors))
+
+
+lib = _load()

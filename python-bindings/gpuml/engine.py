@@ -1,0 +1,266 @@
+"""The asynchronous inference engine (gpuml/infer.h) from Python.
+
+One request is one event. :meth:`Engine.submit` hands it to the C engine
+and returns a :class:`concurrent.futures.Future` at once; the engine batches
+the waiting events, runs one forward pass and completes each future from
+its completion thread. ``await engine.infer(...)`` is the asyncio form.
+
+    with gpuml.Engine("model.h5", max_batch_events=32, max_queue_delay_us=500) as engine:
+        futures = [engine.submit(hits) for hits in events]      # numpy [rows, F] each
+        scores = [f.result() for f in futures]
+
+    async def handle(hits):
+        return await engine.infer(hits)
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import itertools
+import os
+import threading
+from ctypes import c_uint64, c_void_p
+
+import numpy as np
+
+from ._context import parse_device
+from ._errors import InvalidArgumentError, ShapeError, error_for_status
+from ._lib import DONE_FN, EngineConfig, EngineRequest, EngineStats, lib, need
+from ._tensor import as_tensor
+from .model import Model, input_infos, output_infos
+
+_CANCEL, _DRAIN = 0, 1
+
+# Requests in flight: id -> (future, arrays and ctypes objects to keep alive).
+# The done callback finds its request here; it holds no reference to the
+# Engine, so an engine is never freed from its own completion thread by it.
+_pending: dict[int, tuple] = {}
+_ids = itertools.count(1)
+_tls = threading.local()
+
+
+def _on_done(user, status):
+    rec = _pending.pop(user, None)
+    if rec is None:
+        return
+    fut, outputs = rec[0], rec[1]
+    _tls.in_done = True
+    try:
+        if status == 0:
+            fut.set_result(outputs[0] if len(outputs) == 1 else tuple(outputs))
+        else:
+            msg = lib.gpuml_last_error().decode("utf-8", "replace")  # this thread's: the request's error
+            fut.set_exception(error_for_status(status, msg, "gpuml_engine_submit"))
+    finally:
+        _tls.in_done = False
+
+
+_done_fn = DONE_FN(_on_done)
+
+
+def _timing(t) -> dict:
+    return {f: getattr(t, f) for f, _ in t._fields_}
+
+
+class Engine:
+    """An inference engine running one model for many threads at once.
+
+    Parameters
+    ----------
+    model : a model file (HDF5 from ``Model.save`` / gpuml_model_save, or a
+        JSON config) or a :class:`gpuml.Model` (its current weights are
+        copied; it may change or go away afterwards).
+    device : "cpu" (default) or "cuda[:i]".
+    num_instances, max_batch_events, max_batch_rows, max_queue_delay_us,
+    queue_capacity, queue_rows, completion_threads, cpu_threads,
+    max_direct_lanes, warmup : the fields of gpuml_engine_config (None:
+        the C default; see include/gpuml/infer.h).
+
+    Results are bitwise those of running each event alone on the CPU. Every
+    method may be called from any thread. ``close()`` (or leaving a ``with``
+    block) finishes the waiting requests and stops the engine.
+    """
+
+    def __init__(self, model, *, device="cpu", num_instances=None, max_batch_events=None, max_batch_rows=None,
+                 max_queue_delay_us=None, queue_capacity=None, queue_rows=None, completion_threads=None,
+                 cpu_threads=None, max_direct_lanes=None, warmup=None):
+        need("gpuml_engine_create", "gpuml_engine_submit")
+        cfg = EngineConfig()
+        lib.gpuml_engine_config_init_defaults(ctypes.byref(cfg))
+        cfg.device = parse_device(device)
+        cfg.on_destroy = _DRAIN
+        opts = dict(num_instances=num_instances, max_batch_events=max_batch_events, max_batch_rows=max_batch_rows,
+                    max_queue_delay_us=max_queue_delay_us, queue_capacity=queue_capacity, queue_rows=queue_rows,
+                    completion_threads=completion_threads, cpu_threads=cpu_threads,
+                    max_direct_lanes=max_direct_lanes, warmup=warmup)
+        for k, v in opts.items():
+            if v is not None:
+                setattr(cfg, k, int(v))
+        h = c_void_p()
+        if isinstance(model, Model):
+            with model.lock:
+                model.ctx.synchronize()
+                lib.gpuml_engine_create_from_model(model.handle, ctypes.byref(cfg), ctypes.byref(h))
+        else:
+            lib.gpuml_engine_create(os.fsencode(model), ctypes.byref(cfg), ctypes.byref(h))
+        self._h = h.value
+        self.config = {f: getattr(cfg, f) for f, _ in EngineConfig._fields_ if f not in ("log_fn", "log_user")}
+        m = lib.gpuml_engine_model(self._h)
+        self.inputs = input_infos(m)
+        self.outputs = output_infos(m)
+
+    @property
+    def handle(self) -> int:
+        if not self._h:
+            raise InvalidArgumentError("the engine is closed")
+        return self._h
+
+    # ---- requests -------------------------------------------------------------
+    def _request(self, inputs, priority, timeout, borrow, func):
+        """(request, output arrays, objects to keep alive) for one event."""
+        if isinstance(inputs, dict):
+            missing = [i.name for i in self.inputs if i.name not in inputs]
+            if missing:
+                raise InvalidArgumentError(f"{func}: inputs lack {', '.join(missing)}")
+            inputs = [inputs[i.name] for i in self.inputs]
+        elif len(self.inputs) == 1 and not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        if len(inputs) != len(self.inputs):
+            raise InvalidArgumentError(f"{func}: the model has {len(self.inputs)} inputs, got {len(inputs)}")
+        ts = [as_tensor(x, "float32", ndim=2, arg=info.name, func=func) for x, info in zip(inputs, self.inputs)]
+        rows = ts[0].shape[0]
+        # The C request carries bare pointers: every shape is checked here.
+        for t, info in zip(ts, self.inputs):
+            if t.shape != (rows, info.features):
+                raise ShapeError(f"{func}: input '{info.name}' is {list(t.shape)}, expected [{rows}, "
+                                 f"{info.features}] (one event: the same rows for every input)")
+        outs = [np.empty((1 if o.per_event else rows, o.features), np.float32) for o in self.outputs]
+        cin = (c_void_p * len(ts))(*[t.data_ptr for t in ts])
+        cout = (c_void_p * len(outs))(*[o.ctypes.data for o in outs])
+        req = EngineRequest()
+        lib.gpuml_engine_request_init(ctypes.byref(req))
+        req.rows = rows
+        req.inputs = ctypes.cast(cin, ctypes.POINTER(c_void_p))
+        req.outputs = ctypes.cast(cout, ctypes.POINTER(c_void_p))
+        req.borrow_inputs = int(bool(borrow))
+        req.priority = int(priority)
+        if timeout is not None:
+            req.deadline_us = lib.gpuml_engine_clock_us() + max(int(timeout * 1e6), 1)
+        return req, outs, (ts, cin, cout, req)
+
+    def submit(self, inputs, *, priority: int = 0, timeout: float | None = None,
+               borrow: bool = False) -> concurrent.futures.Future:
+        """Queue one event; returns a Future of its outputs at once.
+
+        inputs: [rows, F_i] per model input (one array, a list in input
+        order, or a dict by name; converted by the package's rule). The
+        result is one numpy array per output ([rows, C] per row, [1, C] per
+        event): a single array for a one-output model, else a tuple.
+        priority: higher is batched first. timeout: seconds after which the
+        event is not worth computing (the future then fails with
+        gpuml.TimeoutError). borrow: do not copy the inputs (they must stay
+        unchanged until the future is done).
+
+        Raises gpuml.QueueFullError at once when the engine is saturated
+        (back-pressure: retry later), StateError after close(). A failed
+        batch fails its futures with the C error (message included).
+        """
+        req, outs, keep = self._request(inputs, priority, timeout, borrow, "gpuml.Engine.submit")
+        fut = concurrent.futures.Future()
+        fut.set_running_or_notify_cancel()  # a submitted request cannot be withdrawn
+        rid = next(_ids)
+        _pending[rid] = (fut, outs, keep)
+        try:
+            lib.gpuml_engine_submit(self.handle, ctypes.byref(req), _done_fn, rid)
+        except BaseException:
+            _pending.pop(rid, None)
+            raise
+        return fut
+
+    async def infer(self, inputs, *, priority: int = 0, timeout: float | None = None, retry_full: bool = True):
+        """``await engine.infer(hits)``: submit and await the outputs without
+        blocking the event loop. With retry_full, a saturated engine is
+        retried after short sleeps instead of raising QueueFullError."""
+        from ._errors import QueueFullError
+        delay = 0.0005
+        while True:
+            try:
+                fut = self.submit(inputs, priority=priority, timeout=timeout)
+                break
+            except QueueFullError:
+                if not retry_full:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 0.05)
+        return await asyncio.wrap_future(fut)
+
+    def run(self, inputs, *, priority: int = 0, timeout: float | None = None, direct: bool = False):
+        """Run one event and wait for it (gpuml_engine_run; the GIL is
+        released while waiting). direct=True runs it on this thread without
+        the queue and batching (gpuml_engine_run_direct)."""
+        func = "gpuml.Engine.run"
+        req, outs, keep = self._request(inputs, priority, timeout, False, func)
+        if direct:
+            lib.gpuml_engine_run_direct(self.handle, ctypes.byref(req), None)
+        else:
+            lib.gpuml_engine_run(self.handle, ctypes.byref(req))
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    # ---- statistics ------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters and timings (queue time, compute time, latency in us)."""
+        s = EngineStats()
+        lib.gpuml_engine_get_stats(self.handle, ctypes.byref(s))
+        d = {f: getattr(s, f) for f, _ in EngineStats._fields_}
+        for k in ("queue_time", "compute_time", "latency"):
+            d[k] = _timing(d[k])
+        d["mean_batch_events"] = s.batch_events / s.batches if s.batches else 0.0
+        return d
+
+    def batch_histogram(self, n: int = 65) -> np.ndarray:
+        """counts[k] = batches of k events (the last bin: n - 1 or more)."""
+        counts = (c_uint64 * n)()
+        lib.gpuml_engine_batch_histogram(self.handle, counts, n)
+        return np.array(counts[:], dtype=np.uint64)
+
+    def reset_stats(self) -> None:
+        lib.gpuml_engine_reset_stats(self.handle)
+
+    def last_error(self) -> str:
+        """The message of the engine's last failed batch ("" if none)."""
+        buf = ctypes.create_string_buffer(1024)
+        return lib.gpuml_engine_last_error(self.handle, buf, 1024).decode("utf-8", "replace")
+
+    # ---- lifetime ------------------------------------------------------------------
+    def close(self, drain: bool = True) -> None:
+        """Stop accepting requests, finish (drain) or cancel the waiting
+        ones, wait for every future to be done, and free the engine."""
+        h, self._h = getattr(self, "_h", None), None
+        if not h or lib is None:
+            return
+        if getattr(_tls, "in_done", False):
+            # never from the engine's own completion thread: hand it over
+            threading.Thread(target=_destroy, args=(h, drain), daemon=True).start()
+            return
+        _destroy(h, drain)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        ins = ", ".join(f"{i.name}[{i.features}]" for i in self.inputs)
+        return f"gpuml.Engine({ins}; {'open' if self._h else 'closed'})"
+
+
+def _destroy(h, drain):
+    try:
+        lib.gpuml_engine_shutdown(h, _DRAIN if drain else _CANCEL)
+    finally:
+        lib.gpuml_engine_destroy(h)

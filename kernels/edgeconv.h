@@ -69,6 +69,47 @@ GPUML_HD static inline void gpuml_k_edge_grad_node(const float *GPUML_RESTRICT g
     gpn[v * 2 * C + C + c] = (float)in;
 }
 
+/* Node v, all channels: gpuml_k_edge_grad_node for c in [0, C), walking
+ * rows (each channel sums the same terms in the same order: bitwise the
+ * per-channel function's result). */
+GPUML_HD static inline void gpuml_k_edge_grad_node_row(const float *GPUML_RESTRICT gout,
+                                                       const int32_t *GPUML_RESTRICT idx,
+                                                       const int64_t *GPUML_RESTRICT rowptr,
+                                                       const int64_t *GPUML_RESTRICT col, int64_t n, int64_t k,
+                                                       int first, int64_t C, int64_t v, float *GPUML_RESTRICT gpn)
+{
+    enum { B = 32 };
+    int64_t ke = k - first, m = n * k;
+    int64_t b, end;
+    gpuml_k_csr_range(rowptr, v, m, &b, &end);
+    for (int64_t c0 = 0; c0 < C; c0 += B) {
+        int64_t nc = gpuml_k_min64(C - c0, B);
+        double own[B], in[B];
+        for (int64_t c = 0; c < nc; c++)
+            own[c] = in[c] = 0.0;
+        for (int64_t t = 0; t < ke; t++) {
+            if (!gpuml_k_edge_valid(idx, n, k, first, v * k + t + first))
+                continue;
+            const float *row = gout + (v * ke + t) * C + c0;
+            for (int64_t c = 0; c < nc; c++)
+                own[c] += (double)row[c];
+        }
+        for (int64_t q = b; q < end; q++) {
+            int64_t e = col[q];
+            if (e < 0 || e >= m || (int64_t)idx[e] != v || !gpuml_k_edge_valid(idx, n, k, first, e))
+                continue;
+            int64_t i = e / k, s = e - i * k;
+            const float *row = gout + (i * ke + s - first) * C + c0;
+            for (int64_t c = 0; c < nc; c++)
+                in[c] += (double)row[c];
+        }
+        for (int64_t c = 0; c < nc; c++) {
+            gpn[v * 2 * C + c0 + c] = (float)own[c];
+            gpn[v * 2 * C + C + c0 + c] = (float)in[c];
+        }
+    }
+}
+
 /* gw[c, f] for f in [0, 2F) from gwcat [2C, F]: W1 gets the (W1 - W2) row,
  * W2 gets its own row minus it. */
 GPUML_HD static inline void gpuml_k_edge_grad_w_elem(const float *GPUML_RESTRICT gwcat, int64_t C, int64_t F,

@@ -31,8 +31,7 @@ gpuml_status gpuml_cpu_edge_grad_node(const gpuml_kctx *k, const float *gout, co
     int nt = k->nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * C > GPUML_PAR_GRAIN)
     for (int64_t v = 0; v < n; v++)
-        for (int64_t c = 0; c < C; c++)
-            gpuml_k_edge_grad_node(gout, idx, rowptr, col, n, kk, first, C, v, c, gpn);
+        gpuml_k_edge_grad_node_row(gout, idx, rowptr, col, n, kk, first, C, v, gpn);
     return GPUML_OK;
 }
 

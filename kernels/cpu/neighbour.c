@@ -8,8 +8,7 @@ gpuml_status gpuml_cpu_neighbour_reduce(const gpuml_kctx *k, int op, const float
     int nt = k->nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * C > GPUML_PAR_GRAIN)
     for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < C; c++)
-            gpuml_k_neighbour_reduce(op, edges, idx, n, kk, first, C, i, c, out, am);
+        gpuml_k_neighbour_reduce_row(op, edges, idx, n, kk, first, C, i, out, am);
     return GPUML_OK;
 }
 
@@ -19,8 +18,7 @@ gpuml_status gpuml_cpu_neighbour_grad(const gpuml_kctx *k, int op, const float *
     int nt = k->nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * C > GPUML_PAR_GRAIN)
     for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < C; c++)
-            gpuml_k_neighbour_grad(op, gout, am, idx, n, kk, first, C, i, c, gedges);
+        gpuml_k_neighbour_grad_row(op, gout, am, idx, n, kk, first, C, i, gedges);
     return GPUML_OK;
 }
 

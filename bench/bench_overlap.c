@@ -10,7 +10,9 @@
  *
  * hidden = (serial - t) / allreduce alone: the share of the communication
  * time taken off the critical path (1 = fully overlapped, 0 = none,
- * negative = worse than not overlapping at all).
+ * negative = worse than not overlapping at all). tail = time from the end
+ * of the compute to the all-reduce's completion: ~0 when the collective
+ * progressed during the compute, ~the all-reduce time when it did not.
  *
  *   mpirun -np 2 build/bench/bench_overlap [bytes] [compute_ms] [repeats] */
 #define _POSIX_C_SOURCE 200809L
@@ -86,8 +88,18 @@ static const char *const names[N_MODES] = {
     "start; compute + gpuml_comm_progress/1 ms; wait", "MPI_Iallreduce + progress thread (spin)",
     "MPI_Iallreduce + progress thread (50 us naps)"};
 
+static double g_tail;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void one(int mode, gpuml_comm *comm, gpuml_ctx *ctx, gpuml_tensor *t, long units)
 {
+    double t_end;
+    g_tail = 0;
     gpuml_comm_request *r = NULL;
     long per_ms = (long)(g_units_per_s / 1000.0);
     per_ms = per_ms < 1 ? 1 : per_ms;
@@ -101,7 +113,9 @@ static void one(int mode, gpuml_comm *comm, gpuml_ctx *ctx, gpuml_tensor *t, lon
     case NO_PROGRESS:
         gpuml_comm_allreduce_start(comm, ctx, GPUML_COMM_SUM, t, t, &r);
         compute_units(units);
+        t_end = now();
         gpuml_comm_wait(r, -1);
+        g_tail = now() - t_end;
         break;
     case HOOKS:
         gpuml_comm_allreduce_start(comm, ctx, GPUML_COMM_SUM, t, t, &r);
@@ -109,7 +123,9 @@ static void one(int mode, gpuml_comm *comm, gpuml_ctx *ctx, gpuml_tensor *t, lon
             compute_units(per_ms < units - done ? per_ms : units - done);
             gpuml_comm_progress(comm);
         }
+        t_end = now();
         gpuml_comm_wait(r, -1);
+        g_tail = now() - t_end;
         break;
     default: { /* raw MPI: gpuml has no progress thread to compare with */
         g_nap_us = mode == THREAD_NAP ? 50 : 0;
@@ -119,7 +135,9 @@ static void one(int mode, gpuml_comm *comm, gpuml_ctx *ctx, gpuml_tensor *t, lon
         pthread_t th;
         pthread_create(&th, NULL, progress_thread, NULL);
         compute_units(units);
+        t_end = now();
         pthread_join(th, NULL);
+        g_tail = now() - t_end;
         break;
     }
     }
@@ -153,29 +171,52 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", gpuml_last_error());
             return 1;
         }
-        double best[N_MODES];
-        for (int m = 0; m < N_MODES; m++) {
+        double best[N_MODES], tail[N_MODES], med[N_MODES], med_tail[N_MODES];
+        double *all = calloc((size_t)N_MODES * (size_t)repeats * 2, sizeof(double));
+        for (int m = 0; m < N_MODES; m++)
             best[m] = 1e30;
-            if (det && m >= THREAD_SPIN)
-                continue; /* raw MPI rows: once */
-            for (int r = 0; r < repeats; r++) {
+        /* Modes interleaved, so that a change in the machine's load hits
+         * them all alike. */
+        for (int r = 0; r < repeats; r++) {
+            for (int m = 0; m < N_MODES; m++) {
+                if (det && m >= THREAD_SPIN)
+                    continue; /* raw MPI rows: once */
                 MPI_Barrier(MPI_COMM_WORLD);
                 double t0 = now();
                 one(m, comm, ctx, t, units);
-                double dt = now() - t0;
-                MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-                best[m] = dt < best[m] ? dt : best[m];
+                double dt[2] = {now() - t0, g_tail};
+                MPI_Allreduce(MPI_IN_PLACE, dt, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                if (dt[0] < best[m]) {
+                    best[m] = dt[0];
+                    tail[m] = dt[1];
+                }
+                all[(size_t)(m * repeats + r) * 2] = dt[0];
+                all[(size_t)(m * repeats + r) * 2 + 1] = dt[1];
             }
         }
+        for (int m = 0; m < N_MODES; m++) {
+            double tot[512], tl[512];
+            int k = repeats < 512 ? repeats : 512;
+            for (int r = 0; r < k; r++) {
+                tot[r] = all[(size_t)(m * repeats + r) * 2];
+                tl[r] = all[(size_t)(m * repeats + r) * 2 + 1];
+            }
+            qsort(tot, (size_t)k, sizeof(double), cmp_double);
+            qsort(tl, (size_t)k, sizeof(double), cmp_double);
+            med[m] = tot[k / 2];
+            med_tail[m] = tl[k / 2];
+        }
+        free(all);
         if (rank == 0) {
-            printf("# %zu bytes f32, compute %.0f ms, gpuml %s; best of %d (slowest rank)\n", bytes, compute_ms,
-                   det ? "deterministic" : "native (MPI_Iallreduce)", repeats);
+            printf("# %zu bytes f32, compute %.0f ms, gpuml %s; %d runs, slowest rank; best | median\n", bytes,
+                   compute_ms, det ? "deterministic" : "native (MPI_Iallreduce)", repeats);
             for (int m = 0; m < N_MODES; m++) {
                 if (best[m] >= 1e30)
                     continue;
-                printf("  %-50s %8.2f ms", names[m], best[m] * 1e3);
+                printf("  %-48s %7.2f | %7.2f ms", names[m], best[m] * 1e3, med[m] * 1e3);
                 if (m >= NO_PROGRESS)
-                    printf("   hidden %5.2f", (best[SERIAL] - best[m]) / best[ALONE]);
+                    printf("   hidden %5.2f | %5.2f   tail %6.2f | %6.2f ms", (best[SERIAL] - best[m]) / best[ALONE],
+                           (med[SERIAL] - med[m]) / med[ALONE], tail[m] * 1e3, med_tail[m] * 1e3);
                 printf("\n");
             }
         }

@@ -35,6 +35,7 @@ struct gpuml_nccl_state {
     int device;
     bool aborted;
     void *barrier_buf; /* one i32 for a barrier without MPI */
+    int64_t *work;     /* 5 x size entries: per-rank splits and counts */
 };
 
 typedef struct nccl_req {
@@ -208,6 +209,7 @@ static void state_free(gpuml_nccl_state *s)
     }
     if (s->stream)
         cudaStreamDestroy(s->stream);
+    free(s->work);
     free(s);
 }
 
@@ -228,9 +230,15 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
     if (!s)
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the NCCL state");
     s->device = dev;
+    s->work = calloc((size_t)5 * (size_t)comm->size, sizeof(int64_t));
+    if (!s->work) {
+        free(s);
+        return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the NCCL state");
+    }
     dev_guard g;
     cudaError_t ce = guard_enter(&g, dev);
     if (ce != cudaSuccess) {
+        free(s->work);
         free(s);
         return gpuml_fail(NULL, GPUML_ERR_CUDA, fn, "cudaSetDevice(%d) failed: %s", dev, cudaGetErrorString(ce));
     }
@@ -358,7 +366,7 @@ static ncclResult_t det_sum(gpuml_comm *comm, gpuml_comm_request *req, bool *tim
     bool scatter = c->kind == COLL_REDUCE_SCATTER;
     int64_t total = c->in_rows * c->row_elems;
     int64_t unit = scatter ? c->row_elems : 1, units = scatter ? c->in_rows : total;
-    int64_t start[64] = {0}, len[64] = {0}; /* balanced split, as on the MPI path */
+    int64_t *start = s->work, *len = s->work + n; /* balanced split, as on the MPI path */
     float *A = NULL;
     size_t a_bytes;
     for (int q = 0; q < n; q++) {
@@ -414,7 +422,7 @@ static bool gather_counts(gpuml_comm *comm, gpuml_comm_request *req, int64_t *cn
     }
 #if GPUML_HAVE_MPI
     int64_t mine[3] = {c->in_rows, c->out_rows, c->row_elems};
-    int64_t all[3 * 64];
+    int64_t *all = comm->nccl->work + 2 * n; /* 3 x size */
     gpuml_status st = gpuml_mpi_allgather_i64(comm, mine, 3, all, req->fn);
     if (st != GPUML_OK) {
         gpuml_comm_break(comm, st, true, "%s", gpuml_last_error());
@@ -444,10 +452,6 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
         gpuml_req_finish(req, GPUML_ERR_STATE, "the NCCL communicator was aborted");
         return;
     }
-    if (comm->size > 64) {
-        gpuml_req_finish(req, GPUML_ERR_UNSUPPORTED, "this NCCL path handles at most 64 ranks");
-        return;
-    }
     if (gpuml_coll_is_det(comm, c) && c->dtype != GPUML_F32) {
         gpuml_req_finish(req, GPUML_ERR_UNSUPPORTED, "the deterministic NCCL sum takes f32 only (got %s); set "
                          "cfg.deterministic = 0 for NCCL's own order", gpuml_dtype_name(c->dtype));
@@ -463,7 +467,7 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
         }
         req->bs = nr;
     }
-    int64_t cnt[64];
+    int64_t *cnt = s->work; /* all-gather: per-rank element counts (det_sum is not used then) */
     if (c->kind == COLL_ALLGATHER && !gather_counts(comm, req, cnt))
         return;
     dev_guard g;

@@ -8,7 +8,8 @@
 #                                            pass iff every surviving rank
 #                                            reports FAULT-OK and exits with
 #                                            code 3, in time
-# Environment: MPIRUN (default mpirun), MPI_TEST_TIMEOUT (seconds, default 120).
+# Environment: MPIRUN (default mpirun), MPI_TEST_TIMEOUT (seconds, default 120),
+# MPIRUN_FLAGS (extra mpirun flags, e.g. "--mca btl tcp,self").
 set -u
 mode=$1 np=$2 prog=$3
 shift 3
@@ -20,6 +21,8 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
 mpirun=${MPIRUN:-mpirun}
 limit=${MPI_TEST_TIMEOUT:-120}
 flags=(--oversubscribe --bind-to none -np "$np")
+# shellcheck disable=SC2206 # word splitting wanted
+[ -n "${MPIRUN_FLAGS:-}" ] && flags+=($MPIRUN_FLAGS)
 
 run() { timeout --kill-after=10 "$limit" "$mpirun" "${flags[@]}" "$@"; }
 

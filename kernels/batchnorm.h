@@ -9,6 +9,7 @@
 #define GPUML_KERNELS_BATCHNORM_H
 
 #include "common.h"
+#include "gpuml/ops.h" /* gpuml_reduce_op */
 
 #define GPUML_K_BN_CHUNK 256
 
@@ -56,15 +57,16 @@ GPUML_HD static inline float gpuml_k_bn_act_grad(float v, float g, int relu)
 }
 
 /* The gradient reaching the affine output at element e (row-major, channel
- * c): gy gated by the activation. */
+ * c): gy[ge] gated by the activation. gy is [R, C] (ge = e), or, after a
+ * fused aggregation, one row per group of gk rows (ge = (r / gk) C + c). */
 GPUML_HD static inline float gpuml_k_bn_gy(const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT gy,
                                            const float *GPUML_RESTRICT mean_f, const float *GPUML_RESTRICT invstd_f,
                                            const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT beta,
-                                           int relu, int64_t c, int64_t e, float *xhat)
+                                           int relu, int64_t c, int64_t e, int64_t ge, float *xhat)
 {
     float xh = gpuml_k_bn_xhat(x, mean_f, invstd_f, c, e);
     *xhat = xh;
-    return gpuml_k_bn_act_grad(gpuml_k_bn_affine(xh, gamma, beta, c), gy[e], relu);
+    return gpuml_k_bn_act_grad(gpuml_k_bn_affine(xh, gamma, beta, c), gy[ge], relu);
 }
 
 /* Partial sums of chunk ch, channel c, into p0/p1/p2[ch * C + c]. For the
@@ -73,8 +75,8 @@ GPUML_HD static inline void gpuml_k_bn_partial(int kind, const float *GPUML_REST
                                                const uint8_t *GPUML_RESTRICT mask, int64_t R, int64_t C,
                                                const double *GPUML_RESTRICT mean_d, const float *GPUML_RESTRICT mean_f,
                                                const float *GPUML_RESTRICT invstd_f, const float *GPUML_RESTRICT gamma,
-                                               const float *GPUML_RESTRICT beta, int relu, int64_t ch, int64_t c,
-                                               double *GPUML_RESTRICT p0, double *GPUML_RESTRICT p1,
+                                               const float *GPUML_RESTRICT beta, int relu, int64_t gk, int64_t ch,
+                                               int64_t c, double *GPUML_RESTRICT p0, double *GPUML_RESTRICT p1,
                                                double *GPUML_RESTRICT p2)
 {
     int64_t r0 = ch * GPUML_K_BN_CHUNK, r1 = gpuml_k_min64(r0 + GPUML_K_BN_CHUNK, R);
@@ -90,7 +92,7 @@ GPUML_HD static inline void gpuml_k_bn_partial(int kind, const float *GPUML_REST
             double d = (double)x[e] - mean_d[c];
             a += d * d;
         } else {
-            float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e, &xh);
+            float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e, (r / gk) * C + c, &xh);
             a += (double)g;
             b += (double)(g * xh);
         }
@@ -113,9 +115,9 @@ GPUML_HD static inline void gpuml_k_bn_partial_rows(int kind, const float *GPUML
                                                     const float *GPUML_RESTRICT mean_f,
                                                     const float *GPUML_RESTRICT invstd_f,
                                                     const float *GPUML_RESTRICT gamma,
-                                                    const float *GPUML_RESTRICT beta, int relu, int64_t ch,
-                                                    double *GPUML_RESTRICT p0, double *GPUML_RESTRICT p1,
-                                                    double *GPUML_RESTRICT p2)
+                                                    const float *GPUML_RESTRICT beta, int relu, int64_t gk,
+                                                    int64_t ch, double *GPUML_RESTRICT p0,
+                                                    double *GPUML_RESTRICT p1, double *GPUML_RESTRICT p2)
 {
     int64_t r0 = ch * GPUML_K_BN_CHUNK, r1 = gpuml_k_min64(r0 + GPUML_K_BN_CHUNK, R);
     double *a = p0 + ch * C, *b = kind == GPUML_K_BN_GRAD ? p1 + ch * C : NULL, n = 0.0;
@@ -138,8 +140,9 @@ GPUML_HD static inline void gpuml_k_bn_partial_rows(int kind, const float *GPUML
                 a[c] += d * d;
             }
         } else {
+            const int64_t g0 = (r / gk) * C;
             for (int64_t c = 0; c < C; c++) {
-                float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e0 + c, &xh);
+                float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e0 + c, g0 + c, &xh);
                 a[c] += (double)g;
                 b[c] += (double)(g * xh);
             }
@@ -246,40 +249,131 @@ GPUML_HD static inline void gpuml_k_bn_grad_stats(const double *GPUML_RESTRICT p
     coef[C + c] = training && n > 0.0 ? (float)(sgx / n) : 0.0f;
 }
 
-/* gx at row r, channel c: gamma invstd (g - mean g - xhat mean(g xhat)) in
- * training, gamma invstd g in inference, with g = gy gated by the fused
- * activation; 0 on padding rows. */
+/* gx of one element from its x and gy values (channel c): gamma invstd
+ * (g - mean g - xhat mean(g xhat)) in training, gamma invstd g in
+ * inference, with g = gy gated by the fused activation. */
+GPUML_HD static inline float gpuml_k_bn_grad_x_val(float xv, float gyv, int64_t c, int64_t C, int training,
+                                                   const float *GPUML_RESTRICT mean_f,
+                                                   const float *GPUML_RESTRICT invstd_f,
+                                                   const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT beta,
+                                                   int relu, const float *GPUML_RESTRICT coef)
+{
+    float gi = gamma ? gamma[c] * invstd_f[c] : invstd_f[c];
+    float xh = (xv - mean_f[c]) * invstd_f[c];
+    float g = gpuml_k_bn_act_grad(gpuml_k_bn_affine(xh, gamma, beta, c), gyv, relu);
+    float gt = g - coef[c] - xh * coef[C + c]; /* coef is 0 in inference: */
+    return gi * (training ? gt : g);           /* g itself, bit for bit      */
+}
+
+/* gx at row r, channel c; gy row gr (r, or r / gk after a fused
+ * aggregation); 0 on padding rows. */
 GPUML_HD static inline void gpuml_k_bn_grad_x(const float *x, const float *gy, const uint8_t *GPUML_RESTRICT mask,
                                               int64_t C, int training, const float *GPUML_RESTRICT mean_f,
                                               const float *GPUML_RESTRICT invstd_f, const float *GPUML_RESTRICT gamma,
-                                              const float *GPUML_RESTRICT beta, int relu,
+                                              const float *GPUML_RESTRICT beta, int relu, int64_t gr,
                                               const float *GPUML_RESTRICT coef, int64_t r, int64_t c, float *gx)
 {
     int64_t e = r * C + c;
-    if (mask && !mask[r]) {
-        gx[e] = 0.0f;
-        return;
-    }
-    float gi = gamma ? gamma[c] * invstd_f[c] : invstd_f[c];
-    float xh, g = gpuml_k_bn_gy(x, gy, mean_f, invstd_f, gamma, beta, relu, c, e, &xh);
-    float gt = g - coef[c] - xh * coef[C + c]; /* coef is 0 in inference: */
-    gx[e] = gi * (training ? gt : g);          /* g itself, bit for bit      */
+    gx[e] = mask && !mask[r] ? 0.0f
+                             : gpuml_k_bn_grad_x_val(x[e], gy[gr * C + c], c, C, training, mean_f, invstd_f, gamma,
+                                                     beta, relu, coef);
 }
 
-/* A whole row r of gx (the CPU's loop). */
+/* A whole row r of gx (the CPU's loop; rows of gx do not overlap x's or
+ * gy's other rows, so the row pointers are restrict). */
 GPUML_HD static inline void gpuml_k_bn_grad_x_row(const float *x, const float *gy, const uint8_t *GPUML_RESTRICT mask,
                                                   int64_t C, int training, const float *GPUML_RESTRICT mean_f,
                                                   const float *GPUML_RESTRICT invstd_f,
                                                   const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT beta,
-                                                  int relu, const float *GPUML_RESTRICT coef, int64_t r, float *gx)
+                                                  int relu, int64_t gk, const float *GPUML_RESTRICT coef, int64_t r,
+                                                  float *gx)
 {
+    float *GPUML_RESTRICT o = gx + r * C;
     if (mask && !mask[r]) {
         for (int64_t c = 0; c < C; c++)
-            gx[r * C + c] = 0.0f;
+            o[c] = 0.0f;
         return;
     }
-    for (int64_t c = 0; c < C; c++)
-        gpuml_k_bn_grad_x(x, gy, NULL, C, training, mean_f, invstd_f, gamma, beta, relu, coef, r, c, gx);
+    const float *xr = x + r * C, *gr = gy + (r / gk) * C;
+    if (gamma && relu && training) { /* the common case, spelled out for the vectoriser */
+        for (int64_t c = 0; c < C; c++)
+            o[c] = gpuml_k_bn_grad_x_val(xr[c], gr[c], c, C, 1, mean_f, invstd_f, gamma, beta, 1, coef);
+    } else {
+        for (int64_t c = 0; c < C; c++)
+            o[c] = gpuml_k_bn_grad_x_val(xr[c], gr[c], c, C, training, mean_f, invstd_f, gamma, beta, relu, coef);
+    }
+}
+
+/* ---- batch norm, activation and a neighbour aggregation in one ---------
+ * x [n, ke, C] as R = n ke rows, grouped by node (ke consecutive rows);
+ * the mask tells the valid edges. out[i, c] = sum or mean over node i's
+ * valid rows of act(xhat gamma + beta), summed in double in slot order - the
+ * value gpuml_k_neighbour_reduce gives on the materialised y, bit for bit.
+ * op is GPUML_REDUCE_SUM or GPUML_REDUCE_MEAN. */
+GPUML_HD static inline void gpuml_k_bn_aggregate(const float *GPUML_RESTRICT x, const uint8_t *GPUML_RESTRICT mask,
+                                                 int64_t ke, int64_t C, const float *GPUML_RESTRICT mean_f,
+                                                 const float *GPUML_RESTRICT invstd_f,
+                                                 const float *GPUML_RESTRICT gamma, const float *GPUML_RESTRICT beta,
+                                                 int relu, int op, int64_t i, int64_t c, float *GPUML_RESTRICT out)
+{
+    double sum = 0.0;
+    int32_t cnt = 0;
+    for (int64_t t = 0; t < ke; t++) {
+        int64_t r = i * ke + t;
+        if (!mask[r])
+            continue;
+        cnt++;
+        sum += (double)gpuml_k_bn_act(
+            gpuml_k_bn_affine(gpuml_k_bn_xhat(x, mean_f, invstd_f, c, r * C + c), gamma, beta, c), relu);
+    }
+    out[i * C + c] = op == GPUML_REDUCE_MEAN ? (cnt ? (float)(sum / (double)cnt) : 0.0f) : (float)sum;
+}
+
+/* Node i, all channels (the CPU's loop; blocked accumulators, the same
+ * per-channel order). */
+GPUML_HD static inline void gpuml_k_bn_aggregate_row(const float *GPUML_RESTRICT x, const uint8_t *GPUML_RESTRICT mask,
+                                                     int64_t ke, int64_t C, const float *GPUML_RESTRICT mean_f,
+                                                     const float *GPUML_RESTRICT invstd_f,
+                                                     const float *GPUML_RESTRICT gamma,
+                                                     const float *GPUML_RESTRICT beta, int relu, int op, int64_t i,
+                                                     float *GPUML_RESTRICT out)
+{
+    enum { B = 32 };
+    int32_t cnt = 0;
+    for (int64_t t = 0; t < ke; t++)
+        cnt += mask[i * ke + t] ? 1 : 0;
+    for (int64_t c0 = 0; c0 < C; c0 += B) {
+        int64_t nc = gpuml_k_min64(C - c0, B);
+        double sum[B];
+        for (int64_t c = 0; c < nc; c++)
+            sum[c] = 0.0;
+        for (int64_t t = 0; t < ke; t++) {
+            int64_t r = i * ke + t;
+            if (!mask[r])
+                continue;
+            for (int64_t c = 0; c < nc; c++) {
+                int64_t cc = c0 + c;
+                sum[c] += (double)gpuml_k_bn_act(
+                    gpuml_k_bn_affine(gpuml_k_bn_xhat(x, mean_f, invstd_f, cc, r * C + cc), gamma, beta, cc), relu);
+            }
+        }
+        for (int64_t c = 0; c < nc; c++)
+            out[i * C + c0 + c] = op == GPUML_REDUCE_MEAN ? (cnt ? (float)(sum[c] / (double)cnt) : 0.0f) : (float)sum[c];
+    }
+}
+
+/* The gradient each valid row of node i receives from gout[i, c]: gout
+ * for SUM, gout / count for MEAN (0 without valid rows) - as
+ * gpuml_k_neighbour_grad writes it per edge. */
+GPUML_HD static inline void gpuml_k_bn_aggregate_grad(const float *GPUML_RESTRICT gout,
+                                                      const uint8_t *GPUML_RESTRICT mask, int64_t ke, int64_t C,
+                                                      int op, int64_t i, int64_t c, float *GPUML_RESTRICT gnode)
+{
+    int32_t cnt = 0;
+    for (int64_t t = 0; t < ke; t++)
+        cnt += mask[i * ke + t] ? 1 : 0;
+    float g = gout[i * C + c];
+    gnode[i * C + c] = op == GPUML_REDUCE_MEAN ? (cnt ? g / (float)cnt : 0.0f) : g;
 }
 
 #endif

@@ -134,7 +134,7 @@ GPUML_K_DECLARE(edge_mask, const int32_t *idx, int64_t n, int64_t kk, int first,
 /* batchnorm.h: x [R, C]; partials p0/p1/p2 [chunks(R), C] double */
 GPUML_K_DECLARE(bn_partial, int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C,
                 const double *mean_d, const float *mean_f, const float *invstd_f, const float *gamma, const float *beta,
-                int relu, double *p0, double *p1, double *p2)
+                int relu, int64_t gk, double *p0, double *p1, double *p2)
 GPUML_K_DECLARE(bn_mean, const double *p0, const double *p2, int64_t nch, int64_t C, double *mean_d, double *cnt_d)
 GPUML_K_DECLARE(bn_var, const double *p0, int64_t nch, int64_t C, const double *mean_d, const double *cnt_d, float eps,
                 float momentum, float *rm, float *rv, float *mean_f, float *invstd_f)
@@ -144,8 +144,14 @@ GPUML_K_DECLARE(bn_normalize, const float *x, const uint8_t *mask, int64_t R, in
 GPUML_K_DECLARE(bn_grad_stats, const double *p0, const double *p1, const double *p2, int64_t nch, int64_t C,
                 int training, int accumulate, float *ggamma, float *gbeta, float *coef)
 GPUML_K_DECLARE(bn_grad_x, const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C, int training,
-                const float *mean_f, const float *invstd_f, const float *gamma, const float *beta, int relu,
+                const float *mean_f, const float *invstd_f, const float *gamma, const float *beta, int relu, int64_t gk,
                 const float *coef, float *gx)
+/* batch norm + activation + SUM / MEAN over groups of ke rows (nodes) */
+GPUML_K_DECLARE(bn_aggregate, const float *x, const uint8_t *mask, int64_t n, int64_t ke, int64_t C,
+                const float *mean_f, const float *invstd_f, const float *gamma, const float *beta, int relu, int op,
+                float *out)
+GPUML_K_DECLARE(bn_aggregate_grad, const float *gout, const uint8_t *mask, int64_t n, int64_t ke, int64_t C, int op,
+                float *gnode)
 /* cuDNN batch norm (CUDA builds with cuDNN only): cudnn is a cudnnHandle_t
  * on k->stream; gamma/beta non-NULL; R, C < 2^31. */
 gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn, int training, int64_t R, int64_t C,

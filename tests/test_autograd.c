@@ -374,6 +374,90 @@ static void test_batch_norm_relu_fused(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+/* relu(batch_norm) and the neighbour mean fused: the same values, running
+ * statistics and gradients as the three ops composed, bit for bit, on a
+ * graph with padding slots (an event smaller than k, an empty event). */
+static void bn_agg_run(gpuml_ctx *ctx, int fused, int training, float *out, float *gx, float *gg, float *gb,
+                       float *rs)
+{
+    enum { N = 33, K = 6, KE = 5, C = 5 };
+    gpuml_tape *t;
+    CHECK(gpuml_tape_create(ctx, &t));
+    gpuml_tape_set_training(t, training);
+    uint64_t s = 4242;
+    param gamma = make_param(ctx, 1, (int64_t[]){C}, &s, 1.0), beta = make_param(ctx, 1, (int64_t[]){C}, &s, 0.5);
+    float cv[N * 2], ev[N * KE * C], sd[N * C];
+    for (int i = 0; i < N * 2; i++)
+        cv[i] = (float)h_rand_normal(&s);
+    for (int i = 0; i < N * KE * C; i++)
+        ev[i] = (float)(1.5 * h_rand_normal(&s) + 0.2);
+    for (int i = 0; i < N * C; i++)
+        sd[i] = (float)h_rand_normal(&s);
+    int64_t rsv[5] = {0, 3, 20, 20, N};
+    gpuml_tensor *coords = h_tensor_f32(ctx, 2, (int64_t[]){N, 2}, cv);
+    gpuml_tensor *edges = h_tensor_f32(ctx, 3, (int64_t[]){N, KE, C}, ev);
+    gpuml_tensor *seed = h_tensor_f32(ctx, 2, (int64_t[]){N, C}, sd);
+    gpuml_tensor *splits = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){5}, rsv);
+    float rm0[C] = {0.1f, -0.2f, 0.3f, 0, 1}, rv0[C] = {1, 2, 0.5f, 1, 3};
+    gpuml_tensor *rm = h_tensor_f32(ctx, 1, (int64_t[]){C}, rm0), *rv = h_tensor_f32(ctx, 1, (int64_t[]){C}, rv0);
+    gpuml_var *vc, *ve, *d2, *o;
+    gpuml_ad_graph *g;
+    CHECK(gpuml_var_input(t, coords, 0, &vc));
+    CHECK(gpuml_var_input(t, edges, 1, &ve));
+    CHECK(gpuml_ad_knn(t, vc, splits, K, 0.0f, &g, &d2));
+    gpuml_tensor *mask;
+    CHECK(gpuml_tape_tensor(t, GPUML_U8, 2, (int64_t[]){N, KE}, &mask));
+    CHECK(gpuml_edge_mask(ctx, g->idx, 1, mask));
+    if (fused) {
+        CHECK(gpuml_ad_batch_norm_relu_aggregate(t, GPUML_REDUCE_MEAN, ve, mask, gamma.var, beta.var, rm, rv, 0.1f,
+                                                 1e-5f, &o));
+    } else {
+        CHECK(gpuml_ad_batch_norm_relu(t, ve, mask, gamma.var, beta.var, rm, rv, 0.1f, 1e-5f, &o));
+        CHECK(gpuml_ad_neighbour_aggregate(t, GPUML_REDUCE_MEAN, o, g, 1, &o));
+    }
+    CHECK(gpuml_backward(t, o, seed));
+    gpuml_tensor_copy_to_host(ctx, gpuml_var_value(o), out, N * C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, gpuml_var_grad(ve), gx, N * KE * C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, gamma.grad, gg, C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, beta.grad, gb, C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, rm, rs, C * sizeof(float));
+    gpuml_tensor_copy_to_host(ctx, rv, rs + C, C * sizeof(float));
+    free_param(&gamma);
+    free_param(&beta);
+    gpuml_tensor *ts[] = {coords, edges, seed, splits, rm, rv};
+    for (int i = 0; i < 6; i++)
+        gpuml_tensor_destroy(ts[i]);
+    gpuml_tape_destroy(t);
+}
+
+static void test_batch_norm_relu_aggregate_fused(void **state)
+{
+    (void)state;
+    enum { N = 33, KE = 5, C = 5 };
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    for (int training = 0; training < 2; training++) {
+        float out[2][N * C], gx[2][N * KE * C], gg[2][C], gb[2][C], rs[2][2 * C];
+        for (int f = 0; f < 2; f++)
+            bn_agg_run(ctx, f, training, out[f], gx[f], gg[f], gb[f], rs[f]);
+        assert_memory_equal(out[0], out[1], sizeof out[0]);
+        assert_memory_equal(gx[0], gx[1], sizeof gx[0]);
+        assert_memory_equal(gg[0], gg[1], sizeof gg[0]);
+        assert_memory_equal(gb[0], gb[1], sizeof gb[0]);
+        assert_memory_equal(rs[0], rs[1], sizeof rs[0]);
+        int zero_rows = 0, nonzero = 0;
+        for (int i = 0; i < N * KE; i++) {
+            int z = 1;
+            for (int c = 0; c < C; c++)
+                z &= gx[1][i * C + c] == 0.0f;
+            zero_rows += z;
+        }
+        for (int i = 0; i < N * C; i++)
+            nonzero += out[1][i] != 0.0f;
+        assert_true(zero_rows >= 3 * 3 && nonzero > N * C / 2); /* padding slots of the 3-point event, no gradient */
+    }
+    gpuml_ctx_destroy(ctx);
+}
+
 static void test_steady_state_allocates_nothing(void **state)
 {
     (void)state;
@@ -404,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_no_grad_and_errors),
         cmocka_unit_test(test_steady_state_allocates_nothing),
         cmocka_unit_test(test_batch_norm_relu_fused),
+        cmocka_unit_test(test_batch_norm_relu_aggregate_fused),
     };
     return cmocka_run_group_tests_name("autograd", tests, NULL, NULL);
 }

@@ -191,6 +191,17 @@ GPUML_API gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gp
 GPUML_API gpuml_status gpuml_ad_batch_norm_relu(gpuml_tape *t, gpuml_var *x, const gpuml_tensor *mask,
                                                 gpuml_var *gamma, gpuml_var *beta, gpuml_tensor *running_mean,
                                                 gpuml_tensor *running_var, float momentum, float eps, gpuml_var **y);
+/* EdgeConv's last step in one op: out [n, C] = op (SUM or MEAN) over each
+ * node's valid edge slots of relu(batch_norm(x)), x [n, k_e, C] edges, mask
+ * [n, k_e] (gpuml_edge_mask; padding slots are out of the statistics and
+ * the aggregation). Equal bit for bit to gpuml_ad_batch_norm_relu followed
+ * by gpuml_ad_neighbour_aggregate, without the [n, k_e, C] output or its
+ * gradient ever being stored. */
+GPUML_API gpuml_status gpuml_ad_batch_norm_relu_aggregate(gpuml_tape *t, gpuml_reduce_op op, gpuml_var *x,
+                                                          const gpuml_tensor *mask, gpuml_var *gamma,
+                                                          gpuml_var *beta, gpuml_tensor *running_mean,
+                                                          gpuml_tensor *running_var, float momentum, float eps,
+                                                          gpuml_var **y);
 
 /* Object condensation loss (gpuml/ops.h): beta [N] or [N, 1], coords
  * [N, D] vars; truth [N] i32 and row_splits tensors kept by reference until

@@ -12,12 +12,12 @@
 
 static __global__ void partial_kernel(int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R,
                                       int64_t C, const double *mean_d, const float *mean_f, const float *invstd_f,
-                                      const float *gamma, const float *beta, int relu, double *p0, double *p1,
-                                      double *p2)
+                                      const float *gamma, const float *beta, int relu, int64_t gk, double *p0,
+                                      double *p1, double *p2)
 {
     GPUML_GRID_STRIDE(e, gpuml_k_bn_chunks(R) * C)
-    gpuml_k_bn_partial(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, gamma, beta, relu, e / C, e % C, p0, p1,
-                       p2);
+    gpuml_k_bn_partial(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, gamma, beta, relu, gk, e / C, e % C, p0,
+                       p1, p2);
 }
 
 static __global__ void mean_kernel(const double *p0, const double *p2, int64_t nch, int64_t C, double *mean_d,
@@ -53,10 +53,25 @@ static __global__ void grad_stats_kernel(const double *p0, const double *p1, con
 
 static __global__ void grad_x_kernel(const float *x, const float *gy, const uint8_t *mask, int64_t R, int64_t C,
                                      int training, const float *mean_f, const float *invstd_f, const float *gamma,
-                                     const float *beta, int relu, const float *coef, float *gx)
+                                     const float *beta, int relu, int64_t gk, const float *coef, float *gx)
 {
     GPUML_GRID_STRIDE(e, R * C)
-    gpuml_k_bn_grad_x(x, gy, mask, C, training, mean_f, invstd_f, gamma, beta, relu, coef, e / C, e % C, gx);
+    gpuml_k_bn_grad_x(x, gy, mask, C, training, mean_f, invstd_f, gamma, beta, relu, e / C / gk, coef, e / C, e % C,
+                      gx);
+}
+
+static __global__ void aggregate_kernel(const float *x, const uint8_t *mask, int64_t n, int64_t ke, int64_t C,
+                                        const float *mean_f, const float *invstd_f, const float *gamma,
+                                        const float *beta, int relu, int op, float *out)
+{
+    GPUML_GRID_STRIDE(e, n * C)
+    gpuml_k_bn_aggregate(x, mask, ke, C, mean_f, invstd_f, gamma, beta, relu, op, e / C, e % C, out);
+}
+
+static __global__ void aggregate_grad_kernel(const float *gout, const uint8_t *mask, int64_t n, int64_t ke, int64_t C,
+                                             int op, float *gnode)
+{
+    GPUML_GRID_STRIDE(e, n * C) gpuml_k_bn_aggregate_grad(gout, mask, ke, C, op, e / C, e % C, gnode);
 }
 
 #define LAUNCH_(kernel, n, name, ...)                                                                  \
@@ -71,10 +86,11 @@ static __global__ void grad_x_kernel(const float *x, const float *gy, const uint
 extern "C" gpuml_status gpuml_cuda_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy,
                                               const uint8_t *mask, int64_t R, int64_t C, const double *mean_d,
                                               const float *mean_f, const float *invstd_f, const float *gamma,
-                                              const float *beta, int relu, double *p0, double *p1, double *p2)
+                                              const float *beta, int relu, int64_t gk, double *p0, double *p1,
+                                              double *p2)
 {
     LAUNCH_(partial_kernel, gpuml_k_bn_chunks(R) * C, "batch_norm", kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f,
-            gamma, beta, relu, p0, p1, p2);
+            gamma, beta, relu, gk, p0, p1, p2);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_mean(const gpuml_kctx *k, const double *p0, const double *p2, int64_t nch,
@@ -113,10 +129,24 @@ extern "C" gpuml_status gpuml_cuda_bn_grad_stats(const gpuml_kctx *k, const doub
 extern "C" gpuml_status gpuml_cuda_bn_grad_x(const gpuml_kctx *k, const float *x, const float *gy, const uint8_t *mask,
                                              int64_t R, int64_t C, int training, const float *mean_f,
                                              const float *invstd_f, const float *gamma, const float *beta, int relu,
-                                             const float *coef, float *gx)
+                                             int64_t gk, const float *coef, float *gx)
 {
     LAUNCH_(grad_x_kernel, R * C, "batch_norm_backward", x, gy, mask, R, C, training, mean_f, invstd_f, gamma, beta,
-            relu, coef, gx);
+            relu, gk, coef, gx);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_aggregate(const gpuml_kctx *k, const float *x, const uint8_t *mask, int64_t n,
+                                                int64_t ke, int64_t C, const float *mean_f, const float *invstd_f,
+                                                const float *gamma, const float *beta, int relu, int op, float *out)
+{
+    LAUNCH_(aggregate_kernel, n * C, "batch_norm_aggregate", x, mask, n, ke, C, mean_f, invstd_f, gamma, beta, relu,
+            op, out);
+}
+
+extern "C" gpuml_status gpuml_cuda_bn_aggregate_grad(const gpuml_kctx *k, const float *gout, const uint8_t *mask,
+                                                     int64_t n, int64_t ke, int64_t C, int op, float *gnode)
+{
+    LAUNCH_(aggregate_grad_kernel, n * C, "batch_norm_aggregate backward", gout, mask, n, ke, C, op, gnode);
 }
 
 #if GPUML_HAVE_CUDNN

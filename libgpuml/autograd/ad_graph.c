@@ -224,14 +224,14 @@ static gpuml_status bw_batch_norm(gpuml_tape *t, gpuml_node *n)
     if (beta)
         GPUML_TRY(gpuml_ad_grad_native(t, beta, &gb, &acc_b, fn));
     const gpuml_tensor *gam = gamma ? &gamma->value : NULL, *bet = beta ? &beta->value : NULL;
-    int relu = n->ip[1];
+    gpuml_bn_fusion fu = {n->ip[1], n->ip[2], n->ip[3]};
     if (!gg || !gb || acc_g == acc_b) {
-        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, relu, &x->value, n->ext[0], gam, bet, n->aux[0],
+        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, &fu, &x->value, n->ext[0], gam, bet, n->aux[0],
                                                 n->aux[1], gy, gx, gg, gb, gg ? acc_g : acc_b));
     } else {
-        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, relu, &x->value, n->ext[0], gam, bet, n->aux[0],
+        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, &fu, &x->value, n->ext[0], gam, bet, n->aux[0],
                                                 n->aux[1], gy, gx, gg, NULL, acc_g));
-        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, relu, &x->value, n->ext[0], gam, bet, n->aux[0],
+        GPUML_TRY(gpuml_batch_norm_act_backward(t->ctx, fn, &p, &fu, &x->value, n->ext[0], gam, bet, n->aux[0],
                                                 n->aux[1], gy, NULL, NULL, gb, acc_b));
     }
     if (gx)
@@ -239,7 +239,8 @@ static gpuml_status bw_batch_norm(gpuml_tape *t, gpuml_node *n)
     return GPUML_OK;
 }
 
-static gpuml_status ad_batch_norm(gpuml_tape *t, const char *fn, int relu, gpuml_var *x, const gpuml_tensor *mask,
+static gpuml_status ad_batch_norm(gpuml_tape *t, const char *fn, gpuml_bn_fusion fu, gpuml_var *x,
+                                  const gpuml_tensor *mask,
                                   gpuml_var *gamma, gpuml_var *beta, gpuml_tensor *running_mean,
                                   gpuml_tensor *running_var, float momentum, float eps, gpuml_var **y)
 {
@@ -249,7 +250,16 @@ static gpuml_status ad_batch_norm(gpuml_tape *t, const char *fn, int relu, gpuml
     int64_t c = x->value.shape[x->value.ndim - 1];
     gpuml_var *o;
     gpuml_tensor *smean, *sinv;
-    GPUML_TRY(gpuml_ad_new_var(t, GPUML_F32, x->value.ndim, x->value.shape, &o, fn));
+    if (fu.agg >= 0) { /* x [n, ke, C] -> y [n, C] */
+        if (x->value.ndim != 3)
+            return gpuml_fail(t->ctx, GPUML_ERR_SHAPE, fn, "x must be edges [n, k, C], got %d dimensions",
+                              x->value.ndim);
+        fu.group = x->value.shape[1];
+        int64_t ys[2] = {x->value.shape[0], c};
+        GPUML_TRY(gpuml_ad_new_var(t, GPUML_F32, 2, ys, &o, fn));
+    } else {
+        GPUML_TRY(gpuml_ad_new_var(t, GPUML_F32, x->value.ndim, x->value.shape, &o, fn));
+    }
     GPUML_TRY(gpuml_ad_new_tensor(t, GPUML_F32, 1, &c, &smean, fn));
     GPUML_TRY(gpuml_ad_new_tensor(t, GPUML_F32, 1, &c, &sinv, fn));
     gpuml_batch_norm_params p;
@@ -257,17 +267,20 @@ static gpuml_status ad_batch_norm(gpuml_tape *t, const char *fn, int relu, gpuml
     p.training = t->training;
     p.eps = eps;
     p.momentum = momentum;
-    GPUML_TRY(gpuml_batch_norm_act(t->ctx, fn, &p, relu, &x->value, mask, gamma ? &gamma->value : NULL,
+    GPUML_TRY(gpuml_batch_norm_act(t->ctx, fn, &p, &fu, &x->value, mask, gamma ? &gamma->value : NULL,
                                    beta ? &beta->value : NULL, running_mean, running_var, &o->value, smean, sinv));
     gpuml_var *in[3] = {x, gamma, beta};
     if (gpuml_ad_needs_grad(t, in, 3)) {
         gpuml_node *n;
-        GPUML_TRY(gpuml_ad_record(t, relu ? "batch_norm_relu" : "batch_norm", bw_batch_norm, in, 3, &o, 1, &n, fn));
+        GPUML_TRY(gpuml_ad_record(t, fu.agg >= 0 ? "batch_norm_aggregate" : fu.relu ? "batch_norm_relu" : "batch_norm",
+                                  bw_batch_norm, in, 3, &o, 1, &n, fn));
         n->aux[0] = smean;
         n->aux[1] = sinv;
         n->ext[0] = mask;
         n->ip[0] = p.training;
-        n->ip[1] = relu;
+        n->ip[1] = fu.relu;
+        n->ip[2] = fu.agg;
+        n->ip[3] = (int)fu.group;
         n->fp[0] = eps;
         n->fp[1] = momentum;
     }
@@ -279,7 +292,7 @@ gpuml_status gpuml_ad_batch_norm(gpuml_tape *t, gpuml_var *x, const gpuml_tensor
                                  gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var, float momentum,
                                  float eps, gpuml_var **y)
 {
-    return ad_batch_norm(t, "gpuml_ad_batch_norm", 0, x, mask, gamma, beta, running_mean, running_var, momentum, eps,
+    return ad_batch_norm(t, "gpuml_ad_batch_norm", (gpuml_bn_fusion){0, -1, 1}, x, mask, gamma, beta, running_mean, running_var, momentum, eps,
                          y);
 }
 
@@ -287,6 +300,18 @@ gpuml_status gpuml_ad_batch_norm_relu(gpuml_tape *t, gpuml_var *x, const gpuml_t
                                       gpuml_var *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
                                       float momentum, float eps, gpuml_var **y)
 {
-    return ad_batch_norm(t, "gpuml_ad_batch_norm_relu", 1, x, mask, gamma, beta, running_mean, running_var, momentum,
-                         eps, y);
+    return ad_batch_norm(t, "gpuml_ad_batch_norm_relu", (gpuml_bn_fusion){1, -1, 1}, x, mask, gamma, beta,
+                         running_mean, running_var, momentum, eps, y);
+}
+
+gpuml_status gpuml_ad_batch_norm_relu_aggregate(gpuml_tape *t, gpuml_reduce_op op, gpuml_var *x,
+                                                const gpuml_tensor *mask, gpuml_var *gamma, gpuml_var *beta,
+                                                gpuml_tensor *running_mean, gpuml_tensor *running_var, float momentum,
+                                                float eps, gpuml_var **y)
+{
+    static const char fn[] = "gpuml_ad_batch_norm_relu_aggregate";
+    if (op != GPUML_REDUCE_SUM && op != GPUML_REDUCE_MEAN)
+        return gpuml_fail(t ? t->ctx : NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "op %d: SUM or MEAN only", (int)op);
+    return ad_batch_norm(t, fn, (gpuml_bn_fusion){1, (int)op, 1}, x, mask, gamma, beta, running_mean, running_var,
+                         momentum, eps, y);
 }

@@ -225,14 +225,24 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
         GPUML_TRY(gpuml_tape_tensor(t, GPUML_U8, 2, ms, &mask));
         GPUML_TRY(gpuml_edge_mask(f->ctx, g->idx, ex, mask));
     }
-    int p = 0, bf = 0;
-    for (int i = 0; i < l->iattr[EC_LAYERS]; i++) {
+    int p = 0, bf = 0, nl = (int)l->iattr[EC_LAYERS];
+    gpuml_reduce_op aggr = (gpuml_reduce_op)l->iattr[EC_AGGR];
+    gpuml_var *agg = NULL;
+    for (int i = 0; i < nl; i++) {
         gpuml_var *w = gpuml_fwd_param(f, l, p++), *bias = bn ? NULL : gpuml_fwd_param(f, l, p++);
         if (i == 0)
             GPUML_TRY(gpuml_ad_edge_first_linear(t, x, g, ex, w, bias, &e));
         else
             GPUML_TRY(gpuml_ad_linear(t, e, w, bias, &e));
-        if (bn) {
+        if (bn && i == nl - 1 && aggr == GPUML_REDUCE_MEAN) {
+            /* the last batch norm, ReLU and the mean in one op: the edge
+             * outputs of the last layer are never stored */
+            GPUML_TRY(gpuml_ad_batch_norm_relu_aggregate(
+                t, aggr, e, mask, gpuml_fwd_param(f, l, p), gpuml_fwd_param(f, l, p + 1), gpuml_fwd_buffer(f, l, bf),
+                gpuml_fwd_buffer(f, l, bf + 1), (float)l->fattr[0], (float)l->fattr[1], &agg));
+            p += 2;
+            bf += 2;
+        } else if (bn) {
             GPUML_TRY(bn_relu_apply(f, l, p, bf, e, mask, &e));
             p += 2;
             bf += 2;
@@ -240,8 +250,8 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
             GPUML_TRY(gpuml_ad_unary(t, GPUML_UNARY_RELU, 0.0f, e, &e));
         }
     }
-    gpuml_var *agg;
-    GPUML_TRY(gpuml_ad_neighbour_aggregate(t, (gpuml_reduce_op)l->iattr[EC_AGGR], e, g, ex, &agg));
+    if (!agg)
+        GPUML_TRY(gpuml_ad_neighbour_aggregate(t, aggr, e, g, ex, &agg));
     if (l->iattr[EC_SC] == 0) {
         *out = agg;
         return GPUML_OK;

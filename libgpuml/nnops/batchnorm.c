@@ -102,11 +102,37 @@ gpuml_status gpuml_batch_norm(gpuml_ctx *ctx, const gpuml_batch_norm_params *p, 
                               gpuml_tensor *running_mean, gpuml_tensor *running_var, gpuml_tensor *y,
                               gpuml_tensor *save_mean, gpuml_tensor *save_invstd)
 {
-    return gpuml_batch_norm_act(ctx, "gpuml_batch_norm", p, 0, x, mask, gamma, beta, running_mean, running_var, y,
+    return gpuml_batch_norm_act(ctx, "gpuml_batch_norm", p, NULL, x, mask, gamma, beta, running_mean, running_var, y,
                                 save_mean, save_invstd);
 }
 
-gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p, int relu,
+/* y's shape against x's under the fusion; *relu, *agg, *group from fu. */
+static gpuml_status check_fusion(gpuml_ctx *ctx, const char *fn, const gpuml_bn_fusion *fu, const gpuml_tensor *x,
+                                 const gpuml_tensor *mask, int64_t R, int64_t C, const char *yname,
+                                 const gpuml_tensor *y, int *relu, int *agg, int64_t *group)
+{
+    *relu = fu ? fu->relu != 0 : 0;
+    *agg = fu ? fu->agg : -1;
+    *group = 1;
+    GPUML_TRY(gpuml_check_dtype(ctx, fn, yname, y, GPUML_F32));
+    if (*agg < 0)
+        return gpuml_check_same_shape(ctx, fn, "x", x, yname, y);
+    if (*agg != GPUML_REDUCE_SUM && *agg != GPUML_REDUCE_MEAN)
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "fused aggregation %d is not SUM or MEAN", *agg);
+    if (!mask)
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "a fused aggregation needs the edge mask");
+    *group = fu->group;
+    if (*group < 1 || R % *group != 0)
+        return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "%lld rows do not make groups of %lld", (long long)R,
+                          (long long)*group);
+    if (gpuml_tensor_numel(y) != R / *group * C || y->ndim < 1 || y->shape[y->ndim - 1] != C)
+        return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "argument '%s' must hold [%lld, %lld]", yname,
+                          (long long)(R / *group), (long long)C);
+    return GPUML_OK;
+}
+
+gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
+                                  const gpuml_bn_fusion *fu,
                                   const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
                                   const gpuml_tensor *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
                                   gpuml_tensor *y, gpuml_tensor *save_mean, gpuml_tensor *save_invstd)
@@ -122,8 +148,9 @@ gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_ba
     GPUML_TRY(check_common(ctx, fn, p, x, mask, gamma, &R, &C));
     if (beta)
         GPUML_TRY(gpuml_g_check_1d(ctx, fn, "beta", beta, C));
-    GPUML_TRY(gpuml_check_dtype(ctx, fn, "y", y, GPUML_F32));
-    GPUML_TRY(gpuml_check_same_shape(ctx, fn, "x", x, "y", y));
+    int relu, agg;
+    int64_t group;
+    GPUML_TRY(check_fusion(ctx, fn, fu, x, mask, R, C, "y", y, &relu, &agg, &group));
     if (!running_mean != !running_var)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "give both 'running_mean' and 'running_var', or neither");
     if (!p->training && !running_mean)
@@ -140,7 +167,7 @@ gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_ba
     if (C == 0)
         return GPUML_OK;
 #if GPUML_HAVE_CUDNN
-    if (!relu && cudnn_fits(ctx, p, mask, R, C))
+    if (!fu && cudnn_fits(ctx, p, mask, R, C))
         return cudnn_forward(ctx, fn, p, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, R, C);
 #endif
     int64_t nch = gpuml_k_bn_chunks(R);
@@ -159,21 +186,24 @@ gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_ba
         double *p0 = (double *)q, *p2 = (double *)(q + pb), *mean_d = (double *)(q + 2 * pb);
         double *cnt_d = (double *)(q + 2 * pb + cb);
         float *rm = running_mean ? running_mean->data : NULL, *rv = running_var ? running_var->data : NULL;
-        st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SUM, x->data, NULL, mk, R, C, NULL, NULL, NULL, NULL, NULL, 0, p0,
-                          NULL, p2);
+        st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SUM, x->data, NULL, mk, R, C, NULL, NULL, NULL, NULL, NULL, 0, 1,
+                          p0, NULL, p2);
         if (st == GPUML_OK)
             st = GPUML_LAUNCH(ctx, bn_mean, p0, p2, nch, C, mean_d, cnt_d);
         if (st == GPUML_OK)
             st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SQ, x->data, NULL, mk, R, C, mean_d, NULL, NULL, NULL, NULL,
-                              0, p0, NULL, NULL);
+                              0, 1, p0, NULL, NULL);
         if (st == GPUML_OK)
             st = GPUML_LAUNCH(ctx, bn_var, p0, nch, C, mean_d, cnt_d, p->eps, p->momentum, rm, rv, mean_f, invstd_f);
     } else {
         st = GPUML_LAUNCH(ctx, bn_running, running_mean->data, running_var->data, p->eps, C, mean_f, invstd_f);
     }
-    if (st == GPUML_OK)
+    if (st == GPUML_OK && agg < 0)
         st = GPUML_LAUNCH(ctx, bn_normalize, x->data, mk, R, C, mean_f, invstd_f, gamma ? gamma->data : NULL,
                           beta ? beta->data : NULL, relu, y->data);
+    else if (st == GPUML_OK)
+        st = GPUML_LAUNCH(ctx, bn_aggregate, x->data, mk, R / group, group, C, mean_f, invstd_f,
+                          gamma ? gamma->data : NULL, beta ? beta->data : NULL, relu, agg, y->data);
     gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }
@@ -184,11 +214,12 @@ gpuml_status gpuml_batch_norm_backward(gpuml_ctx *ctx, const gpuml_batch_norm_pa
                                        const gpuml_tensor *gy, gpuml_tensor *gx, gpuml_tensor *ggamma,
                                        gpuml_tensor *gbeta, int accumulate)
 {
-    return gpuml_batch_norm_act_backward(ctx, "gpuml_batch_norm_backward", p, 0, x, mask, gamma, NULL, save_mean,
+    return gpuml_batch_norm_act_backward(ctx, "gpuml_batch_norm_backward", p, NULL, x, mask, gamma, NULL, save_mean,
                                          save_invstd, gy, gx, ggamma, gbeta, accumulate);
 }
 
-gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p, int relu,
+gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
+                                           const gpuml_bn_fusion *fu,
                                            const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
                                            const gpuml_tensor *beta, const gpuml_tensor *save_mean,
                                            const gpuml_tensor *save_invstd, const gpuml_tensor *gy, gpuml_tensor *gx,
@@ -207,8 +238,9 @@ gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const
         GPUML_TRY(gpuml_g_check_1d(ctx, fn, "beta", beta, C));
     GPUML_TRY(gpuml_g_check_1d(ctx, fn, "save_mean", save_mean, C));
     GPUML_TRY(gpuml_g_check_1d(ctx, fn, "save_invstd", save_invstd, C));
-    GPUML_TRY(gpuml_check_dtype(ctx, fn, "gy", gy, GPUML_F32));
-    GPUML_TRY(gpuml_check_same_shape(ctx, fn, "x", x, "gy", gy));
+    int relu, agg;
+    int64_t group;
+    GPUML_TRY(check_fusion(ctx, fn, fu, x, mask, R, C, "gy", gy, &relu, &agg, &group));
     if (gx) {
         GPUML_TRY(gpuml_check_dtype(ctx, fn, "gx", gx, GPUML_F32));
         GPUML_TRY(gpuml_check_same_shape(ctx, fn, "x", x, "gx", gx));
@@ -220,7 +252,7 @@ gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const
     if (C == 0 || (!gx && !ggamma && !gbeta))
         return GPUML_OK;
 #if GPUML_HAVE_CUDNN
-    if (!relu && p->training && gx && cudnn_fits(ctx, p, mask, R, C)) {
+    if (!fu && p->training && gx && cudnn_fits(ctx, p, mask, R, C)) {
         void *h;
         GPUML_TRY(gpuml_cuda_rt_cudnn(ctx, fn, &h));
         size_t bytes = (size_t)(3 * C) * sizeof(float);
@@ -239,22 +271,30 @@ gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const
     }
 #endif
     int64_t nch = gpuml_k_bn_chunks(R);
-    size_t pb = align256((size_t)(nch * C) * sizeof(double)), bytes = 3 * pb + (size_t)(2 * C) * sizeof(float);
+    size_t pb = align256((size_t)(nch * C) * sizeof(double)), cf = align256((size_t)(2 * C) * sizeof(float));
+    size_t bytes = 3 * pb + cf + (agg >= 0 ? (size_t)(R / group * C) * sizeof(float) : 0);
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     double *p0 = ws, *p1 = (double *)((char *)ws + pb), *p2 = (double *)((char *)ws + 2 * pb);
     float *coef = (float *)((char *)ws + 3 * pb);
     const uint8_t *mk = mask ? mask->data : NULL;
     int training = p->training != 0;
-    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
-    gpuml_status st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_GRAD, x->data, gy->data, mk, R, C, NULL,
-                                   save_mean->data, save_invstd->data, gm, bt, relu, p0, p1, p2);
+    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL, *g = gy->data;
+    gpuml_status st = GPUML_OK;
+    if (agg >= 0) { /* the gradient each valid row of a group receives */
+        float *gnode = (float *)((char *)ws + 3 * pb + cf);
+        st = GPUML_LAUNCH(ctx, bn_aggregate_grad, gy->data, mk, R / group, group, C, agg, gnode);
+        g = gnode;
+    }
+    if (st == GPUML_OK)
+        st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_GRAD, x->data, g, mk, R, C, NULL, save_mean->data,
+                          save_invstd->data, gm, bt, relu, group, p0, p1, p2);
     if (st == GPUML_OK)
         st = GPUML_LAUNCH(ctx, bn_grad_stats, p0, p1, p2, nch, C, training, accumulate != 0,
                           ggamma ? ggamma->data : NULL, gbeta ? gbeta->data : NULL, coef);
     if (st == GPUML_OK && gx)
-        st = GPUML_LAUNCH(ctx, bn_grad_x, x->data, gy->data, mk, R, C, training, save_mean->data, save_invstd->data,
-                          gm, bt, relu, coef, gx->data);
+        st = GPUML_LAUNCH(ctx, bn_grad_x, x->data, g, mk, R, C, training, save_mean->data, save_invstd->data, gm, bt,
+                          relu, group, coef, gx->data);
     gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }

@@ -87,14 +87,27 @@ static inline gpuml_status gpuml_g_csr(gpuml_ctx *ctx, const char *fn, const gpu
     return GPUML_OK;
 }
 
-/* gpuml_batch_norm / _backward with a fused activation (relu != 0: y =
- * relu(bn(x)); the backward recomputes the gate from x and needs beta).
- * fn names the caller in messages. cuDNN is not used when relu is set. */
-gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p, int relu,
+/* What gpuml_batch_norm_act fuses after the normalisation: relu != 0: y =
+ * relu(bn(x)) (the backward recomputes the gate from x, and needs beta);
+ * agg GPUML_REDUCE_SUM or MEAN (else -1): y is not materialised but summed
+ * or averaged over each group of `group` consecutive rows (a node's edge
+ * slots) whose mask byte is set: y and gy are then [R / group, C], and a
+ * mask is required. */
+typedef struct gpuml_bn_fusion {
+    int relu;
+    int agg;
+    int64_t group;
+} gpuml_bn_fusion;
+
+/* gpuml_batch_norm / _backward with a fused epilogue (fu NULL: none). fn
+ * names the caller in messages. cuDNN is not used when anything is fused. */
+gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
+                                  const gpuml_bn_fusion *fu,
                                   const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
                                   const gpuml_tensor *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
                                   gpuml_tensor *y, gpuml_tensor *save_mean, gpuml_tensor *save_invstd);
-gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p, int relu,
+gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
+                                           const gpuml_bn_fusion *fu,
                                            const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
                                            const gpuml_tensor *beta, const gpuml_tensor *save_mean,
                                            const gpuml_tensor *save_invstd, const gpuml_tensor *gy, gpuml_tensor *gx,

@@ -5,10 +5,12 @@
  *                 [--epochs 2] [--max-rows 20000] [--max-events 16] [--lr 1e-3]
  *                 [--out model.h5] [--metrics metrics.jsonl] [--ckpt ckpt.h5]
  *                 [--ckpt-every 50] [--resume ckpt.h5] [--max-steps N]
- *                 [--device cpu|cuda] [--threads N] [--seed S]
+ *                 [--device cpu|cuda] [--threads N] [--seed S] [--init-out init.h5]
  *
  * Metrics go to the JSON-lines file (one object per step, one per
- * evaluation); the final metrics are printed as one JSON line on stdout. */
+ * evaluation); the final metrics are printed as one JSON line on stdout.
+ * --init-out saves the freshly initialised model (before any step), so a
+ * peer implementation can start from the same weights (bench/train_peers.py). */
 #include "common/driver.h"
 
 static double evaluate(gpuml_ctx *ctx, gpuml_trainer *tr, const char *path, int64_t max_rows, float comp[3])
@@ -63,6 +65,9 @@ int main(int argc, char **argv)
     gpuml_model *model;
     DIE_IF(gpuml_model_create_from_file(ctx, config, &model));
     DIE_IF(gpuml_model_init_params(model, (uint64_t)opt_int(&o, "--seed", 1)));
+    const char *init_out = opt_str(&o, "--init-out", NULL); /* the initial weights, e.g. for a peer */
+    if (init_out && lead)
+        DIE_IF(gpuml_model_save(model, init_out));
     const char *fields[] = {"features", "truth_id"};
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
@@ -114,12 +119,13 @@ int main(int argc, char **argv)
         gpuml_batch_destroy(b);
         step++;
         events += (double)s.events;
-        double eps = events * de.size / (now_s() - t0); /* all ranks: shards are balanced */
-        if (lead)
-            fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, \"L_V\": %.6g, \"L_beta\": %.6g, "
-                         "\"L_noise\": %.6g, \"lr\": %.6g, \"events_per_s\": %.3f}\n",
+        double elapsed = now_s() - t0, eps = events * de.size / elapsed; /* all ranks: shards are balanced */
+        if (lead) /* events, rows, time_s: per-step batch sizes and the clock, for bench/train_peers.py */
+            fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.8g, \"L_V\": %.6g, \"L_beta\": %.6g, "
+                         "\"L_noise\": %.6g, \"lr\": %.6g, \"events\": %lld, \"rows\": %lld, \"time_s\": %.6f, "
+                         "\"events_per_s\": %.3f}\n",
                 (long long)step, (long long)ts.epoch, s.loss, s.components[0], s.components[1], s.components[2],
-                s.lr, eps);
+                s.lr, (long long)s.events, (long long)s.rows, elapsed, eps);
         if (lead)
             progress_update(&pg, step, eps, "loss %.4f", s.loss);
         if (lead && ckpt_every > 0 && (step % ckpt_every == 0 || step == total)) {

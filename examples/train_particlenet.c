@@ -4,7 +4,11 @@
  *   train_particlenet --data train.h5 --val val.h5 [--config configs/particlenet_lite.json]
  *                     [--epochs 5] [--max-events 64] [--lr 3e-3] [--out model.h5]
  *                     [--metrics metrics.jsonl] [--ckpt ckpt.h5] [--resume ckpt.h5]
- *                     [--device cpu|cuda] [--threads N] [--seed S] */
+ *                     [--device cpu|cuda] [--threads N] [--seed S] [--max-steps N]
+ *                     [--ckpt-every 100] [--init-out init.h5]
+ *
+ * --init-out saves the freshly initialised model (before any step), so a
+ * peer implementation can start from the same weights (bench/train_peers.py). */
 #include "common/driver.h"
 
 typedef struct {
@@ -98,6 +102,9 @@ int main(int argc, char **argv)
     gpuml_model *model;
     DIE_IF(gpuml_model_create_from_file(ctx, config, &model));
     DIE_IF(gpuml_model_init_params(model, (uint64_t)opt_int(&o, "--seed", 1)));
+    const char *init_out = opt_str(&o, "--init-out", NULL); /* the initial weights, e.g. for a peer */
+    if (init_out && lead)
+        DIE_IF(gpuml_model_save(model, init_out));
     const char *fields[] = {"points", "features", "event/label"};
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
@@ -144,11 +151,12 @@ int main(int argc, char **argv)
         gpuml_batch_destroy(b);
         step++;
         events += (double)s.events;
-        double eps = events * de.size / (now_s() - t0); /* all ranks: shards are balanced */
-        if (lead)
-            fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.6g, \"accuracy\": %.4f, \"lr\": %.6g, "
-                         "\"events_per_s\": %.3f}\n",
-                (long long)step, (long long)ts.epoch, s.loss, (double)s.correct / (double)s.events, s.lr, eps);
+        double elapsed = now_s() - t0, eps = events * de.size / elapsed; /* all ranks: shards are balanced */
+        if (lead) /* events, rows, time_s: per-step batch sizes and the clock, for bench/train_peers.py */
+            fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.8g, \"accuracy\": %.4f, \"lr\": %.6g, "
+                         "\"events\": %lld, \"rows\": %lld, \"time_s\": %.6f, \"events_per_s\": %.3f}\n",
+                (long long)step, (long long)ts.epoch, s.loss, (double)s.correct / (double)s.events, s.lr,
+                (long long)s.events, (long long)s.rows, elapsed, eps);
         if (lead)
             progress_update(&pg, step, eps, "loss %.4f acc %.3f", s.loss, (double)s.correct / (double)s.events);
         if (lead && ckpt_every > 0 && step % ckpt_every == 0) {

@@ -85,7 +85,7 @@ class ConfigModel(nn.Module):
                 feats[n["name"]] = n["widths"][-1]
             elif op == "concat":
                 feats[n["name"]] = sum(feats[i] for i in ins)
-            elif op in ("elu", "relu", "sigmoid", "global_pool", "broadcast"):
+            elif op in ("elu", "relu", "sigmoid", "global_pool", "broadcast", "dropout"):
                 feats[n["name"]] = f0
             else:
                 raise ValueError(f"op {op} not supported by the fixture")
@@ -107,6 +107,8 @@ class ConfigModel(nn.Module):
                 y = torch.relu(x[0])
             elif op == "sigmoid":
                 y = torch.sigmoid(x[0])
+            elif op == "dropout":  # masks never agree with gpuml's: the fixture leaves dropout out
+                y = torch.nn.functional.dropout(x[0], n.get("p", 0.5), self.training)
             elif op == "concat":
                 y = torch.cat(x, dim=1)
             elif op == "global_pool":

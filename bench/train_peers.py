@@ -248,7 +248,7 @@ def run_peer(a):
     lr = a.lr if a.lr is not None else m["lr"]
     max_events = a.max_events or m["max_events"]
     max_rows = a.max_rows or m["max_rows"]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY, fused=a.fused_adamw or None)
     params = [p for p in model.parameters()]
     plan, epoch = [], 0
     log = []
@@ -283,6 +283,39 @@ def run_peer(a):
 
 
 # ---- gpuml and the peer, interleaved -------------------------------------
+def bench_env(a):
+    """2 threads on both sides; OMP_WAIT_POLICY as asked (both link libgomp)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    if a.omp_wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = a.omp_wait_policy
+    return env
+
+
+def cpu_idle(seconds=1.0):
+    """Fraction of the machine's CPU time idle over `seconds` (/proc/stat)."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+    i0, t0 = snap()
+    time.sleep(seconds)
+    i1, t1 = snap()
+    return (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_idle(a):
+    """--wait-idle S: before a timed run, wait up to S seconds for a second
+    in which the machine is >= 90% idle (others' builds and tests share it)."""
+    if a.wait_idle <= 0:
+        return True
+    end = time.time() + a.wait_idle
+    while time.time() < end:
+        if cpu_idle() >= 0.9:
+            return True
+        time.sleep(1.0)
+    return False
+
+
 def sh(cmd, env=None):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -317,7 +350,7 @@ def run_gpuml(a, model, data, warmup, steps, config=None, tag="run"):
            "--metrics", metrics, "--init-out", init]
     if model == "gravnet":
         cmd += ["--max-rows", str(m["max_rows"])]
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    env = bench_env(a)
     sh(cmd, env)
     log = [json.loads(line) for line in open(metrics) if line.startswith('{"step"')]
     t0 = log[warmup - 1]["time_s"] if warmup > 0 else 0.0
@@ -332,7 +365,9 @@ def run_peer_proc(a, model, data, init, warmup, steps, config=None):
            "--warmup", str(warmup), "--steps", str(steps), "--threads", str(a.threads)]
     if config:
         cmd += ["--config", config]
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    if a.fused_adamw:
+        cmd += ["--fused-adamw"]
+    env = bench_env(a)
     out = sh(cmd, env)
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
@@ -378,12 +413,18 @@ def compare(a):
     if a.rounds < 1:
         return
     best = {}
-    print(f"== throughput: {a.rounds} rounds, {a.warmup} warm-up + {a.steps} timed steps, {a.threads} threads")
+    print(f"== throughput: {a.rounds} rounds, {a.warmup} warm-up + {a.steps} timed steps, {a.threads} threads, "
+          f"OMP_WAIT_POLICY {bench_env(a).get('OMP_WAIT_POLICY', '(unset)')}, load average before: "
+          f"{os.getloadavg()[0]:.1f}")
     for rnd in range(a.rounds):
         for model in ("gravnet", "particlenet"):
+            idle = wait_idle(a)
             g = run_gpuml(a, model, files[model], a.warmup, a.steps)
+            idle = wait_idle(a) and idle
             p = run_peer_proc(a, model, files[model], g["init"], a.warmup, a.steps)
             same_batches(model, g, p)
+            if not idle:
+                print(f"round {rnd + 1}, {model}: the machine was not idle within --wait-idle")
             if rnd == 0:
                 print(f"{model}: gpuml: {g['cmd']}")
                 print(f"{model}: first-step loss (same weights and batch; ParticleNet with dropout) "
@@ -395,7 +436,7 @@ def compare(a):
                 b["events"] = r["events"]
                 st = step_times(r["log"], a.warmup)
                 b["steps"] = st if b["steps"] is None else [min(x, y) for x, y in zip(b["steps"], st)]
-        print(f"round {rnd + 1}/{a.rounds} done", file=sys.stderr)
+        print(f"round {rnd + 1}/{a.rounds} done, load average {os.getloadavg()[0]:.1f}")
     print("events/s = events of the timed steps / their wall time, best round; 'per-step best': each step's "
           "fastest time over the rounds, summed (less sensitive to other load on the machine)")
     print(f"{'model':12s} {'events':>6s} {'gpuml ev/s':>11s} {'PyG ev/s':>9s} {'speed-up':>9s} | per-step best: "
@@ -409,7 +450,7 @@ def compare(a):
         print("RATIO " + json.dumps({"model": model, "speedup": ratio, "gpuml_events_per_s": g["events_per_s"],
                                      "peer_events_per_s": p["events_per_s"], "speedup_per_step_best": gs / ps,
                                      "threads": a.threads, "warmup": a.warmup, "steps": a.steps,
-                                     "rounds": a.rounds}))
+                                     "rounds": a.rounds, "omp_wait_policy": a.omp_wait_policy}))
 
 
 def step_times(log, warmup):
@@ -437,10 +478,17 @@ def main():
     c.add_argument("--check-steps", type=int, default=3, help="0: no loss check")
     c.add_argument("--hgcal-events", type=int, default=300)
     c.add_argument("--jets-events", type=int, default=1536)
+    c.add_argument("--wait-idle", type=float, default=0.0,
+                   help="wait up to this many seconds for an idle machine before each timed run (0: don't)")
+    c.add_argument("--omp-wait-policy", choices=["inherit", "active", "passive"], default="inherit",
+                   help="OMP_WAIT_POLICY for both sides; passive: threads sleep instead of spinning at barriers, "
+                        "which matters on a machine shared with other work (bench/README-train.md)")
     for q in (p, c):
         q.add_argument("--warmup", type=int, default=3)
         q.add_argument("--steps", type=int, default=20)
         q.add_argument("--threads", type=int, default=2)
+        q.add_argument("--fused-adamw", action="store_true",
+                       help="torch's fused AdamW (default: torch's default, per tensor on the CPU)")
     a = ap.parse_args()
     return run_peer(a) if a.mode == "peer" else compare(a)
 

@@ -21,8 +21,10 @@ hits both alike), with a correctness check first and the ratios printed:
 
 kNN: pyg-lib / torch_cluster have no wheel for this torch, so an exact kNN
 is registered as pyg::knn (what PyG's GravNetConv calls) and used by the
-ParticleNet block: padded per batch ([B, P_max, P_max] distances with
-torch.cdist, masked, topk), no Python loop over events.
+ParticleNet block: torch.cdist + topk, either padded per batch ([B, P_max,
+P_max] distances, masked; no Python loop over events: ParticleNet's many
+small jets) or event by event (GravNet's few large, uneven events), each
+where it was the faster.
 """
 import argparse
 import json
@@ -43,9 +45,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 MODELS = {
     # driver, config, loader fields, driver defaults the bench relies on
     "gravnet": {"driver": "train_gravnet", "config": "examples/configs/gravnet_oc.json", "lr": 1e-3,
-                "clip": 1.0, "max_events": 16, "max_rows": 4000},
+                "clip": 1.0, "max_events": 16, "max_rows": 4000, "knn": "per-event"},
     "particlenet": {"driver": "train_particlenet", "config": "examples/configs/particlenet_lite.json", "lr": 3e-3,
-                    "clip": 0.0, "max_events": 64, "max_rows": 65536},  # the loader's default max_rows
+                    "clip": 0.0, "max_events": 64, "max_rows": 65536, "knn": "padded"},  # loader's default max_rows
 }
 WEIGHT_DECAY = 0.01  # gpuml_optim_config_init_defaults
 
@@ -127,12 +129,32 @@ def padded_knn(x, y, k, ptr_x, ptr_y):
     return torch.stack([rows[keep], idx.reshape(-1)[keep]])
 
 
+def per_event_knn(x, y, k, ptr_x, ptr_y):
+    """The same result event by event: exact torch.cdist + topk per event.
+    Faster than padding for a few large events of uneven sizes (GravNet)."""
+    rows, cols = [], []
+    for e in range(ptr_y.numel() - 1):
+        xs, xe, ys, ye = int(ptr_x[e]), int(ptr_x[e + 1]), int(ptr_y[e]), int(ptr_y[e + 1])
+        if ye == ys or xe == xs:
+            continue
+        kk = min(k, xe - xs)
+        d = torch.cdist(y[ys:ye], x[xs:xe], compute_mode="donot_use_mm_for_euclid_dist")
+        idx = torch.topk(d, kk, dim=1, largest=False, sorted=True).indices + xs
+        rows.append(torch.arange(ys, ye).repeat_interleave(kk))
+        cols.append(idx.reshape(-1))
+    return torch.stack([torch.cat(rows), torch.cat(cols)])
+
+
+KNN = {"padded": padded_knn, "per-event": per_event_knn}
+knn_impl = padded_knn  # set from --knn
+
+
 def _ptr(b):
     return torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.bincount(b), 0)])
 
 
 def knn_batch(x, y, k, bx, by):  # the ParticleNet block's call (batch vectors)
-    return padded_knn(x, y, k, _ptr(bx), _ptr(by))
+    return knn_impl(x, y, k, _ptr(bx), _ptr(by))
 
 
 def register_knn():
@@ -141,10 +163,10 @@ def register_knn():
         return "pyg-lib"
     lib = torch.library.Library("pyg", "DEF")
     lib.define("knn(Tensor x, Tensor y, Tensor? ptr_x, Tensor? ptr_y, int k, bool cosine, int num_workers) -> Tensor")
-    lib.impl("knn", lambda x, y, px, py, k, c, w: padded_knn(x.detach(), y.detach(), k, px, py), "CPU")
+    lib.impl("knn", lambda x, y, px, py, k, c, w: knn_impl(x.detach(), y.detach(), k, px, py), "CPU")
     torch_geometric.typing.WITH_KNN = True
     register_knn.lib = lib
-    return "exact, padded cdist + topk"
+    return "exact cdist + topk"
 
 
 # ---- object condensation, vectorised over the batch ---------------------
@@ -231,7 +253,9 @@ def load_init(model, path):
 def run_peer(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)  # dropout masks (they cannot match gpuml's anyway)
-    source = register_knn()
+    global knn_impl
+    knn_impl = KNN[a.knn or MODELS[a.model]["knn"]]
+    source = register_knn() + ", " + (a.knn or MODELS[a.model]["knn"])
     import make_training_fixture as fx
     fx.knn_exact = knn_batch
     m = MODELS[a.model]
@@ -471,6 +495,7 @@ def main():
     p.add_argument("--max-events", type=int)
     p.add_argument("--max-rows", type=int)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--knn", choices=sorted(KNN), help="default: the faster on these batches (README-train.md)")
     c = sub.add_parser("compare", help="gpuml's drivers and the peer, interleaved")
     c.add_argument("--build", default=os.path.join(ROOT, "build"))
     c.add_argument("--workdir", default="/tmp/train_peers")

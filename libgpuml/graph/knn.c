@@ -129,9 +129,10 @@ static gpuml_status knn_run(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *
     float r2 = p->max_radius > 0 ? p->max_radius * p->max_radius : INFINITY;
     size_t ws_bytes;
 #if GPUML_HAVE_CUDA
-    ws_bytes = gpuml_on_cuda(ctx) ? gpuml_cuda_knn_workspace(n, d, nev) : gpuml_cpu_knn_workspace(n, d, nev);
+    ws_bytes = gpuml_on_cuda(ctx) ? gpuml_cuda_knn_workspace(n, d, nev, p->k, ctx->num_threads)
+                                  : gpuml_cpu_knn_workspace(n, d, nev, p->k, ctx->num_threads);
 #else
-    ws_bytes = gpuml_cpu_knn_workspace(n, d, nev);
+    ws_bytes = gpuml_cpu_knn_workspace(n, d, nev, p->k, ctx->num_threads);
 #endif
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));

@@ -5,6 +5,7 @@
  * every position of the batch, so small and large events share the threads.
  * Positions run in Z-curve order, so consecutive queries touch the same
  * cells. The search keeps its list in the output row: no per-query memory. */
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -114,6 +115,58 @@ static void kd_select(const float *x, int d, int dim, int32_t *r, int64_t lo, in
     }
 }
 
+/* Z-curve order (what the CUDA build uses) instead of median splits: for
+ * tests/test_knn_emul.c, which compiles this driver as the GPU runs it. */
+#ifndef GPUML_KNN_ZORDER
+#define GPUML_KNN_ZORDER 0
+#endif
+
+#if GPUML_KNN_ZORDER
+typedef struct zitem {
+    uint64_t key;
+    int32_t row;
+} zitem;
+
+static int zitem_cmp(const void *pa, const void *pb)
+{
+    const zitem *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+/* rows[0, n) of event ev: by (key, row), as the CUDA radix sorts order them. */
+static void zorder(const float *x, int d, int db, gpuml_k_knn_event *ev, int32_t *rows)
+{
+    int64_t n = ev->n, nv = 0;
+    for (int c = 0; c < db; c++)
+        ev->lo[c] = INFINITY, ev->hi[c] = -INFINITY;
+    for (int64_t r = ev->start; r < ev->start + n; r++)
+        if (gpuml_k_knn_finite_row(x + r * d, d)) {
+            nv++;
+            for (int c = 0; c < db; c++) {
+                ev->lo[c] = fminf(ev->lo[c], x[r * d + c]);
+                ev->hi[c] = fmaxf(ev->hi[c], x[r * d + c]);
+            }
+        }
+    for (int c = 0; c < db; c++)
+        if (!nv)
+            ev->lo[c] = ev->hi[c] = 0.0f;
+    zitem *z = malloc((size_t)(n ? n : 1) * sizeof *z);
+    if (!z)
+        return; /* test-only build */
+    for (int64_t p = 0; p < n; p++) {
+        const float *xr = x + (ev->start + p) * d;
+        z[p].key = gpuml_k_knn_finite_row(xr, d) ? gpuml_k_knn_key(xr, ev, db) : UINT64_MAX;
+        z[p].row = (int32_t)(ev->start + p);
+    }
+    qsort(z, (size_t)n, sizeof *z, zitem_cmp);
+    for (int64_t p = 0; p < n; p++)
+        rows[p] = z[p].row;
+    free(z);
+}
+#endif
+
 /* Subtrees above this many points become OpenMP tasks (large events). */
 #define KD_TASK_MIN 32768
 /* Events of at least this many points are built by all threads together;
@@ -182,7 +235,11 @@ static void build_event(const gpuml_k_knn_view *v, const cpu_ws *w, const float 
             rows[gpuml_k_knn_finite_row(x + r * D, D) ? f++ : t++] = (int32_t)r;
         kd_ctx kc = {x, D, db, nv};
         int top = gpuml_k_knn_levels_for(gpuml_k_knn_ncells(nv)) - 1;
-        if (par) {
+        if (GPUML_KNN_ZORDER) {
+#if GPUML_KNN_ZORDER
+            zorder(x, D, db, ev, rows);
+#endif
+        } else if (par) {
 #pragma omp parallel num_threads(nt)
 #pragma omp single
             kd_build(&kc, rows, top, 0, true);
@@ -222,7 +279,8 @@ static void query_cell(const gpuml_k_knn_view *v, int64_t C, int32_t *idx, float
 {
     int64_t P = C << GPUML_KNN_LB, e = gpuml_k_knn_event_of_pos(v->ev, v->nev, P);
     int64_t c = (P - gpuml_k_knn_pbase(v->ev[e].start, e)) >> GPUML_KNN_LB;
-    gpuml_k_knn_cell(v, e, c, 0, GPUML_KNN_B, idx, dist2, lists);
+    for (int g0 = 0; g0 < GPUML_KNN_B; g0 += GPUML_KNN_GMAX)
+        gpuml_k_knn_cell(v, e, c, g0, GPUML_KNN_GMAX, idx, dist2, lists);
 }
 
 gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d, const int64_t *row_splits,

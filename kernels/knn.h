@@ -37,7 +37,7 @@
 #define GPUML_K_INLINE static inline
 #endif
 
-#define GPUML_KNN_LB 4 /* cells of 16 points: one AVX-512 vector, four SSE ones */
+#define GPUML_KNN_LB 5 /* cells of 32 points (bench_knn: fewer, larger cells win) */
 #define GPUML_KNN_B (1 << GPUML_KNN_LB)
 #define GPUML_KNN_MAXBIN 4     /* binned coordinates                          */
 #define GPUML_KNN_MAXLEVELS 48 /* box levels: enough for 2^31 points          */
@@ -47,8 +47,10 @@
 #define GPUML_KNN_MODE_GRID 1
 
 /* AUTO uses the binned search for events of at least this many points when
- * D <= GPUML_KNN_GRID_MAXD (measured with bench/bench_knn). */
-#define GPUML_KNN_GRID_MIN 256
+ * D <= GPUML_KNN_GRID_MAXD. Measured on the CPU (bench/README.md): it wins
+ * from about 128 points at D <= 8; on gaussian data with D >= 12, binning
+ * on 4 of the coordinates no longer prunes and brute force is as fast. */
+#define GPUML_KNN_GRID_MIN 128
 #define GPUML_KNN_GRID_MAXD 8
 
 /* Sentinels of an empty slot during the search: (r2, INT32_MAX) admits

@@ -4,7 +4,7 @@
  * with GPUML_KNN_GMAX 1 (one query per group, as one query per GPU thread)
  * and GPUML_KNN_ZORDER 1 (events ordered along the Z-curve of their grid,
  * as the device radix sorts order them). Its lists must equal the
- * library's (median-split order, groups of 16) bit for bit, so the code the
+ * library's (median-split order, groups of 32) bit for bit, so the code the
  * GPU runs is tested even on machines without one.
  */
 #include <math.h>

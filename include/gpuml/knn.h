@@ -31,12 +31,12 @@
  *     gpuml_knn_backward(ctx, coords, idx, grad_d2, rp, col, gx);
  *
  * Algorithms: brute force within each event (small events, high D) and an
- * exact binned search for large low-dimensional events: points are binned on
- * a fine grid over their first min(D, 4) coordinates, ordered along the
- * grid's Z-curve, grouped into cells of 16 points and a hierarchy of cell
- * boxes; a query visits cells nearest-first and stops when no unvisited cell
- * can beat its current k-th distance. Both give identical lists; AUTO picks
- * per event by size, k and D.
+ * exact binned search for large low-dimensional events: the points are
+ * binned into cells of 32 by their first min(D, 4) coordinates - median
+ * splits on the CPU, the Z-curve of a fine grid on CUDA, so the cells adapt
+ * to clustered data - under a hierarchy of cell boxes; a query visits cells
+ * nearest-first and stops when no unvisited box can beat its current k-th
+ * distance. Both give identical lists; AUTO picks per event by size and D.
  *
  * All tensors live on the context's device; outputs are caller-allocated.
  * On CUDA the work is enqueued on the context's stream in a fixed number of

@@ -41,7 +41,7 @@
 #define GPUML_KNN_B (1 << GPUML_KNN_LB)
 #define GPUML_KNN_MAXBIN 4     /* binned coordinates                          */
 #define GPUML_KNN_MAXLEVELS 48 /* box levels: enough for 2^31 points          */
-#define GPUML_KNN_STACK 64
+#define GPUML_KNN_STACK 48 /* > levels + 1 for any N < 2^31 */
 
 #define GPUML_KNN_MODE_BRUTE 0
 #define GPUML_KNN_MODE_GRID 1
@@ -411,55 +411,65 @@ GPUML_K_INLINE float gpuml_k_knn_group_worst(const gpuml_k_knn_grp *G)
     return w;
 }
 
+/* Depth-first below node (l, i) of bound b, nearest child first, pruned by
+ * the group's worst; cell `own` (already scanned) is skipped. */
+GPUML_K_INLINE void gpuml_k_knn_descend(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
+                                        gpuml_k_knn_grp *G, int D, int DB, int l0, int64_t i0, float b0, int64_t own)
+{
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan);
+    bool check = G->n > 1; /* with one query the group bound is the query's */
+    float worst = gpuml_k_knn_group_worst(G);
+    int32_t st_i[GPUML_KNN_STACK];
+    float st_b[GPUML_KNN_STACK];
+    int8_t st_l[GPUML_KNN_STACK];
+    int top = 1;
+    st_i[0] = (int32_t)i0, st_b[0] = b0, st_l[0] = (int8_t)l0;
+    while (top > 0) {
+        top--;
+        int64_t i = st_i[top];
+        int l = st_l[top];
+        if (st_b[top] > worst)
+            continue;
+        if (l == 0) {
+            if (i != own) {
+                gpuml_k_knn_scan(G, D, DB, i, check ? gpuml_k_knn_box(v, ev->start, e, 0, i) : NULL);
+                worst = gpuml_k_knn_group_worst(G);
+            }
+            continue;
+        }
+        int64_t c0 = 2 * i, c1 = 2 * i + 1;
+        const float *bx = gpuml_k_knn_box(v, ev->start, e, l - 1, c0);
+        float bb0 = gpuml_k_knn_gap(bx, G->lo, G->hi, DB);
+        if (c1 < gpuml_k_knn_nodes(nc, l - 1)) {
+            float bb1 = gpuml_k_knn_gap(bx + 2 * DB, G->lo, G->hi, DB);
+            /* push the far child first so that the near one pops next */
+            bool near0 = bb0 <= bb1;
+            int64_t fi = near0 ? c1 : c0, ni = near0 ? c0 : c1;
+            float fb = near0 ? bb1 : bb0, nb = near0 ? bb0 : bb1;
+            if (fb <= worst && top < GPUML_KNN_STACK)
+                st_i[top] = (int32_t)fi, st_b[top] = fb, st_l[top] = (int8_t)(l - 1), top++;
+            if (nb <= worst && top < GPUML_KNN_STACK)
+                st_i[top] = (int32_t)ni, st_b[top] = nb, st_l[top] = (int8_t)(l - 1), top++;
+        } else if (bb0 <= worst && top < GPUML_KNN_STACK) {
+            st_i[top] = (int32_t)c0, st_b[top] = bb0, st_l[top] = (int8_t)(l - 1), top++;
+        }
+    }
+}
+
 /* Binned search of a group (all in one cell): its own cell, then for every
- * level the sibling subtree of its ancestor, nearest child first. */
+ * level the sibling subtree of its ancestor, depth-first. */
 GPUML_K_INLINE void gpuml_k_knn_search_grid(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
                                             gpuml_k_knn_grp *G, int D, int DB)
 {
-    int64_t nc = gpuml_k_knn_ncells(ev->nscan), node = G->p[0] >> GPUML_KNN_LB;
-    bool check = G->n > 1; /* with one query the group bound is the query's */
-    gpuml_k_knn_scan(G, D, DB, node, NULL);
-    float worst = gpuml_k_knn_group_worst(G);
-    int64_t st_i[GPUML_KNN_STACK];
-    float st_b[GPUML_KNN_STACK];
-    int st_l[GPUML_KNN_STACK];
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan), own = G->p[0] >> GPUML_KNN_LB, node = own;
+    gpuml_k_knn_scan(G, D, DB, own, NULL);
     for (int lev = 0; lev + 1 < ev->levels; lev++, node >>= 1) {
         int64_t sib = node ^ 1;
         if (sib >= gpuml_k_knn_nodes(nc, lev))
             continue;
         float b = gpuml_k_knn_gap(gpuml_k_knn_box(v, ev->start, e, lev, sib), G->lo, G->hi, DB);
-        if (b > worst)
-            continue;
-        int top = 1;
-        st_i[0] = sib, st_b[0] = b, st_l[0] = lev;
-        while (top > 0) {
-            top--;
-            int64_t i = st_i[top];
-            int l = st_l[top];
-            if (st_b[top] > worst)
-                continue;
-            if (l == 0) {
-                gpuml_k_knn_scan(G, D, DB, i, check ? gpuml_k_knn_box(v, ev->start, e, 0, i) : NULL);
-                worst = gpuml_k_knn_group_worst(G);
-                continue;
-            }
-            int64_t c0 = 2 * i, c1 = 2 * i + 1;
-            const float *bx = gpuml_k_knn_box(v, ev->start, e, l - 1, c0);
-            float b0 = gpuml_k_knn_gap(bx, G->lo, G->hi, DB);
-            if (c1 < gpuml_k_knn_nodes(nc, l - 1)) {
-                float b1 = gpuml_k_knn_gap(bx + 2 * DB, G->lo, G->hi, DB);
-                /* push the far child first so that the near one pops next */
-                bool near0 = b0 <= b1;
-                int64_t fi = near0 ? c1 : c0, ni = near0 ? c0 : c1;
-                float fb = near0 ? b1 : b0, nb = near0 ? b0 : b1;
-                if (fb <= worst && top < GPUML_KNN_STACK)
-                    st_i[top] = fi, st_b[top] = fb, st_l[top] = l - 1, top++;
-                if (nb <= worst && top < GPUML_KNN_STACK)
-                    st_i[top] = ni, st_b[top] = nb, st_l[top] = l - 1, top++;
-            } else if (b0 <= worst && top < GPUML_KNN_STACK) {
-                st_i[top] = c0, st_b[top] = b0, st_l[top] = l - 1, top++;
-            }
-        }
+        if (b <= gpuml_k_knn_group_worst(G))
+            gpuml_k_knn_descend(v, ev, e, G, D, DB, lev, sib, b, own);
     }
 }
 

@@ -301,6 +301,11 @@ GPUML_HD static inline float gpuml_k_knn_key_d2(uint64_t key)
 #endif
 }
 
+/* max(a, 0), exactly (a + |a| is 2a or 0; halving is exact), without a
+ * comparison, so that compilers vectorise the loops that use it. Where a + |a|
+ * overflows, a^2 does too and the bound is +inf either way. */
+GPUML_HD static inline float gpuml_k_knn_pos(float a) { return (a + fabsf(a)) * 0.5f; }
+
 /* Lower bound of dist2 between any point of box bx (lo[db], hi[db]) and any
  * point of the box [qlo, qhi] (a query point when qlo == qhi); see the top. */
 GPUML_K_INLINE float gpuml_k_knn_gap(const float *bx, const float *qlo, const float *qhi, int db)
@@ -308,8 +313,7 @@ GPUML_K_INLINE float gpuml_k_knn_gap(const float *bx, const float *qlo, const fl
     float acc = 0.0f;
     for (int c = 0; c < db; c++) {
         float a = bx[c] - qhi[c], b = qlo[c] - bx[db + c];
-        float g = a > b ? a : b;
-        g = g > 0.0f ? g : 0.0f;
+        float g = gpuml_k_knn_pos(a) + gpuml_k_knn_pos(b); /* at most one is > 0 */
         acc += g * g;
     }
     return acc;
@@ -362,9 +366,7 @@ GPUML_K_INLINE void gpuml_k_knn_scan(gpuml_k_knn_grp *G, int D, int DB, int64_t 
         for (int d = 0; d < DB; d++) {
             float lo = cbox[d], hi = cbox[DB + d];
             for (int g = 0; g < GPUML_KNN_GMAX; g++) {
-                float a = lo - G->qx[d][g], b = G->qx[d][g] - hi;
-                float t = a > b ? a : b;
-                t = t > 0.0f ? t : 0.0f;
+                float t = gpuml_k_knn_pos(lo - G->qx[d][g]) + gpuml_k_knn_pos(G->qx[d][g] - hi);
                 gap[g] += t * t;
             }
         }

@@ -34,7 +34,10 @@ static uint64_t rng_next(uint64_t *s)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static double uni(uint64_t *s, double lo, double hi) { return lo + (hi - lo) * ((double)(rng_next(s) >> 11) * 0x1.0p-53); }
+static double uni(uint64_t *s, double lo, double hi)
+{
+    return lo + (hi - lo) * ((double)(rng_next(s) >> 11) * 0x1.0p-53);
+}
 static double gauss(uint64_t *s)
 {
     double u1 = uni(s, 1e-300, 1.0), u2 = uni(s, 0.0, 1.0);
@@ -85,7 +88,8 @@ static void gen_event(uint64_t *s, int64_t n, int d, float *x)
     free(w);
 }
 
-static void write_npy(const char *path, const char *descr, int nd, const int64_t *shape, const void *data, size_t nbytes)
+static void write_npy(const char *path, const char *descr, int nd, const int64_t *shape, const void *data,
+                      size_t nbytes)
 {
     FILE *f = fopen(path, "wb");
     if (!f) {
@@ -152,7 +156,9 @@ int main(int argc, char **argv)
             only = argv[++a];
         else if (!strcmp(argv[a], "--algo") && a + 1 < argc) {
             a++;
-            algo = !strcmp(argv[a], "brute") ? GPUML_KNN_BRUTE : !strcmp(argv[a], "grid") ? GPUML_KNN_GRID : GPUML_KNN_AUTO;
+            algo = !strcmp(argv[a], "brute")  ? GPUML_KNN_BRUTE
+                   : !strcmp(argv[a], "grid") ? GPUML_KNN_GRID
+                                              : GPUML_KNN_AUTO;
         } else if (!strcmp(argv[a], "--no-write"))
             write = 0;
         else if (!strcmp(argv[a], "--csr"))

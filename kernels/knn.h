@@ -2,9 +2,11 @@
  * include/gpuml/knn.h for the contract).
  *
  * Layout, shared by both drivers. Every event is copied into a workspace in
- * "position" order: brute-force events keep their row order, binned events
- * are sorted along the Z-curve of a fine grid over their first db = min(D, 4)
- * coordinates, with non-finite points last. Positions are grouped in cells
+ * "position" order: brute-force events keep their row order; binned events
+ * put their finite points first, in an order that makes consecutive points
+ * spatially compact in their first db = min(D, 4) coordinates (median splits
+ * on the CPU, kernels/cpu/knn.c; the Z-curve of a fine grid on CUDA,
+ * gpuml_k_knn_key), then the non-finite ones. Positions are grouped in cells
  * of GPUML_KNN_B; an event's coordinates are stored dimension-major (column d
  * of event e at xs + pbase*D + d*colstride), padded with NaN to a whole
  * number of cells, so a cell is one contiguous run per dimension and padding
@@ -16,8 +18,8 @@
  * non-overlapping base for anything an event needs at most ceil(n / 2^m)
  * slots of.
  *
- * Exactness: a query keeps its k-1 best (dist2, row) pairs in its output row,
- * sorted. A candidate enters iff its pair is smaller than the current worst,
+ * Exactness: a query keeps its k-1 best (dist2, row) pairs in a sorted list.
+ * A candidate enters iff its pair is smaller than the current worst,
  * a strict total order, so the list does not depend on the visiting order
  * and brute force, binned search, CPU and CUDA agree bit for bit. A box is
  * skipped only when its lower bound, a float32 sum in dimension order of the
@@ -28,6 +30,7 @@
 #define GPUML_KERNELS_KNN_H
 
 #include "common.h"
+#include "gpuml/knn.h"
 
 #ifdef __CUDACC__
 #define GPUML_K_INLINE static __device__ __host__ __forceinline__
@@ -41,7 +44,7 @@
 #define GPUML_KNN_B (1 << GPUML_KNN_LB)
 #define GPUML_KNN_MAXBIN 4     /* binned coordinates                          */
 #define GPUML_KNN_MAXLEVELS 48 /* box levels: enough for 2^31 points          */
-#define GPUML_KNN_STACK 48 /* > levels + 1 for any N < 2^31 */
+#define GPUML_KNN_STACK 48     /* depth-first stack: > levels + 1            */
 
 #define GPUML_KNN_MODE_BRUTE 0
 #define GPUML_KNN_MODE_GRID 1
@@ -53,10 +56,8 @@
 #define GPUML_KNN_GRID_MIN 128
 #define GPUML_KNN_GRID_MAXD 8
 
-/* Sentinels of an empty slot during the search: (r2, INT32_MAX) admits
- * points at dist2 == r2; (inf, -1) admits nothing at inf. */
+/* Row of the empty-slot sentinel with a radius (see the search below). */
 #define GPUML_KNN_J_RADIUS 2147483647
-#define GPUML_KNN_J_NONE (-1)
 
 /* One event, filled by the build. */
 typedef struct gpuml_k_knn_event {
@@ -146,12 +147,12 @@ GPUML_HD static inline int64_t gpuml_k_knn_event_of_pos(const gpuml_k_knn_event 
     return lo;
 }
 
-GPUML_HD static inline int gpuml_k_knn_mode(int64_t n, int d, int k, int algo)
+/* algo: a gpuml_knn_algo. */
+GPUML_HD static inline int gpuml_k_knn_mode(int64_t n, int d, int algo)
 {
-    (void)k;
-    if (algo == 1)
+    if (algo == GPUML_KNN_BRUTE)
         return GPUML_KNN_MODE_BRUTE;
-    if (algo == 2)
+    if (algo == GPUML_KNN_GRID)
         return GPUML_KNN_MODE_GRID;
     return (d <= GPUML_KNN_GRID_MAXD && n >= GPUML_KNN_GRID_MIN) ? GPUML_KNN_MODE_GRID : GPUML_KNN_MODE_BRUTE;
 }
@@ -256,6 +257,9 @@ GPUML_HD static inline void gpuml_k_knn_make_box(const gpuml_k_knn_view *v, int6
  * infinite. */
 #ifndef GPUML_KNN_GMAX
 #define GPUML_KNN_GMAX GPUML_KNN_B
+#endif
+#if GPUML_KNN_B > 32 || GPUML_KNN_GMAX > GPUML_KNN_B
+#error "lane and query masks are 32-bit words"
 #endif
 
 GPUML_HD static inline int gpuml_k_knn_ctz(uint32_t m)

@@ -582,7 +582,8 @@ static void test_backward_direct(void **state)
 static void expect(gpuml_status got, gpuml_status want, const char *must_contain)
 {
     if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want), gpuml_last_error());
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
     if (must_contain && !strstr(gpuml_last_error(), must_contain))
         fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must_contain);
 }
@@ -594,7 +595,8 @@ static void test_errors(void **state)
     float x[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     int64_t sp[3] = {0, 2, 4}, dec[3] = {0, 3, 2}, short_[3] = {0, 2, 3}, late[3] = {1, 2, 4};
     gpuml_tensor *tx = h_tensor_f32(ctx, 2, SHAPE(4, 3), x), *ts = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), sp);
-    gpuml_tensor *tdec = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), dec), *tshort = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), short_);
+    gpuml_tensor *tdec = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), dec);
+    gpuml_tensor *tshort = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), short_);
     gpuml_tensor *tlate = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), late);
     gpuml_tensor *ts32 = h_tensor(ctx, GPUML_I32, 1, SHAPE(3), (int32_t[]){0, 2, 4});
     gpuml_tensor *tx64 = h_tensor(ctx, GPUML_F64, 2, SHAPE(4, 3), NULL);

@@ -214,7 +214,7 @@ static void build_event(const gpuml_k_knn_view *v, const cpu_ws *w, const float 
     int64_t start = row_splits[e], n = row_splits[e + 1] - start;
     ev->start = start;
     ev->n = n;
-    ev->mode = gpuml_k_knn_mode(n, D, v->k, algo);
+    ev->mode = gpuml_k_knn_mode(n, D, algo);
     ev->levels = 0;
     for (int c = 0; c < GPUML_KNN_MAXBIN; c++)
         ev->lo[c] = ev->hi[c] = 0.0f; /* the Z-curve range: unused by this order */

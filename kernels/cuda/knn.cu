@@ -155,7 +155,7 @@ static __global__ void event_kernel(const float *x, int d, int db, const int64_t
             gpuml_k_knn_event E;
             E.start = start;
             E.n = n;
-            E.mode = gpuml_k_knn_mode(n, d, k, algo);
+            E.mode = gpuml_k_knn_mode(n, d, algo);
             E.nscan = E.mode == GPUML_KNN_MODE_GRID ? (int64_t)s_cnt[0] : n;
             E.levels = E.mode == GPUML_KNN_MODE_GRID ? gpuml_k_knn_levels_for(gpuml_k_knn_ncells(E.nscan)) : 0;
             for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {

@@ -76,8 +76,9 @@ static gpuml_status check_rev(gpuml_ctx *ctx, const char *fn, const gpuml_tensor
     if (!rp && !col)
         return GPUML_OK;
     if (!rp || !col)
-        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument '%s' is NULL but '%s' is not: give both or neither",
-                          rp ? "rev_col" : "rev_rowptr", rp ? "rev_rowptr" : "rev_col");
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn,
+                          "argument '%s' is NULL but '%s' is not: give both or neither", rp ? "rev_col" : "rev_rowptr",
+                          rp ? "rev_rowptr" : "rev_col");
     GPUML_TRY(gpuml_check_dtype(ctx, fn, "rev_rowptr", rp, GPUML_I64));
     GPUML_TRY(gpuml_check_dtype(ctx, fn, "rev_col", col, GPUML_I64));
     char s[160];

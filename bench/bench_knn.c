@@ -14,6 +14,9 @@
  *   bench_knn [--out DIR] [--threads T] [--repeat R] [--algo auto|brute|grid]
  *             [--only NAME] [--no-write] [--csr]
  *
+ * --csr also times gpuml_knn_reverse (the reverse adjacency for the
+ * backward) and gpuml_knn_backward, best of R.
+ *
  * Prints one line per configuration (best and median wall time of R runs,
  * and the least process CPU time of a run: the work, robust to a loaded
  * machine) and, with
@@ -186,8 +189,8 @@ int main(int argc, char **argv)
         if (csv)
             fprintf(csv, "name,n,events,d,k,threads,best_s,median_s\n");
     }
-    printf("%-16s %8s %6s %2s %3s %10s %10s %10s %8s\n", "config", "N", "events", "D", "k", "best[s]", "median[s]",
-           "cpu[s]", csr ? "csr[s]" : "");
+    printf("%-16s %8s %6s %2s %3s %10s %10s %10s %8s %8s\n", "config", "N", "events", "D", "k", "best[s]", "median[s]",
+           "cpu[s]", csr ? "csr[s]" : "", csr ? "bwd[s]" : "");
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
         for (int d = 3; d <= 4; d++) {
             int64_t nev = sizes[si].events, n = nev * sizes[si].per_event;
@@ -205,7 +208,7 @@ int main(int argc, char **argv)
                 snprintf(name, sizeof name, "%s_d%d_k%d", sizes[si].name, d, k);
                 if (only && !strstr(name, only))
                     continue;
-                gpuml_tensor *tx, *ts, *ti, *td, *trp = NULL, *tcol = NULL;
+                gpuml_tensor *tx, *ts, *ti, *td, *trp = NULL, *tcol = NULL, *tg = NULL, *tgx = NULL;
                 gpuml_tensor_wrap(x, cfg.device, GPUML_F32, 2, (int64_t[]){n, d}, NULL, NULL, &tx);
                 gpuml_tensor_wrap(splits, cfg.device, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL, NULL, &ts);
                 gpuml_tensor_create(ctx, GPUML_I32, 2, (int64_t[]){n, k}, &ti);
@@ -213,12 +216,15 @@ int main(int argc, char **argv)
                 if (csr) {
                     gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){n + 1}, &trp);
                     gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){n * k}, &tcol);
+                    gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){n, k}, &tg);
+                    gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){n, d}, &tgx);
+                    gpuml_fill(ctx, tg, 0.5);
                 }
                 gpuml_knn_params p;
                 gpuml_knn_params_init_defaults(&p);
                 p.k = k;
                 p.algo = algo;
-                double *t = malloc((size_t)(repeat + 1) * sizeof *t), tcsr = 1e30, tcpu = 1e30;
+                double *t = malloc((size_t)(repeat + 1) * sizeof *t), tcsr = 1e30, tcpu = 1e30, tbwd = 1e30;
                 for (int r = 0; r <= repeat; r++) { /* run 0 warms the allocator and caches */
                     double t0 = now(), c0 = cpu_now();
                     gpuml_status st = gpuml_knn_ex(ctx, tx, ts, &p, ti, td, NULL, NULL);
@@ -234,6 +240,10 @@ int main(int argc, char **argv)
                         gpuml_knn_reverse(ctx, ti, trp, tcol);
                         double tc = now() - t0;
                         tcsr = tc < tcsr ? tc : tcsr;
+                        t0 = now();
+                        gpuml_knn_backward(ctx, tx, ti, tg, trp, tcol, tgx);
+                        tc = now() - t0;
+                        tbwd = tc < tbwd ? tc : tbwd;
                     }
                 }
                 qsort(t + 1, (size_t)repeat, sizeof *t, cmp_double);
@@ -241,7 +251,7 @@ int main(int argc, char **argv)
                 printf("%-16s %8lld %6lld %2d %3d %10.4f %10.4f %10.4f", name, (long long)n, (long long)nev, d, k, best,
                        med, tcpu);
                 if (csr)
-                    printf(" %8.4f", tcsr);
+                    printf(" %8.4f %8.4f", tcsr, tbwd);
                 printf("\n");
                 fflush(stdout);
                 if (csv)
@@ -263,6 +273,7 @@ int main(int argc, char **argv)
                 free(t);
                 gpuml_tensor_destroy(tx), gpuml_tensor_destroy(ts), gpuml_tensor_destroy(ti);
                 gpuml_tensor_destroy(td), gpuml_tensor_destroy(trp), gpuml_tensor_destroy(tcol);
+                gpuml_tensor_destroy(tg), gpuml_tensor_destroy(tgx);
             }
             free(x);
             free(splits);

@@ -562,9 +562,17 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
 
 /* ---- backward ------------------------------------------------------------------ */
 
+/* Row of flat position pos of an [n, k] index array (32-bit division when
+ * it fits: the 64-bit one is several times slower). */
+GPUML_HD static inline int64_t gpuml_k_knn_row_of(int64_t pos, int k)
+{
+    return pos < 4294967296ll ? (int64_t)((uint32_t)pos / (uint32_t)k) : pos / k;
+}
+
 /* d loss / d x[i, c] for loss = sum g * dist2: own slots in slot order, then
- * the reverse edges (m -> i) in CSR order. Out-of-range indices and CSR
- * entries that do not point back at i are skipped. */
+ * the reverse edges (m -> i) in CSR order. Self edges contribute nothing;
+ * out-of-range indices and CSR entries are skipped (memory safety only: the
+ * CSR must be the reverse adjacency of idx). */
 GPUML_HD static inline float gpuml_k_knn_grad_elem(const float *GPUML_RESTRICT x, int64_t n, int d,
                                                    const int32_t *GPUML_RESTRICT idx, int k,
                                                    const float *GPUML_RESTRICT g, const int64_t *GPUML_RESTRICT rowptr,
@@ -581,15 +589,47 @@ GPUML_HD static inline float gpuml_k_knn_grad_elem(const float *GPUML_RESTRICT x
     int64_t p0 = gpuml_k_min64(gpuml_k_max64(rowptr[i], 0), nk);
     int64_t p1 = gpuml_k_min64(gpuml_k_max64(rowptr[i + 1], p0), nk);
     for (int64_t q = p0; q < p1; q++) {
-        int64_t pos = col[q];
-        if (pos < 0 || pos >= nk || idx[pos] != i)
-            continue;
-        int64_t m = pos / k;
-        if (m == i)
+        int64_t pos = col[q], m = gpuml_k_knn_row_of(pos, k);
+        if (pos < 0 || pos >= nk || m == i)
             continue;
         acc += g[pos] * (xi - x[m * d + c]);
     }
     return 2.0f * acc;
+}
+
+/* The same for all D elements of row i at once (one gather per neighbour
+ * instead of D), adding in the same order per element: the same bits. */
+GPUML_HD static inline void gpuml_k_knn_grad_row(const float *GPUML_RESTRICT x, int64_t n, int d,
+                                                 const int32_t *GPUML_RESTRICT idx, int k,
+                                                 const float *GPUML_RESTRICT g, const int64_t *GPUML_RESTRICT rowptr,
+                                                 const int64_t *GPUML_RESTRICT col, int64_t i, float *GPUML_RESTRICT gxi)
+{
+    const float *xi = x + i * d;
+    for (int c = 0; c < d; c++)
+        gxi[c] = 0.0f;
+    for (int s = 0; s < k; s++) {
+        int64_t j = idx[i * k + s];
+        if (j < 0 || j >= n || j == i)
+            continue;
+        float gs = g[i * k + s];
+        const float *xj = x + j * d;
+        for (int c = 0; c < d; c++)
+            gxi[c] += gs * (xi[c] - xj[c]);
+    }
+    int64_t nk = n * k;
+    int64_t p0 = gpuml_k_min64(gpuml_k_max64(rowptr[i], 0), nk);
+    int64_t p1 = gpuml_k_min64(gpuml_k_max64(rowptr[i + 1], p0), nk);
+    for (int64_t q = p0; q < p1; q++) {
+        int64_t pos = col[q], m = gpuml_k_knn_row_of(pos, k);
+        if (pos < 0 || pos >= nk || m == i)
+            continue;
+        float gm = g[pos];
+        const float *xm = x + m * d;
+        for (int c = 0; c < d; c++)
+            gxi[c] += gm * (xi[c] - xm[c]);
+    }
+    for (int c = 0; c < d; c++)
+        gxi[c] = 2.0f * gxi[c];
 }
 
 #endif

@@ -5,7 +5,8 @@
  * and GPUML_KNN_ZORDER 1 (events ordered along the Z-curve of their grid,
  * as the device radix sorts order them). Its lists must equal the
  * library's (median-split order, groups of 32) bit for bit, so the code the
- * GPU runs is tested even on machines without one.
+ * GPU runs is tested even on machines without one. Likewise the backward:
+ * the per-element form of the CUDA kernel against the library's rows.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -19,6 +20,7 @@
 
 #include "harness.h"
 #include "kernels.h"
+#include "knn.h"
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 
@@ -128,10 +130,47 @@ static void test_emulated_gpu_body(void **state)
     free(x);
 }
 
+static void test_emulated_gpu_backward(void **state)
+{
+    (void)state;
+    uint64_t s = 78;
+    int64_t n = 3000, sp[4] = {0, 1000, 1010, 3000};
+    int d = 5, k = 24;
+    float *x = blobs(&s, n, d), *g = malloc((size_t)(n * k) * sizeof *g);
+    for (int64_t e = 0; e < n * k; e++)
+        g[e] = (float)h_rand_normal(&s);
+    x[17 * d] = NAN;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_tensor *tx = h_tensor_f32(ctx, 2, SHAPE(n, d), x), *ts = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), sp);
+    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(n, k), NULL), *td = h_tensor_f32(ctx, 2, SHAPE(n, k), NULL);
+    gpuml_tensor *tg = h_tensor_f32(ctx, 2, SHAPE(n, k), g), *tgx = h_tensor_f32(ctx, 2, SHAPE(n, d), NULL);
+    gpuml_tensor *trp = h_tensor(ctx, GPUML_I64, 1, SHAPE(n + 1), NULL);
+    gpuml_tensor *tcol = h_tensor(ctx, GPUML_I64, 1, SHAPE(n * k), NULL);
+    gpuml_knn_params p;
+    gpuml_knn_params_init_defaults(&p);
+    p.k = k;
+    assert_int_equal(gpuml_knn_ex(ctx, tx, ts, &p, ti, td, trp, tcol), GPUML_OK);
+    assert_int_equal(gpuml_knn_backward(ctx, tx, ti, tg, trp, tcol, tgx), GPUML_OK);
+    const float *gx = gpuml_tensor_data(tgx);
+    int bad = 0;
+    for (int64_t e = 0; e < n * d; e++) {
+        float want = gpuml_k_knn_grad_elem(x, n, d, gpuml_tensor_data(ti), k, g, gpuml_tensor_data(trp),
+                                           gpuml_tensor_data(tcol), e / d, (int)(e % d));
+        bad += memcmp(&want, &gx[e], sizeof want) != 0;
+    }
+    assert_int_equal(bad, 0);
+    gpuml_tensor *all[] = {tx, ts, ti, td, tg, tgx, trp, tcol};
+    for (size_t t = 0; t < sizeof all / sizeof *all; t++)
+        gpuml_tensor_destroy(all[t]);
+    gpuml_ctx_destroy(ctx);
+    free(x), free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_emulated_gpu_body),
+        cmocka_unit_test(test_emulated_gpu_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,9 +113,9 @@ GPUML_API gpuml_status gpuml_knn_reverse(gpuml_ctx *ctx, const gpuml_tensor *idx
  * edges in rev_col order, float32). Self edges and -1 slots contribute
  * nothing. coords [N, D] f32 and idx [N, k] i32 from the forward pass,
  * grad_dist2 [N, k] f32, rev_rowptr [N+1] i64 / rev_col [N*k] i64 from
- * gpuml_knn_reverse or gpuml_knn_ex (both NULL: built here in temporary
- * memory); grad_coords [N, D] f32 is overwritten. Reverse entries that do not
- * point back at the row (a CSR of another idx) are skipped.
+ * gpuml_knn_reverse or gpuml_knn_ex for this idx (both NULL: built here in
+ * temporary memory); grad_coords [N, D] f32 is overwritten. Out-of-range
+ * entries are skipped, but a CSR of another idx gives a wrong gradient.
  * Errors: as gpuml_knn. */
 GPUML_API gpuml_status gpuml_knn_backward(gpuml_ctx *ctx, const gpuml_tensor *coords, const gpuml_tensor *idx,
                                           const gpuml_tensor *grad_dist2, const gpuml_tensor *rev_rowptr,

@@ -175,8 +175,10 @@ static void zorder(const float *x, int d, int db, gpuml_k_knn_event *ev, int32_t
 
 static void kd_build(const kd_ctx *kc, int32_t *r, int l, int64_t i, bool tasks)
 {
+    if (l <= 0) /* a cell, or no finite point at all (l = -1) */
+        return;
     int64_t a = (i << l) << GPUML_KNN_LB, b = gpuml_k_min64(((i + 1) << l) << GPUML_KNN_LB, kc->nv);
-    if (l == 0 || b - a <= GPUML_KNN_B)
+    if (b - a <= GPUML_KNN_B)
         return;
     int64_t m = ((2 * i + 1) << (l - 1)) << GPUML_KNN_LB;
     if (m < b) {
@@ -333,7 +335,6 @@ gpuml_status gpuml_cpu_knn_grad(const gpuml_kctx *k, const float *x, int64_t n, 
     int nt = k->nthreads;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * (int64_t)d > GPUML_PAR_GRAIN)
     for (int64_t i = 0; i < n; i++)
-        for (int c = 0; c < d; c++)
-            gx[i * d + c] = gpuml_k_knn_grad_elem(x, n, d, idx, kk, g, rowptr, col, i, c);
+        gpuml_k_knn_grad_row(x, n, d, idx, kk, g, rowptr, col, i, gx + i * d);
     return GPUML_OK;
 }

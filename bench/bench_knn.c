@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         snprintf(p, sizeof p, "%s/gpuml.csv", out);
         csv = fopen(p, "w");
         if (csv)
-            fprintf(csv, "name,n,events,d,k,threads,best_s,median_s\n");
+            fprintf(csv, "name,n,events,d,k,threads,best_s,median_s,cpu_s\n");
     }
     printf("%-16s %8s %6s %2s %3s %10s %10s %10s %8s %8s\n", "config", "N", "events", "D", "k", "best[s]", "median[s]",
            "cpu[s]", csr ? "csr[s]" : "", csr ? "bwd[s]" : "");
@@ -255,8 +255,8 @@ int main(int argc, char **argv)
                 printf("\n");
                 fflush(stdout);
                 if (csv)
-                    fprintf(csv, "%s,%lld,%lld,%d,%d,%d,%.6f,%.6f\n", name, (long long)n, (long long)nev, d, k, threads,
-                            best, med);
+                    fprintf(csv, "%s,%lld,%lld,%d,%d,%d,%.6f,%.6f,%.6f\n", name, (long long)n, (long long)nev, d, k,
+                            threads, best, med, tcpu);
                 if (out && write) {
                     char pth[512];
                     snprintf(pth, sizeof pth, "%s/%s.idx.npy", out, name);

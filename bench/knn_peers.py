@@ -9,7 +9,9 @@ For every configuration in DIR/gpuml.csv it times each installed peer
 batch one after the other unless the peer batches natively), checks the
 peer's neighbour lists against gpuml's (recall = shared neighbours / k,
 and how often the point itself is not in slot 0), and prints a markdown
-table with the time ratios peer / gpuml.
+table with the ratios peer / gpuml of the best wall time and of the least
+process CPU time of a run (all threads: the work done, which a machine
+shared with other jobs distorts less than the wall time).
 
 Peers: scipy cKDTree (workers=T), scikit-learn KDTree via
 NearestNeighbors(algorithm='kd_tree', n_jobs=T), FAISS IndexFlatL2 (OpenMP
@@ -134,10 +136,10 @@ rows = list(csv.DictReader(open(os.path.join(args.dir, "gpuml.csv"))))
 names = [p[0] for p in peers.values() if p]
 print("peers: " + ", ".join(names) + "; missing: " + ", ".join(k for k, p in peers.items() if not p))
 print()
-header = "| config | N | events | D | k | gpuml [s] |"
+header = "| config | N | events | D | k | gpuml [s] | cpu [s] |"
 for key, p in peers.items():
     if p:
-        header += " %s [s] | ratio | recall |" % key
+        header += " %s [s] | ratio | cpu ratio | recall |" % key
 print(header)
 print("|" + "---|" * (header.count("|") - 1))
 for r in rows:
@@ -149,25 +151,25 @@ for r in rows:
     x = np.load(os.path.join(args.dir, base + ".x.npy"))
     splits = np.load(os.path.join(args.dir, base + ".splits.npy"))
     ours = np.load(os.path.join(args.dir, name + ".idx.npy")).astype(np.int64)
-    ours_t = float(r["best_s"])
-    line = "| %s | %d | %s | %d | %d | %.3f |" % (name, n, r["events"], d, k, ours_t)
+    ours_t, ours_c = float(r["best_s"]), float(r["cpu_s"])
+    line = "| %s | %d | %s | %d | %d | %.3f | %.3f |" % (name, n, r["events"], d, k, ours_t, ours_c)
     for key, p in peers.items():
         if not p:
             continue
-        best, res = float("inf"), None
-        for _ in range(args.repeat if n * k < 5e7 or key != "faiss" else 1):
-            t0 = time.perf_counter()
+        best, best_c, res = float("inf"), float("inf"), None
+        for _ in range(args.repeat):
+            t0, c0 = time.perf_counter(), time.process_time()
             res = p[1](x, splits, k)
-            t = time.perf_counter() - t0
+            t, c = time.perf_counter() - t0, time.process_time() - c0
             if res is None:
                 break
-            best = min(best, t)
+            best, best_c = min(best, t), min(best_c, c)
         if res is None:
-            line += " - | - | - |"
+            line += " - | - | - | - |"
             continue
         rec = recall(ours, res, k)
         not_self = float(np.mean(res[:, 0] != np.arange(n)))
-        line += " %.3f | %.1fx | %.5f%s |" % (best, best / ours_t, rec, " (self not 1st: %.2g%%)" % (100 * not_self)
-                                             if not_self else "")
+        line += " %.3f | %.1fx | %.1fx | %.5f%s |" % (best, best / ours_t, best_c / ours_c, rec,
+                                                     " (self not 1st: %.2g%%)" % (100 * not_self) if not_self else "")
     print(line)
     sys.stdout.flush()

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
 #include <gpuml/gpuml.h>
 
 static uint64_t rng_next(uint64_t *s)
@@ -183,11 +185,15 @@ int main(int argc, char **argv)
     static const size_cfg sizes[] = {{"10k", 1, 10000}, {"50k", 1, 50000}, {"200k", 1, 200000}, {"64x2k", 64, 2000}};
     FILE *csv = NULL;
     if (out && write) {
+        mkdir(out, 0755); /* may exist already */
         char p[512];
         snprintf(p, sizeof p, "%s/gpuml.csv", out);
         csv = fopen(p, "w");
-        if (csv)
-            fprintf(csv, "name,n,events,d,k,threads,best_s,median_s,cpu_s\n");
+        if (!csv) {
+            fprintf(stderr, "cannot write %s\n", p);
+            return 1;
+        }
+        fprintf(csv, "name,n,events,d,k,threads,best_s,median_s,cpu_s\n");
     }
     printf("%-16s %8s %6s %2s %3s %10s %10s %10s %8s %8s\n", "config", "N", "events", "D", "k", "best[s]", "median[s]",
            "cpu[s]", csr ? "csr[s]" : "", csr ? "bwd[s]" : "");

@@ -329,7 +329,8 @@ GPUML_K_INLINE float gpuml_k_knn_gap(const float *bx, const float *qlo, const fl
 typedef struct gpuml_k_knn_grp {
     const float *col0;   /* column 0 of the event                        */
     const int32_t *perm; /* global rows of the event's positions         */
-    uint64_t *lists;     /* [GPUML_KNN_GMAX, k-1] packed keys             */
+    uint64_t *lists;     /* slot s of query g's list: lists[g*(k-1) + s*ls] */
+    int64_t ls;          /* list stride: 1 (CPU), positions (CUDA)        */
     int64_t cs;          /* column stride                                 */
     int k, n;            /* neighbours; queries                           */
     uint32_t live;       /* bit g: query g searches                      */
@@ -345,15 +346,16 @@ GPUML_K_INLINE void gpuml_k_knn_insert(gpuml_k_knn_grp *G, int g, uint64_t key)
 {
     int km = G->k - 1;
     uint64_t *L = G->lists + (int64_t)g * km;
+    int64_t ls = G->ls;
     int s = G->cnt[g] < km ? G->cnt[g] : km - 1; /* only the filled prefix moves */
-    while (s > 0 && key < L[s - 1]) {
-        L[s] = L[s - 1];
+    while (s > 0 && key < L[(s - 1) * ls]) {
+        L[s * ls] = L[(s - 1) * ls];
         s--;
     }
-    L[s] = key;
+    L[s * ls] = key;
     G->cnt[g] += G->cnt[g] < km;
-    G->wk[g] = L[km - 1];
-    G->wd[g] = gpuml_k_knn_key_d2(L[km - 1]);
+    G->wk[g] = L[(km - 1) * ls];
+    G->wd[g] = gpuml_k_knn_key_d2(G->wk[g]);
 }
 
 /* Offer the points of cell c to the live queries of the group; with cbox
@@ -493,9 +495,11 @@ GPUML_K_INLINE void gpuml_k_knn_search(const gpuml_k_knn_view *v, const gpuml_k_
 
 /* The output rows of the points at positions c*B + g0 .. c*B + g0 + gn - 1
  * of event e (gn <= GPUML_KNN_GMAX; positions past the event are ignored).
- * lists: GPUML_KNN_GMAX * (k-1) keys of scratch. */
+ * lists: GPUML_KNN_GMAX * (k-1) keys of scratch, slot s of query g's list at
+ * lists[g*(k-1) + s*ls] (the CUDA launcher interleaves the lists of all
+ * positions, ls = positions, so that a warp's accesses coalesce). */
 GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64_t c, int g0, int gn, int32_t *idx,
-                                     float *dist2, uint64_t *lists)
+                                     float *dist2, uint64_t *lists, int64_t ls)
 {
     const gpuml_k_knn_event *ev = &v->ev[e];
     int64_t pb = gpuml_k_knn_pbase(ev->start, e);
@@ -504,6 +508,7 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
     G.col0 = v->xs + pb * D;
     G.perm = v->perm + pb;
     G.lists = lists;
+    G.ls = ls;
     G.cs = gpuml_k_knn_colstride(ev->n);
     G.k = k;
     G.n = 0;
@@ -534,7 +539,7 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
         G.live |= 1u << g;
         G.wd[g] = gpuml_k_knn_key_d2(sentinel);
         for (int s = 0; s < km; s++)
-            lists[(int64_t)g * km + s] = sentinel;
+            lists[(int64_t)g * km + s * ls] = sentinel;
         for (int d = 0; d < db; d++) {
             G.lo[d] = G.qx[d][g] < G.lo[d] ? G.qx[d][g] : G.lo[d];
             G.hi[d] = G.qx[d][g] > G.hi[d] ? G.qx[d][g] : G.hi[d];
@@ -554,8 +559,9 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
         const uint64_t *L = lists + (int64_t)g * km;
         for (int s = 0; s < km; s++) {
             bool real = s < G.cnt[g];
-            idx[i * k + 1 + s] = real ? (int32_t)(uint32_t)L[s] : -1;
-            dist2[i * k + 1 + s] = real ? gpuml_k_knn_key_d2(L[s]) : INFINITY;
+            uint64_t key = L[s * ls];
+            idx[i * k + 1 + s] = real ? (int32_t)(uint32_t)key : -1;
+            dist2[i * k + 1 + s] = real ? gpuml_k_knn_key_d2(key) : INFINITY;
         }
     }
 }

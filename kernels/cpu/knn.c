@@ -1,10 +1,11 @@
 /* CPU driver for kernels/knn.h. row_splits were validated by the op.
  *
- * Two passes: the build (events in parallel; each event sorted, copied into
- * its columns and boxed by one thread), then one dynamic OpenMP loop over
- * every position of the batch, so small and large events share the threads.
- * Positions run in Z-curve order, so consecutive queries touch the same
- * cells. The search keeps its list in the output row: no per-query memory. */
+ * Two passes: the build (small events in parallel, one thread each; large
+ * ones by all threads: median-split order, copy into the event's columns,
+ * boxes), then one dynamic OpenMP loop over every cell of the batch, so
+ * small and large events share the threads. A cell's 32 points are queried
+ * together; each thread keeps their lists in its slice of the workspace (no
+ * allocation per query). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +16,19 @@
 #include "../kernels.h"
 #include "../knn.h"
 
+/* The CUDA build's choices instead of the CPU's - Z-curve order instead of
+ * median splits, lists of all positions interleaved instead of per thread -
+ * for tests/test_knn_emul.c, which compiles this driver as the GPU runs it
+ * (with GPUML_KNN_GMAX 1). */
+#ifndef GPUML_KNN_ZORDER
+#define GPUML_KNN_ZORDER 0
+#endif
+
 typedef struct cpu_ws {
     gpuml_k_knn_event *ev;
     float *xs, *boxes;
     int32_t *perm, *rows;
-    uint64_t *lists; /* per thread: GPUML_KNN_GMAX lists of k-1 keys */
+    uint64_t *lists; /* per thread: GPUML_KNN_GMAX lists of k-1 keys     */
 } cpu_ws;
 
 static int gpuml_k_thread_num(void)
@@ -42,7 +51,8 @@ static size_t carve(void *base, int64_t n, int d, int64_t nev, int k, int nthrea
     size_t sizes[6] = {(size_t)nev * sizeof(gpuml_k_knn_event), (size_t)(npos * d) * sizeof(float),
                        (size_t)(slots * 2 * db) * sizeof(float), (size_t)npos * sizeof(int32_t),
                        (size_t)n * sizeof(int32_t),
-                       (size_t)(nthreads > 0 ? nthreads : 1) * GPUML_KNN_GMAX * (size_t)(k > 1 ? k - 1 : 1) * 8};
+                       (GPUML_KNN_ZORDER ? (size_t)npos : (size_t)(nthreads > 0 ? nthreads : 1) * GPUML_KNN_GMAX) *
+                           (size_t)(k > 1 ? k - 1 : 1) * 8};
     void **ptrs[6] = {(void **)&w->ev, (void **)&w->xs, (void **)&w->boxes, (void **)&w->perm, (void **)&w->rows,
                       (void **)&w->lists};
     size_t off = 0;
@@ -114,12 +124,6 @@ static void kd_select(const float *x, int d, int dim, int32_t *r, int64_t lo, in
         r[lo + 1] = t;
     }
 }
-
-/* Z-curve order (what the CUDA build uses) instead of median splits: for
- * tests/test_knn_emul.c, which compiles this driver as the GPU runs it. */
-#ifndef GPUML_KNN_ZORDER
-#define GPUML_KNN_ZORDER 0
-#endif
 
 #if GPUML_KNN_ZORDER
 typedef struct zitem {
@@ -281,8 +285,12 @@ static void query_cell(const gpuml_k_knn_view *v, int64_t C, int32_t *idx, float
 {
     int64_t P = C << GPUML_KNN_LB, e = gpuml_k_knn_event_of_pos(v->ev, v->nev, P);
     int64_t c = (P - gpuml_k_knn_pbase(v->ev[e].start, e)) >> GPUML_KNN_LB;
-    for (int g0 = 0; g0 < GPUML_KNN_B; g0 += GPUML_KNN_GMAX)
-        gpuml_k_knn_cell(v, e, c, g0, GPUML_KNN_GMAX, idx, dist2, lists);
+    for (int g0 = 0; g0 < GPUML_KNN_B; g0 += GPUML_KNN_GMAX) {
+        if (GPUML_KNN_ZORDER) /* as the CUDA launcher: all lists, interleaved */
+            gpuml_k_knn_cell(v, e, c, g0, GPUML_KNN_GMAX, idx, dist2, lists + P + g0, v->npos);
+        else
+            gpuml_k_knn_cell(v, e, c, g0, GPUML_KNN_GMAX, idx, dist2, lists, 1);
+    }
 }
 
 gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d, const int64_t *row_splits,
@@ -321,7 +329,9 @@ gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d
                     GPUML_KNN_LB;
 #pragma omp parallel num_threads(nt) if (n * kk > GPUML_PAR_GRAIN / 8)
     {
-        uint64_t *lists = w.lists + (size_t)gpuml_k_thread_num() * GPUML_KNN_GMAX * (size_t)(kk > 1 ? kk - 1 : 1);
+        uint64_t *lists = w.lists;
+        if (!GPUML_KNN_ZORDER)
+            lists += (size_t)gpuml_k_thread_num() * GPUML_KNN_GMAX * (size_t)(kk > 1 ? kk - 1 : 1);
 #pragma omp for schedule(dynamic, 4)
         for (int64_t C = 0; C < ncell; C++)
             query_cell(&v, C, idx, dist2, lists);

@@ -34,7 +34,7 @@ struct knn_cuda_ws {
     uint64_t *keys, *keys2;    /* [n]                                  */
     int32_t *rows, *rows2;     /* [n]                                  */
     int32_t *evk, *evk2;       /* [n] event of each row                */
-    uint64_t *lists;           /* [npos, k-1]                          */
+    uint64_t *lists;           /* [k-1, npos]                          */
     void *tmp;                 /* cub scratch                          */
     size_t tmp_bytes;
 };
@@ -226,16 +226,17 @@ static __global__ void box_kernel(gpuml_k_knn_view v, int l, int64_t cap, float 
     }
 }
 
+/* lists: [k-1, npos], slot-major, so that the lists of a warp's threads
+ * are accessed together. */
 static __global__ void query_kernel(gpuml_k_knn_view v, int32_t *idx, float *dist2, uint64_t *lists)
 {
-    int km = v.k > 1 ? v.k - 1 : 0;
     GPUML_GRID_STRIDE(P, v.npos)
     {
         int64_t e = gpuml_k_knn_event_of_pos(v.ev, v.nev, P);
         int64_t p = P - gpuml_k_knn_pbase(v.ev[e].start, e);
         if (p < v.ev[e].n)
-            gpuml_k_knn_cell(&v, e, p >> GPUML_KNN_LB, (int)(p & (GPUML_KNN_B - 1)), 1, idx, dist2,
-                             lists + P * km);
+            gpuml_k_knn_cell(&v, e, p >> GPUML_KNN_LB, (int)(p & (GPUML_KNN_B - 1)), 1, idx, dist2, lists + P,
+                             v.npos);
     }
 }
 

@@ -218,6 +218,7 @@ static void build_event(const gpuml_k_knn_view *v, const cpu_ws *w, const float 
     gpuml_k_knn_event *ev = &w->ev[e];
     int D = v->d, db = v->db;
     int64_t start = row_splits[e], n = row_splits[e + 1] - start;
+    (void)nt; /* without OpenMP */
     ev->start = start;
     ev->n = n;
     ev->mode = gpuml_k_knn_mode(n, D, algo);
@@ -313,8 +314,8 @@ gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d
     v.k = kk;
     v.r2 = r2;
     int nt = k->nthreads;
-    int64_t work = n * (int64_t)d;
-    int64_t big = nt > 1 ? PAR_EVENT_MIN : INT64_MAX;
+    int64_t work = n * (int64_t)d, big = nt > 1 ? PAR_EVENT_MIN : INT64_MAX;
+    (void)work; /* without OpenMP */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nev > 1 && work > GPUML_PAR_GRAIN / 8)
     for (int64_t e = 0; e < nev; e++)
         if (row_splits[e + 1] - row_splits[e] < big)
@@ -343,6 +344,7 @@ gpuml_status gpuml_cpu_knn_grad(const gpuml_kctx *k, const float *x, int64_t n, 
                                 const float *g, const int64_t *rowptr, const int64_t *col, float *gx)
 {
     int nt = k->nthreads;
+    (void)nt; /* without OpenMP */
 #pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * (int64_t)d > GPUML_PAR_GRAIN)
     for (int64_t i = 0; i < n; i++)
         gpuml_k_knn_grad_row(x, n, d, idx, kk, g, rowptr, col, i, gx + i * d);

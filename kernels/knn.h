@@ -132,6 +132,24 @@ GPUML_HD static inline int64_t gpuml_k_knn_plan_levels(gpuml_k_knn_view *v, int6
     return v->level_base[v->nlevels];
 }
 
+/* The whole view of a batch over its workspace arrays (both drivers). */
+GPUML_HD static inline void gpuml_k_knn_view_init(gpuml_k_knn_view *v, int64_t n, int64_t nev, int d, int k, float r2,
+                                                  const gpuml_k_knn_event *ev, const float *xs, const int32_t *perm,
+                                                  const float *boxes)
+{
+    gpuml_k_knn_plan_levels(v, n, nev);
+    v->ev = ev;
+    v->xs = xs;
+    v->perm = perm;
+    v->boxes = boxes;
+    v->nev = nev;
+    v->npos = gpuml_k_knn_npos(n, nev);
+    v->d = d;
+    v->db = d < GPUML_KNN_MAXBIN ? d : GPUML_KNN_MAXBIN;
+    v->k = k;
+    v->r2 = r2;
+}
+
 /* Event of padded position P: the last e with pbase(e) <= P. Events are in
  * row order and pbase grows strictly with e. */
 GPUML_HD static inline int64_t gpuml_k_knn_event_of_pos(const gpuml_k_knn_event *ev, int64_t nev, int64_t P)

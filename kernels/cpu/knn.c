@@ -302,17 +302,7 @@ gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d
     cpu_ws w;
     carve(ws, n, d, nev, kk, k->nthreads, &w);
     gpuml_k_knn_view v;
-    gpuml_k_knn_plan_levels(&v, n, nev);
-    v.ev = w.ev;
-    v.xs = w.xs;
-    v.perm = w.perm;
-    v.boxes = w.boxes;
-    v.nev = nev;
-    v.npos = gpuml_k_knn_npos(n, nev);
-    v.d = d;
-    v.db = d < GPUML_KNN_MAXBIN ? d : GPUML_KNN_MAXBIN;
-    v.k = kk;
-    v.r2 = r2;
+    gpuml_k_knn_view_init(&v, n, nev, d, kk, r2, w.ev, w.xs, w.perm, w.boxes);
     int nt = k->nthreads;
     int64_t work = n * (int64_t)d, big = nt > 1 ? PAR_EVENT_MIN : INT64_MAX;
     (void)work; /* without OpenMP */

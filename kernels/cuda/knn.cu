@@ -256,17 +256,7 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     knn_cuda_ws w;
     carve(ws, n, d, nev, kk, &w);
     gpuml_k_knn_view v;
-    gpuml_k_knn_plan_levels(&v, n, nev);
-    v.ev = w.ev;
-    v.xs = w.xs;
-    v.perm = w.perm;
-    v.boxes = w.boxes;
-    v.nev = nev;
-    v.npos = gpuml_k_knn_npos(n, nev);
-    v.d = d;
-    v.db = d < GPUML_KNN_MAXBIN ? d : GPUML_KNN_MAXBIN;
-    v.k = kk;
-    v.r2 = r2;
+    gpuml_k_knn_view_init(&v, n, nev, d, kk, r2, w.ev, w.xs, w.perm, w.boxes);
 
     splits_clamp_kernel<<<gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s>>>(row_splits, nev, n, w.rs);
     size_t tb = w.tmp_bytes;

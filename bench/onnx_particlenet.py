@@ -341,40 +341,64 @@ def result_line(out):
 
 
 def compare(a):
-    """gpuml, then each ONNX Runtime variant, one process at a time; --rounds times; best rate of each."""
-    runs = [("gpuml engine", [a.gpuml, "--model", a.model, "--data", a.data, "--pool", str(a.pool), "--sync", "0",
-                              "--events", str(a.events), "--repeats", "1", "--threads", str(a.threads),
-                              "--batch-events", str(a.batch), "--delay-us", str(a.delay_us)])]
-    if a.gpuml_sync:
-        runs.append(("gpuml sync", [a.gpuml, "--model", a.model, "--data", a.data, "--pool", str(a.pool), "--sync",
-                                    "1", "--events", str(a.events), "--repeats", "1", "--threads", str(a.threads)]))
+    """gpuml's engine and ONNX Runtime alternately (one process at a time), --rounds times; best rate of each."""
+    eng = [a.gpuml, "--model", a.model, "--data", a.data, "--pool", str(a.pool), "--sync", "0", "--events",
+           str(a.events), "--repeats", "1", "--threads", str(a.threads)]
+    gpuml = [  # (name, extra options); in flight = jets the threads keep submitted at once
+        ("gpuml engine, 2 inst x 1 thr, batch 4, 1 in flight/thr",
+         ["--instances", "2", "--cpu-threads", "1", "--batch-events", "4", "--inflight", "1"]),
+        ("gpuml engine, defaults (1 inst x 2 thr, batch 32), 1 in flight/thr", ["--inflight", "1"]),
+        ("gpuml engine, 2 inst x 1 thr, batch 4, 2 in flight/thr",
+         ["--instances", "2", "--cpu-threads", "1", "--batch-events", "4", "--inflight", "2"]),
+    ]
     me = [sys.executable, os.path.abspath(__file__), "bench", a.onnx, a.data, "--pool", str(a.pool), "--events",
           str(a.events)]
-    for intra in (1, 2):
-        runs.append((f"ORT per jet, intra {intra}, {a.threads} thr",
-                     me + ["--mode", "perjet", "--intra", str(intra), "--threads", str(a.threads)]))
-    for intra, thr in ((1, 2), (2, 1), (1, a.threads), (2, a.threads)):
-        runs.append((f"ORT batch {a.batch}, intra {intra}, {thr} thr",
-                     me + ["--mode", "batched", "--batch", str(a.batch), "--intra", str(intra), "--threads",
-                           str(thr)]))
-    best = {}
+    t = str(a.threads)
+    ort = [
+        (f"ORT per jet, intra 1, {t} thr", ["--mode", "perjet", "--intra", "1", "--threads", t]),
+        (f"ORT per jet, intra 2, {t} thr", ["--mode", "perjet", "--intra", "2", "--threads", t]),
+        (f"ORT per jet, intra 2 no spin, {t} thr", ["--mode", "perjet", "--intra", "2", "--threads", t, "--no-spin"]),
+        (f"ORT batch {a.batch} padded, intra 1, 2 thr",
+         ["--mode", "batched", "--batch", str(a.batch), "--intra", "1", "--threads", "2"]),
+        (f"ORT batch {a.batch} padded, intra 2, 1 thr",
+         ["--mode", "batched", "--batch", str(a.batch), "--intra", "2", "--threads", "1"]),
+    ]
+    n = max(len(gpuml), len(ort))
+    seq = []
+    for i in range(n):  # alternate gpuml / ORT so that load from elsewhere hits both alike
+        seq.append(("gpuml",) + gpuml[i % len(gpuml)])
+        seq.append(("ort",) + ort[i % len(ort)])
+    best, best_cpu, ratios = {}, {}, []
     for rnd in range(a.rounds):
-        for name, cmd in runs:
+        this = {}
+        for who, name, extra in seq:
+            cmd = (eng if who == "gpuml" else me) + extra
             r = result_line(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            if name.startswith("gpuml sync"):
-                r = {"rate": r["sync_rate"], "p50_us": r["sync_p50_us"], "p99_us": r["sync_p99_us"]}
-            elif name.startswith("gpuml"):
+            if who == "gpuml":
                 r = {"rate": r["engine_rate"], "p50_us": r["engine_p50_us"], "p99_us": r["engine_p99_us"],
-                     "events_per_batch": r["events_per_batch"]}
-            print(f"round {rnd + 1}: {name:32s} {r['rate']:8.1f} jets/s", file=sys.stderr, flush=True)
+                     "cpu_rate": r["engine_cpu_rate"], "events_per_batch": r["events_per_batch"]}
+            print(f"round {rnd + 1}: {name:60s} {r['rate']:8.1f} jets/s", file=sys.stderr, flush=True)
             if r["rate"] > best.get(name, {"rate": 0})["rate"]:
                 best[name] = r
-    g = best["gpuml engine"]["rate"]
-    print(f"{'best of ' + str(a.rounds):32s} {'jets/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'gpuml engine / this':>20s}")
-    for name, _ in runs:
+            best_cpu[name] = max(best_cpu.get(name, 0.0), r["cpu_rate"])
+            this[name] = max(this.get(name, 0.0), r["rate"])
+        # this round's ratio: gpuml's first variant against the best ORT per-jet variant of the same round
+        ratios.append(this[gpuml[0][0]] / max(this[o[0]] for o in ort if "per jet" in o[0]))
+    print(f"{'best of ' + str(a.rounds) + ' rounds (p50/p99: of the best run)':62s} {'jets/s':>8s} {'p50 ms':>7s} "
+          f"{'p99 ms':>7s} {'jets/cpu-s':>10s}")
+    for _, name, _ in [("gpuml",) + g for g in gpuml] + [("ort",) + o for o in ort]:
         r = best[name]
-        print(f"{name:32s} {r['rate']:9.1f} {r['p50_us'] / 1e3:8.2f} {r['p99_us'] / 1e3:8.2f} {g / r['rate']:19.2f}x")
-    print("RESULT " + json.dumps(best))
+        print(f"{name:62s} {r['rate']:8.1f} {r['p50_us'] / 1e3:7.2f} {r['p99_us'] / 1e3:7.2f} {best_cpu[name]:10.1f}")
+    ort_jet = [o[0] for o in ort if "per jet" in o[0]]
+    bo_rate = max(best[n]["rate"] for n in ort_jet)
+    bo_all = max(best[o[0]]["rate"] for o in ort)
+    bo_cpu = max(best_cpu[n] for n in ort_jet)
+    for name, _ in gpuml:
+        print(f"{name}: x{best[name]['rate'] / bo_rate:.2f} the best ORT per-jet rate (x{best[name]['rate'] / bo_all:.2f} "
+              f"the best ORT rate), x{best_cpu[name] / bo_cpu:.2f} its jets per CPU-second")
+    print(f"per round, {gpuml[0][0]} / the round's best ORT per jet: " + " ".join(f"{x:.2f}" for x in ratios) +
+          f" (median {float(np.median(ratios)):.2f})")
+    print("RESULT " + json.dumps({"best": best, "best_cpu_rate": best_cpu, "round_ratios": ratios}))
 
 
 def main():
@@ -407,12 +431,10 @@ def main():
     p.add_argument("data")
     p.add_argument("--gpuml", default="build/bench/bench_engine")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--events", type=int, default=6000)
+    p.add_argument("--events", type=int, default=6000, help="jets per run")
     p.add_argument("--pool", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--delay-us", type=int, default=500)
-    p.add_argument("--gpuml-sync", action="store_true", help="also gpuml event by event (8 threads, 1 core each)")
+    p.add_argument("--threads", type=int, default=8, help="submitting threads")
+    p.add_argument("--batch", type=int, default=32, help="jets per padded ONNX Runtime batch")
     a = ap.parse_args()
     return {"export": export, "check": check, "bench": bench, "compare": compare}[a.cmd](a) or 0
 

@@ -9,7 +9,8 @@ is a dense pairwise distance matrix |a|^2 - 2 a.b + |b|^2 with torch.topk
 (self and padded particles pushed out of reach); neighbour features by one
 Gather; the edge MLP as matrix products on [B, P, k, 2C]; batch norms in
 inference mode, folded into the preceding linear layer (what any inference
-export does; --no-fold keeps them separate). It interprets gpuml's JSON
+export does; --no-fold keeps them separate; --factorised computes the
+first edge layer per particle as gpuml does). It interprets gpuml's JSON
 config (batchnorm, particlenet_block, global_pool, linear, relu, elu,
 dropout, concat) and loads the weights of a gpuml model file
 (/weights/<layer>/<param>, /buffers/<layer>/<param>).
@@ -52,15 +53,17 @@ def load_gpuml(path):
     return cfg, tensors
 
 
-def dense_model(cfg, tensors, fold_bn=True):
-    """The dense ParticleNet as a torch module (torch is imported here: timing needs only onnxruntime)."""
+def dense_model(cfg, tensors, fold_bn=True, factorised=False):
+    """The dense ParticleNet as a torch module (torch is imported here: timing needs only onnxruntime).
+    factorised: the first edge layer as gpuml computes it, W [x_i, x_j - x_i] = (W1 - W2) x_i + W2 x_j,
+    two per-particle products and a gather instead of a product per edge (not the usual export)."""
     import torch
     from torch import nn
 
     class DenseParticleNet(nn.Module):
-        def __init__(self, cfg, tensors, fold_bn=True):
+        def __init__(self, cfg, tensors, fold_bn=True, factorised=False):
             super().__init__()
-            self.cfg, self.fold = cfg, fold_bn
+            self.cfg, self.fold, self.factorised = cfg, fold_bn, factorised
             self.w = {}
             self.record = None  # a list: gets (sorted neighbour indices, kth-gap) per block (check only)
             self.has_sc = {}
@@ -119,6 +122,14 @@ def dense_model(cfg, tensors, fold_bn=True):
                 y = y * s + c
             return y
 
+        @staticmethod
+        def _affine_post(y, b, s, c):
+            if b is not None:
+                y = y + b
+            if s is not None:
+                y = y * s + c
+            return y
+
         def _block(self, node, coords, x, mask, k):
             ps = self._get(node)
             B, P, C = x.shape[0], x.shape[1], x.shape[2]
@@ -133,11 +144,21 @@ def dense_model(cfg, tensors, fold_bn=True):
                 gap = ((dk[..., k] - dk[..., k - 1]) / dk[..., k]).min()
                 self.record.append((torch.sort(idx, dim=2).values, float(gap)))
             flat = (idx + (torch.arange(B) * P).view(-1, 1, 1)).reshape(-1)
-            xj = x.reshape(-1, C)[flat].reshape(B, P, k, C)
-            xi = x.unsqueeze(2).expand(-1, -1, k, -1)
-            e = torch.cat([xi, xj - xi], dim=3)
             nl = len(ps) // 4 - self.has_sc[node]  # 4 tensors per layer: w, b, s, c (b or s, c None)
-            for i in range(nl):
+            if self.factorised:
+                w, b, s, c = ps[0:4]
+                own = torch.matmul(x, w[:C] - w[C:])
+                other = torch.matmul(x, w[C:])
+                C1 = other.shape[2]
+                e = own.unsqueeze(2) + other.reshape(-1, C1)[flat].reshape(B, P, k, C1)
+                e = torch.relu(self._affine_post(e, b, s, c))
+                first = 1
+            else:
+                xj = x.reshape(-1, C)[flat].reshape(B, P, k, C)
+                xi = x.unsqueeze(2).expand(-1, -1, k, -1)
+                e = torch.cat([xi, xj - xi], dim=3)
+                first = 0
+            for i in range(first, nl):
                 e = torch.relu(self._affine(e, *ps[4 * i:4 * i + 4]))
             fts = e.mean(dim=2)
             sc = self._affine(x, *ps[4 * nl:4 * nl + 4]) if self.has_sc[node] else x
@@ -177,13 +198,13 @@ def dense_model(cfg, tensors, fold_bn=True):
             outs = [vals[o] for o in self.cfg["outputs"]]
             return outs[0] if len(outs) == 1 else tuple(outs)
 
-    return DenseParticleNet(cfg, tensors, fold_bn)
+    return DenseParticleNet(cfg, tensors, fold_bn, factorised)
 
 
 def export(a):
     import torch
     cfg, tensors = load_gpuml(a.model)
-    m = dense_model(cfg, tensors, fold_bn=not a.no_fold).eval()
+    m = dense_model(cfg, tensors, fold_bn=not a.no_fold, factorised=a.factorised).eval()
     P = 24
     ex = (torch.randn(2, P, 2), torch.randn(2, P, 7), torch.ones(2, P))
     dyn = {"points": {0: "B", 1: "P"}, "features": {0: "B", 1: "P"}, "mask": {0: "B", 1: "P"}}
@@ -195,7 +216,8 @@ def export(a):
                           dynamic_axes=dyn, opset_version=17, dynamo=False)
     import onnx
     onnx.checker.check_model(onnx.load(a.out))
-    print(f"wrote {a.out} (batch norms {'kept' if a.no_fold else 'folded'})")
+    print(f"wrote {a.out} (batch norms {'kept' if a.no_fold else 'folded'}"
+          f"{', first edge layer factorised' if a.factorised else ''})")
 
 
 # ---- jets ----------------------------------------------------------------------------------------
@@ -408,6 +430,7 @@ def main():
     p.add_argument("model")
     p.add_argument("out")
     p.add_argument("--no-fold", action="store_true", help="keep the batch norms as separate Mul + Add")
+    p.add_argument("--factorised", action="store_true", help="first edge layer as gpuml computes it (see dense_model)")
     p = sub.add_parser("check")
     p.add_argument("model")
     p.add_argument("onnx")

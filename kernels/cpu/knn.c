@@ -315,10 +315,13 @@ gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d
             build_event(&v, &w, x, row_splits, e, algo, true, nt);
 
     /* One group per cell; padding cells and empty events are skipped. Each
-     * thread's lists live in its slice of the workspace. */
+     * thread's lists live in its slice of the workspace. The work grows with
+     * the dimension (the high-D brute force of DynamicEdgeConv on small
+     * events is worth two threads where a 2-D search of as many points is
+     * not). */
     int64_t ncell = (gpuml_k_knn_pbase(w.ev[nev - 1].start, nev - 1) + gpuml_k_knn_colstride(w.ev[nev - 1].n)) >>
                     GPUML_KNN_LB;
-#pragma omp parallel num_threads(nt) if (n * kk > GPUML_PAR_GRAIN / 8)
+#pragma omp parallel num_threads(nt) if (n * kk * (int64_t)(d > 4 ? d : 4) > GPUML_PAR_GRAIN / 2)
     {
         uint64_t *lists = w.lists;
         if (!GPUML_KNN_ZORDER)

@@ -3,9 +3,18 @@
  *
  *   bench_engine [--model cfg.json|model.h5] [--sizes small|large|tiny] [--events N] [--threads T]
  *                [--inflight K] [--repeats R] [--instances I] [--batch-events B]
- *                [--delay-us D] [--device cpu|cuda]
+ *                [--delay-us D] [--device cpu|cuda] [--cpu-threads C]
+ *                [--data dataset.h5 [--pool P]] [--sync 0|1] [--dump out.f32]
  *
  * sizes: small 1-2000 rows per event (default), large 1000-20000, tiny 1-100.
+ * --data: real events instead (e.g. examples/gen_dataset jets): the first P
+ *         events (default 2000) of the dataset, each model input read from
+ *         the per-row field of the same name; the run cycles over them. The
+ *         engine's max_batch_rows is then batch-events x the largest event.
+ * --sync 0: the engine only. --dump: after the runs, every pool event once
+ *         more through gpuml_engine_run, all outputs appended per event as
+ *         raw f32 (for comparing with other implementations).
+ * A last line "RESULT {json}" repeats the numbers for scripts.
  * sync:   T threads, each with its own context (1 OpenMP thread on the CPU)
  *         and tape, run gpuml_model_forward per event (inputs wrapped on the
  *         CPU, copied on CUDA; outputs read back to the host).
@@ -21,8 +30,9 @@
  * MLP with pooled event context of about the same cost per row (~26 k
  * multiply-adds): hits [N, 16] -> 64 -> 64 -> (mean, max) pooled and
  * broadcast back -> 64 -> 64 -> 64 -> per-row [N, 8]; pooled -> per-event [1, 4].
- * Pass --model to run another model with one [N, F] input: a JSON config
- * (seed-0 weights) or a model file saved by a training driver (.h5). */
+ * Pass --model to run another model (inputs [N, F_i], at most 8 inputs and
+ * 8 outputs): a JSON config (seed-0 weights) or a model file saved by a
+ * training driver (.h5). Random inputs are uniform in [-0.5, 0.5). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -56,16 +66,18 @@ static const char default_model[] =
     "  {\"name\": \"cls\", \"op\": \"linear\", \"inputs\": [\"pooled\"], \"out\": 4}"
     " ], \"outputs\": [\"out\", \"cls\"]}";
 
-#define NPOOL 64 /* distinct events, cycled */
+#define NRANDOM 64 /* distinct random events, cycled */
+#define MAXIO 8
 
 typedef struct {
     gpuml_device dev;
     gpuml_model *model;
-    int n_out;
-    int64_t f_in, f_out[8];
-    int out_event[8];
-    int64_t rows[NPOOL];
-    float *hits[NPOOL];
+    int n_in, n_out;
+    int64_t f_in[MAXIO], f_out[MAXIO];
+    int out_event[MAXIO];
+    int npool;
+    int64_t *rows, max_rows; /* [npool] */
+    float **in;              /* [npool * n_in]: event e's input i at in[e * n_in + i] */
     int events, threads, inflight;
     double *lat; /* [events] us */
     atomic_int next;
@@ -113,24 +125,33 @@ static void *sync_thread(void *arg)
         die("sync context");
     gpuml_tape_set_grad_enabled(tape, 0);
     gpuml_tape_set_training(tape, 0);
-    float **out = alloc_outputs(b, 20000);
+    float **out = alloc_outputs(b, b->max_rows);
     int i;
     while ((i = atomic_fetch_add(&b->next, 1)) < b->events) {
-        int e = i % NPOOL;
+        int e = i % b->npool;
         double t0 = now_us();
-        int64_t shape[2] = {b->rows[e], b->f_in}, two = 2, sp[2] = {0, b->rows[e]};
-        gpuml_tensor *x, *rs;
+        int64_t two = 2, sp[2] = {0, b->rows[e]};
+        gpuml_tensor *x[MAXIO], *rs;
+        for (int k = 0; k < b->n_in; k++) {
+            int64_t shape[2] = {b->rows[e], b->f_in[k]};
+            const float *src = b->in[e * b->n_in + k];
+            if (b->dev.type == GPUML_DEVICE_CPU) {
+                gpuml_tensor_wrap((void *)src, b->dev, GPUML_F32, 2, shape, NULL, NULL, &x[k]);
+            } else {
+                gpuml_tensor_create(ctx, GPUML_F32, 2, shape, &x[k]);
+                gpuml_tensor_copy_from_host(ctx, x[k], src, (size_t)(shape[0] * shape[1]) * sizeof(float));
+            }
+        }
         if (b->dev.type == GPUML_DEVICE_CPU) {
-            gpuml_tensor_wrap(b->hits[e], b->dev, GPUML_F32, 2, shape, NULL, NULL, &x);
             gpuml_tensor_wrap(sp, b->dev, GPUML_I64, 1, &two, NULL, NULL, &rs);
         } else {
-            gpuml_tensor_create(ctx, GPUML_F32, 2, shape, &x);
-            gpuml_tensor_copy_from_host(ctx, x, b->hits[e], (size_t)(shape[0] * shape[1]) * sizeof(float));
             gpuml_tensor_create(ctx, GPUML_I64, 1, &two, &rs);
             gpuml_tensor_copy_from_host(ctx, rs, sp, sizeof sp);
         }
-        gpuml_var *outs[8];
-        const gpuml_tensor *ins[1] = {x};
+        gpuml_var *outs[MAXIO];
+        const gpuml_tensor *ins[MAXIO];
+        for (int k = 0; k < b->n_in; k++)
+            ins[k] = x[k];
         if (gpuml_model_forward(b->model, tape, ins, rs, outs) != GPUML_OK)
             die("gpuml_model_forward");
         for (int k = 0; k < b->n_out; k++) {
@@ -139,7 +160,8 @@ static void *sync_thread(void *arg)
                 die("copy_to_host");
         }
         gpuml_tape_reset(tape);
-        gpuml_tensor_destroy(x);
+        for (int k = 0; k < b->n_in; k++)
+            gpuml_tensor_destroy(x[k]);
         gpuml_tensor_destroy(rs);
         b->lat[i] = now_us() - t0;
     }
@@ -162,7 +184,7 @@ typedef struct {
     submitter *s;
     int index;
     double t0;
-    const float *in[1];
+    const float *in[MAXIO];
     float **out;
 } slot;
 
@@ -188,7 +210,7 @@ static void *engine_thread(void *arg)
     for (int k = 0; k < b->inflight; k++) {
         slots[k].s = s;
         slots[k].index = -1;
-        slots[k].out = alloc_outputs(b, 20000);
+        slots[k].out = alloc_outputs(b, b->max_rows);
     }
     int i;
     while ((i = atomic_fetch_add(&b->next, 1)) < b->events) {
@@ -202,11 +224,12 @@ static void *engine_thread(void *arg)
         q->index = i;
         s->in_flight++;
         pthread_mutex_unlock(&s->m);
-        int e = i % NPOOL;
+        int e = i % b->npool;
         gpuml_engine_request req;
         gpuml_engine_request_init(&req);
         req.rows = b->rows[e];
-        q->in[0] = b->hits[e];
+        for (int k = 0; k < b->n_in; k++)
+            q->in[k] = b->in[e * b->n_in + k];
         req.inputs = q->in;
         req.outputs = q->out;
         req.borrow_inputs = 1; /* the pool outlives the run */
@@ -294,10 +317,103 @@ static result run_engine(bench *b, gpuml_engine *eng)
     return summarise(b, dt, cpu);
 }
 
+/* Random events: `n` events of sizes per `sizes`, inputs uniform in [-0.5, 0.5). */
+static void make_random(bench *b, bool large, bool tiny)
+{
+    unsigned seed = 7;
+    b->npool = NRANDOM;
+    b->rows = malloc((size_t)b->npool * sizeof *b->rows);
+    b->in = malloc((size_t)(b->npool * b->n_in) * sizeof *b->in);
+    for (int e = 0; e < b->npool; e++) {
+        b->rows[e] = large ? 1000 + rand_r(&seed) % 19001 : 1 + rand_r(&seed) % (tiny ? 100 : 2000);
+        for (int k = 0; k < b->n_in; k++) {
+            float *x = malloc((size_t)(b->rows[e] * b->f_in[k]) * sizeof(float));
+            for (int64_t i = 0; i < b->rows[e] * b->f_in[k]; i++)
+                x[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
+            b->in[e * b->n_in + k] = x;
+        }
+    }
+}
+
+/* The first `pool` events of a dataset; input i from the per-row field named
+ * like the model's input i. One host block per input (kept in data[i]). */
+static void load_data(bench *b, gpuml_ctx *ctx, const char *path, int pool, float **data)
+{
+    gpuml_dataset *ds;
+    if (gpuml_dataset_open(path, &ds) != GPUML_OK)
+        die("gpuml_dataset_open");
+    int64_t n_ev = gpuml_dataset_num_events(ds);
+    b->npool = (int)(pool < n_ev ? pool : n_ev);
+    if (b->npool < 1) {
+        fprintf(stderr, "%s holds no events\n", path);
+        exit(2);
+    }
+    const char *names[MAXIO];
+    for (int k = 0; k < b->n_in; k++) {
+        gpuml_model_input_info(b->model, k, &names[k], NULL);
+        int idx;
+        gpuml_field_info fi;
+        if (gpuml_dataset_find(ds, names[k], &idx) != GPUML_OK || gpuml_dataset_field(ds, idx, &fi) != GPUML_OK)
+            die("model input not in the dataset");
+        if (fi.per_event || fi.dtype != GPUML_F32 || fi.ndim != 1 || fi.shape[0] != b->f_in[k]) {
+            fprintf(stderr, "field %s of %s is not per-row f32 [N, %lld]\n", names[k], path, (long long)b->f_in[k]);
+            exit(2);
+        }
+    }
+    gpuml_tensor *rs, *t[MAXIO];
+    if (gpuml_dataset_read(ds, ctx, 0, b->npool, b->n_in, names, &rs, t) != GPUML_OK)
+        die("gpuml_dataset_read");
+    int64_t *sp = malloc((size_t)(b->npool + 1) * sizeof *sp);
+    if (gpuml_tensor_copy_to_host(ctx, rs, sp, (size_t)(b->npool + 1) * sizeof *sp) != GPUML_OK)
+        die("row splits");
+    b->rows = malloc((size_t)b->npool * sizeof *b->rows);
+    b->in = malloc((size_t)(b->npool * b->n_in) * sizeof *b->in);
+    for (int k = 0; k < b->n_in; k++) {
+        data[k] = malloc(gpuml_tensor_nbytes(t[k]));
+        if (gpuml_tensor_copy_to_host(ctx, t[k], data[k], gpuml_tensor_nbytes(t[k])) != GPUML_OK)
+            die("dataset field");
+        for (int e = 0; e < b->npool; e++)
+            b->in[e * b->n_in + k] = data[k] + sp[e] * b->f_in[k];
+        gpuml_tensor_destroy(t[k]);
+    }
+    for (int e = 0; e < b->npool; e++)
+        b->rows[e] = sp[e + 1] - sp[e];
+    gpuml_tensor_destroy(rs);
+    free(sp);
+    gpuml_dataset_close(ds);
+}
+
+/* Every pool event once through gpuml_engine_run; outputs appended as raw f32. */
+static void dump_outputs(bench *b, gpuml_engine *eng, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    float **out = alloc_outputs(b, b->max_rows);
+    for (int e = 0; e < b->npool; e++) {
+        gpuml_engine_request req;
+        gpuml_engine_request_init(&req);
+        req.rows = b->rows[e];
+        req.inputs = (const float *const *)&b->in[e * b->n_in];
+        req.outputs = out;
+        if (gpuml_engine_run(eng, &req) != GPUML_OK)
+            die("gpuml_engine_run");
+        for (int k = 0; k < b->n_out; k++)
+            fwrite(out[k], sizeof(float), (size_t)((b->out_event[k] ? 1 : b->rows[e]) * b->f_out[k]), f);
+    }
+    free_outputs(b, out);
+    if (fclose(f)) {
+        perror(path);
+        exit(1);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *sizes = "small", *device = "cpu";
-    int events = 0, repeats = 3, instances = 1, batch_events = 32;
+    const char *model_path = NULL, *sizes = "small", *device = "cpu", *data_path = NULL, *dump_path = NULL;
+    int events = 0, repeats = 3, instances = 1, batch_events = 32, cpu_threads = 0, pool = 2000, do_sync = 1;
     long delay_us = 500;
     bench b;
     memset(&b, 0, sizeof b);
@@ -315,6 +431,11 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--batch-events")) batch_events = atoi(v);
         else if (!strcmp(k, "--delay-us")) delay_us = atol(v);
         else if (!strcmp(k, "--device")) device = v;
+        else if (!strcmp(k, "--cpu-threads")) cpu_threads = atoi(v);
+        else if (!strcmp(k, "--data")) data_path = v;
+        else if (!strcmp(k, "--pool")) pool = atoi(v);
+        else if (!strcmp(k, "--sync")) do_sync = atoi(v);
+        else if (!strcmp(k, "--dump")) dump_path = v;
         else {
             fprintf(stderr, "unknown option %s (see the comment at the top of bench_engine.c)\n", k);
             return 2;
@@ -327,7 +448,7 @@ int main(int argc, char **argv)
     }
     b.events = events > 0 ? events : large ? 200 : tiny ? 20000 : 2000;
     b.dev.type = !strcmp(device, "cuda") ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
-    if (b.threads < 1 || b.inflight < 1 || repeats < 1)
+    if (b.threads < 1 || b.inflight < 1 || repeats < 0 || pool < 1)
         return 2;
 
     gpuml_ctx_config cc;
@@ -342,22 +463,34 @@ int main(int argc, char **argv)
                              : gpuml_model_create_from_file(ctx, model_path, &b.model))
                     : gpuml_model_create(ctx, default_model, &b.model)) != GPUML_OK)
         die("model");
-    if (gpuml_model_num_inputs(b.model) != 1 || gpuml_model_num_outputs(b.model) > 8) {
-        fprintf(stderr, "bench_engine runs models with one [N, F] input and at most 8 outputs\n");
+    b.n_in = gpuml_model_num_inputs(b.model);
+    b.n_out = gpuml_model_num_outputs(b.model);
+    if (b.n_in > MAXIO || b.n_out > MAXIO) {
+        fprintf(stderr, "bench_engine runs models with at most %d inputs and %d outputs\n", MAXIO, MAXIO);
         return 2;
     }
-    gpuml_model_input_info(b.model, 0, NULL, &b.f_in);
-    b.n_out = gpuml_model_num_outputs(b.model);
+    for (int k = 0; k < b.n_in; k++)
+        gpuml_model_input_info(b.model, k, NULL, &b.f_in[k]);
     for (int k = 0; k < b.n_out; k++)
         gpuml_model_output_info(b.model, k, NULL, &b.f_out[k], &b.out_event[k]);
-    unsigned seed = 7;
+    float *data[MAXIO] = {NULL};
+    gpuml_ctx *host_ctx = ctx;
+    if (data_path) {
+        gpuml_ctx_config hc;
+        gpuml_ctx_config_init_defaults(&hc);
+        if (b.dev.type != GPUML_DEVICE_CPU && gpuml_ctx_create(&hc, &host_ctx) != GPUML_OK)
+            die("host context");
+        load_data(&b, host_ctx, data_path, pool, data);
+        if (host_ctx != ctx)
+            gpuml_ctx_destroy(host_ctx);
+    } else {
+        make_random(&b, large, tiny);
+    }
     int64_t total_rows = 0;
-    for (int e = 0; e < NPOOL; e++) {
-        b.rows[e] = large ? 1000 + rand_r(&seed) % 19001 : 1 + rand_r(&seed) % (tiny ? 100 : 2000);
-        b.hits[e] = malloc((size_t)(b.rows[e] * b.f_in) * sizeof(float));
-        for (int64_t i = 0; i < b.rows[e] * b.f_in; i++)
-            b.hits[e][i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
+    for (int e = 0; e < b.npool; e++) {
         total_rows += b.rows[e];
+        if (b.rows[e] > b.max_rows)
+            b.max_rows = b.rows[e];
     }
     b.lat = malloc((size_t)b.events * sizeof *b.lat);
 
@@ -367,19 +500,26 @@ int main(int argc, char **argv)
     cfg.num_instances = instances;
     cfg.max_batch_events = batch_events;
     cfg.max_batch_rows = large ? 1 << 16 : 1 << 15;
+    if (data_path) /* the largest batch these events make: a smaller warm-up and footprint */
+        cfg.max_batch_rows = (int64_t)batch_events * b.max_rows;
     cfg.max_queue_delay_us = delay_us;
     cfg.queue_capacity = 4 * b.threads * b.inflight;
+    cfg.cpu_threads = cpu_threads;
     gpuml_engine *eng;
     if (gpuml_engine_create_from_model(b.model, &cfg, &eng) != GPUML_OK)
         die("gpuml_engine_create_from_model");
 
-    printf("model %s; %s; events %s (%d, mean %.0f rows); %d threads; engine: %d instance(s), %d events/batch, "
-           "delay %ld us, %d in flight per thread\n",
-           model_path ? model_path : "default MLP+pooling", device, large ? "1k-20k rows" : tiny ? "1-100 rows" : "1-2000 rows", b.events,
-           (double)total_rows / NPOOL, b.threads, instances, batch_events, delay_us, b.inflight);
+    char what[64];
+    snprintf(what, sizeof what, "%s", large ? "1k-20k rows" : tiny ? "1-100 rows" : "1-2000 rows");
+    printf("model %s; %s; events %s (%d runs over %d events, mean %.1f rows); %d threads; engine: %d instance(s), "
+           "%d events/batch, delay %ld us, %d in flight per thread\n",
+           model_path ? model_path : "default MLP+pooling", device, data_path ? data_path : what, b.events, b.npool,
+           (double)total_rows / b.npool, b.threads, instances, batch_events, delay_us, b.inflight);
     result best_s = {0, 0, 0, 0}, best_e = {0, 0, 0, 0};
     for (int r = 0; r < repeats; r++) {
-        result s = run_sync(&b);
+        result s = {0, 0, 0, 0};
+        if (do_sync)
+            s = run_sync(&b);
         gpuml_engine_reset_stats(eng);
         result e = run_engine(&b, eng);
         if (s.rate > best_s.rate)
@@ -390,16 +530,33 @@ int main(int argc, char **argv)
     }
     gpuml_engine_stats st;
     gpuml_engine_get_stats(eng, &st);
-    printf("sync   %9.1f events/s  p50 %9.0f us  p99 %9.0f us  %8.1f events/cpu-s\n", best_s.rate, best_s.p50,
-           best_s.p99, best_s.cpu_rate);
-    printf("engine %9.1f events/s  p50 %9.0f us  p99 %9.0f us  %8.1f events/cpu-s\n", best_e.rate, best_e.p50,
-           best_e.p99, best_e.cpu_rate);
-    printf("engine/sync: x%.2f throughput, x%.2f per cpu-s; last run %.1f events/batch, batch compute p50 %.0f us\n",
-           best_e.rate / best_s.rate, best_e.cpu_rate / best_s.cpu_rate,
-           st.batches ? (double)st.batch_events / (double)st.batches : 0.0, st.compute_time.p50_us);
+    double ev_batch = st.batches ? (double)st.batch_events / (double)st.batches : 0.0;
+    if (repeats > 0) {
+        if (do_sync)
+            printf("sync   %9.1f events/s  p50 %9.0f us  p99 %9.0f us  %8.1f events/cpu-s\n", best_s.rate, best_s.p50,
+                   best_s.p99, best_s.cpu_rate);
+        printf("engine %9.1f events/s  p50 %9.0f us  p99 %9.0f us  %8.1f events/cpu-s\n", best_e.rate, best_e.p50,
+               best_e.p99, best_e.cpu_rate);
+        if (do_sync)
+            printf("engine/sync: x%.2f throughput, x%.2f per cpu-s; ", best_e.rate / best_s.rate,
+                   best_e.cpu_rate / best_s.cpu_rate);
+        printf("last run %.1f events/batch, batch compute p50 %.0f us\n", ev_batch, st.compute_time.p50_us);
+        printf("RESULT {\"sync_rate\": %.2f, \"sync_p50_us\": %.1f, \"sync_p99_us\": %.1f, \"engine_rate\": %.2f, "
+               "\"engine_p50_us\": %.1f, \"engine_p99_us\": %.1f, \"engine_cpu_rate\": %.2f, \"events_per_batch\": %.2f, "
+               "\"batch_compute_p50_us\": %.1f}\n",
+               best_s.rate, best_s.p50, best_s.p99, best_e.rate, best_e.p50, best_e.p99, best_e.cpu_rate, ev_batch,
+               st.compute_time.p50_us);
+    }
+    if (dump_path)
+        dump_outputs(&b, eng, dump_path);
     gpuml_engine_destroy(eng);
-    for (int e = 0; e < NPOOL; e++)
-        free(b.hits[e]);
+    for (int k = 0; k < b.n_in; k++)
+        free(data[k]);
+    if (!data_path)
+        for (int e = 0; e < b.npool * b.n_in; e++)
+            free(b.in[e]);
+    free(b.in);
+    free(b.rows);
     free(b.lat);
     gpuml_model_destroy(b.model);
     gpuml_ctx_destroy(ctx);

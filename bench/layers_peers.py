@@ -124,7 +124,10 @@ def results(cmd):
 
 def compare(a):
     """Alternate gpuml and the peer --rounds times; best time and the
-    largest memory of each side, then peer / gpuml."""
+    largest memory of each side, then peer / gpuml. Both sides inherit
+    OMP_WAIT_POLICY (default passive here: both use libgomp, and on a shared
+    machine spinning waits distort both)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     best = {}
     for rnd in range(a.rounds):
         runs = []

@@ -64,12 +64,12 @@ GPUML_K_DECLARE(segment_reduce, int op, const float *x, int64_t nrows, int64_t n
 GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, const int64_t *row_splits,
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 GPUML_K_DECLARE(segment_ids, const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
-/* knn.h: ws of gpuml_{cpu,cuda}_knn_workspace(n, d, nev) bytes; r2 = max_radius^2 or +inf; algo a
- * gpuml_knn_algo. grad: rowptr [n+1] / col [n*kk], the reverse CSR of idx. */
+/* knn.h: ws of gpuml_{cpu,cuda}_knn_workspace(n, d, nev, kk, nthreads) bytes; r2 = max_radius^2 or +inf;
+ * algo a gpuml_knn_algo. grad: rowptr [n+1] / col [n*kk], the reverse CSR of idx. */
 GPUML_K_DECLARE(knn, const float *x, int64_t n, int d, const int64_t *row_splits, int64_t nev, int kk, float r2,
                 int algo, int32_t *idx, float *dist2, void *ws)
-size_t gpuml_cpu_knn_workspace(int64_t n, int d, int64_t nev);
-size_t gpuml_cuda_knn_workspace(int64_t n, int d, int64_t nev);
+size_t gpuml_cpu_knn_workspace(int64_t n, int d, int64_t nev, int kk, int nthreads);
+size_t gpuml_cuda_knn_workspace(int64_t n, int d, int64_t nev, int kk, int nthreads);
 GPUML_K_DECLARE(knn_grad, const float *x, int64_t n, int d, const int32_t *idx, int kk, const float *g,
                 const int64_t *rowptr, const int64_t *col, float *gx)
 /* rng.h */

@@ -2,9 +2,11 @@
  * include/gpuml/knn.h for the contract).
  *
  * Layout, shared by both drivers. Every event is copied into a workspace in
- * "position" order: brute-force events keep their row order, binned events
- * are sorted along the Z-curve of a fine grid over their first db = min(D, 4)
- * coordinates, with non-finite points last. Positions are grouped in cells
+ * "position" order: brute-force events keep their row order; binned events
+ * put their finite points first, in an order that makes consecutive points
+ * spatially compact in their first db = min(D, 4) coordinates (median splits
+ * on the CPU, kernels/cpu/knn.c; the Z-curve of a fine grid on CUDA,
+ * gpuml_k_knn_key), then the non-finite ones. Positions are grouped in cells
  * of GPUML_KNN_B; an event's coordinates are stored dimension-major (column d
  * of event e at xs + pbase*D + d*colstride), padded with NaN to a whole
  * number of cells, so a cell is one contiguous run per dimension and padding
@@ -16,8 +18,8 @@
  * non-overlapping base for anything an event needs at most ceil(n / 2^m)
  * slots of.
  *
- * Exactness: a query keeps its k-1 best (dist2, row) pairs in its output row,
- * sorted. A candidate enters iff its pair is smaller than the current worst,
+ * Exactness: a query keeps its k-1 best (dist2, row) pairs in a sorted list.
+ * A candidate enters iff its pair is smaller than the current worst,
  * a strict total order, so the list does not depend on the visiting order
  * and brute force, binned search, CPU and CUDA agree bit for bit. A box is
  * skipped only when its lower bound, a float32 sum in dimension order of the
@@ -28,6 +30,7 @@
 #define GPUML_KERNELS_KNN_H
 
 #include "common.h"
+#include "gpuml/knn.h"
 
 #ifdef __CUDACC__
 #define GPUML_K_INLINE static __device__ __host__ __forceinline__
@@ -37,24 +40,24 @@
 #define GPUML_K_INLINE static inline
 #endif
 
-#define GPUML_KNN_LB 4 /* cells of 16 points: one AVX-512 vector, four SSE ones */
+#define GPUML_KNN_LB 5 /* cells of 32 points (bench_knn: fewer, larger cells win) */
 #define GPUML_KNN_B (1 << GPUML_KNN_LB)
 #define GPUML_KNN_MAXBIN 4     /* binned coordinates                          */
 #define GPUML_KNN_MAXLEVELS 48 /* box levels: enough for 2^31 points          */
-#define GPUML_KNN_STACK 64
+#define GPUML_KNN_STACK 48     /* depth-first stack: > levels + 1            */
 
 #define GPUML_KNN_MODE_BRUTE 0
 #define GPUML_KNN_MODE_GRID 1
 
 /* AUTO uses the binned search for events of at least this many points when
- * D <= GPUML_KNN_GRID_MAXD (measured with bench/bench_knn). */
-#define GPUML_KNN_GRID_MIN 256
+ * D <= GPUML_KNN_GRID_MAXD. Measured on the CPU (bench/README.md): it wins
+ * from about 128 points at D <= 8; on gaussian data with D >= 12, binning
+ * on 4 of the coordinates no longer prunes and brute force is as fast. */
+#define GPUML_KNN_GRID_MIN 128
 #define GPUML_KNN_GRID_MAXD 8
 
-/* Sentinels of an empty slot during the search: (r2, INT32_MAX) admits
- * points at dist2 == r2; (inf, -1) admits nothing at inf. */
+/* Row of the empty-slot sentinel with a radius (see the search below). */
 #define GPUML_KNN_J_RADIUS 2147483647
-#define GPUML_KNN_J_NONE (-1)
 
 /* One event, filled by the build. */
 typedef struct gpuml_k_knn_event {
@@ -129,6 +132,24 @@ GPUML_HD static inline int64_t gpuml_k_knn_plan_levels(gpuml_k_knn_view *v, int6
     return v->level_base[v->nlevels];
 }
 
+/* The whole view of a batch over its workspace arrays (both drivers). */
+GPUML_HD static inline void gpuml_k_knn_view_init(gpuml_k_knn_view *v, int64_t n, int64_t nev, int d, int k, float r2,
+                                                  const gpuml_k_knn_event *ev, const float *xs, const int32_t *perm,
+                                                  const float *boxes)
+{
+    gpuml_k_knn_plan_levels(v, n, nev);
+    v->ev = ev;
+    v->xs = xs;
+    v->perm = perm;
+    v->boxes = boxes;
+    v->nev = nev;
+    v->npos = gpuml_k_knn_npos(n, nev);
+    v->d = d;
+    v->db = d < GPUML_KNN_MAXBIN ? d : GPUML_KNN_MAXBIN;
+    v->k = k;
+    v->r2 = r2;
+}
+
 /* Event of padded position P: the last e with pbase(e) <= P. Events are in
  * row order and pbase grows strictly with e. */
 GPUML_HD static inline int64_t gpuml_k_knn_event_of_pos(const gpuml_k_knn_event *ev, int64_t nev, int64_t P)
@@ -144,12 +165,12 @@ GPUML_HD static inline int64_t gpuml_k_knn_event_of_pos(const gpuml_k_knn_event 
     return lo;
 }
 
-GPUML_HD static inline int gpuml_k_knn_mode(int64_t n, int d, int k, int algo)
+/* algo: a gpuml_knn_algo. */
+GPUML_HD static inline int gpuml_k_knn_mode(int64_t n, int d, int algo)
 {
-    (void)k;
-    if (algo == 1)
+    if (algo == GPUML_KNN_BRUTE)
         return GPUML_KNN_MODE_BRUTE;
-    if (algo == 2)
+    if (algo == GPUML_KNN_GRID)
         return GPUML_KNN_MODE_GRID;
     return (d <= GPUML_KNN_GRID_MAXD && n >= GPUML_KNN_GRID_MIN) ? GPUML_KNN_MODE_GRID : GPUML_KNN_MODE_BRUTE;
 }
@@ -239,196 +260,343 @@ GPUML_HD static inline void gpuml_k_knn_make_box(const gpuml_k_knn_view *v, int6
     }
 }
 
-/* ---- the query ---------------------------------------------------------------- */
+/* ---- the search ----------------------------------------------------------------
+ * Queries are processed a cell at a time: the up to GPUML_KNN_GMAX points of
+ * one cell share one walk over the boxes (pruned against the group's box and
+ * its largest current worst dist2), and every visited cell is offered to
+ * each query that its own bound does not exclude. The CPU driver passes whole
+ * cells; the CUDA launcher one query per thread (GPUML_KNN_GMAX 1): the same
+ * code with groups of one.
+ *
+ * A query's list is k-1 packed keys (dist2 bits << 32 | row), ascending:
+ * for dist2 >= 0 the float bits order like the values, so one unsigned
+ * compare is the (dist2, row) order. Empty slots hold a sentinel: (r2,
+ * INT32_MAX) admits points at dist2 == r2, (+inf, 0) admits nothing
+ * infinite. */
+#ifndef GPUML_KNN_GMAX
+#define GPUML_KNN_GMAX GPUML_KNN_B
+#endif
+#if GPUML_KNN_B > 32 || GPUML_KNN_GMAX > GPUML_KNN_B
+#error "lane and query masks are 32-bit words"
+#endif
 
-/* Lower bound of dist2 from q to any point in box bx (see the top). */
-GPUML_K_INLINE float gpuml_k_knn_box_bound(const float *bx, const float *q, int db)
+GPUML_HD static inline int gpuml_k_knn_ctz(uint32_t m)
+{
+#ifdef __CUDA_ARCH__
+    return __ffs((int)m) - 1;
+#elif defined(__GNUC__)
+    return __builtin_ctz(m);
+#else
+    int i = 0;
+    while (!(m & 1u))
+        m >>= 1, i++;
+    return i;
+#endif
+}
+
+GPUML_HD static inline uint64_t gpuml_k_knn_pack(float d2, int32_t j)
+{
+#ifdef __CUDA_ARCH__
+    uint32_t b = __float_as_uint(d2);
+#else
+    union {
+        float f;
+        uint32_t u;
+    } cv;
+    cv.f = d2;
+    uint32_t b = cv.u;
+#endif
+    return ((uint64_t)b << 32) | (uint32_t)j;
+}
+
+GPUML_HD static inline float gpuml_k_knn_key_d2(uint64_t key)
+{
+#ifdef __CUDA_ARCH__
+    return __uint_as_float((uint32_t)(key >> 32));
+#else
+    union {
+        float f;
+        uint32_t u;
+    } cv;
+    cv.u = (uint32_t)(key >> 32);
+    return cv.f;
+#endif
+}
+
+/* max(a, 0), exactly (a + |a| is 2a or 0; halving is exact), without a
+ * comparison, so that compilers vectorise the loops that use it. Where a + |a|
+ * overflows, a^2 does too and the bound is +inf either way. */
+GPUML_HD static inline float gpuml_k_knn_pos(float a) { return (a + fabsf(a)) * 0.5f; }
+
+/* Lower bound of dist2 between any point of box bx (lo[db], hi[db]) and any
+ * point of the box [qlo, qhi] (a query point when qlo == qhi); see the top. */
+GPUML_K_INLINE float gpuml_k_knn_gap(const float *bx, const float *qlo, const float *qhi, int db)
 {
     float acc = 0.0f;
     for (int c = 0; c < db; c++) {
-        float g = 0.0f;
-        if (q[c] < bx[c])
-            g = bx[c] - q[c];
-        else if (q[c] > bx[db + c])
-            g = q[c] - bx[db + c];
+        float a = bx[c] - qhi[c], b = qlo[c] - bx[db + c];
+        float g = gpuml_k_knn_pos(a) + gpuml_k_knn_pos(b); /* at most one is > 0 */
         acc += g * g;
     }
     return acc;
 }
 
-/* The query's state: its output row holds the sorted list in slots 1..k-1. */
-typedef struct gpuml_k_knn_query {
-    const float *col0;    /* column 0 of the event                        */
-    const int32_t *perm;  /* perm of the event's first position           */
-    int64_t cs, p;        /* column stride; the query's position          */
-    float *od;            /* dist2 row                                    */
-    int32_t *oj;          /* idx row                                      */
-    int k;
-} gpuml_k_knn_query;
+/* A group of queries in one cell, query-major arrays so that bounds are
+ * computed for all of them at once. Dead lanes (padding, non-finite points,
+ * k == 1) have wd = -inf and fail every test. */
+typedef struct gpuml_k_knn_grp {
+    const float *col0;   /* column 0 of the event                        */
+    const int32_t *perm; /* global rows of the event's positions         */
+    uint64_t *lists;     /* slot s of query g's list: lists[g*(k-1) + s*ls] */
+    int64_t ls;          /* list stride: 1 (CPU), positions (CUDA)        */
+    int64_t cs;          /* column stride                                 */
+    int k, n;            /* neighbours; queries                           */
+    uint32_t live;       /* bit g: query g searches                      */
+    float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN]; /* box of live queries */
+    float qx[GPUML_KNN_MAXBIN][GPUML_KNN_GMAX];        /* first coordinates */
+    float wd[GPUML_KNN_GMAX];     /* dist2 of the worst key                 */
+    uint64_t wk[GPUML_KNN_GMAX];  /* worst key (slot k-2 of the list)       */
+    int cnt[GPUML_KNN_GMAX];      /* filled slots                           */
+    int64_t p[GPUML_KNN_GMAX];    /* positions                              */
+} gpuml_k_knn_grp;
 
-GPUML_K_INLINE void gpuml_k_knn_insert(const gpuml_k_knn_query *qs, float dd, int32_t j)
+GPUML_K_INLINE void gpuml_k_knn_insert(gpuml_k_knn_grp *G, int g, uint64_t key)
 {
-    float *od = qs->od;
-    int32_t *oj = qs->oj;
-    int s = qs->k - 1;
-    while (s > 1 && (dd < od[s - 1] || (dd == od[s - 1] && j < oj[s - 1]))) {
-        od[s] = od[s - 1];
-        oj[s] = oj[s - 1];
+    int km = G->k - 1;
+    uint64_t *L = G->lists + (int64_t)g * km;
+    int64_t ls = G->ls;
+    int s = G->cnt[g] < km ? G->cnt[g] : km - 1; /* only the filled prefix moves */
+    while (s > 0 && key < L[(s - 1) * ls]) {
+        L[s * ls] = L[(s - 1) * ls];
         s--;
     }
-    od[s] = dd;
-    oj[s] = j;
+    L[s * ls] = key;
+    G->cnt[g] += G->cnt[g] < km;
+    G->wk[g] = L[(km - 1) * ls];
+    G->wd[g] = gpuml_k_knn_key_d2(G->wk[g]);
 }
 
-/* Offer the points of cell c. D is a compile-time constant at the call
- * sites that matter (1..4); q holds the first min(D, 4) coordinates. */
-GPUML_K_INLINE void gpuml_k_knn_scan_cell(const gpuml_k_knn_query *qs, const float *q, int D, int64_t c)
+/* Offer the points of cell c to the live queries of the group; with cbox
+ * (the cell's box) only to those its bound does not exclude. D and DB are
+ * compile-time constants at every call site of the search. */
+GPUML_K_INLINE void gpuml_k_knn_scan(gpuml_k_knn_grp *G, int D, int DB, int64_t c, const float *cbox)
 {
-    float acc[GPUML_KNN_B];
     int64_t p0 = c << GPUML_KNN_LB;
-    for (int l = 0; l < GPUML_KNN_B; l++)
-        acc[l] = 0.0f;
-    for (int d = 0; d < D; d++) {
-        const float *col = qs->col0 + d * qs->cs + p0;
-        float qd = d < GPUML_KNN_MAXBIN ? q[d] : qs->col0[d * qs->cs + qs->p];
-        for (int l = 0; l < GPUML_KNN_B; l++) {
-            float t = qd - col[l];
-            acc[l] += t * t;
+    uint32_t todo = G->live;
+    if (cbox) { /* the bound of the cell for every query at once */
+        float gap[GPUML_KNN_GMAX];
+        for (int g = 0; g < GPUML_KNN_GMAX; g++)
+            gap[g] = 0.0f;
+        for (int d = 0; d < DB; d++) {
+            float lo = cbox[d], hi = cbox[DB + d];
+            for (int g = 0; g < GPUML_KNN_GMAX; g++) {
+                float t = gpuml_k_knn_pos(lo - G->qx[d][g]) + gpuml_k_knn_pos(G->qx[d][g] - hi);
+                gap[g] += t * t;
+            }
         }
+        uint32_t m = 0;
+        for (int g = 0; g < GPUML_KNN_GMAX; g++)
+            m |= (uint32_t)(gap[g] <= G->wd[g]) << g;
+        todo &= m;
     }
-    int km = qs->k - 1;
-    float wd = qs->od[km];
-    int any = 0;
-    for (int l = 0; l < GPUML_KNN_B; l++)
-        any |= acc[l] <= wd;
-    if (!any)
-        return;
-    for (int l = 0; l < GPUML_KNN_B; l++) {
-        float dd = acc[l];
-        if (!(dd <= wd) || p0 + l == qs->p)
-            continue;
-        int32_t j = qs->perm[p0 + l];
-        if (dd < wd || j < qs->oj[km]) {
-            gpuml_k_knn_insert(qs, dd, j);
-            wd = qs->od[km];
+    while (todo) {
+        int g = gpuml_k_knn_ctz(todo);
+        todo &= todo - 1;
+        float acc[GPUML_KNN_B];
+        for (int l = 0; l < GPUML_KNN_B; l++)
+            acc[l] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            const float *col = G->col0 + d * G->cs + p0;
+            float qd = d < GPUML_KNN_MAXBIN ? G->qx[d < GPUML_KNN_MAXBIN ? d : 0][g] : G->col0[d * G->cs + G->p[g]];
+            for (int l = 0; l < GPUML_KNN_B; l++) {
+                float t = qd - col[l];
+                acc[l] += t * t;
+            }
+        }
+        float wd = G->wd[g];
+        uint32_t m = 0;
+        for (int l = 0; l < GPUML_KNN_B; l++)
+            m |= (uint32_t)(acc[l] <= wd) << l;
+        if (p0 == (G->p[g] & ~(int64_t)(GPUML_KNN_B - 1)))
+            m &= ~(1u << (G->p[g] - p0)); /* not itself */
+        while (m) {
+            int l = gpuml_k_knn_ctz(m);
+            m &= m - 1;
+            uint64_t key = gpuml_k_knn_pack(acc[l], G->perm[p0 + l]);
+            if (key < G->wk[g])
+                gpuml_k_knn_insert(G, g, key);
         }
     }
 }
 
-/* Binned search: the query's own cell, then for every level the sibling
- * subtree of its ancestor, nearest child first, pruned by box bounds. */
-GPUML_K_INLINE void gpuml_k_knn_search_grid(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
-                                            const gpuml_k_knn_query *qs, const float *q, int D)
+GPUML_K_INLINE float gpuml_k_knn_group_worst(const gpuml_k_knn_grp *G)
 {
-    int db = v->db, km = qs->k - 1;
-    int64_t nc = gpuml_k_knn_ncells(ev->nscan), node = qs->p >> GPUML_KNN_LB;
-    gpuml_k_knn_scan_cell(qs, q, D, node);
-    int64_t st_i[GPUML_KNN_STACK];
+    float w = -INFINITY;
+    for (int g = 0; g < GPUML_KNN_GMAX; g++)
+        w = G->wd[g] > w ? G->wd[g] : w;
+    return w;
+}
+
+/* Depth-first below node (l, i) of bound b, nearest child first, pruned by
+ * the group's worst; cell `own` (already scanned) is skipped. */
+GPUML_K_INLINE void gpuml_k_knn_descend(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
+                                        gpuml_k_knn_grp *G, int D, int DB, int l0, int64_t i0, float b0, int64_t own)
+{
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan);
+    bool check = G->n > 1; /* with one query the group bound is the query's */
+    float worst = gpuml_k_knn_group_worst(G);
+    int32_t st_i[GPUML_KNN_STACK];
     float st_b[GPUML_KNN_STACK];
-    int st_l[GPUML_KNN_STACK];
+    int8_t st_l[GPUML_KNN_STACK];
+    int top = 1;
+    st_i[0] = (int32_t)i0, st_b[0] = b0, st_l[0] = (int8_t)l0;
+    while (top > 0) {
+        top--;
+        int64_t i = st_i[top];
+        int l = st_l[top];
+        if (st_b[top] > worst)
+            continue;
+        if (l == 0) {
+            if (i != own) {
+                gpuml_k_knn_scan(G, D, DB, i, check ? gpuml_k_knn_box(v, ev->start, e, 0, i) : NULL);
+                worst = gpuml_k_knn_group_worst(G);
+            }
+            continue;
+        }
+        int64_t c0 = 2 * i, c1 = 2 * i + 1;
+        const float *bx = gpuml_k_knn_box(v, ev->start, e, l - 1, c0);
+        float bb0 = gpuml_k_knn_gap(bx, G->lo, G->hi, DB);
+        if (c1 < gpuml_k_knn_nodes(nc, l - 1)) {
+            float bb1 = gpuml_k_knn_gap(bx + 2 * DB, G->lo, G->hi, DB);
+            /* push the far child first so that the near one pops next */
+            bool near0 = bb0 <= bb1;
+            int64_t fi = near0 ? c1 : c0, ni = near0 ? c0 : c1;
+            float fb = near0 ? bb1 : bb0, nb = near0 ? bb0 : bb1;
+            if (fb <= worst && top < GPUML_KNN_STACK)
+                st_i[top] = (int32_t)fi, st_b[top] = fb, st_l[top] = (int8_t)(l - 1), top++;
+            if (nb <= worst && top < GPUML_KNN_STACK)
+                st_i[top] = (int32_t)ni, st_b[top] = nb, st_l[top] = (int8_t)(l - 1), top++;
+        } else if (bb0 <= worst && top < GPUML_KNN_STACK) {
+            st_i[top] = (int32_t)c0, st_b[top] = bb0, st_l[top] = (int8_t)(l - 1), top++;
+        }
+    }
+}
+
+/* Binned search of a group (all in one cell): its own cell, then for every
+ * level the sibling subtree of its ancestor, depth-first. */
+GPUML_K_INLINE void gpuml_k_knn_search_grid(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
+                                            gpuml_k_knn_grp *G, int D, int DB)
+{
+    int64_t nc = gpuml_k_knn_ncells(ev->nscan), own = G->p[0] >> GPUML_KNN_LB, node = own;
+    gpuml_k_knn_scan(G, D, DB, own, NULL);
     for (int lev = 0; lev + 1 < ev->levels; lev++, node >>= 1) {
         int64_t sib = node ^ 1;
         if (sib >= gpuml_k_knn_nodes(nc, lev))
             continue;
-        float b = gpuml_k_knn_box_bound(gpuml_k_knn_box(v, ev->start, e, lev, sib), q, db);
-        if (b > qs->od[km])
-            continue;
-        int top = 0;
-        st_i[0] = sib, st_b[0] = b, st_l[0] = lev, top = 1;
-        while (top > 0) {
-            top--;
-            int64_t i = st_i[top];
-            int l = st_l[top];
-            if (st_b[top] > qs->od[km])
-                continue;
-            if (l == 0) {
-                gpuml_k_knn_scan_cell(qs, q, D, i);
-                continue;
-            }
-            int64_t c0 = 2 * i, c1 = 2 * i + 1;
-            const float *bx = gpuml_k_knn_box(v, ev->start, e, l - 1, c0);
-            float b0 = gpuml_k_knn_box_bound(bx, q, db), wd = qs->od[km];
-            if (c1 < gpuml_k_knn_nodes(nc, l - 1)) {
-                float b1 = gpuml_k_knn_box_bound(bx + 2 * db, q, db);
-                /* push the far child first so that the near one pops next */
-                bool near0 = b0 <= b1;
-                int64_t fi = near0 ? c1 : c0, ni = near0 ? c0 : c1;
-                float fb = near0 ? b1 : b0, nb = near0 ? b0 : b1;
-                if (fb <= wd && top < GPUML_KNN_STACK)
-                    st_i[top] = fi, st_b[top] = fb, st_l[top] = l - 1, top++;
-                if (nb <= wd && top < GPUML_KNN_STACK)
-                    st_i[top] = ni, st_b[top] = nb, st_l[top] = l - 1, top++;
-            } else if (b0 <= wd && top < GPUML_KNN_STACK) {
-                st_i[top] = c0, st_b[top] = b0, st_l[top] = l - 1, top++;
-            }
-        }
+        float b = gpuml_k_knn_gap(gpuml_k_knn_box(v, ev->start, e, lev, sib), G->lo, G->hi, DB);
+        if (b <= gpuml_k_knn_group_worst(G))
+            gpuml_k_knn_descend(v, ev, e, G, D, DB, lev, sib, b, own);
     }
 }
 
 GPUML_K_INLINE void gpuml_k_knn_search(const gpuml_k_knn_view *v, const gpuml_k_knn_event *ev, int64_t e,
-                                       const gpuml_k_knn_query *qs, int D)
+                                       gpuml_k_knn_grp *G, int D, int DB)
 {
-    float q[GPUML_KNN_MAXBIN] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int d = 0; d < D && d < GPUML_KNN_MAXBIN; d++)
-        q[d] = qs->col0[d * qs->cs + qs->p];
     if (ev->mode == GPUML_KNN_MODE_GRID) {
-        gpuml_k_knn_search_grid(v, ev, e, qs, q, D);
+        gpuml_k_knn_search_grid(v, ev, e, G, D, DB);
         return;
     }
     int64_t nc = gpuml_k_knn_ncells(ev->nscan);
     for (int64_t c = 0; c < nc; c++)
-        gpuml_k_knn_scan_cell(qs, q, D, c);
+        gpuml_k_knn_scan(G, D, DB, c, NULL);
 }
 
-/* The whole output row of the point at position p of event e. */
-GPUML_HD static inline void gpuml_k_knn_row(const gpuml_k_knn_view *v, int64_t e, int64_t p, int32_t *idx,
-                                            float *dist2)
+/* The output rows of the points at positions c*B + g0 .. c*B + g0 + gn - 1
+ * of event e (gn <= GPUML_KNN_GMAX; positions past the event are ignored).
+ * lists: GPUML_KNN_GMAX * (k-1) keys of scratch, slot s of query g's list at
+ * lists[g*(k-1) + s*ls] (the CUDA launcher interleaves the lists of all
+ * positions, ls = positions, so that a warp's accesses coalesce). */
+GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64_t c, int g0, int gn, int32_t *idx,
+                                     float *dist2, uint64_t *lists, int64_t ls)
 {
     const gpuml_k_knn_event *ev = &v->ev[e];
     int64_t pb = gpuml_k_knn_pbase(ev->start, e);
-    int k = v->k, D = v->d;
-    gpuml_k_knn_query qs;
-    qs.col0 = v->xs + pb * D;
-    qs.perm = v->perm + pb;
-    qs.cs = gpuml_k_knn_colstride(ev->n);
-    qs.p = p;
-    qs.k = k;
-    int64_t i = qs.perm[p];
-    qs.od = dist2 + i * k;
-    qs.oj = idx + i * k;
-    qs.oj[0] = (int32_t)i;
-    qs.od[0] = 0.0f;
-    if (k == 1)
-        return;
-    bool radius = v->r2 < INFINITY;
-    for (int s = 1; s < k; s++) {
-        qs.od[s] = v->r2;
-        qs.oj[s] = radius ? GPUML_KNN_J_RADIUS : GPUML_KNN_J_NONE;
+    int k = v->k, D = v->d, db = v->db, km = k - 1;
+    gpuml_k_knn_grp G;
+    G.col0 = v->xs + pb * D;
+    G.perm = v->perm + pb;
+    G.lists = lists;
+    G.ls = ls;
+    G.cs = gpuml_k_knn_colstride(ev->n);
+    G.k = k;
+    G.n = 0;
+    G.live = 0;
+    uint64_t sentinel = v->r2 < INFINITY ? gpuml_k_knn_pack(v->r2, GPUML_KNN_J_RADIUS) : gpuml_k_knn_pack(INFINITY, 0);
+    for (int d = 0; d < GPUML_KNN_MAXBIN; d++)
+        G.lo[d] = INFINITY, G.hi[d] = -INFINITY;
+    for (int g = 0; g < GPUML_KNN_GMAX; g++) {
+        int64_t p = (c << GPUML_KNN_LB) + g0 + g;
+        bool in = g < gn && p < ev->n;
+        G.p[g] = p;
+        G.cnt[g] = 0;
+        G.wk[g] = sentinel;
+        G.wd[g] = -INFINITY;
+        for (int d = 0; d < GPUML_KNN_MAXBIN; d++)
+            G.qx[d][g] = in && d < D ? G.col0[d * G.cs + p] : 0.0f;
+        if (!in)
+            continue;
+        G.n = g + 1;
+        int64_t i = G.perm[p];
+        idx[i * k] = (int32_t)i;
+        dist2[i * k] = 0.0f;
+        bool finite = k > 1;
+        for (int d = 0; d < D; d++)
+            finite = finite && isfinite(G.col0[d * G.cs + p]);
+        if (!finite)
+            continue;
+        G.live |= 1u << g;
+        G.wd[g] = gpuml_k_knn_key_d2(sentinel);
+        for (int s = 0; s < km; s++)
+            lists[(int64_t)g * km + s * ls] = sentinel;
+        for (int d = 0; d < db; d++) {
+            G.lo[d] = G.qx[d][g] < G.lo[d] ? G.qx[d][g] : G.lo[d];
+            G.hi[d] = G.qx[d][g] > G.hi[d] ? G.qx[d][g] : G.hi[d];
+        }
     }
-    bool finite = true;
-    for (int d = 0; d < D; d++)
-        finite = finite && isfinite(qs.col0[d * qs.cs + p]);
-    if (finite) {
+    if (G.live) {
         switch (D) {
-        case 1: gpuml_k_knn_search(v, ev, e, &qs, 1); break;
-        case 2: gpuml_k_knn_search(v, ev, e, &qs, 2); break;
-        case 3: gpuml_k_knn_search(v, ev, e, &qs, 3); break;
-        case 4: gpuml_k_knn_search(v, ev, e, &qs, 4); break;
-        default: gpuml_k_knn_search(v, ev, e, &qs, D); break;
+        case 1: gpuml_k_knn_search(v, ev, e, &G, 1, 1); break;
+        case 2: gpuml_k_knn_search(v, ev, e, &G, 2, 2); break;
+        case 3: gpuml_k_knn_search(v, ev, e, &G, 3, 3); break;
+        case 4: gpuml_k_knn_search(v, ev, e, &G, 4, 4); break;
+        default: gpuml_k_knn_search(v, ev, e, &G, D, GPUML_KNN_MAXBIN); break;
         }
     }
-    for (int s = 1; s < k; s++)
-        if (qs.oj[s] == GPUML_KNN_J_RADIUS || qs.oj[s] == GPUML_KNN_J_NONE) {
-            qs.oj[s] = -1;
-            qs.od[s] = INFINITY;
+    for (int g = 0; g < G.n; g++) {
+        int64_t i = G.perm[G.p[g]];
+        const uint64_t *L = lists + (int64_t)g * km;
+        for (int s = 0; s < km; s++) {
+            bool real = s < G.cnt[g];
+            uint64_t key = L[s * ls];
+            idx[i * k + 1 + s] = real ? (int32_t)(uint32_t)key : -1;
+            dist2[i * k + 1 + s] = real ? gpuml_k_knn_key_d2(key) : INFINITY;
         }
+    }
 }
 
 /* ---- backward ------------------------------------------------------------------ */
 
+/* Row of flat position pos of an [n, k] index array (32-bit division when
+ * it fits: the 64-bit one is several times slower). */
+GPUML_HD static inline int64_t gpuml_k_knn_row_of(int64_t pos, int k)
+{
+    return pos < 4294967296ll ? (int64_t)((uint32_t)pos / (uint32_t)k) : pos / k;
+}
+
 /* d loss / d x[i, c] for loss = sum g * dist2: own slots in slot order, then
- * the reverse edges (m -> i) in CSR order. Out-of-range indices and CSR
- * entries that do not point back at i are skipped. */
+ * the reverse edges (m -> i) in CSR order. Self edges contribute nothing;
+ * out-of-range indices and CSR entries are skipped (memory safety only: the
+ * CSR must be the reverse adjacency of idx). */
 GPUML_HD static inline float gpuml_k_knn_grad_elem(const float *GPUML_RESTRICT x, int64_t n, int d,
                                                    const int32_t *GPUML_RESTRICT idx, int k,
                                                    const float *GPUML_RESTRICT g, const int64_t *GPUML_RESTRICT rowptr,
@@ -445,15 +613,47 @@ GPUML_HD static inline float gpuml_k_knn_grad_elem(const float *GPUML_RESTRICT x
     int64_t p0 = gpuml_k_min64(gpuml_k_max64(rowptr[i], 0), nk);
     int64_t p1 = gpuml_k_min64(gpuml_k_max64(rowptr[i + 1], p0), nk);
     for (int64_t q = p0; q < p1; q++) {
-        int64_t pos = col[q];
-        if (pos < 0 || pos >= nk || idx[pos] != i)
-            continue;
-        int64_t m = pos / k;
-        if (m == i)
+        int64_t pos = col[q], m = gpuml_k_knn_row_of(pos, k);
+        if (pos < 0 || pos >= nk || m == i)
             continue;
         acc += g[pos] * (xi - x[m * d + c]);
     }
     return 2.0f * acc;
+}
+
+/* The same for all D elements of row i at once (one gather per neighbour
+ * instead of D), adding in the same order per element: the same bits. */
+GPUML_HD static inline void gpuml_k_knn_grad_row(const float *GPUML_RESTRICT x, int64_t n, int d,
+                                                 const int32_t *GPUML_RESTRICT idx, int k,
+                                                 const float *GPUML_RESTRICT g, const int64_t *GPUML_RESTRICT rowptr,
+                                                 const int64_t *GPUML_RESTRICT col, int64_t i, float *GPUML_RESTRICT gxi)
+{
+    const float *xi = x + i * d;
+    for (int c = 0; c < d; c++)
+        gxi[c] = 0.0f;
+    for (int s = 0; s < k; s++) {
+        int64_t j = idx[i * k + s];
+        if (j < 0 || j >= n || j == i)
+            continue;
+        float gs = g[i * k + s];
+        const float *xj = x + j * d;
+        for (int c = 0; c < d; c++)
+            gxi[c] += gs * (xi[c] - xj[c]);
+    }
+    int64_t nk = n * k;
+    int64_t p0 = gpuml_k_min64(gpuml_k_max64(rowptr[i], 0), nk);
+    int64_t p1 = gpuml_k_min64(gpuml_k_max64(rowptr[i + 1], p0), nk);
+    for (int64_t q = p0; q < p1; q++) {
+        int64_t pos = col[q], m = gpuml_k_knn_row_of(pos, k);
+        if (pos < 0 || pos >= nk || m == i)
+            continue;
+        float gm = g[pos];
+        const float *xm = x + m * d;
+        for (int c = 0; c < d; c++)
+            gxi[c] += gm * (xi[c] - xm[c]);
+    }
+    for (int c = 0; c < d; c++)
+        gxi[c] = 2.0f * gxi[c];
 }
 
 #endif

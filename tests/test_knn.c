@@ -398,21 +398,33 @@ static void test_k_and_d_range(void **state)
 static void test_large_threads(void **state)
 {
     (void)state;
-    /* A binned event big enough for deep box levels: the reference is too
-     * slow here, so brute force (already proven equal to it) is the
-     * reference, and 1 vs 2 threads must match bit for bit. */
+    /* An event large enough for deep box levels and for the build shared by
+     * all threads: 1 vs 2 threads must match bit for bit, and sampled rows
+     * must equal the reference exactly (all of it is too slow here). */
     uint64_t s = 19;
-    int64_t n = 30000, splits[3] = {0, 26000, 30000};
+    int64_t n = 45000, splits[3] = {0, 40000, 45000};
     int d = 4, k = 20;
     float *x = clustered(&s, n, d, 12);
     int32_t *a = malloc((size_t)(n * k) * sizeof *a), *b = malloc((size_t)(n * k) * sizeof *b);
     float *da = malloc((size_t)(n * k) * sizeof *da), *dbb = malloc((size_t)(n * k) * sizeof *dbb);
-    assert_int_equal(run_knn(2, x, n, d, splits, 2, k, 0.0f, GPUML_KNN_BRUTE, a, da), GPUML_OK);
     assert_int_equal(run_knn(2, x, n, d, splits, 2, k, 0.0f, GPUML_KNN_GRID, b, dbb), GPUML_OK);
-    assert_int_equal(diff_lists("grid vs brute, N=30000", n, k, a, da, b, dbb), 0);
     assert_int_equal(run_knn(1, x, n, d, splits, 2, k, 0.0f, GPUML_KNN_AUTO, a, da), GPUML_OK);
-    assert_int_equal(diff_lists("1 vs 2 threads", n, k, a, da, b, dbb), 0);
-    free(a), free(b), free(da), free(dbb), free(x);
+    assert_int_equal(diff_lists("1 vs 2 threads, N=45000", n, k, a, da, b, dbb), 0);
+    cand *c = malloc((size_t)n * sizeof *c);
+    int bad = 0;
+    for (int t = 0; t < 100; t++) {
+        int64_t i = (int64_t)(h_rand_u64(&s) % (uint64_t)n), e0 = i < 40000 ? 0 : 40000, e1 = i < 40000 ? 40000 : n;
+        int m = 0;
+        for (int64_t j = e0; j < e1; j++)
+            if (j != i)
+                c[m++] = (cand){ref_d2f(x + i * d, x + j * d, d), (int32_t)j};
+        qsort(c, (size_t)m, sizeof *c, cand_cmp);
+        bad += b[i * k] != i || dbb[i * k] != 0.0f;
+        for (int sl = 1; sl < k; sl++)
+            bad += b[i * k + sl] != c[sl - 1].j || dbb[i * k + sl] != c[sl - 1].d2;
+    }
+    assert_int_equal(bad, 0);
+    free(c), free(a), free(b), free(da), free(dbb), free(x);
 }
 
 /* ---- op-table rows -------------------------------------------------------------
@@ -570,7 +582,8 @@ static void test_backward_direct(void **state)
 static void expect(gpuml_status got, gpuml_status want, const char *must_contain)
 {
     if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want), gpuml_last_error());
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
     if (must_contain && !strstr(gpuml_last_error(), must_contain))
         fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must_contain);
 }
@@ -582,7 +595,8 @@ static void test_errors(void **state)
     float x[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     int64_t sp[3] = {0, 2, 4}, dec[3] = {0, 3, 2}, short_[3] = {0, 2, 3}, late[3] = {1, 2, 4};
     gpuml_tensor *tx = h_tensor_f32(ctx, 2, SHAPE(4, 3), x), *ts = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), sp);
-    gpuml_tensor *tdec = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), dec), *tshort = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), short_);
+    gpuml_tensor *tdec = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), dec);
+    gpuml_tensor *tshort = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), short_);
     gpuml_tensor *tlate = h_tensor(ctx, GPUML_I64, 1, SHAPE(3), late);
     gpuml_tensor *ts32 = h_tensor(ctx, GPUML_I32, 1, SHAPE(3), (int32_t[]){0, 2, 4});
     gpuml_tensor *tx64 = h_tensor(ctx, GPUML_F64, 2, SHAPE(4, 3), NULL);

@@ -18,6 +18,11 @@ esac
 ./tools/build.sh "$@"
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# OpenMP threads that wait at a barrier sleep instead of spinning: on a
+# machine shared with other work, spinning threads burn the time slices the
+# thread they wait for needs (measured 10x slower training under load;
+# README, "Threads").
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [ "$mode" = asan ]; then
   # protect_shadow_gap=0: the CUDA runtime maps memory ASan would otherwise reserve.
   export ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1:abort_on_error=1

@@ -31,19 +31,20 @@
  *     gpuml_knn_backward(ctx, coords, idx, grad_d2, rp, col, gx);
  *
  * Algorithms: brute force within each event (small events, high D) and an
- * exact binned search for large low-dimensional events: points are binned on
- * a fine grid over their first min(D, 4) coordinates, ordered along the
- * grid's Z-curve, grouped into cells of 16 points and a hierarchy of cell
- * boxes; a query visits cells nearest-first and stops when no unvisited cell
- * can beat its current k-th distance. Both give identical lists; AUTO picks
- * per event by size, k and D.
+ * exact binned search for large low-dimensional events: the points are
+ * binned into cells of 32 by their first min(D, 4) coordinates - median
+ * splits on the CPU, the Z-curve of a fine grid on CUDA, so the cells adapt
+ * to clustered data - under a hierarchy of cell boxes; a query visits cells
+ * nearest-first and stops when no unvisited box can beat its current k-th
+ * distance. Both give identical lists; AUTO picks per event by size and D.
  *
  * All tensors live on the context's device; outputs are caller-allocated.
  * On CUDA the work is enqueued on the context's stream in a fixed number of
  * launches for the whole batch; row_splits are never read on the host (bad
  * values are clamped and reported by gpuml_ctx_synchronize). Temporary
- * memory comes from the context's caching allocator. On error nothing is
- * written.
+ * memory comes from the context's caching allocator: about 4 N (D + 6) bytes
+ * on the CPU (plus 128 k bytes per thread), and as much again plus 8 N k on
+ * CUDA, where every query keeps its list in it. On error nothing is written.
  */
 #ifndef GPUML_KNN_H
 #define GPUML_KNN_H
@@ -112,9 +113,9 @@ GPUML_API gpuml_status gpuml_knn_reverse(gpuml_ctx *ctx, const gpuml_tensor *idx
  * edges in rev_col order, float32). Self edges and -1 slots contribute
  * nothing. coords [N, D] f32 and idx [N, k] i32 from the forward pass,
  * grad_dist2 [N, k] f32, rev_rowptr [N+1] i64 / rev_col [N*k] i64 from
- * gpuml_knn_reverse or gpuml_knn_ex (both NULL: built here in temporary
- * memory); grad_coords [N, D] f32 is overwritten. Reverse entries that do not
- * point back at the row (a CSR of another idx) are skipped.
+ * gpuml_knn_reverse or gpuml_knn_ex for this idx (both NULL: built here in
+ * temporary memory); grad_coords [N, D] f32 is overwritten. Out-of-range
+ * entries are skipped, but a CSR of another idx gives a wrong gradient.
  * Errors: as gpuml_knn. */
 GPUML_API gpuml_status gpuml_knn_backward(gpuml_ctx *ctx, const gpuml_tensor *coords, const gpuml_tensor *idx,
                                           const gpuml_tensor *grad_dist2, const gpuml_tensor *rev_rowptr,

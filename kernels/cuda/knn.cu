@@ -1,26 +1,298 @@
-/* CUDA launchers for kernels/knn.h (stage 1: not yet implemented). */
+/* CUDA launchers for kernels/knn.h: the same layout and search body as the
+ * CPU, with one query per thread (GPUML_KNN_GMAX 1).
+ *
+ * Everything is enqueued on k->stream in a fixed number of launches for the
+ * whole batch (none per event), and row_splits never leave the device:
+ *   1. clamp row_splits into a monotone copy in [0, n] (a max-scan) and flag
+ *      the context's device error if that changed anything;
+ *   2. per event (a block each): finite count, box of the finite points, mode;
+ *   3. per row: Z-curve key of its event's grid (non-finite last; brute-force
+ *      events keep row order), then a stable radix sort by key and a stable
+ *      one by event - a counting sort per digit - gives every event its order;
+ *   4. copy into the event-blocked columns; boxes level by level;
+ *   5. one thread per position runs the search; its list lives in workspace.
+ * The CPU orders binned events by median splits instead (a serial
+ * recursion); the result does not depend on the order. */
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+
+#define GPUML_KNN_GMAX 1
 #include "../kernels.h"
 #include "../knn.h"
 #include "launch.cuh"
 
-extern "C" size_t gpuml_cuda_knn_workspace(int64_t n, int d, int64_t nev)
+struct knn_max_op {
+    __host__ __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
+};
+
+/* Workspace pieces, 256-byte aligned. */
+struct knn_cuda_ws {
+    int64_t *rs;               /* [nev+1] clamped, monotone splits     */
+    gpuml_k_knn_event *ev;     /* [nev]                                */
+    float *xs, *boxes;
+    int32_t *perm;             /* [npos]                               */
+    uint64_t *keys, *keys2;    /* [n]                                  */
+    int32_t *rows, *rows2;     /* [n]                                  */
+    int32_t *evk, *evk2;       /* [n] event of each row                */
+    uint64_t *lists;           /* [k-1, npos]                          */
+    void *tmp;                 /* cub scratch                          */
+    size_t tmp_bytes;
+};
+
+static size_t cub_bytes(int64_t n, int64_t nev)
 {
-    (void)n, (void)d, (void)nev;
-    return 1;
+    size_t a = 0, b = 0, c = 0;
+    cub::DeviceRadixSort::SortPairs(nullptr, a, (uint64_t *)nullptr, (uint64_t *)nullptr, (int32_t *)nullptr,
+                                    (int32_t *)nullptr, (int)n, 0, 64, (cudaStream_t)0);
+    cub::DeviceRadixSort::SortPairs(nullptr, b, (int32_t *)nullptr, (int32_t *)nullptr, (int32_t *)nullptr,
+                                    (int32_t *)nullptr, (int)n, 0, 32, (cudaStream_t)0);
+    cub::DeviceScan::InclusiveScan(nullptr, c, (int64_t *)nullptr, (int64_t *)nullptr, knn_max_op(), (int)(nev + 1),
+                                   (cudaStream_t)0);
+    size_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+static size_t carve(void *base, int64_t n, int d, int64_t nev, int k, knn_cuda_ws *w)
+{
+    gpuml_k_knn_view v;
+    int db = d < GPUML_KNN_MAXBIN ? d : GPUML_KNN_MAXBIN;
+    int64_t slots = gpuml_k_knn_plan_levels(&v, n, nev), npos = gpuml_k_knn_npos(n, nev);
+    size_t tmp = cub_bytes(n, nev);
+    size_t sizes[13] = {(size_t)(nev + 1) * 8, (size_t)nev * sizeof(gpuml_k_knn_event), (size_t)(npos * d) * 4,
+                        (size_t)(slots * 2 * db) * 4, (size_t)npos * 4, (size_t)n * 8, (size_t)n * 8,
+                        (size_t)n * 4, (size_t)n * 4, (size_t)n * 4, (size_t)n * 4,
+                        (size_t)npos * (size_t)(k > 1 ? k - 1 : 0) * 8, tmp};
+    void **ptrs[13] = {(void **)&w->rs, (void **)&w->ev, (void **)&w->xs, (void **)&w->boxes, (void **)&w->perm,
+                       (void **)&w->keys, (void **)&w->keys2, (void **)&w->rows, (void **)&w->rows2,
+                       (void **)&w->evk, (void **)&w->evk2, (void **)&w->lists, &w->tmp};
+    size_t off = 0;
+    for (int i = 0; i < 13; i++) {
+        if (base)
+            *ptrs[i] = (char *)base + off;
+        off += (sizes[i] + 255) / 256 * 256;
+    }
+    w->tmp_bytes = tmp;
+    return off;
+}
+
+extern "C" size_t gpuml_cuda_knn_workspace(int64_t n, int d, int64_t nev, int kk, int nthreads)
+{
+    (void)nthreads;
+    knn_cuda_ws w;
+    return carve(nullptr, n, d, nev, kk, &w);
+}
+
+/* Clamped splits in, (after the max-scan) checked against the originals. */
+static __global__ void splits_clamp_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out)
+{
+    GPUML_GRID_STRIDE(b, nev + 1) out[b] = gpuml_k_min64(gpuml_k_max64(rs[b], 0), n);
+}
+
+static __global__ void splits_check_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out, int *dev_error)
+{
+    GPUML_GRID_STRIDE(b, nev + 1)
+    {
+        int64_t v = b == 0 ? 0 : b == nev ? n : out[b];
+        if (v != rs[b])
+            *dev_error = GPUML_DEVERR_ROW_SPLITS;
+        out[b] = v; /* ends forced; the max-scan made the rest monotone */
+    }
+}
+
+/* Event of a row or sorted index t: the last e with rs[e] <= t. */
+static __device__ int64_t event_of(const int64_t *rs, int64_t nev, int64_t t)
+{
+    int64_t lo = 0, hi = nev;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (rs[mid] <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+#define EV_BLOCK 256
+
+/* One block per event: finite count and box, mode, levels. */
+static __global__ void event_kernel(const float *x, int d, int db, const int64_t *rs, int64_t nev, int k, int algo,
+                                    gpuml_k_knn_event *ev)
+{
+    __shared__ float s_lo[GPUML_KNN_MAXBIN][EV_BLOCK], s_hi[GPUML_KNN_MAXBIN][EV_BLOCK];
+    __shared__ long long s_cnt[EV_BLOCK];
+    for (int64_t e = blockIdx.x; e < nev; e += gridDim.x) {
+        int64_t start = rs[e], n = rs[e + 1] - start;
+        float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN];
+        for (int c = 0; c < GPUML_KNN_MAXBIN; c++)
+            lo[c] = INFINITY, hi[c] = -INFINITY;
+        long long cnt = 0;
+        for (int64_t r = start + threadIdx.x; r < start + n; r += blockDim.x) {
+            const float *xr = x + r * d;
+            if (!gpuml_k_knn_finite_row(xr, d))
+                continue;
+            cnt++;
+            for (int c = 0; c < db; c++) {
+                lo[c] = fminf(lo[c], xr[c]);
+                hi[c] = fmaxf(hi[c], xr[c]);
+            }
+        }
+        for (int c = 0; c < GPUML_KNN_MAXBIN; c++)
+            s_lo[c][threadIdx.x] = lo[c], s_hi[c][threadIdx.x] = hi[c];
+        s_cnt[threadIdx.x] = cnt;
+        __syncthreads();
+        for (int h = EV_BLOCK / 2; h > 0; h /= 2) { /* min, max and sums of integers: order-free */
+            if (threadIdx.x < h) {
+                for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {
+                    s_lo[c][threadIdx.x] = fminf(s_lo[c][threadIdx.x], s_lo[c][threadIdx.x + h]);
+                    s_hi[c][threadIdx.x] = fmaxf(s_hi[c][threadIdx.x], s_hi[c][threadIdx.x + h]);
+                }
+                s_cnt[threadIdx.x] += s_cnt[threadIdx.x + h];
+            }
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) {
+            gpuml_k_knn_event E;
+            E.start = start;
+            E.n = n;
+            E.mode = gpuml_k_knn_mode(n, d, algo);
+            E.nscan = E.mode == GPUML_KNN_MODE_GRID ? (int64_t)s_cnt[0] : n;
+            E.levels = E.mode == GPUML_KNN_MODE_GRID ? gpuml_k_knn_levels_for(gpuml_k_knn_ncells(E.nscan)) : 0;
+            for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {
+                bool any = c < db && s_cnt[0] > 0;
+                E.lo[c] = any ? s_lo[c][0] : 0.0f;
+                E.hi[c] = any ? s_hi[c][0] : 0.0f;
+            }
+            ev[e] = E;
+        }
+        __syncthreads();
+    }
+}
+
+static __global__ void key_kernel(const float *x, int64_t n, int d, int db, const int64_t *rs, int64_t nev,
+                                  const gpuml_k_knn_event *ev, uint64_t *keys, int32_t *rows, int32_t *evk)
+{
+    GPUML_GRID_STRIDE(r, n)
+    {
+        int64_t e = event_of(rs, nev, r);
+        const float *xr = x + r * d;
+        uint64_t key = 0; /* brute force: row order */
+        if (ev[e].mode == GPUML_KNN_MODE_GRID)
+            key = gpuml_k_knn_finite_row(xr, d) ? gpuml_k_knn_key(xr, &ev[e], db) : ~0ull;
+        keys[r] = key;
+        rows[r] = (int32_t)r;
+        evk[r] = (int32_t)e;
+    }
+}
+
+static __global__ void gather_event_kernel(const int32_t *rows, const int32_t *evk, int64_t n, int32_t *out)
+{
+    GPUML_GRID_STRIDE(t, n) out[t] = evk[rows[t]];
+}
+
+/* Sorted index t (events in order, each in its sorted order) -> position. */
+static __global__ void copy_kernel(const float *x, int64_t n, int d, const int64_t *rs, int64_t nev,
+                                   const int32_t *rows, float *xs, int32_t *perm)
+{
+    GPUML_GRID_STRIDE(t, n)
+    {
+        int64_t e = event_of(rs, nev, t), start = rs[e], p = t - start;
+        int64_t pb = gpuml_k_knn_pbase(start, e), cs = gpuml_k_knn_colstride(rs[e + 1] - start);
+        int64_t r = rows[t];
+        perm[pb + p] = (int32_t)r;
+        for (int c = 0; c < d; c++)
+            xs[pb * d + c * cs + p] = x[r * d + c];
+    }
+}
+
+/* Box slot s of level l: the event whose slot range holds it. */
+static __global__ void box_kernel(gpuml_k_knn_view v, int l, int64_t cap, float *boxes)
+{
+    GPUML_GRID_STRIDE(s, cap)
+    {
+        int64_t lo = 0, hi = v.nev; /* last e with (start_e >> m) + e <= s */
+        while (hi - lo > 1) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if ((v.ev[mid].start >> (GPUML_KNN_LB + l)) + mid <= s)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        const gpuml_k_knn_event *ev = &v.ev[lo];
+        int64_t i = s - ((ev->start >> (GPUML_KNN_LB + l)) + lo);
+        if (ev->mode == GPUML_KNN_MODE_GRID && l < ev->levels && i >= 0 &&
+            i < gpuml_k_knn_nodes(gpuml_k_knn_ncells(ev->nscan), l))
+            gpuml_k_knn_make_box(&v, lo, l, i, boxes + gpuml_k_knn_box_slot(&v, ev->start, lo, l, i) * 2 * v.db);
+    }
+}
+
+/* lists: [k-1, npos], slot-major, so that the lists of a warp's threads
+ * are accessed together. */
+static __global__ void query_kernel(gpuml_k_knn_view v, int32_t *idx, float *dist2, uint64_t *lists)
+{
+    GPUML_GRID_STRIDE(P, v.npos)
+    {
+        int64_t e = gpuml_k_knn_event_of_pos(v.ev, v.nev, P);
+        int64_t p = P - gpuml_k_knn_pbase(v.ev[e].start, e);
+        if (p < v.ev[e].n)
+            gpuml_k_knn_cell(&v, e, p >> GPUML_KNN_LB, (int)(p & (GPUML_KNN_B - 1)), 1, idx, dist2, lists + P,
+                             v.npos);
+    }
+}
+
+static __global__ void grad_kernel(const float *x, int64_t n, int d, const int32_t *idx, int k, const float *g,
+                                   const int64_t *rowptr, const int64_t *col, float *gx)
+{
+    GPUML_GRID_STRIDE(e, n * d) gx[e] = gpuml_k_knn_grad_elem(x, n, d, idx, k, g, rowptr, col, e / d, (int)(e % d));
 }
 
 extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int64_t n, int d, const int64_t *row_splits,
                                        int64_t nev, int kk, float r2, int algo, int32_t *idx, float *dist2, void *ws)
 {
-    (void)k, (void)x, (void)n, (void)d, (void)row_splits, (void)nev, (void)kk, (void)r2, (void)algo, (void)idx,
-        (void)dist2, (void)ws;
-    return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gpuml_knn", "the CUDA kNN is not implemented yet");
+    if (n == 0 || nev == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    cudaStream_t s = gpuml_cuda_stream(k);
+    knn_cuda_ws w;
+    carve(ws, n, d, nev, kk, &w);
+    gpuml_k_knn_view v;
+    gpuml_k_knn_view_init(&v, n, nev, d, kk, r2, w.ev, w.xs, w.perm, w.boxes);
+
+    splits_clamp_kernel<<<gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s>>>(row_splits, nev, n, w.rs);
+    size_t tb = w.tmp_bytes;
+    cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, knn_max_op(), (int)(nev + 1), s);
+    splits_check_kernel<<<gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s>>>(row_splits, nev, n, w.rs, k->dev_error);
+    unsigned ev_grid = (unsigned)gpuml_k_min64(nev, 65535);
+    event_kernel<<<ev_grid, EV_BLOCK, 0, s>>>(x, d, v.db, w.rs, nev, kk, algo, w.ev);
+    key_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
+    tb = w.tmp_bytes;
+    cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys, w.keys2, w.rows, w.rows2, (int)n, 0, 64, s);
+    gather_event_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(w.rows2, w.evk, n, w.evk2);
+    int ebits = 1;
+    while (ebits < 32 && (1ll << ebits) < nev)
+        ebits++;
+    tb = w.tmp_bytes;
+    cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.evk2, w.evk, w.rows2, w.rows, (int)n, 0, ebits, s);
+    /* padding: NaN coordinates (all-ones bits) and perm -1 */
+    cudaMemsetAsync(w.xs, 0xff, (size_t)(v.npos * d) * sizeof(float), s);
+    cudaMemsetAsync(w.perm, 0xff, (size_t)v.npos * sizeof(int32_t), s);
+    copy_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(x, n, d, w.rs, nev, w.rows, w.xs, w.perm);
+    for (int l = 0; l < v.nlevels; l++) {
+        int64_t cap = gpuml_k_knn_level_cap(n, nev, l);
+        box_kernel<<<gpuml_cuda_grid(cap), GPUML_CUDA_BLOCK, 0, s>>>(v, l, cap, w.boxes);
+    }
+    query_kernel<<<gpuml_cuda_grid(v.npos), GPUML_CUDA_BLOCK, 0, s>>>(v, idx, dist2, w.lists);
+    return gpuml_cuda_check("gpuml_knn");
 }
 
 extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x, int64_t n, int d, const int32_t *idx,
                                             int kk, const float *g, const int64_t *rowptr, const int64_t *col,
                                             float *gx)
 {
-    (void)k, (void)x, (void)n, (void)d, (void)idx, (void)kk, (void)g, (void)rowptr, (void)col, (void)gx;
-    return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gpuml_knn_backward", "the CUDA kNN is not implemented yet");
+    if (n * d == 0)
+        return GPUML_OK;
+    gpuml_cuda_scope scope(k->device);
+    grad_kernel<<<gpuml_cuda_grid(n * d), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(x, n, d, idx, kk, g, rowptr,
+                                                                                      col, gx);
+    return gpuml_cuda_check("gpuml_knn_backward");
 }

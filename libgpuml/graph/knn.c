@@ -76,8 +76,9 @@ static gpuml_status check_rev(gpuml_ctx *ctx, const char *fn, const gpuml_tensor
     if (!rp && !col)
         return GPUML_OK;
     if (!rp || !col)
-        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument '%s' is NULL but '%s' is not: give both or neither",
-                          rp ? "rev_col" : "rev_rowptr", rp ? "rev_rowptr" : "rev_col");
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn,
+                          "argument '%s' is NULL but '%s' is not: give both or neither", rp ? "rev_col" : "rev_rowptr",
+                          rp ? "rev_rowptr" : "rev_col");
     GPUML_TRY(gpuml_check_dtype(ctx, fn, "rev_rowptr", rp, GPUML_I64));
     GPUML_TRY(gpuml_check_dtype(ctx, fn, "rev_col", col, GPUML_I64));
     char s[160];
@@ -129,9 +130,10 @@ static gpuml_status knn_run(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *
     float r2 = p->max_radius > 0 ? p->max_radius * p->max_radius : INFINITY;
     size_t ws_bytes;
 #if GPUML_HAVE_CUDA
-    ws_bytes = gpuml_on_cuda(ctx) ? gpuml_cuda_knn_workspace(n, d, nev) : gpuml_cpu_knn_workspace(n, d, nev);
+    ws_bytes = gpuml_on_cuda(ctx) ? gpuml_cuda_knn_workspace(n, d, nev, p->k, ctx->num_threads)
+                                  : gpuml_cpu_knn_workspace(n, d, nev, p->k, ctx->num_threads);
 #else
-    ws_bytes = gpuml_cpu_knn_workspace(n, d, nev);
+    ws_bytes = gpuml_cpu_knn_workspace(n, d, nev, p->k, ctx->num_threads);
 #endif
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));

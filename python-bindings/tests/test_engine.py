@@ -108,7 +108,11 @@ def test_bad_requests_are_rejected_before_c(model):
 
 def test_back_pressure_deadlines_and_failures(model, rng):
     events = make_events(rng, 12)
-    with gpuml.Engine(model, queue_capacity=4, max_batch_events=4, max_queue_delay_us=200000) as eng:
+    # The batcher waits up to 2 s for a full batch (64 events), so the first
+    # 4 requests stay queued while the loop submits the rest: the queue is
+    # full however slow this process is (ASan) - a batch of 4 would be
+    # dispatched at once and could complete between two submits.
+    with gpuml.Engine(model, queue_capacity=4, max_batch_events=64, max_queue_delay_us=2000000) as eng:
         futs, full = [], 0
         for h, a in events:
             try:

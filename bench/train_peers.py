@@ -19,12 +19,12 @@ Both, interleaved (gpuml, peer, gpuml, peer ... so that load from elsewhere
 hits both alike), with a correctness check first and the ratios printed:
     python3 bench/train_peers.py compare --build build --rounds 3 --warmup 3 --steps 20
 
-kNN: pyg-lib / torch_cluster have no wheel for this torch, so an exact kNN
-is registered as pyg::knn (what PyG's GravNetConv calls) and used by the
-ParticleNet block: torch.cdist + topk, either padded per batch ([B, P_max,
-P_max] distances, masked; no Python loop over events: ParticleNet's many
-small jets) or event by event (GravNet's few large, uneven events), each
-where it was the faster.
+kNN: pyg-lib has no wheel for this torch, so an exact kNN is registered as
+pyg::knn (what PyG's GravNetConv calls) and used by the ParticleNet block
+too: per call the fastest of torch_cluster.knn (when installed; it has no
+wheel either), torch.cdist + topk padded per batch ([B, P_max, P_max]
+distances, masked; no Python loop over events) and torch.cdist + topk event
+by event.
 """
 import argparse
 import json
@@ -45,9 +45,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 MODELS = {
     # driver, config, loader fields, driver defaults the bench relies on
     "gravnet": {"driver": "train_gravnet", "config": "examples/configs/gravnet_oc.json", "lr": 1e-3,
-                "clip": 1.0, "max_events": 16, "max_rows": 4000, "knn": "per-event"},
+                "clip": 1.0, "max_events": 16, "max_rows": 4000},
     "particlenet": {"driver": "train_particlenet", "config": "examples/configs/particlenet_lite.json", "lr": 3e-3,
-                    "clip": 0.0, "max_events": 64, "max_rows": 65536, "knn": "padded"},  # loader's default max_rows
+                    "clip": 0.0, "max_events": 64, "max_rows": 65536},  # the loader's default max_rows
 }
 WEIGHT_DECAY = 0.01  # gpuml_optim_config_init_defaults
 
@@ -145,8 +145,31 @@ def per_event_knn(x, y, k, ptr_x, ptr_y):
     return torch.stack([torch.cat(rows), torch.cat(cols)])
 
 
-KNN = {"padded": padded_knn, "per-event": per_event_knn}
-knn_impl = padded_knn  # set from --knn
+try:  # PyG's own kNN op (no wheel for this torch: built from source where present)
+    import torch_cluster
+except ImportError:
+    torch_cluster = None
+
+
+def cluster_knn(x, y, k, ptr_x, ptr_y):
+    """torch_cluster.knn (a kd-tree per event), same [2, E] layout."""
+    bx = torch.repeat_interleave(torch.arange(ptr_x.numel() - 1), ptr_x[1:] - ptr_x[:-1])
+    by = torch.repeat_interleave(torch.arange(ptr_y.numel() - 1), ptr_y[1:] - ptr_y[:-1])
+    return torch_cluster.knn(x, y, k, bx, by, num_workers=1)
+
+
+def best_knn(x, y, k, ptr_x, ptr_y):
+    """Whichever was fastest on these batches (README-train.md): torch_cluster
+    in low dimension, else padded for many small events, else per event."""
+    if torch_cluster is not None and x.size(1) <= 4:
+        return cluster_knn(x, y, k, ptr_x, ptr_y)
+    if ptr_y.numel() - 1 >= 32:
+        return padded_knn(x, y, k, ptr_x, ptr_y)
+    return per_event_knn(x, y, k, ptr_x, ptr_y)
+
+
+KNN = {"best": best_knn, "padded": padded_knn, "per-event": per_event_knn, "torch_cluster": cluster_knn}
+knn_impl = best_knn  # set from --knn
 
 
 def _ptr(b):
@@ -166,7 +189,7 @@ def register_knn():
     lib.impl("knn", lambda x, y, px, py, k, c, w: knn_impl(x.detach(), y.detach(), k, px, py), "CPU")
     torch_geometric.typing.WITH_KNN = True
     register_knn.lib = lib
-    return "exact cdist + topk"
+    return "exact kNN registered as pyg::knn (pyg-lib missing)"
 
 
 # ---- object condensation, vectorised over the batch ---------------------
@@ -254,8 +277,10 @@ def run_peer(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)  # dropout masks (they cannot match gpuml's anyway)
     global knn_impl
-    knn_impl = KNN[a.knn or MODELS[a.model]["knn"]]
-    source = register_knn() + ", " + (a.knn or MODELS[a.model]["knn"])
+    if a.knn == "torch_cluster" and torch_cluster is None:
+        sys.exit("--knn torch_cluster: torch_cluster is not installed")
+    knn_impl = KNN[a.knn]
+    source = register_knn() + ", " + a.knn + (", torch_cluster " + torch_cluster.__version__ if torch_cluster else "")
     import make_training_fixture as fx
     fx.knn_exact = knn_batch
     m = MODELS[a.model]
@@ -495,7 +520,8 @@ def main():
     p.add_argument("--max-events", type=int)
     p.add_argument("--max-rows", type=int)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--knn", choices=sorted(KNN), help="default: the faster on these batches (README-train.md)")
+    p.add_argument("--knn", choices=sorted(KNN), default="best",
+                   help="best: per call, the fastest on these batches (README-train.md)")
     c = sub.add_parser("compare", help="gpuml's drivers and the peer, interleaved")
     c.add_argument("--build", default=os.path.join(ROOT, "build"))
     c.add_argument("--workdir", default="/tmp/train_peers")

@@ -4,9 +4,12 @@ bench_layers wrote: one GravNetConv (PyG's) and one ParticleNet EdgeConv block
 (written with PyG's scatter, as in tests/make_training_fixture.py), forward +
 backward, 2 threads; best of --reps; memory: the peak resident set during
 the steps (VmHWM, restarted just before them) above the resident set just
-before them, in a fresh process per layer - as bench_layers measures gpuml. The kNN for both is exact and dense (torch.cdist + topk per
-event), registered as pyg::knn: pyg-lib / torch_cluster have no wheel for this
-torch, and a dense cdist + topk on 5 000-point events is what PyTorch offers.
+before them, in a fresh process per layer - as bench_layers measures gpuml.
+The kNN (pyg-lib has no wheel for this torch) is registered as pyg::knn and
+is bench/train_peers.py's choice: torch_cluster.knn where it is installed
+(PyG's own kNN package; `FORCE_ONLY_CPU=1 pip install --no-build-isolation
+torch_cluster` builds it), else an exact cdist + topk. The script prints
+which one ran.
 
     build/bench/bench_layers --out /tmp/layers_data.h5
     python3 bench/layers_peers.py /tmp/layers_data.h5
@@ -33,21 +36,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-
-
-def dense_knn(x, y, k, ptr_x, ptr_y):
-    """[2, E]: for each y row, its k nearest x rows of the same event."""
-    rows, cols = [], []
-    for e in range(ptr_y.numel() - 1):
-        xs, xe, ys, ye = int(ptr_x[e]), int(ptr_x[e + 1]), int(ptr_y[e]), int(ptr_y[e + 1])
-        if ye == ys:
-            continue
-        kk = min(k, xe - xs)
-        d = torch.cdist(y[ys:ye], x[xs:xe])
-        idx = torch.topk(d, kk, dim=1, largest=False).indices + xs
-        rows.append(torch.arange(ys, ye).repeat_interleave(kk))
-        cols.append(idx.reshape(-1))
-    return torch.stack([torch.cat(rows), torch.cat(cols)])
+sys.path.insert(0, HERE)
+import train_peers  # noqa: E402  (its kNN choice: torch_cluster where installed, else exact cdist + topk)
 
 
 def register_knn():
@@ -56,10 +46,10 @@ def register_knn():
         return "pyg-lib"
     lib = torch.library.Library("pyg", "DEF")
     lib.define("knn(Tensor x, Tensor y, Tensor? ptr_x, Tensor? ptr_y, int k, bool cosine, int num_workers) -> Tensor")
-    lib.impl("knn", lambda x, y, px, py, k, c, w: dense_knn(x.detach(), y.detach(), k, px, py), "CPU")
+    lib.impl("knn", lambda x, y, px, py, k, c, w: train_peers.best_knn(x.detach(), y.detach(), k, px, py), "CPU")
     torch_geometric.typing.WITH_KNN = True
     register_knn.lib = lib
-    return "dense cdist + topk"
+    return "torch_cluster" if train_peers.torch_cluster is not None else "exact cdist + topk"
 
 
 def status_kb(key):
@@ -106,7 +96,7 @@ def run_one(path, layer, reps):
 
 def _knn_batch(x, y, k, bx, by):
     ptr = lambda b: torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.bincount(b), 0)])
-    return dense_knn(x, y, k, ptr(bx), ptr(by))
+    return train_peers.best_knn(x, y, k, ptr(bx), ptr(by))
 
 
 def results(cmd):

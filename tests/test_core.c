@@ -48,6 +48,18 @@ static void test_ctx_cpu(void **state)
     assert_int_equal(gpuml_ctx_synchronize(ctx), GPUML_OK);
     gpuml_ctx_destroy(ctx);
     gpuml_ctx_destroy(NULL);
+    /* accessors and setters on NULL: harmless defaults, no crash */
+    assert_int_equal(gpuml_ctx_device(NULL).type, GPUML_DEVICE_CPU);
+    assert_null(gpuml_ctx_stream(NULL));
+    assert_int_equal(gpuml_ctx_num_threads(NULL), 0);
+    gpuml_ctx_set_seed(NULL, 1);
+    gpuml_ctx_set_rng_state(NULL, 1, 2);
+    uint64_t sd = 7, cn = 9;
+    gpuml_ctx_get_rng_state(NULL, &sd, &cn);
+    assert_true(sd == 7 && cn == 9);
+    gpuml_ctx_reset_peak(NULL);
+    gpuml_ctx_fail_allocation_after(NULL, 3);
+    gpuml_ctx_release_cached(NULL);
 
     assert_int_equal(gpuml_ctx_create(NULL, &ctx), GPUML_ERR_INVALID_ARGUMENT);
     assert_null(ctx);

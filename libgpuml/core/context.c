@@ -130,9 +130,18 @@ gpuml_status gpuml_ctx_synchronize(gpuml_ctx *ctx)
     return gpuml_cuda_rt_sync(ctx, "gpuml_ctx_synchronize");
 }
 
-gpuml_device gpuml_ctx_device(const gpuml_ctx *ctx) { return ctx->device; }
-void *gpuml_ctx_stream(const gpuml_ctx *ctx) { return ctx->stream; }
-int gpuml_ctx_num_threads(const gpuml_ctx *ctx) { return ctx->num_threads; }
+/* Accessors tolerate NULL (a host's teardown order is not ours to trust):
+ * the CPU device, no stream, 0 threads. */
+gpuml_device gpuml_ctx_device(const gpuml_ctx *ctx)
+{
+    if (!ctx) {
+        gpuml_device d = {GPUML_DEVICE_CPU, 0};
+        return d;
+    }
+    return ctx->device;
+}
+void *gpuml_ctx_stream(const gpuml_ctx *ctx) { return ctx ? ctx->stream : NULL; }
+int gpuml_ctx_num_threads(const gpuml_ctx *ctx) { return ctx ? ctx->num_threads : 0; }
 
 gpuml_status gpuml_ctx_set_num_threads(gpuml_ctx *ctx, int num_threads)
 {
@@ -148,12 +157,16 @@ gpuml_status gpuml_ctx_set_num_threads(gpuml_ctx *ctx, int num_threads)
 
 void gpuml_ctx_set_seed(gpuml_ctx *ctx, uint64_t seed)
 {
+    if (!ctx)
+        return;
     ctx->rng_seed = seed;
     ctx->rng_counter = 0;
 }
 
 void gpuml_ctx_get_rng_state(const gpuml_ctx *ctx, uint64_t *seed, uint64_t *counter)
 {
+    if (!ctx)
+        return;
     if (seed)
         *seed = ctx->rng_seed;
     if (counter)
@@ -162,6 +175,8 @@ void gpuml_ctx_get_rng_state(const gpuml_ctx *ctx, uint64_t *seed, uint64_t *cou
 
 void gpuml_ctx_set_rng_state(gpuml_ctx *ctx, uint64_t seed, uint64_t counter)
 {
+    if (!ctx)
+        return;
     ctx->rng_seed = seed;
     ctx->rng_counter = counter;
 }
@@ -182,6 +197,8 @@ void gpuml_ctx_alloc_stats(const gpuml_ctx *ctx, int pinned, gpuml_alloc_stats *
 
 void gpuml_ctx_reset_peak(gpuml_ctx *ctx)
 {
+    if (!ctx)
+        return;
     gpuml_allocator_reset_peak(ctx->alloc);
     gpuml_allocator_reset_peak(ctx->pinned);
 }
@@ -196,7 +213,11 @@ void gpuml_ctx_release_cached(gpuml_ctx *ctx)
     gpuml_allocator_release_cached(ctx->pinned);
 }
 
-void gpuml_ctx_fail_allocation_after(gpuml_ctx *ctx, long n) { ctx->fail_countdown = n > 0 ? n : 0; }
+void gpuml_ctx_fail_allocation_after(gpuml_ctx *ctx, long n)
+{
+    if (ctx)
+        ctx->fail_countdown = n > 0 ? n : 0;
+}
 
 bool gpuml_ctx_alloc_should_fail(gpuml_ctx *ctx, const char *fn)
 {

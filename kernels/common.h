@@ -59,9 +59,11 @@ gpuml_status gpuml_fail(const struct gpuml_ctx *ctx, gpuml_status status, const 
 /* On a CPU driver's per-row helper: an AVX2 clone picked at load time where
  * the CPU has it, beside the baseline x86-64 one. The same IEEE operations
  * in more lanes (contraction stays off, loops keep their order), so the
- * bits do not change - only the speed. Off under AddressSanitizer (ifunc
- * resolvers run before its runtime is up) and off the host compiler. */
-#if defined(__x86_64__) && !defined(__CUDACC__) && defined(__has_attribute) && !defined(__SANITIZE_ADDRESS__)
+ * bits do not change - only the speed. Off under Address- and
+ * ThreadSanitizer (ifunc resolvers run before their runtimes are up, and
+ * crash the program at load) and off the host compiler. */
+#if defined(__x86_64__) && !defined(__CUDACC__) && defined(__has_attribute) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
 #if __has_attribute(target_clones)
 #define GPUML_CPU_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #endif

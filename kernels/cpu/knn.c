@@ -278,7 +278,7 @@ static void build_event(const gpuml_k_knn_view *v, const cpu_ws *w, const float 
  * picked at load time where the CPU has it: twice the lanes for the same
  * IEEE operations (contraction stays off), so the bits do not change. */
 #if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones) && !defined(__SANITIZE_ADDRESS__)
+#if __has_attribute(target_clones) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 #endif

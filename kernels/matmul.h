@@ -30,6 +30,10 @@ GPUML_HD static inline float gpuml_k_matmul_elem(const float *GPUML_RESTRICT a, 
  * then depends only on its own input row, whatever the batch around it. */
 #define GPUML_GEMM_ROW_BLOCK 64
 
+/* Rows per partial product of a long weight gradient (gy^T x) on the CPU
+ * (libgpuml/ops/matmul.c). */
+#define GPUML_GEMM_K_CHUNK 4096
+
 /* bias row fill: y[i, j] = bias[j] (or 0). */
 GPUML_HD static inline float gpuml_k_bias_at(const float *bias, int64_t j) { return bias ? bias[j] : 0.0f; }
 

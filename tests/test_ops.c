@@ -520,9 +520,11 @@ static void setup_linear(int v, h_case_io *io)
         IN(io, 0, GPUML_F32, V_NORMAL, 0, 7);
     else if (v == 4)
         IN(io, 0, GPUML_F32, V_NORMAL, 600, 70);
+    else if (v == 5) /* >= 2 GPUML_GEMM_K_CHUNK (4096) rows: the chunked weight gradient, and a remainder */
+        IN(io, 0, GPUML_F32, V_NORMAL, 2 * 4096 + 808, 12);
     else
         IN(io, 0, GPUML_F32, V_NORMAL, 11, 7);
-    int64_t in_f = v == 4 ? 70 : 7, out_f = v == 4 ? 60 : 5;
+    int64_t in_f = v == 4 ? 70 : v == 5 ? 12 : 7, out_f = v == 4 ? 60 : v == 5 ? 9 : 5;
     IN(io, 1, GPUML_F32, V_NORMAL, out_f, in_f);
     IN(io, 2, GPUML_F32, V_NORMAL, out_f);
     if (v == 2)
@@ -554,11 +556,55 @@ static gpuml_status bwd_linear(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor
     return gpuml_linear_backward(ctx, in[0], in[1], gout[0], gin[0], gin[1], gin[2], 0);
 }
 
+/* The weight gradient with accumulate = 1 adds to what gw holds, on the
+ * chunked path (>= 2 x 4096 rows) and the plain one. */
+static void test_linear_weight_grad_accumulate(void **state)
+{
+    (void)state;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    uint64_t seed = 77;
+    const int64_t in_f = 6, out_f = 5, rows_of[2] = {9000, 300};
+    for (int v = 0; v < 2; v++) {
+        int64_t rows = rows_of[v];
+        float *xh = malloc((size_t)(rows * in_f) * sizeof(float)), *gh = malloc((size_t)(rows * out_f) * sizeof(float));
+        for (int64_t i = 0; i < rows * in_f; i++)
+            xh[i] = (float)h_rand_normal(&seed);
+        for (int64_t i = 0; i < rows * out_f; i++)
+            gh[i] = (float)h_rand_normal(&seed);
+        float w0[30], plain[30], acc[30];
+        for (int i = 0; i < 30; i++)
+            w0[i] = (float)h_rand_normal(&seed);
+        gpuml_tensor *x = h_tensor_f32(ctx, 2, (int64_t[]){rows, in_f}, xh);
+        gpuml_tensor *gy = h_tensor_f32(ctx, 2, (int64_t[]){rows, out_f}, gh);
+        gpuml_tensor *w = h_tensor_f32(ctx, 2, (int64_t[]){out_f, in_f}, w0);
+        gpuml_tensor *gw = h_tensor_f32(ctx, 2, (int64_t[]){out_f, in_f}, w0);
+        assert_int_equal(gpuml_linear_backward(ctx, x, w, gy, NULL, gw, NULL, 0), GPUML_OK);
+        gpuml_tensor_copy_to_host(ctx, gw, plain, sizeof plain);
+        gpuml_tensor_copy_from_host(ctx, gw, w0, sizeof w0);
+        assert_int_equal(gpuml_linear_backward(ctx, x, w, gy, NULL, gw, NULL, 1), GPUML_OK);
+        gpuml_tensor_copy_to_host(ctx, gw, acc, sizeof acc);
+        for (int i = 0; i < 30; i++) {
+            double ref = 0.0; /* double reference of x^T gy, element i */
+            int64_t o = i / in_f, f = i % in_f;
+            for (int64_t r = 0; r < rows; r++)
+                ref += (double)gh[r * out_f + o] * (double)xh[r * in_f + f];
+            assert_true(fabs(plain[i] - ref) <= 1e-5 * (fabs(ref) + sqrt((double)rows)));
+            assert_true(fabs(acc[i] - (w0[i] + ref)) <= 1e-5 * (fabs(ref) + fabs(w0[i]) + sqrt((double)rows)));
+        }
+        gpuml_tensor *ts[] = {x, gy, w, gw};
+        for (int i = 0; i < 4; i++)
+            gpuml_tensor_destroy(ts[i]);
+        free(xh);
+        free(gh);
+    }
+    gpuml_ctx_destroy(ctx);
+}
+
 static void test_matmul_linear(void **state)
 {
     (void)state;
     h_case c1 = {"matmul", 20, setup_matmul, ref_matmul, run_matmul, bwd_matmul, 1e-5, 1e-5, 2e-3};
-    h_case c2 = {"linear", 5, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3};
+    h_case c2 = {"linear", 6, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3};
     int fails = harness_run_case(&c1);
     fails += harness_run_case(&c2);
     assert_int_equal(fails, 0);
@@ -1163,6 +1209,7 @@ int main(void)
         cmocka_unit_test(test_reduce),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_matmul_linear),
+        cmocka_unit_test(test_linear_weight_grad_accumulate),
         cmocka_unit_test(test_gather_scatter),
         cmocka_unit_test(test_segment),
         cmocka_unit_test(test_concat_split),

@@ -19,7 +19,7 @@
  * (OpenBLAS's own threading is not bitwise stable across thread counts).
  * With a non-transposed A the row blocks have a fixed height, for batch
  * invariance. */
-static void choose_tiles(int ta, int64_t m, int64_t n, int64_t *bm, int64_t *bn)
+static void choose_tiles(int ta, int64_t m, int64_t n, int64_t batch, int64_t *bm, int64_t *bn)
 {
     if (!ta) {
         /* Row blocks of a fixed height, column tiles from n alone: where a
@@ -32,7 +32,7 @@ static void choose_tiles(int ta, int64_t m, int64_t n, int64_t *bm, int64_t *bn)
     *bm = m < 256 ? m : 256;
     *bn = n < 512 ? n : 512;
     for (;;) {
-        int64_t tiles = ((m + *bm - 1) / *bm) * ((n + *bn - 1) / *bn);
+        int64_t tiles = batch * ((m + *bm - 1) / *bm) * ((n + *bn - 1) / *bn);
         if (tiles >= 16)
             break;
         if (*bn >= *bm && *bn > 32)
@@ -54,7 +54,7 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
     if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX)
         return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for CBLAS");
     int64_t bm, bn;
-    choose_tiles(ta, m, n, &bm, &bn);
+    choose_tiles(ta, m, n, batch, &bm, &bn);
     int64_t tm = (m + bm - 1) / bm, tn = (n + bn - 1) / bn, ntiles = batch * tm * tn;
     int nt = k->nthreads;
     double flops = 2.0 * (double)batch * (double)m * (double)n * (double)(kk ? kk : 1);

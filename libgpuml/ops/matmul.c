@@ -204,6 +204,37 @@ gpuml_status gpuml_linear(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_ten
     return linear_rows(ctx, x->data, w->data, b, y->data, rows, in, out);
 }
 
+#if GPUML_HAVE_BLAS
+/* gw = gy^T x (+ gw) over many rows on the CPU: one BLAS call per fixed
+ * chunk of GPUML_GEMM_K_CHUNK rows, each a whole [out, in] product (one
+ * packing of its operands, where tiles of one long product would pack them
+ * once per tile), then the partial products summed in chunk order in double
+ * (gw first when accumulating). The chunking depends on the row count only:
+ * the same bits for any thread count. */
+static gpuml_status weight_grad_chunked(gpuml_ctx *ctx, const char *fn, const float *gy, const float *x, float *gw,
+                                        int64_t rows, int64_t in, int64_t out, int accumulate)
+{
+    const int64_t kc = GPUML_GEMM_K_CHUNK, full = rows / kc, rem = rows - full * kc, mn = out * in;
+    int64_t first = accumulate ? 1 : 0, slots = first + full + (rem > 0);
+    size_t nbytes = (size_t)(slots * mn) * sizeof(float);
+    void *mem;
+    GPUML_TRY(gpuml_scratch_alloc(ctx, nbytes, &mem, fn));
+    float *part = mem;
+    gpuml_device host = {GPUML_DEVICE_CPU, 0};
+    gpuml_status st = accumulate ? gpuml_memcpy(ctx, part, host, gw, host, (size_t)mn * sizeof(float), fn) : GPUML_OK;
+    if (st == GPUML_OK)
+        st = GPUML_LAUNCH(ctx, gemm, 1, 0, out, in, kc, 1.0f, gy, kc * out, x, kc * in, 0.0f, part + first * mn, mn,
+                          full);
+    if (st == GPUML_OK && rem > 0)
+        st = GPUML_LAUNCH(ctx, gemm, 1, 0, out, in, rem, 1.0f, gy + full * kc * out, 0, x + full * kc * in, 0, 0.0f,
+                          part + (first + full) * mn, 0, 1);
+    if (st == GPUML_OK)
+        st = GPUML_LAUNCH(ctx, reduce, GPUML_REDUCE_SUM, part, 1, slots, mn, gw, NULL);
+    gpuml_scratch_free(ctx, mem, nbytes);
+    return st;
+}
+#endif
+
 gpuml_status gpuml_linear_backward(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *w, const gpuml_tensor *gy,
                                    gpuml_tensor *gx, gpuml_tensor *gw, gpuml_tensor *gbias, int accumulate)
 {
@@ -231,6 +262,12 @@ gpuml_status gpuml_linear_backward(gpuml_ctx *ctx, const gpuml_tensor *x, const 
     float beta = accumulate ? 1.0f : 0.0f;
     if (gx)
         GPUML_TRY(GPUML_LAUNCH(ctx, gemm, 0, 0, rows, in, out, 1.0f, gy->data, 0, w->data, 0, 0.0f, gx->data, 0, 1));
+#if GPUML_HAVE_BLAS
+    if (gw && !gpuml_on_cuda(ctx) && rows >= 2 * GPUML_GEMM_K_CHUNK && out * in <= 65536) {
+        GPUML_TRY(weight_grad_chunked(ctx, fn, gy->data, x->data, gw->data, rows, in, out, accumulate));
+        gw = NULL;
+    }
+#endif
     if (gw)
         GPUML_TRY(GPUML_LAUNCH(ctx, gemm, 1, 0, out, in, rows, 1.0f, gy->data, 0, x->data, 0, beta, gw->data, 0, 1));
     if (gbias)

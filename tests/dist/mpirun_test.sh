@@ -48,12 +48,23 @@ fault)
   # Open MPI 4.1 kills the whole job when a rank dies, unless recovery is
   # enabled; mpirun then exits 0 whatever the ranks return, so each rank is
   # wrapped to report its own exit code.
-  start=$(date +%s)
-  out=$(run --enable-recovery sh -c '"$0" "$@"; echo "EXIT rank=$OMPI_COMM_WORLD_RANK code=$?"' "$prog" "$@" 2>&1)
-  rc=$?
-  end=$(date +%s)
-  echo "$out" | grep -v 'PMIX ERROR: BAD-PARAM'
-  echo "mpirun_test: mpirun exited $rc after $((end - start)) s"
+  # mpirun itself (orterun 4.1) now and then dies of a signal in its PMIx
+  # logging when a rank is killed early ("ORTE_ERROR_LOG: Out of resource
+  # ... show_help.c", then SIGSEGV), before any surviving rank got to report:
+  # the fault handling under test never ran, so that one case is retried.
+  for attempt in 1 2 3; do
+    start=$(date +%s)
+    out=$(run --enable-recovery sh -c '"$0" "$@"; echo "EXIT rank=$OMPI_COMM_WORLD_RANK code=$?"' "$prog" "$@" 2>&1)
+    rc=$?
+    end=$(date +%s)
+    echo "$out" | grep -v 'PMIX ERROR: BAD-PARAM'
+    echo "mpirun_test: mpirun exited $rc after $((end - start)) s"
+    if [ $rc -gt 128 ] && [ $rc -ne 137 ] && ! grep -q '^FAULT-' <<<"$out"; then
+      echo "mpirun_test: mpirun crashed (exit $rc) before any rank reported; attempt $attempt, retrying" >&2
+      continue
+    fi
+    break
+  done
   [ $rc -eq 124 ] && { echo "mpirun_test: HANG: timed out after $limit s" >&2; exit 1; }
   # The last rank is the one that misbehaves; it survives (and must detect
   # the fault too) unless it dies.

@@ -55,19 +55,8 @@ int main(int argc, char **argv)
     dist_env de = dist_setup(&o); /* --distributed: one rank per process, mpirun / srun */
     gpuml_ctx *ctx = de.ctx;
     int lead = de.rank == 0;      /* rank 0 alone writes metrics, checkpoints and the model */
-    FILE *metrics = fopen(lead ? opt_str(&o, "--metrics", "gravnet_metrics.jsonl") : "/dev/null", resume ? "a" : "w");
-    if (!metrics) {
-        fprintf(stderr, "cannot open the metrics file\n");
-        return 2;
-    }
-    gpuml_ctx_set_seed(ctx, (uint64_t)opt_int(&o, "--seed", 1));
-
-    gpuml_model *model;
-    DIE_IF(gpuml_model_create_from_file(ctx, config, &model));
-    DIE_IF(gpuml_model_init_params(model, (uint64_t)opt_int(&o, "--seed", 1)));
-    const char *init_out = opt_str(&o, "--init-out", NULL); /* the initial weights, e.g. for a peer */
-    if (init_out && lead)
-        DIE_IF(gpuml_model_save(model, init_out));
+    FILE *metrics;
+    gpuml_model *model = driver_model(&o, &de, config, "gravnet_metrics.jsonl", resume != NULL, &metrics);
     const char *fields[] = {"features", "truth_id"};
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
@@ -88,22 +77,14 @@ int main(int argc, char **argv)
     tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;
     gpuml_trainer *tr;
     DIE_IF(gpuml_trainer_create(model, &tc, &tr));
-    gpuml_ddp *ddp = NULL;
-    if (de.comm) { /* rank 0's weights everywhere; gradients averaged in buckets during backward */
-        DIE_IF(gpuml_ddp_create(de.comm, model, NULL, &ddp));
-        gpuml_trainer_set_ddp(tr, ddp);
-    }
+    gpuml_ddp *ddp = driver_ddp(&de, model, tr);
     char summary[8192];
     gpuml_model_summary(model, summary, sizeof summary);
     fprintf(stderr, "%s", summary);
 
     gpuml_train_state ts = {0};
-    if (resume) {
-        DIE_IF(gpuml_checkpoint_load(resume, model, gpuml_trainer_optim(tr), &ts));
-        gpuml_ctx_set_rng_state(ctx, ts.rng_seed, ts.rng_counter);
-        DIE_IF(gpuml_loader_set_position(loader, &ts.loader));
-        fprintf(stderr, "resumed from %s at step %lld\n", resume, (long long)ts.step);
-    }
+    if (resume)
+        driver_resume(resume, ctx, model, tr, loader, &ts);
     progress pg;
     progress_init(&pg, total);
     double t0 = now_s(), events = 0;
@@ -128,20 +109,15 @@ int main(int argc, char **argv)
                 s.lr, (long long)s.events, (long long)s.rows, elapsed, eps);
         if (lead)
             progress_update(&pg, step, eps, "loss %.4f", s.loss);
-        if (lead && ckpt_every > 0 && (step % ckpt_every == 0 || step == total)) {
-            ts.step = step;
-            gpuml_ctx_get_rng_state(ctx, &ts.rng_seed, &ts.rng_counter);
-            DIE_IF(gpuml_loader_get_position(loader, &ts.loader));
-            DIE_IF(gpuml_checkpoint_save(ckpt, model, gpuml_trainer_optim(tr), &ts));
-        }
+        if (lead && ckpt_every > 0 && (step % ckpt_every == 0 || step == total))
+            driver_checkpoint(ckpt, ctx, model, tr, loader, &ts, step);
     }
     fflush(metrics);
     double train_time = now_s() - t0;
     float comp[3] = {0, 0, 0};
     double val_loss = val && lead ? evaluate(ctx, tr, val, max_rows, comp) : -1;
     if (val && lead)
-        if (lead)
-            fprintf(metrics, "{\"eval\": \"%s\", \"loss\": %.6g, \"L_V\": %.6g, \"L_beta\": %.6g, \"L_noise\": %.6g}\n",
+        fprintf(metrics, "{\"eval\": \"%s\", \"loss\": %.6g, \"L_V\": %.6g, \"L_beta\": %.6g, \"L_noise\": %.6g}\n",
                 val, val_loss, comp[0], comp[1], comp[2]);
     const char *out = opt_str(&o, "--out", "gravnet_model.h5");
     if (lead)

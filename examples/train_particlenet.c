@@ -93,18 +93,8 @@ int main(int argc, char **argv)
     dist_env de = dist_setup(&o); /* --distributed: one rank per process, mpirun / srun */
     gpuml_ctx *ctx = de.ctx;
     int lead = de.rank == 0;      /* rank 0 alone writes metrics, checkpoints and the model */
-    FILE *metrics = fopen(lead ? opt_str(&o, "--metrics", "particlenet_metrics.jsonl") : "/dev/null", resume ? "a" : "w");
-    if (!metrics) {
-        fprintf(stderr, "cannot open the metrics file\n");
-        return 2;
-    }
-    gpuml_ctx_set_seed(ctx, (uint64_t)opt_int(&o, "--seed", 1));
-    gpuml_model *model;
-    DIE_IF(gpuml_model_create_from_file(ctx, config, &model));
-    DIE_IF(gpuml_model_init_params(model, (uint64_t)opt_int(&o, "--seed", 1)));
-    const char *init_out = opt_str(&o, "--init-out", NULL); /* the initial weights, e.g. for a peer */
-    if (init_out && lead)
-        DIE_IF(gpuml_model_save(model, init_out));
+    FILE *metrics;
+    gpuml_model *model = driver_model(&o, &de, config, "particlenet_metrics.jsonl", resume != NULL, &metrics);
     const char *fields[] = {"points", "features", "event/label"};
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
@@ -125,17 +115,10 @@ int main(int argc, char **argv)
     tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;
     gpuml_trainer *tr;
     DIE_IF(gpuml_trainer_create(model, &tc, &tr));
-    gpuml_ddp *ddp = NULL;
-    if (de.comm) { /* rank 0's weights everywhere; gradients averaged in buckets during backward */
-        DIE_IF(gpuml_ddp_create(de.comm, model, NULL, &ddp));
-        gpuml_trainer_set_ddp(tr, ddp);
-    }
+    gpuml_ddp *ddp = driver_ddp(&de, model, tr);
     gpuml_train_state ts = {0};
-    if (resume) {
-        DIE_IF(gpuml_checkpoint_load(resume, model, gpuml_trainer_optim(tr), &ts));
-        gpuml_ctx_set_rng_state(ctx, ts.rng_seed, ts.rng_counter);
-        DIE_IF(gpuml_loader_set_position(loader, &ts.loader));
-    }
+    if (resume)
+        driver_resume(resume, ctx, model, tr, loader, &ts);
     progress pg;
     progress_init(&pg, total);
     double t0 = now_s(), events = 0, acc = 0, auc = 0;
@@ -159,18 +142,13 @@ int main(int argc, char **argv)
                 (long long)s.events, (long long)s.rows, elapsed, eps);
         if (lead)
             progress_update(&pg, step, eps, "loss %.4f acc %.3f", s.loss, (double)s.correct / (double)s.events);
-        if (lead && ckpt_every > 0 && step % ckpt_every == 0) {
-            ts.step = step;
-            gpuml_ctx_get_rng_state(ctx, &ts.rng_seed, &ts.rng_counter);
-            DIE_IF(gpuml_loader_get_position(loader, &ts.loader));
-            DIE_IF(gpuml_checkpoint_save(ckpt, model, gpuml_trainer_optim(tr), &ts));
-        }
+        if (lead && ckpt_every > 0 && step % ckpt_every == 0)
+            driver_checkpoint(ckpt, ctx, model, tr, loader, &ts, step);
     }
     double train_time = now_s() - t0;
     if (val && lead) {
         evaluate(ctx, tr, val, &acc, &auc);
-        if (lead)
-            fprintf(metrics, "{\"eval\": \"%s\", \"accuracy\": %.4f, \"roc_auc\": %.4f}\n", val, acc, auc);
+        fprintf(metrics, "{\"eval\": \"%s\", \"accuracy\": %.4f, \"roc_auc\": %.4f}\n", val, acc, auc);
     }
     const char *out = opt_str(&o, "--out", "particlenet_model.h5");
     if (lead)

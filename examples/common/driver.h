@@ -128,6 +128,59 @@ static inline void dist_step_check(const dist_env *e, const opts *o, int64_t ste
     exit(1);
 }
 
+/* The metrics file (rank 0 only; appended to when resuming) and the model
+ * from its JSON config, seeded by --seed; --init-out saves the initial
+ * weights (e.g. for a peer implementation to start from). */
+static inline gpuml_model *driver_model(const opts *o, const dist_env *e, const char *config, const char *metrics_def,
+                                        int resume, FILE **metrics)
+{
+    *metrics = fopen(e->rank == 0 ? opt_str(o, "--metrics", metrics_def) : "/dev/null", resume ? "a" : "w");
+    if (!*metrics) {
+        fprintf(stderr, "cannot open the metrics file\n");
+        exit(2);
+    }
+    uint64_t seed = (uint64_t)opt_int(o, "--seed", 1);
+    gpuml_ctx_set_seed(e->ctx, seed);
+    gpuml_model *model;
+    DIE_IF(gpuml_model_create_from_file(e->ctx, config, &model));
+    DIE_IF(gpuml_model_init_params(model, seed));
+    const char *init_out = opt_str(o, "--init-out", NULL);
+    if (init_out && e->rank == 0)
+        DIE_IF(gpuml_model_save(model, init_out));
+    return model;
+}
+
+/* --distributed: rank 0's weights everywhere, gradients averaged in buckets
+ * during backward. NULL without a communicator. */
+static inline gpuml_ddp *driver_ddp(const dist_env *e, gpuml_model *model, gpuml_trainer *tr)
+{
+    gpuml_ddp *ddp = NULL;
+    if (e->comm) {
+        DIE_IF(gpuml_ddp_create(e->comm, model, NULL, &ddp));
+        gpuml_trainer_set_ddp(tr, ddp);
+    }
+    return ddp;
+}
+
+/* --resume: weights, optimizer, RNG and loader position from a checkpoint. */
+static inline void driver_resume(const char *path, gpuml_ctx *ctx, gpuml_model *model, gpuml_trainer *tr,
+                                 gpuml_loader *loader, gpuml_train_state *ts)
+{
+    DIE_IF(gpuml_checkpoint_load(path, model, gpuml_trainer_optim(tr), ts));
+    gpuml_ctx_set_rng_state(ctx, ts->rng_seed, ts->rng_counter);
+    DIE_IF(gpuml_loader_set_position(loader, &ts->loader));
+    fprintf(stderr, "resumed from %s at step %lld\n", path, (long long)ts->step);
+}
+
+static inline void driver_checkpoint(const char *path, gpuml_ctx *ctx, gpuml_model *model, gpuml_trainer *tr,
+                                     gpuml_loader *loader, gpuml_train_state *ts, int64_t step)
+{
+    ts->step = step;
+    gpuml_ctx_get_rng_state(ctx, &ts->rng_seed, &ts->rng_counter);
+    DIE_IF(gpuml_loader_get_position(loader, &ts->loader));
+    DIE_IF(gpuml_checkpoint_save(path, model, gpuml_trainer_optim(tr), ts));
+}
+
 typedef struct {
     double start, last;
     int64_t total, done;

@@ -599,3 +599,26 @@ int harness_run_case(const h_case *c)
     }
     return fails;
 }
+
+void h_set_in(h_case_io *io, int i, gpuml_dtype dt, h_kind k, int nd, const int64_t *shape)
+{
+    io->in_dt[i] = dt;
+    io->in_kind[i] = k;
+    io->in_nd[i] = nd;
+    for (int d = 0; d < nd; d++)
+        io->in_shape[i][d] = shape[d];
+    if (io->n_in < i + 1)
+        io->n_in = i + 1;
+    io->diff_in[i] = dt == GPUML_F32 && k != V_INDEX && k != V_SPLITS;
+}
+
+void h_set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shape)
+{
+    io->out_dt[o] = dt;
+    io->out_nd[o] = nd;
+    for (int d = 0; d < nd; d++)
+        io->out_shape[o][d] = shape[d];
+    if (io->n_out < o + 1)
+        io->n_out = o + 1;
+    io->diff_out[o] = dt == GPUML_F32;
+}

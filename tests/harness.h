@@ -88,6 +88,18 @@ int64_t h_numel(int nd, const int64_t *shape);
  * prints each). */
 int harness_run_case(const h_case *c);
 
+/* Declaring a case's inputs and outputs in a setup function:
+ * IN(io, 0, GPUML_F32, V_NORMAL, 10, 3) is input 0, f32 [10, 3];
+ * OUT(io, 0, GPUML_F32, 10) output 0, f32 [10]; IN0 a scalar input.
+ * Floating inputs / outputs take part in the gradient check. */
+void h_set_in(h_case_io *io, int i, gpuml_dtype dt, h_kind k, int nd, const int64_t *shape);
+void h_set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shape);
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define IN(io, i, dt, k, ...) h_set_in(io, i, dt, k, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
+#define OUT(io, o, dt, ...) h_set_out(io, o, dt, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
+#define IN0(io, i, dt, k) h_set_in(io, i, dt, k, 0, NULL)
+
 /* Number of backends present (CPU, plus CUDA when a GPU is usable). */
 int h_num_backends(void);
 gpuml_device_type h_backend(int i);

@@ -22,34 +22,6 @@
 #include "harness.h"
 #include "../kernels/gravnet.h"
 
-/* ---- setup helpers (as in test_ops.c) --------------------------------- */
-static void set_in(h_case_io *io, int i, gpuml_dtype dt, h_kind k, int nd, const int64_t *shape)
-{
-    io->in_dt[i] = dt;
-    io->in_kind[i] = k;
-    io->in_nd[i] = nd;
-    for (int d = 0; d < nd; d++)
-        io->in_shape[i][d] = shape[d];
-    if (io->n_in < i + 1)
-        io->n_in = i + 1;
-    io->diff_in[i] = dt == GPUML_F32 && k != V_INDEX && k != V_SPLITS;
-}
-
-static void set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shape)
-{
-    io->out_dt[o] = dt;
-    io->out_nd[o] = nd;
-    for (int d = 0; d < nd; d++)
-        io->out_shape[o][d] = shape[d];
-    if (io->n_out < o + 1)
-        io->n_out = o + 1;
-    io->diff_out[o] = dt == GPUML_F32;
-}
-
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
-#define IN(io, i, dt, k, ...) set_in(io, i, dt, k, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
-#define OUT(io, o, dt, ...) set_out(io, o, dt, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
 
 /* ---- kNN-like graphs -------------------------------------------------- *
  * io->ip[4]: largest event size (0: one event of all rows); io->fp[3]: the

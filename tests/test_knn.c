@@ -22,7 +22,6 @@
 
 #include "harness.h"
 
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 
 /* ---- independent reference ------------------------------------------------ */
 static float ref_d2f(const float *a, const float *b, int d)

@@ -22,7 +22,6 @@
 #include "kernels.h"
 #include "knn.h"
 
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 
 static void lib_knn(const float *x, int64_t n, int d, const int64_t *sp, int64_t nev, int k, float radius,
                     gpuml_knn_algo algo, int32_t *idx, float *dist2)

@@ -18,35 +18,6 @@
 
 double h_round_to(gpuml_dtype dt, double v);
 
-/* ---- setup helpers ------------------------------------------------------ */
-static void set_in(h_case_io *io, int i, gpuml_dtype dt, h_kind k, int nd, const int64_t *shape)
-{
-    io->in_dt[i] = dt;
-    io->in_kind[i] = k;
-    io->in_nd[i] = nd;
-    for (int d = 0; d < nd; d++)
-        io->in_shape[i][d] = shape[d];
-    if (io->n_in < i + 1)
-        io->n_in = i + 1;
-    io->diff_in[i] = dt == GPUML_F32 && k != V_INDEX && k != V_SPLITS;
-}
-
-static void set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shape)
-{
-    io->out_dt[o] = dt;
-    io->out_nd[o] = nd;
-    for (int d = 0; d < nd; d++)
-        io->out_shape[o][d] = shape[d];
-    if (io->n_out < o + 1)
-        io->n_out = o + 1;
-    io->diff_out[o] = dt == GPUML_F32;
-}
-
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
-#define IN(io, i, dt, k, ...) set_in(io, i, dt, k, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
-#define OUT(io, o, dt, ...) set_out(io, o, dt, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
-#define IN0(io, i, dt, k) set_in(io, i, dt, k, 0, NULL)
 
 static int64_t numel_in(const h_case_io *io, int i) { return h_numel(io->in_nd[i], io->in_shape[i]); }
 static int64_t numel_out(const h_case_io *io, int o) { return h_numel(io->out_nd[o], io->out_shape[o]); }
@@ -336,7 +307,7 @@ static void setup_reduce(int v, h_case_io *io)
     default: IN(io, 0, GPUML_F32, V_NORMAL, 300, 131); io->ip[1] = 1; OUT(io, 0, GPUML_F32, 300); break;
     }
     if (arg) {
-        set_out(io, 1, GPUML_I64, io->out_nd[0], io->out_shape[0]);
+        h_set_out(io, 1, GPUML_I64, io->out_nd[0], io->out_shape[0]);
         io->diff_out[1] = 0;
     }
     if (op == GPUML_REDUCE_MEAN && v == 3)
@@ -863,9 +834,9 @@ static void setup_concat(int v, h_case_io *io)
         int64_t w = variant == 3 ? 40 + i : 1 + (i % 3);
         total += w;
         if (split)
-            set_out(io, i, dt, 2, SHAPE(rows, w));
+            h_set_out(io, i, dt, 2, SHAPE(rows, w));
         else
-            set_in(io, i, dt, V_NORMAL, 2, SHAPE(rows, w));
+            h_set_in(io, i, dt, V_NORMAL, 2, SHAPE(rows, w));
     }
     if (split)
         IN(io, 0, dt, V_NORMAL, rows, total);
@@ -1015,7 +986,7 @@ static void setup_affine(int v, h_case_io *io)
         IN(io, 0, GPUML_F32, V_NORMAL, 7, 3);
     else
         IN(io, 0, GPUML_F32, V_NORMAL, 40001);
-    set_out(io, 0, GPUML_F32, io->in_nd[0], io->in_shape[0]);
+    h_set_out(io, 0, GPUML_F32, io->in_nd[0], io->in_shape[0]);
 }
 static void ref_affine(const h_case_io *io, double *const *in, double *const *out)
 {
@@ -1084,7 +1055,7 @@ static void setup_dropout(int v, h_case_io *io)
 {
     io->fp[0] = v == 2 ? 0.0 : 0.3;
     IN(io, 0, GPUML_F32, V_NORMAL, v == 1 ? 50001 : 37);
-    set_out(io, 0, GPUML_F32, io->in_nd[0], io->in_shape[0]);
+    h_set_out(io, 0, GPUML_F32, io->in_nd[0], io->in_shape[0]);
 }
 #define DROPOUT_SEED 99u
 static double ref_keep(int64_t i, double p)

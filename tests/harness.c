@@ -622,3 +622,35 @@ void h_set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shap
         io->n_out = o + 1;
     io->diff_out[o] = dt == GPUML_F32;
 }
+
+int h_every_allocation_fails(gpuml_ctx *ctx, h_op_fn op, void *user, gpuml_tensor *out, const char *name)
+{
+    size_t nbytes = gpuml_tensor_nbytes(out);
+    void *before = malloc(nbytes ? nbytes : 1);
+    memcpy(before, gpuml_tensor_data(out), nbytes);
+    gpuml_alloc_stats base;
+    gpuml_ctx_alloc_stats(ctx, 0, &base);
+    int n, bad = 0;
+    for (n = 1; n < 100; n++) {
+        gpuml_ctx_fail_allocation_after(ctx, n);
+        gpuml_status st = op(ctx, user);
+        gpuml_ctx_fail_allocation_after(ctx, 0);
+        if (st == GPUML_OK)
+            break;
+        if (st != GPUML_ERR_OUT_OF_MEMORY && bad++ < 5)
+            printf("FAIL %s: allocation %d failed with %s\n", name, n, gpuml_status_string(st));
+        if (memcmp(before, gpuml_tensor_data(out), nbytes) != 0 && bad++ < 5)
+            printf("FAIL %s: output changed although allocation %d failed\n", name, n);
+        gpuml_alloc_stats now;
+        gpuml_ctx_alloc_stats(ctx, 0, &now);
+        if (now.bytes_in_use != base.bytes_in_use && bad++ < 5)
+            printf("FAIL %s: %zu bytes leaked after allocation %d failed\n", name,
+                   now.bytes_in_use - base.bytes_in_use, n);
+    }
+    if (n == 1 || n == 100) {
+        printf("FAIL %s: %s\n", name, n == 1 ? "the op allocated nothing" : "still failing after 99 allocations");
+        bad++;
+    }
+    free(before);
+    return bad;
+}

@@ -100,6 +100,14 @@ void h_set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shap
 #define OUT(io, o, dt, ...) h_set_out(io, o, dt, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
 #define IN0(io, i, dt, k) h_set_in(io, i, dt, k, 0, NULL)
 
+/* Run op(ctx, user) with its n-th allocation failing, for n = 1, 2, ...
+ * until it succeeds: each failure must be OUT_OF_MEMORY, leave `out` as it
+ * was and return every byte. Prints each problem (`name` says which op) and
+ * returns their number; an op that never allocates, or still fails after
+ * 99, is a problem too. */
+typedef gpuml_status (*h_op_fn)(gpuml_ctx *ctx, void *user);
+int h_every_allocation_fails(gpuml_ctx *ctx, h_op_fn op, void *user, gpuml_tensor *out, const char *name);
+
 /* Number of backends present (CPU, plus CUDA when a GPU is usable). */
 int h_num_backends(void);
 gpuml_device_type h_backend(int i);

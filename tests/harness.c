@@ -654,3 +654,22 @@ int h_every_allocation_fails(gpuml_ctx *ctx, h_op_fn op, void *user, gpuml_tenso
     free(before);
     return bad;
 }
+
+int h_compare_scaled(const char *what, const gpuml_tensor *got, const gpuml_tensor *want, double tol,
+                     const char *peer)
+{
+    int64_t n = gpuml_tensor_numel(want);
+    if (gpuml_tensor_numel(got) != n) {
+        printf("%s: %lld elements, %s has %lld\n", what, (long long)gpuml_tensor_numel(got), peer, (long long)n);
+        return 1;
+    }
+    const float *a = gpuml_tensor_data(got), *b = gpuml_tensor_data(want);
+    double scale = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs(a[i] - b[i]) <= tol * (scale + fabs(b[i])) + 1e-6) && bad++ < 4)
+            printf("%s[%lld]: gpuml %.8g, %s %.8g\n", what, (long long)i, a[i], peer, b[i]);
+    return bad ? 1 : 0;
+}

@@ -108,6 +108,13 @@ void h_set_out(h_case_io *io, int o, gpuml_dtype dt, int nd, const int64_t *shap
 typedef gpuml_status (*h_op_fn)(gpuml_ctx *ctx, void *user);
 int h_every_allocation_fails(gpuml_ctx *ctx, h_op_fn op, void *user, gpuml_tensor *out, const char *name);
 
+/* got against a peer's reference `want` (f32, host): |a - b| <= tol *
+ * (max|want| + |b|) + 1e-6 - scaled by the tensor's largest value, with an
+ * absolute floor for float32 noise on sums that vanish in exact
+ * arithmetic. Prints up to 4 offenders (labelled `peer`); returns 0 or 1. */
+int h_compare_scaled(const char *what, const gpuml_tensor *got, const gpuml_tensor *want, double tol,
+                     const char *peer);
+
 /* Number of backends present (CPU, plus CUDA when a GPU is usable). */
 int h_num_backends(void);
 gpuml_device_type h_backend(int i);

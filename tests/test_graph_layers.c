@@ -45,28 +45,12 @@ static gpuml_tensor *read_f(gpuml_h5_reader *r, gpuml_ctx *ctx, const char *grou
     return read_any(r, ctx, path, GPUML_F32);
 }
 
-/* max-normalised comparison: |a - b| <= tol * (max|b| + |b|) */
+/* the absolute floor of h_compare_scaled is float32 noise on O(1) sums:
+ * some gradients are zero in exact arithmetic (GravNet's lin_s.bias: a shift
+ * of all coordinates leaves every distance unchanged) */
 static int compare(const char *what, const gpuml_tensor *got, const gpuml_tensor *want, double tol)
 {
-    int64_t n = gpuml_tensor_numel(want);
-    if (gpuml_tensor_numel(got) != n) {
-        printf("%s: %lld elements, reference %lld\n", what, (long long)gpuml_tensor_numel(got), (long long)n);
-        return 1;
-    }
-    const float *a = gpuml_tensor_data(got), *b = gpuml_tensor_data(want);
-    double scale = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(b[i]));
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        /* the absolute floor is float32 noise on O(1) sums: some gradients are
-         * zero in exact arithmetic (GravNet's lin_s.bias: a shift of all
-         * coordinates leaves every distance unchanged) */
-        if (!(fabs(a[i] - b[i]) <= tol * (scale + fabs(b[i])) + 1e-6)) {
-            if (bad++ < 4)
-                printf("%s[%lld]: gpuml %.7g, PyG %.7g\n", what, (long long)i, a[i], b[i]);
-        }
-    return bad ? 1 : 0;
+    return h_compare_scaled(what, got, want, tol, "PyG");
 }
 
 typedef struct {

@@ -66,21 +66,7 @@ static int compare_tol(const char *what, const gpuml_tensor *got, const gpuml_te
 
 static int compare(const char *what, const gpuml_tensor *got, const gpuml_tensor *want)
 {
-    int64_t n = gpuml_tensor_numel(want);
-    if (gpuml_tensor_numel(got) != n) {
-        printf("%s: size %lld vs %lld\n", what, (long long)gpuml_tensor_numel(got), (long long)n);
-        return 1;
-    }
-    const float *a = gpuml_tensor_data(got), *b = gpuml_tensor_data(want);
-    double scale = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(b[i]));
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!(fabs(a[i] - b[i]) <= 1e-4 * (scale + fabs(b[i])) + 1e-6))
-            if (bad++ < 4)
-                printf("%s[%lld]: gpuml %.8g, PyTorch %.8g\n", what, (long long)i, a[i], b[i]);
-    return bad ? 1 : 0;
+    return h_compare_scaled(what, got, want, 1e-4, "PyTorch");
 }
 
 static int run_group(gpuml_h5_reader *r, gpuml_ctx *ctx, const char *group, gpuml_loss_kind loss)

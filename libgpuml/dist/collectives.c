@@ -250,6 +250,23 @@ static route guess_route(gpuml_comm *comm, gpuml_ctx *ctx, const gpuml_tensor *t
     return comm->mpi ? ROUTE_MPI : ROUTE_NCCL;
 }
 
+/* The checks every in/out collective starts with, in the order the
+ * messages should come; with_op: also that op suits the dtype on the route.
+ * Failures are collected, not returned early: a rank with bad arguments
+ * still joins the header exchange so that the others fail too. */
+static gpuml_status check_in_out(gpuml_comm *comm, gpuml_ctx *ctx, const char *fn, int with_op, gpuml_comm_op op,
+                                 const gpuml_tensor *in, const gpuml_tensor *out, route *r)
+{
+    gpuml_status st = gpuml_check_tensor(ctx, fn, "in", in);
+    if (st == GPUML_OK)
+        st = gpuml_check_tensor(ctx, fn, "out", out);
+    if (st == GPUML_OK)
+        st = route_for(comm, ctx, fn, in->device, r);
+    if (st == GPUML_OK && with_op)
+        st = check_op(ctx, fn, op, in->dtype, *r);
+    return st;
+}
+
 static gpuml_status allreduce_impl(gpuml_comm *comm, gpuml_ctx *ctx, const char *fn, gpuml_comm_op op,
                                    const gpuml_tensor *in, gpuml_tensor *out, gpuml_comm_request **req)
 {
@@ -260,13 +277,7 @@ static gpuml_status allreduce_impl(gpuml_comm *comm, gpuml_ctx *ctx, const char 
         *req = NULL;
     gpuml_coll c = {.kind = COLL_ALLREDUCE, .op = op};
     route r = guess_route(comm, ctx, in);
-    gpuml_status st = gpuml_check_tensor(ctx, fn, "in", in);
-    if (st == GPUML_OK)
-        st = gpuml_check_tensor(ctx, fn, "out", out);
-    if (st == GPUML_OK)
-        st = route_for(comm, ctx, fn, in->device, &r);
-    if (st == GPUML_OK)
-        st = check_op(ctx, fn, op, in->dtype, r);
+    gpuml_status st = check_in_out(comm, ctx, fn, 1, op, in, out, &r);
     if (st == GPUML_OK && out->dtype != in->dtype)
         st = gpuml_fail(ctx, GPUML_ERR_DTYPE, fn, "argument 'out' is %s but 'in' is %s", gpuml_dtype_name(out->dtype),
                         gpuml_dtype_name(in->dtype));
@@ -332,11 +343,7 @@ gpuml_status gpuml_comm_allgather(gpuml_comm *comm, gpuml_ctx *ctx, const gpuml_
     GPUML_TRY(check_ctx(comm, ctx, fn));
     gpuml_coll c = {.kind = COLL_ALLGATHER};
     route r = guess_route(comm, ctx, in);
-    gpuml_status st = gpuml_check_tensor(ctx, fn, "in", in);
-    if (st == GPUML_OK)
-        st = gpuml_check_tensor(ctx, fn, "out", out);
-    if (st == GPUML_OK)
-        st = route_for(comm, ctx, fn, in->device, &r);
+    gpuml_status st = check_in_out(comm, ctx, fn, 0, GPUML_COMM_SUM, in, out, &r);
     if (st == GPUML_OK)
         st = check_rows_like(ctx, fn, in, out);
     /* Without an MPI header exchange the row counts cannot be compared
@@ -365,13 +372,7 @@ gpuml_status gpuml_comm_reduce_scatter(gpuml_comm *comm, gpuml_ctx *ctx, gpuml_c
     GPUML_TRY(check_ctx(comm, ctx, fn));
     gpuml_coll c = {.kind = COLL_REDUCE_SCATTER, .op = op};
     route r = guess_route(comm, ctx, in);
-    gpuml_status st = gpuml_check_tensor(ctx, fn, "in", in);
-    if (st == GPUML_OK)
-        st = gpuml_check_tensor(ctx, fn, "out", out);
-    if (st == GPUML_OK)
-        st = route_for(comm, ctx, fn, in->device, &r);
-    if (st == GPUML_OK)
-        st = check_op(ctx, fn, op, in->dtype, r);
+    gpuml_status st = check_in_out(comm, ctx, fn, 1, op, in, out, &r);
     if (st == GPUML_OK)
         st = check_rows_like(ctx, fn, in, out);
     int64_t start = 0, count = 0;

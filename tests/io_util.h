@@ -16,6 +16,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The call returned `want` and its message holds must1 and must2 (each
+ * may be NULL). Needs cmocka (fail_msg) and gpuml included before. */
+static inline void expect_st(gpuml_status got, gpuml_status want, const char *must1, const char *must2)
+{
+    if (got != want)
+        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
+                 gpuml_last_error());
+    if (must1 && !strstr(gpuml_last_error(), must1))
+        fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must1);
+    if (must2 && !strstr(gpuml_last_error(), must2))
+        fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must2);
+}
+
+#define OK(x) expect_st((x), GPUML_OK, NULL, NULL)
+
 static char io_tmpdir[256];
 
 static inline void io_tmpdir_create(void)

@@ -17,19 +17,6 @@
 
 static gpuml_ctx *ctx;
 
-static void expect_st(gpuml_status got, gpuml_status want, const char *must1, const char *must2)
-{
-    if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
-                 gpuml_last_error());
-    if (must1 && !strstr(gpuml_last_error(), must1))
-        fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must1);
-    if (must2 && !strstr(gpuml_last_error(), must2))
-        fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must2);
-}
-
-#define OK(x) expect_st((x), GPUML_OK, NULL, NULL)
-
 /* ---- a reference dataset in memory ------------------------------------ */
 
 typedef struct {

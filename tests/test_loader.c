@@ -23,17 +23,6 @@ static int64_t *RS;
 #define MAX_ROWS 200
 #define MAX_EVENTS 16
 
-static void expect_st(gpuml_status got, gpuml_status want, const char *must1)
-{
-    if (got != want)
-        fail_msg("status %s, expected %s (%s)", gpuml_status_string(got), gpuml_status_string(want),
-                 gpuml_last_error());
-    if (must1 && !strstr(gpuml_last_error(), must1))
-        fail_msg("message '%s' lacks '%s'", gpuml_last_error(), must1);
-}
-
-#define OK(x) expect_st((x), GPUML_OK, NULL)
-
 /* Events of 0..60 rows, a few of 300 (more than MAX_ROWS). Row r of event
  * e holds x = (e, r); event/id = e. */
 static void write_dataset(const char *path, int64_t nev, uint64_t seed, int big_every)
@@ -296,7 +285,7 @@ static void test_shard_padding(void **state)
     c.world_size = 6;
     c.rank = 0;
     gpuml_loader *l = (gpuml_loader *)1;
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "fewer than the 6 ranks");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "fewer than the 6 ranks", NULL);
     assert_null(l);
 }
 
@@ -366,11 +355,11 @@ static void test_save_restore(void **state)
 
     /* Refused: another plan, a batch past the end, a negative epoch. */
     gpuml_loader *c = make_loader(ds_path, 4, 1, 2, 2, 0);
-    expect_st(gpuml_loader_set_position(c, &pos), GPUML_ERR_STATE, "another plan");
+    expect_st(gpuml_loader_set_position(c, &pos), GPUML_ERR_STATE, "another plan", NULL);
     gpuml_loader_position bad = {0, nb0 + 1, 0};
-    expect_st(gpuml_loader_set_position(a, &bad), GPUML_ERR_INVALID_ARGUMENT, "is not in");
+    expect_st(gpuml_loader_set_position(a, &bad), GPUML_ERR_INVALID_ARGUMENT, "is not in", NULL);
     bad = (gpuml_loader_position){-1, 0, 0};
-    expect_st(gpuml_loader_set_position(a, &bad), GPUML_ERR_INVALID_ARGUMENT, "negative");
+    expect_st(gpuml_loader_set_position(a, &bad), GPUML_ERR_INVALID_ARGUMENT, "negative", NULL);
     /* ... and the refusals left the loader where it was. */
     gpuml_loader_position now;
     OK(gpuml_loader_get_position(a, &now));
@@ -394,10 +383,10 @@ static void test_injected_error(void **state)
         record(l, h, 2);
         assert_memory_equal(h, good, sizeof h);
         gpuml_batch *b = (gpuml_batch *)1;
-        expect_st(gpuml_loader_next(l, &b), GPUML_ERR_IO, "injected");
+        expect_st(gpuml_loader_next(l, &b), GPUML_ERR_IO, "injected", NULL);
         assert_null(b);
         assert_non_null(strstr(gpuml_last_error(), "batch 2 of epoch 0"));
-        expect_st(gpuml_loader_next(l, &b), GPUML_ERR_IO, "injected"); /* sticky */
+        expect_st(gpuml_loader_next(l, &b), GPUML_ERR_IO, "injected", NULL); /* sticky */
         assert_non_null(strstr(gpuml_ctx_last_error(ctx), "injected"));
         gpuml_loader_position now;
         OK(gpuml_loader_get_position(l, &now));
@@ -438,7 +427,7 @@ static void test_damaged_after_open(void **state)
         gpuml_batch_destroy(b);
     }
     long printed = io_stderr_end();
-    expect_st(st, GPUML_ERR_FORMAT, "Fletcher32");
+    expect_st(st, GPUML_ERR_FORMAT, "Fletcher32", NULL);
     assert_non_null(strstr(gpuml_last_error(), "damaged.h5"));
     assert_int_equal(printed, 0);
     gpuml_loader_destroy(l);
@@ -480,13 +469,13 @@ static void test_truncated_after_open(void **state)
                 check_batch(b, gpuml_dataset_row_splits(ds), ids, &k);
             gpuml_batch_destroy(b);
         }
-        expect_st(st, GPUML_ERR_IO, "cut short");
+        expect_st(st, GPUML_ERR_IO, "cut short", NULL);
         assert_true(n <= prefetch + 2);
         gpuml_loader_destroy(l);
         gpuml_tensor *t = NULL;
         /* The dataset reader opened before the cut notices too. */
         expect_st(gpuml_dataset_read(ds, ctx, 0, 300, 1, (const char *[]){"x"}, &t, (gpuml_tensor *[1]){0}),
-                  GPUML_ERR_IO, "cut short");
+                  GPUML_ERR_IO, "cut short", NULL);
         gpuml_dataset_close(ds);
     }
 }
@@ -523,29 +512,29 @@ static void test_config_errors(void **state)
     gpuml_loader_config c;
     gpuml_loader_config_init_defaults(&c);
     gpuml_loader *l = NULL;
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "cfg->path");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "cfg->path", NULL);
     c.path = ds_path;
     c.max_rows = 0;
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "max_rows");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "max_rows", NULL);
     c.max_rows = 10;
     c.rank = 2;
     c.world_size = 2;
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "rank");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "rank", NULL);
     c.rank = 0;
     c.prefetch = 65;
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "prefetch");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "prefetch", NULL);
     c.prefetch = 2;
     const char *bad[] = {"x", "y"};
     c.fields = bad;
     c.num_fields = 2;
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_NOT_FOUND, "no field 'y'");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_NOT_FOUND, "no field 'y'", NULL);
     c.num_fields = 1;
     c.path = io_path("nope.h5");
-    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_IO, "nope.h5");
+    expect_st(gpuml_loader_create(ctx, &c, &l), GPUML_ERR_IO, "nope.h5", NULL);
     assert_non_null(strstr(gpuml_ctx_last_error(ctx), "nope.h5"));
     assert_null(l);
-    expect_st(gpuml_loader_create(NULL, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "'ctx'");
-    expect_st(gpuml_loader_next(NULL, NULL), GPUML_ERR_INVALID_ARGUMENT, NULL);
+    expect_st(gpuml_loader_create(NULL, &c, &l), GPUML_ERR_INVALID_ARGUMENT, "'ctx'", NULL);
+    expect_st(gpuml_loader_next(NULL, NULL), GPUML_ERR_INVALID_ARGUMENT, NULL, NULL);
     assert_int_equal(io_h5_open_ids(), 0);
 }
 

@@ -8,38 +8,14 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "core/cuda_guard.h"
+
 #include "core/internal.h"
 #include "gpuml_config.h"
 
 #if GPUML_HAVE_CUDNN
 #include <cudnn.h>
 #endif
-
-typedef struct {
-    int saved;
-    bool changed;
-} device_guard;
-
-static cudaError_t guard_enter(device_guard *g, int device)
-{
-    g->changed = false;
-    cudaError_t e = cudaGetDevice(&g->saved);
-    if (e != cudaSuccess)
-        return e;
-    if (g->saved != device) {
-        e = cudaSetDevice(device);
-        if (e != cudaSuccess)
-            return e;
-        g->changed = true;
-    }
-    return cudaSuccess;
-}
-
-static void guard_leave(device_guard *g)
-{
-    if (g->changed)
-        (void)cudaSetDevice(g->saved);
-}
 
 static gpuml_status cuda_fail(const gpuml_ctx *ctx, cudaError_t e, const char *fn, const char *what)
 {
@@ -66,8 +42,8 @@ int gpuml_cuda_rt_device_count(void)
 
 gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn)
 {
-    device_guard g;
-    cudaError_t e = guard_enter(&g, ctx->device.index);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
     if (e != cudaSuccess)
         return cuda_fail(ctx, e, fn, "cudaSetDevice");
     gpuml_status st = GPUML_OK;
@@ -108,14 +84,14 @@ out:
             cudaStreamDestroy(stream);
         ctx->owns_stream = false;
     }
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     return st;
 }
 
 void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx)
 {
-    device_guard g;
-    if (guard_enter(&g, ctx->device.index) != cudaSuccess)
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, ctx->device.index) != cudaSuccess)
         return;
     cudaStreamSynchronize((cudaStream_t)ctx->stream);
     if (ctx->cublas)
@@ -132,15 +108,15 @@ void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx)
     if (ctx->owns_stream)
         cudaStreamDestroy((cudaStream_t)ctx->stream);
     ctx->stream = NULL;
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
 }
 
 gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
 {
 #if GPUML_HAVE_CUDNN
     if (!ctx->cudnn) {
-        device_guard g;
-        cudaError_t e = guard_enter(&g, ctx->device.index);
+        gpuml_device_guard g;
+        cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
         if (e != cudaSuccess)
             return cuda_fail(ctx, e, fn, "cudaSetDevice");
         cudnnHandle_t h;
@@ -150,7 +126,7 @@ gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
             if (s != CUDNN_STATUS_SUCCESS)
                 cudnnDestroy(h);
         }
-        guard_leave(&g);
+        gpuml_guard_leave(&g);
         if (s != CUDNN_STATUS_SUCCESS)
             return gpuml_fail(ctx, GPUML_ERR_CUDNN, fn, "creating the cuDNN handle failed: %s", cudnnGetErrorString(s));
         ctx->cudnn = h;
@@ -165,8 +141,8 @@ gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
 
 gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)
 {
-    device_guard g;
-    cudaError_t e = guard_enter(&g, ctx->device.index);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
     if (e == cudaSuccess)
         e = cudaStreamSynchronize((cudaStream_t)ctx->stream);
     int flag = 0;
@@ -175,7 +151,7 @@ gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)
         if (e == cudaSuccess && flag)
             e = cudaMemset(ctx->dev_error, 0, sizeof(int));
     }
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     if (e != cudaSuccess)
         return cuda_fail(ctx, e, fn, "cudaStreamSynchronize");
     if (flag)
@@ -188,11 +164,11 @@ gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)
 
 gpuml_status gpuml_cuda_rt_malloc(int device, size_t n, void **p, const char *fn)
 {
-    device_guard g;
-    cudaError_t e = guard_enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     if (e == cudaSuccess)
         e = cudaMalloc(p, n);
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cudaMalloc of %zu bytes on device %d failed: out of memory",
@@ -205,10 +181,10 @@ gpuml_status gpuml_cuda_rt_malloc(int device, size_t n, void **p, const char *fn
 
 void gpuml_cuda_rt_free(int device, void *p)
 {
-    device_guard g;
-    if (guard_enter(&g, device) == cudaSuccess)
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, device) == cudaSuccess)
         cudaFree(p);
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
 }
 
 gpuml_status gpuml_cuda_rt_host_alloc(size_t n, void **p, const char *fn)
@@ -232,13 +208,13 @@ gpuml_status gpuml_cuda_rt_memcpy(gpuml_ctx *ctx, void *dst, const void *src, si
                             : kind == GPUML_COPY_D2H ? cudaMemcpyDeviceToHost
                             : kind == GPUML_COPY_D2D ? cudaMemcpyDeviceToDevice
                                                      : cudaMemcpyHostToHost;
-    device_guard g;
-    cudaError_t e = guard_enter(&g, ctx->device.index);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(dst, src, n, k, (cudaStream_t)ctx->stream);
     if (e == cudaSuccess && kind == GPUML_COPY_D2H)
         e = cudaStreamSynchronize((cudaStream_t)ctx->stream);
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     if (e != cudaSuccess)
         return cuda_fail(ctx, e, fn, "cudaMemcpyAsync");
     return GPUML_OK;
@@ -246,11 +222,11 @@ gpuml_status gpuml_cuda_rt_memcpy(gpuml_ctx *ctx, void *dst, const void *src, si
 
 gpuml_status gpuml_cuda_rt_memset(gpuml_ctx *ctx, void *dst, int value, size_t n, const char *fn)
 {
-    device_guard g;
-    cudaError_t e = guard_enter(&g, ctx->device.index);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
     if (e == cudaSuccess)
         e = cudaMemsetAsync(dst, value, n, (cudaStream_t)ctx->stream);
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     if (e != cudaSuccess)
         return cuda_fail(ctx, e, fn, "cudaMemsetAsync");
     return GPUML_OK;

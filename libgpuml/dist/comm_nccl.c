@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
+
+#include "core/cuda_guard.h"
 /* nccl.h declares ncclGroupStart() etc. without (void). */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstrict-prototypes"
@@ -42,28 +44,6 @@ typedef struct nccl_req {
     cudaEvent_t ready, done;
     bool have_events;
 } nccl_req;
-
-typedef struct {
-    int saved;
-    bool changed;
-} dev_guard;
-
-static cudaError_t guard_enter(dev_guard *g, int device)
-{
-    g->changed = false;
-    cudaError_t e = cudaGetDevice(&g->saved);
-    if (e == cudaSuccess && g->saved != device) {
-        e = cudaSetDevice(device);
-        g->changed = e == cudaSuccess;
-    }
-    return e;
-}
-
-static void guard_leave(dev_guard *g)
-{
-    if (g->changed)
-        (void)cudaSetDevice(g->saved);
-}
 
 static const char *nccl_text(ncclComm_t nc, ncclResult_t r, char *buf, size_t n)
 {
@@ -235,8 +215,8 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
         free(s);
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the NCCL state");
     }
-    dev_guard g;
-    cudaError_t ce = guard_enter(&g, dev);
+    gpuml_device_guard g;
+    cudaError_t ce = gpuml_guard_enter(&g, dev);
     if (ce != cudaSuccess) {
         free(s->work);
         free(s);
@@ -281,7 +261,7 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
         st = gpuml_scratch_alloc(s->ictx, sizeof(int32_t), &s->barrier_buf, fn);
     if (st == GPUML_OK)
         st = gpuml_memzero(s->ictx, s->barrier_buf, sizeof(int32_t), fn);
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     if (st != GPUML_OK) {
         if (s->nc)
             ncclCommAbort(s->nc);
@@ -301,10 +281,10 @@ void gpuml_nccl_abort(gpuml_comm *comm)
     gpuml_nccl_state *s = comm->nccl;
     if (!s || s->aborted)
         return;
-    dev_guard g;
-    guard_enter(&g, s->device);
+    gpuml_device_guard g;
+    gpuml_guard_enter(&g, s->device);
     ncclCommAbort(s->nc);
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     s->aborted = true;
     s->nc = NULL;
 }
@@ -314,8 +294,8 @@ void gpuml_nccl_destroy(gpuml_comm *comm)
     gpuml_nccl_state *s = comm->nccl;
     if (!s)
         return;
-    dev_guard g;
-    guard_enter(&g, s->device);
+    gpuml_device_guard g;
+    gpuml_guard_enter(&g, s->device);
     if (!s->aborted) {
         /* Finalize waits for the communicator's outstanding work; if that
          * stalls, abort instead of hanging here. */
@@ -327,7 +307,7 @@ void gpuml_nccl_destroy(gpuml_comm *comm)
             ncclCommDestroy(s->nc);
         s->nc = NULL;
     }
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     state_free(s);
     comm->nccl = NULL;
 }
@@ -470,8 +450,8 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
     int64_t *cnt = s->work; /* all-gather: per-rank element counts (det_sum is not used then) */
     if (c->kind == COLL_ALLGATHER && !gather_counts(comm, req, cnt))
         return;
-    dev_guard g;
-    cudaError_t ce = guard_enter(&g, s->device);
+    gpuml_device_guard g;
+    cudaError_t ce = gpuml_guard_enter(&g, s->device);
     if (ce == cudaSuccess && !nr->have_events) {
         ce = cudaEventCreateWithFlags(&nr->ready, cudaEventDisableTiming);
         if (ce == cudaSuccess) {
@@ -487,7 +467,7 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
     if (ce == cudaSuccess && req->ctx)
         ce = cudaStreamWaitEvent(s->stream, nr->ready, 0);
     if (ce != cudaSuccess) {
-        guard_leave(&g);
+        gpuml_guard_leave(&g);
         gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: ordering the collective after the caller's stream: %s",
                          comm->rank, cudaGetErrorString(ce));
         return;
@@ -568,7 +548,7 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
             gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: cudaEventRecord failed: %s", comm->rank,
                              cudaGetErrorString(ce));
     }
-    guard_leave(&g);
+    gpuml_guard_leave(&g);
     if (st != GPUML_OK)
         gpuml_comm_break(comm, st, true, "rank %d: %s", comm->rank, gpuml_last_error());
     else if (r != ncclSuccess || timed_out)

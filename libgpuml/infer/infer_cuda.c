@@ -4,29 +4,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cuda_runtime_api.h>
 
+#include "core/cuda_guard.h"
+
 #include "infer/engine_impl.h"
-
-typedef struct {
-    int saved;
-    bool changed;
-} guard;
-
-static cudaError_t enter(guard *g, int device)
-{
-    g->changed = false;
-    cudaError_t e = cudaGetDevice(&g->saved);
-    if (e == cudaSuccess && g->saved != device) {
-        e = cudaSetDevice(device);
-        g->changed = e == cudaSuccess;
-    }
-    return e;
-}
-
-static void leave(guard *g)
-{
-    if (g->changed)
-        (void)cudaSetDevice(g->saved);
-}
 
 static gpuml_status fail(cudaError_t e, const char *what)
 {
@@ -42,14 +22,14 @@ gpuml_status eng_cuda_set_device(int device)
 
 gpuml_status eng_cuda_event_create(int device, void **ev)
 {
-    guard g;
-    cudaError_t e = enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     cudaEvent_t event = NULL;
     /* Blocking sync: a waiting completion thread sleeps instead of spinning
      * on a core the host framework needs. */
     if (e == cudaSuccess)
         e = cudaEventCreateWithFlags(&event, cudaEventDisableTiming | cudaEventBlockingSync);
-    leave(&g);
+    gpuml_guard_leave(&g);
     if (e != cudaSuccess)
         return fail(e, "cudaEventCreateWithFlags");
     *ev = event;
@@ -58,49 +38,49 @@ gpuml_status eng_cuda_event_create(int device, void **ev)
 
 void eng_cuda_event_destroy(int device, void *ev)
 {
-    guard g;
-    if (enter(&g, device) == cudaSuccess)
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, device) == cudaSuccess)
         cudaEventDestroy((cudaEvent_t)ev);
-    leave(&g);
+    gpuml_guard_leave(&g);
 }
 
 gpuml_status eng_cuda_event_record(int device, void *ev, void *stream)
 {
-    guard g;
-    cudaError_t e = enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     if (e == cudaSuccess)
         e = cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)stream);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(e, "cudaEventRecord");
 }
 
 gpuml_status eng_cuda_event_sync(int device, void *ev)
 {
-    guard g;
-    cudaError_t e = enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     if (e == cudaSuccess)
         e = cudaEventSynchronize((cudaEvent_t)ev);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(e, "cudaEventSynchronize (a kernel or copy of the batch failed)");
 }
 
 gpuml_status eng_cuda_stream_wait(int device, void *stream, void *ev)
 {
-    guard g;
-    cudaError_t e = enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     if (e == cudaSuccess)
         e = cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)ev, 0);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(e, "cudaStreamWaitEvent");
 }
 
 gpuml_status eng_cuda_stream_sync(int device, void *stream)
 {
-    guard g;
-    cudaError_t e = enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     if (e == cudaSuccess)
         e = cudaStreamSynchronize((cudaStream_t)stream);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(e, "cudaStreamSynchronize");
 }
 
@@ -111,10 +91,10 @@ gpuml_status eng_cuda_memcpy_async(int device, void *dst, const void *src, size_
     enum cudaMemcpyKind k = kind == ENG_H2D ? cudaMemcpyHostToDevice
                             : kind == ENG_D2H ? cudaMemcpyDeviceToHost
                                               : cudaMemcpyDeviceToDevice;
-    guard g;
-    cudaError_t e = enter(&g, device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(dst, src, n, k, (cudaStream_t)stream);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(e, "cudaMemcpyAsync");
 }

@@ -9,32 +9,12 @@
 #if GPUML_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
+#include "core/cuda_guard.h"
+
 struct io_event {
     cudaEvent_t e;
     int device;
 };
-
-typedef struct {
-    int saved;
-    bool changed;
-} dev_guard;
-
-static cudaError_t enter(dev_guard *g, int device)
-{
-    g->changed = false;
-    cudaError_t e = cudaGetDevice(&g->saved);
-    if (e == cudaSuccess && g->saved != device) {
-        e = cudaSetDevice(device);
-        g->changed = e == cudaSuccess;
-    }
-    return e;
-}
-
-static void leave(dev_guard *g)
-{
-    if (g->changed)
-        (void)cudaSetDevice(g->saved);
-}
 
 static gpuml_status fail(const gpuml_ctx *ctx, cudaError_t e, const char *fn, const char *what)
 {
@@ -50,11 +30,11 @@ gpuml_status io_event_create(const gpuml_ctx *ctx, io_event **out, const char *f
     if (!ev)
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "out of memory");
     ev->device = ctx->device.index;
-    dev_guard g;
-    cudaError_t e = enter(&g, ev->device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ev->device);
     if (e == cudaSuccess)
         e = cudaEventCreateWithFlags(&ev->e, cudaEventDisableTiming);
-    leave(&g);
+    gpuml_guard_leave(&g);
     if (e != cudaSuccess) {
         free(ev);
         return fail(NULL, e, fn, "cudaEventCreateWithFlags");
@@ -67,11 +47,11 @@ gpuml_status io_event_record(gpuml_ctx *ctx, io_event *ev, const char *fn)
 {
     if (!ev)
         return GPUML_OK;
-    dev_guard g;
-    cudaError_t e = enter(&g, ev->device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ev->device);
     if (e == cudaSuccess)
         e = cudaEventRecord(ev->e, (cudaStream_t)ctx->stream);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(ctx, e, fn, "cudaEventRecord");
 }
 
@@ -79,11 +59,11 @@ gpuml_status io_event_wait(io_event *ev, const char *fn)
 {
     if (!ev)
         return GPUML_OK;
-    dev_guard g;
-    cudaError_t e = enter(&g, ev->device);
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, ev->device);
     if (e == cudaSuccess)
         e = cudaEventSynchronize(ev->e);
-    leave(&g);
+    gpuml_guard_leave(&g);
     return e == cudaSuccess ? GPUML_OK : fail(NULL, e, fn, "cudaEventSynchronize");
 }
 
@@ -91,12 +71,12 @@ void io_event_destroy(io_event *ev)
 {
     if (!ev)
         return;
-    dev_guard g;
-    if (enter(&g, ev->device) == cudaSuccess) {
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, ev->device) == cudaSuccess) {
         cudaEventSynchronize(ev->e);
         cudaEventDestroy(ev->e);
     }
-    leave(&g);
+    gpuml_guard_leave(&g);
     free(ev);
 }
 

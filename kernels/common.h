@@ -25,6 +25,11 @@
 #ifdef __CUDACC__
 #define GPUML_HD __host__ __device__
 #define GPUML_RESTRICT __restrict__
+#elif defined(__cplusplus)
+/* Host C++: the emulated CUDA build compiles the launchers and the bodies
+ * as C++, where restrict is spelled __restrict__. */
+#define GPUML_HD
+#define GPUML_RESTRICT __restrict__
 #else
 #define GPUML_HD
 #define GPUML_RESTRICT restrict

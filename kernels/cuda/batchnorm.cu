@@ -79,7 +79,7 @@ static __global__ void aggregate_grad_kernel(const float *gout, const uint8_t *m
         if ((n) == 0)                                                                                  \
             return GPUML_OK;                                                                           \
         gpuml_cuda_scope scope(k->device);                                                             \
-        kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(__VA_ARGS__);        \
+        GPUML_CUDA_LAUNCH(kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(__VA_ARGS__);        \
         return gpuml_cuda_check(name);                                                                 \
     } while (0)
 

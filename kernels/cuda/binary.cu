@@ -55,7 +55,7 @@ extern "C" gpuml_status gpuml_cuda_binary(const gpuml_kctx *k, int op, gpuml_k_b
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    binary_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(op, bc, n, a, b, out);
+    GPUML_CUDA_LAUNCH(binary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, out);
     return gpuml_cuda_check("binary");
 }
 
@@ -66,7 +66,7 @@ extern "C" gpuml_status gpuml_cuda_binary_grad(const gpuml_kctx *k, int op, gpum
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    binary_grad_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(op, bc, n, a, b, g, ga_full,
+    GPUML_CUDA_LAUNCH(binary_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, g, ga_full,
                                                                                          gb_full);
     return gpuml_cuda_check("binary_grad");
 }
@@ -77,7 +77,7 @@ extern "C" gpuml_status gpuml_cuda_sum_to(const gpuml_kctx *k, gpuml_k_sumto st,
     if (nout == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    sum_to_kernel<<<gpuml_cuda_grid(nout), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(st, nout, in, out);
+    GPUML_CUDA_LAUNCH(sum_to_kernel, gpuml_cuda_grid(nout), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(st, nout, in, out);
     return gpuml_cuda_check("sum_to_shape");
 }
 
@@ -87,7 +87,7 @@ extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float a
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    axpby_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, alpha, x, beta, y);
+    GPUML_CUDA_LAUNCH(axpby_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, alpha, x, beta, y);
     return gpuml_cuda_check("axpby");
 }
 
@@ -101,6 +101,6 @@ extern "C" gpuml_status gpuml_cuda_affine(const gpuml_kctx *k, int64_t n, float 
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    affine_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, a, x, b, y);
+    GPUML_CUDA_LAUNCH(affine_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, a, x, b, y);
     return gpuml_cuda_check("affine");
 }

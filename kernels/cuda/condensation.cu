@@ -89,15 +89,15 @@ extern "C" gpuml_status gpuml_cuda_oc_forward(const gpuml_kctx *k, const float *
     gpuml_cuda_scope scope(k->device);
     cudaStream_t s = gpuml_cuda_stream(k);
     if (batch * nobj > 0)
-        oc_alpha_kernel<<<gpuml_cuda_grid(batch * nobj), GPUML_CUDA_BLOCK, 0, s>>>(beta, truth, row_splits, batch, nobj,
+        GPUML_CUDA_LAUNCH(oc_alpha_kernel, gpuml_cuda_grid(batch * nobj), GPUML_CUDA_BLOCK, 0, s)(beta, truth, row_splits, batch, nobj,
                                                                                   n, alpha, k->dev_error);
     if (n > 0)
-        oc_vertex_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(beta, x, truth, row_splits, batch, nobj, n, d,
+        GPUML_CUDA_LAUNCH(oc_vertex_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(beta, x, truth, row_splits, batch, nobj, n, d,
                                                                         q_min, alpha, vterm);
     if (batch > 0)
-        oc_event_kernel<<<gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s>>>(beta, truth, row_splits, batch, nobj, n,
+        GPUML_CUDA_LAUNCH(oc_event_kernel, gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s)(beta, truth, row_splits, batch, nobj, n,
                                                                            s_b, vterm, alpha, stats);
-    oc_total_kernel<<<1, 1, 0, s>>>(stats, batch, out);
+    GPUML_CUDA_LAUNCH(oc_total_kernel, 1, 1, 0, s)(stats, batch, out);
     return gpuml_cuda_check("object_condensation");
 }
 
@@ -110,10 +110,10 @@ extern "C" gpuml_status gpuml_cuda_oc_backward(const gpuml_kctx *k, const float 
     gpuml_cuda_scope scope(k->device);
     cudaStream_t s = gpuml_cuda_stream(k);
     if (batch * nobj > 0)
-        oc_object_grad_kernel<<<gpuml_cuda_grid(batch * nobj), GPUML_CUDA_BLOCK, 0, s>>>(
+        GPUML_CUDA_LAUNCH(oc_object_grad_kernel, gpuml_cuda_grid(batch * nobj), GPUML_CUDA_BLOCK, 0, s)(
             beta, x, truth, row_splits, batch, nobj, n, d, q_min, alpha, obj_acc);
     if (n > 0)
-        oc_vertex_grad_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(
+        GPUML_CUDA_LAUNCH(oc_vertex_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
             beta, x, truth, row_splits, batch, nobj, n, d, q_min, s_b, alpha, stats, gloss, obj_acc, gbeta, gx);
     return gpuml_cuda_check("object_condensation_backward");
 }

@@ -41,7 +41,7 @@ extern "C" gpuml_status gpuml_cuda_edge_wcat(const gpuml_kctx *k, const float *w
     if (C * F == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    wcat_kernel<<<gpuml_cuda_grid(2 * C * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(w, C, F, wcat);
+    GPUML_CUDA_LAUNCH(wcat_kernel, gpuml_cuda_grid(2 * C * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(w, C, F, wcat);
     return gpuml_cuda_check("edge_first_linear");
 }
 
@@ -53,7 +53,7 @@ extern "C" gpuml_status gpuml_cuda_edge_combine(const gpuml_kctx *k, const float
     if (total == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    combine_kernel<<<gpuml_cuda_grid(total), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(pn, bias, idx, n, kk, first, C,
+    GPUML_CUDA_LAUNCH(combine_kernel, gpuml_cuda_grid(total), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(pn, bias, idx, n, kk, first, C,
                                                                                          out);
     return gpuml_cuda_check("edge_first_linear");
 }
@@ -65,7 +65,7 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_node(const gpuml_kctx *k, const flo
     if (n * C == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    grad_node_kernel<<<gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gout, idx, rowptr, col, n,
+    GPUML_CUDA_LAUNCH(grad_node_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, idx, rowptr, col, n,
                                                                                            kk, first, C, gpn);
     return gpuml_cuda_check("edge_first_linear_backward");
 }
@@ -76,7 +76,7 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_w(const gpuml_kctx *k, const float 
     if (C * F == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    grad_w_kernel<<<gpuml_cuda_grid(C * 2 * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gwcat, C, F, accumulate,
+    GPUML_CUDA_LAUNCH(grad_w_kernel, gpuml_cuda_grid(C * 2 * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gwcat, C, F, accumulate,
                                                                                             gw);
     return gpuml_cuda_check("edge_first_linear_backward");
 }
@@ -87,6 +87,6 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_bias(const gpuml_kctx *k, const flo
     if (C == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    grad_bias_kernel<<<gpuml_cuda_grid(C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(gpn, n, C, accumulate, gb);
+    GPUML_CUDA_LAUNCH(grad_bias_kernel, gpuml_cuda_grid(C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gpn, n, C, accumulate, gb);
     return gpuml_cuda_check("edge_first_linear_backward");
 }

@@ -258,16 +258,16 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     gpuml_k_knn_view v;
     gpuml_k_knn_view_init(&v, n, nev, d, kk, r2, w.ev, w.xs, w.perm, w.boxes);
 
-    splits_clamp_kernel<<<gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s>>>(row_splits, nev, n, w.rs);
+    GPUML_CUDA_LAUNCH(splits_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs);
     size_t tb = w.tmp_bytes;
     cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, knn_max_op(), (int)(nev + 1), s);
-    splits_check_kernel<<<gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s>>>(row_splits, nev, n, w.rs, k->dev_error);
+    GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs, k->dev_error);
     unsigned ev_grid = (unsigned)gpuml_k_min64(nev, 65535);
-    event_kernel<<<ev_grid, EV_BLOCK, 0, s>>>(x, d, v.db, w.rs, nev, kk, algo, w.ev);
-    key_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
+    GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, kk, algo, w.ev);
+    GPUML_CUDA_LAUNCH(key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
     tb = w.tmp_bytes;
     cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys, w.keys2, w.rows, w.rows2, (int)n, 0, 64, s);
-    gather_event_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(w.rows2, w.evk, n, w.evk2);
+    GPUML_CUDA_LAUNCH(gather_event_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(w.rows2, w.evk, n, w.evk2);
     int ebits = 1;
     while (ebits < 32 && (1ll << ebits) < nev)
         ebits++;
@@ -276,12 +276,12 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     /* padding: NaN coordinates (all-ones bits) and perm -1 */
     cudaMemsetAsync(w.xs, 0xff, (size_t)(v.npos * d) * sizeof(float), s);
     cudaMemsetAsync(w.perm, 0xff, (size_t)v.npos * sizeof(int32_t), s);
-    copy_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s>>>(x, n, d, w.rs, nev, w.rows, w.xs, w.perm);
+    GPUML_CUDA_LAUNCH(copy_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, w.rs, nev, w.rows, w.xs, w.perm);
     for (int l = 0; l < v.nlevels; l++) {
         int64_t cap = gpuml_k_knn_level_cap(n, nev, l);
-        box_kernel<<<gpuml_cuda_grid(cap), GPUML_CUDA_BLOCK, 0, s>>>(v, l, cap, w.boxes);
+        GPUML_CUDA_LAUNCH(box_kernel, gpuml_cuda_grid(cap), GPUML_CUDA_BLOCK, 0, s)(v, l, cap, w.boxes);
     }
-    query_kernel<<<gpuml_cuda_grid(v.npos), GPUML_CUDA_BLOCK, 0, s>>>(v, idx, dist2, w.lists);
+    GPUML_CUDA_LAUNCH(query_kernel, gpuml_cuda_grid(v.npos), GPUML_CUDA_BLOCK, 0, s)(v, idx, dist2, w.lists);
     return gpuml_cuda_check("gpuml_knn");
 }
 
@@ -292,7 +292,7 @@ extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x,
     if (n * d == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    grad_kernel<<<gpuml_cuda_grid(n * d), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(x, n, d, idx, kk, g, rowptr,
+    GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * d), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, n, d, idx, kk, g, rowptr,
                                                                                       col, gx);
     return gpuml_cuda_check("gpuml_knn_backward");
 }

@@ -10,6 +10,18 @@
 
 #define GPUML_CUDA_BLOCK 256
 
+/* Every kernel launch is written GPUML_CUDA_LAUNCH(kernel, grid, block,
+ * shmem, stream)(args...). Under nvcc it is the triple-chevron launch; the
+ * emulated CUDA build (meson option cuda_emulation, DESIGN.md section 4b)
+ * defines GPUML_CUDA_EMULATION and its own GPUML_EMU_LAUNCH, which queues
+ * the kernel on the emulated stream with the same configuration checks. */
+#ifdef GPUML_CUDA_EMULATION
+#define GPUML_CUDA_LAUNCH(kernel, grid, block, shmem, stream) \
+    GPUML_EMU_LAUNCH(kernel, #kernel, grid, block, shmem, stream)
+#else
+#define GPUML_CUDA_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
+#endif
+
 /* Selects the context's device for the launch, restores the caller's. */
 struct gpuml_cuda_scope {
     int saved = -1;

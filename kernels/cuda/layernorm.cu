@@ -37,7 +37,7 @@ extern "C" gpuml_status gpuml_cuda_layernorm(const gpuml_kctx *k, const float *x
     if (rows == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    layernorm_kernel<<<gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(x, gamma, beta, eps, rows,
+    GPUML_CUDA_LAUNCH(layernorm_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, gamma, beta, eps, rows,
                                                                                           c, y, mean, rstd);
     return gpuml_cuda_check("layernorm");
 }
@@ -49,9 +49,9 @@ extern "C" gpuml_status gpuml_cuda_layernorm_grad(const gpuml_kctx *k, const flo
     gpuml_cuda_scope scope(k->device);
     cudaStream_t s = gpuml_cuda_stream(k);
     if (gx && rows > 0)
-        layernorm_dx_kernel<<<gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, s>>>(x, gamma, gy, mean, rstd, rows, c, gx);
+        GPUML_CUDA_LAUNCH(layernorm_dx_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, s)(x, gamma, gy, mean, rstd, rows, c, gx);
     if ((ggamma || gbeta) && c > 0)
-        layernorm_dparam_kernel<<<gpuml_cuda_grid(c), GPUML_CUDA_BLOCK, 0, s>>>(x, gy, mean, rstd, rows, c, ggamma,
+        GPUML_CUDA_LAUNCH(layernorm_dparam_kernel, gpuml_cuda_grid(c), GPUML_CUDA_BLOCK, 0, s)(x, gy, mean, rstd, rows, c, ggamma,
                                                                                gbeta, accumulate);
     return gpuml_cuda_check("layernorm_grad");
 }

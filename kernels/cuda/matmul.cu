@@ -52,7 +52,7 @@ extern "C" gpuml_status gpuml_cuda_bias_rows(const gpuml_kctx *k, int64_t rows, 
     if (rows * cols == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    bias_rows_kernel<<<gpuml_cuda_grid(rows * cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(rows, cols, bias, y);
+    GPUML_CUDA_LAUNCH(bias_rows_kernel, gpuml_cuda_grid(rows * cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(rows, cols, bias, y);
     return gpuml_cuda_check("bias_rows");
 }
 
@@ -62,7 +62,7 @@ extern "C" gpuml_status gpuml_cuda_col_sum(const gpuml_kctx *k, int64_t rows, in
     if (cols == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    col_sum_kernel<<<gpuml_cuda_grid(cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(rows, cols, g, out,
+    GPUML_CUDA_LAUNCH(col_sum_kernel, gpuml_cuda_grid(cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(rows, cols, g, out,
                                                                                         accumulate);
     return gpuml_cuda_check("col_sum");
 }

@@ -37,7 +37,7 @@ extern "C" gpuml_status gpuml_cuda_optim_sgd(const gpuml_kctx *k, int64_t n, flo
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    sgd_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, p, g, buf, gscale, lr, momentum,
+    GPUML_CUDA_LAUNCH(sgd_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, p, g, buf, gscale, lr, momentum,
                                                                                  dampening, wd, nesterov, first);
     return gpuml_cuda_check("optim_sgd");
 }
@@ -49,7 +49,7 @@ extern "C" gpuml_status gpuml_cuda_optim_adam(const gpuml_kctx *k, int64_t n, fl
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    adam_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
+    GPUML_CUDA_LAUNCH(adam_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         n, p, g, m, v, gscale, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
     return gpuml_cuda_check("optim_adam");
 }
@@ -60,7 +60,7 @@ extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, con
     gpuml_cuda_scope scope(k->device);
     int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
     if (nb > 0)
-        sumsq_kernel<<<gpuml_cuda_grid(nb), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(n, g, partial, nb);
-    norm_finish_kernel<<<1, 1, 0, gpuml_cuda_stream(k)>>>(partial, nb, max_norm, out);
+        GPUML_CUDA_LAUNCH(sumsq_kernel, gpuml_cuda_grid(nb), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, g, partial, nb);
+    GPUML_CUDA_LAUNCH(norm_finish_kernel, 1, 1, 0, gpuml_cuda_stream(k))(partial, nb, max_norm, out);
     return gpuml_cuda_check("grad_norm");
 }

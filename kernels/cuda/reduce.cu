@@ -43,7 +43,7 @@ extern "C" gpuml_status gpuml_cuda_reduce(const gpuml_kctx *k, int op, const flo
     if (outer * inner == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    reduce_kernel<<<gpuml_cuda_grid(outer * inner), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(op, x, outer, len,
+    GPUML_CUDA_LAUNCH(reduce_kernel, gpuml_cuda_grid(outer * inner), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, x, outer, len,
                                                                                                 inner, out, arg);
     return gpuml_cuda_check("reduce");
 }
@@ -55,7 +55,7 @@ extern "C" gpuml_status gpuml_cuda_reduce_grad(const gpuml_kctx *k, int op, cons
     if (n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    reduce_grad_kernel<<<gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(op, gout, arg, outer, len,
+    GPUML_CUDA_LAUNCH(reduce_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, arg, outer, len,
                                                                                          inner, gx);
     return gpuml_cuda_check("reduce_grad");
 }
@@ -66,7 +66,7 @@ extern "C" gpuml_status gpuml_cuda_softmax(const gpuml_kctx *k, const float *x, 
     if (rows == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    softmax_kernel<<<gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(x, y, rows, n, take_log);
+    GPUML_CUDA_LAUNCH(softmax_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, y, rows, n, take_log);
     return gpuml_cuda_check("softmax");
 }
 
@@ -76,7 +76,7 @@ extern "C" gpuml_status gpuml_cuda_softmax_grad(const gpuml_kctx *k, const float
     if (rows == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    softmax_grad_kernel<<<gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(y, gy, gx, rows, n,
+    GPUML_CUDA_LAUNCH(softmax_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(y, gy, gx, rows, n,
                                                                                              take_log);
     return gpuml_cuda_check("softmax_grad");
 }

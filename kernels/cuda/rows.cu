@@ -68,7 +68,7 @@ extern "C" gpuml_status gpuml_cuda_gather_rows(const gpuml_kctx *k, const void *
     if (m == 0 || row_bytes == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    gather_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>((const char *)x, n, idx, is64,
+    GPUML_CUDA_LAUNCH(gather_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))((const char *)x, n, idx, is64,
                                                                                     (char *)out, m, row_bytes);
     return gpuml_cuda_check("gather_rows");
 }
@@ -94,12 +94,12 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
     cub::DeviceScan::InclusiveSum(nullptr, cub_bytes, counts, counts, (int)(ntargets + 1), s);
     cudaMemsetAsync(counts, 0, (size_t)(ntargets + 1) * sizeof *counts, s);
     if (m > 0)
-        csr_count_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s>>>(idx, is64, m, ntargets, counts);
+        GPUML_CUDA_LAUNCH(csr_count_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, counts);
     cub::DeviceScan::InclusiveSum(cub_tmp, cub_bytes, counts, counts, (int)(ntargets + 1), s);
     if (m > 0) {
         cudaMemcpyAsync(cursor, counts, (size_t)(ntargets + 1) * sizeof *counts, cudaMemcpyDeviceToDevice, s);
-        csr_fill_kernel<<<gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s>>>(idx, is64, m, ntargets, cursor, col);
-        csr_sort_kernel<<<gpuml_cuda_grid(ntargets), GPUML_CUDA_BLOCK, 0, s>>>(rowptr, col, ntargets);
+        GPUML_CUDA_LAUNCH(csr_fill_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, cursor, col);
+        GPUML_CUDA_LAUNCH(csr_sort_kernel, gpuml_cuda_grid(ntargets), GPUML_CUDA_BLOCK, 0, s)(rowptr, col, ntargets);
     }
     return gpuml_cuda_check("index_csr");
 }
@@ -110,7 +110,7 @@ extern "C" gpuml_status gpuml_cuda_scatter_csr(const gpuml_kctx *k, const float 
     if (ntargets * ncols == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    scatter_kernel<<<gpuml_cuda_grid(ntargets * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
+    GPUML_CUDA_LAUNCH(scatter_kernel, gpuml_cuda_grid(ntargets * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         src, rowptr, col, out, ntargets, ncols);
     return gpuml_cuda_check("scatter_add_rows");
 }
@@ -121,7 +121,7 @@ extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p,
     if (rows == 0 || p.n == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    concat_kernel<<<gpuml_cuda_grid(rows * p.n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(p, rows, (char *)wide,
+    GPUML_CUDA_LAUNCH(concat_kernel, gpuml_cuda_grid(rows * p.n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(p, rows, (char *)wide,
                                                                                              wide_row_bytes, split);
     return gpuml_cuda_check("concat");
 }

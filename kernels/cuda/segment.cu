@@ -39,7 +39,7 @@ extern "C" gpuml_status gpuml_cuda_segment_reduce(const gpuml_kctx *k, int op, c
     if (batch * ncols == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    segment_reduce_kernel<<<gpuml_cuda_grid(batch * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
+    GPUML_CUDA_LAUNCH(segment_reduce_kernel, gpuml_cuda_grid(batch * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         op, x, nrows, ncols, row_splits, batch, out, arg, k->dev_error);
     return gpuml_cuda_check("segment_reduce");
 }
@@ -51,7 +51,7 @@ extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, con
     if (nrows * ncols == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    segment_grad_kernel<<<gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(
+    GPUML_CUDA_LAUNCH(segment_grad_kernel, gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         op, gout, arg, row_splits, batch, nrows, ncols, gx);
     return gpuml_cuda_check("segment_grad");
 }
@@ -67,7 +67,7 @@ extern "C" gpuml_status gpuml_cuda_segment_ids(const gpuml_kctx *k, const int64_
     if (nrows == 0)
         return GPUML_OK;
     gpuml_cuda_scope scope(k->device);
-    segment_ids_kernel<<<gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k)>>>(row_splits, batch, nrows,
+    GPUML_CUDA_LAUNCH(segment_ids_kernel, gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(row_splits, batch, nrows,
                                                                                              ids);
     return gpuml_cuda_check("segment_ids");
 }

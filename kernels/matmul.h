@@ -21,14 +21,11 @@ GPUML_HD static inline float gpuml_k_matmul_elem(const float *GPUML_RESTRICT a, 
     return beta == 0.0f ? r : fmaf(beta, c_old, r);
 }
 
-/* Batch invariance of the CPU driver with a BLAS: an optimised sgemm gives a
- * row of C bits that depend on the call's M (edge micro-kernels, blocking),
- * so a row computed inside a batch of events could differ from the same row
- * computed alone. Every BLAS call with a non-transposed A therefore covers
- * exactly GPUML_GEMM_ROW_BLOCK rows (a multiple of every sgemm M-unroll),
- * and gpuml_linear pads a last partial block to a full one: each output row
- * then depends only on its own input row, whatever the batch around it. */
-#define GPUML_GEMM_ROW_BLOCK 64
+/* Batch invariance: the CPU driver computes every product with a
+ * non-transposed A through kernels/cpu/gemm_rows.c, whose elements are this
+ * function's fmaf chain bitwise, so a row of C never depends on the rows
+ * batched with it (an optimised sgemm's row bits depend on the row's place
+ * in its blocking). */
 
 /* Rows per partial product of a long weight gradient (gy^T x) on the CPU
  * (libgpuml/ops/matmul.c). */

@@ -1,8 +1,11 @@
-/* CPU driver for matrix products: CBLAS (OpenBLAS, OpenMP build) when gpuml
- * is built with it, else the portable body of kernels/matmul.h.
+/* CPU driver for matrix products. A non-transposed A (every forward product)
+ * goes through the row-invariant kernel of gemm_rows.c; a transposed A
+ * (weight gradients) through CBLAS (OpenBLAS, OpenMP build) when gpuml is
+ * built with it, else the portable body of kernels/matmul.h.
  */
 #include "../kernels.h"
 #include "../matmul.h"
+#include "gemm_rows.h"
 #include "gpuml_config.h"
 
 #if GPUML_HAVE_BLAS
@@ -12,23 +15,15 @@
 #include <omp.h>
 #endif
 
-/* Tiles of C, chosen from the shapes alone: halve the larger side until
- * there are enough tiles to share out, but keep tiles >= 32 wide so BLAS
- * stays efficient. Each tile is one single-threaded BLAS call, so every
- * element of C is computed the same way whatever the thread count
- * (OpenBLAS's own threading is not bitwise stable across thread counts).
- * With a non-transposed A the row blocks have a fixed height, for batch
- * invariance. */
-static void choose_tiles(int ta, int64_t m, int64_t n, int64_t batch, int64_t *bm, int64_t *bn)
+#if GPUML_HAVE_BLAS
+/* Tiles of C for a transposed A (weight gradients), chosen from the shapes
+ * alone: halve the larger side until there are enough tiles to share out,
+ * but keep tiles >= 32 wide so BLAS stays efficient. Each tile is one
+ * single-threaded BLAS call, so every element of C is computed the same way
+ * whatever the thread count (OpenBLAS's own threading is not bitwise stable
+ * across thread counts). */
+static void choose_tiles(int64_t m, int64_t n, int64_t batch, int64_t *bm, int64_t *bn)
 {
-    if (!ta) {
-        /* Row blocks of a fixed height, column tiles from n alone: where a
-         * row lands in a batch does not change how it is computed (see
-         * GPUML_GEMM_ROW_BLOCK in matmul.h). */
-        *bm = GPUML_GEMM_ROW_BLOCK;
-        *bn = n < 512 ? n : 512;
-        return;
-    }
     *bm = m < 256 ? m : 256;
     *bn = n < 512 ? n : 512;
     for (;;) {
@@ -43,6 +38,7 @@ static void choose_tiles(int ta, int64_t m, int64_t n, int64_t batch, int64_t *b
             break;
     }
 }
+#endif
 
 gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int64_t n, int64_t kk, float alpha,
                             const float *a, int64_t stride_a, const float *b, int64_t stride_b, float beta, float *c,
@@ -50,11 +46,18 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
 {
     if (m == 0 || n == 0 || batch == 0)
         return GPUML_OK;
+    if (!ta) {
+        /* Row products (forward layers, input gradients): a row of C must
+         * not depend on the rows around it (batch invariance), which no BLAS
+         * promises; see gemm_rows.h. */
+        gpuml_cpu_gemm_rows(k->nthreads, tb, m, n, kk, alpha, a, stride_a, b, stride_b, beta, c, stride_c, batch);
+        return GPUML_OK;
+    }
 #if GPUML_HAVE_BLAS
     if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX)
         return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for CBLAS");
     int64_t bm, bn;
-    choose_tiles(ta, m, n, batch, &bm, &bn);
+    choose_tiles(m, n, batch, &bm, &bn);
     int64_t tm = (m + bm - 1) / bm, tn = (n + bn - 1) / bn, ntiles = batch * tm * tn;
     int nt = k->nthreads;
     double flops = 2.0 * (double)batch * (double)m * (double)n * (double)(kk ? kk : 1);
@@ -74,7 +77,7 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
             int64_t bi = t / (tm * tn), r = t - bi * tm * tn, ti = r / tn, tj = r - ti * tn;
             int64_t i0 = ti * bm, j0 = tj * bn;
             int64_t mm = m - i0 < bm ? m - i0 : bm, nn = n - j0 < bn ? n - j0 : bn;
-            const float *ap = a + bi * stride_a + (ta ? i0 : i0 * kk);
+            const float *ap = a + bi * stride_a + i0;
             const float *bp = b + bi * stride_b + (tb ? j0 * kk : j0);
             float *cp = c + bi * stride_c + i0 * n + j0;
             if (kk == 0) {
@@ -84,9 +87,8 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
                         cp[i * n + j] = beta == 0.0f ? 0.0f : beta * cp[i * n + j];
                 continue;
             }
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)mm,
-                        (int)nn, (int)kk, alpha, ap, ta ? (int)m : (int)kk, bp, tb ? (int)kk : (int)n, beta, cp,
-                        (int)n);
+            cblas_sgemm(CblasRowMajor, CblasTrans, tb ? CblasTrans : CblasNoTrans, (int)mm, (int)nn, (int)kk, alpha,
+                        ap, (int)m, bp, tb ? (int)kk : (int)n, beta, cp, (int)n);
         }
     }
 #else

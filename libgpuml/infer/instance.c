@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "infer/engine_impl.h"
-#include "matmul.h"
 
 /* Copy a model's slab to ours, whatever devices the two are on. */
 static gpuml_status copy_slab(gpuml_ctx *ctx, gpuml_tensor *dst, const gpuml_tensor *src)
@@ -175,9 +174,9 @@ gpuml_status eng_warm_up(eng_instance *in)
     int64_t rows = e->cfg.max_batch_rows;
     int events = e->cfg.max_batch_events;
     memset(b->h_in, 0, (size_t)e->in_floats * sizeof(float));
-    /* Pass 2 has a row count off the GEMM row blocks, for the padded
-     * linear's scratch (kernels/matmul.h). */
-    int64_t rows2 = rows - 1 - ((rows - 1) % GPUML_GEMM_ROW_BLOCK == 0 ? 1 : 0);
+    /* Pass 2 has a row count off any power-of-two blocking, so that scratch
+     * sized from a rounded row count has met its largest size too. */
+    int64_t rows2 = rows - 1 - ((rows - 1) % 64 == 0 ? 1 : 0);
     for (int pass = 0; pass < 3; pass++) {
         int64_t n = pass < 2 ? rows : rows2;
         if (n < 1)

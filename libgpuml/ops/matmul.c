@@ -149,35 +149,6 @@ static gpuml_status linear_rows(gpuml_ctx *ctx, const float *x, const float *w, 
     return GPUML_LAUNCH(ctx, gemm, 0, 1, rows, out, in, 1.0f, x, 0, w, 0, bias ? 1.0f : 0.0f, y, 0, 1);
 }
 
-#if GPUML_HAVE_BLAS
-/* CPU with a BLAS: the rows past the last full GPUML_GEMM_ROW_BLOCK go
- * through a zero-padded full block, so that every row is computed by the
- * same sgemm path whatever the row count (batch invariance, kernels/matmul.h). */
-static gpuml_status linear_padded(gpuml_ctx *ctx, const float *x, const float *w, const float *bias, float *y,
-                                  int64_t rows, int64_t in, int64_t out)
-{
-    static const char fn[] = "gpuml_linear";
-    const int64_t rb = GPUML_GEMM_ROW_BLOCK;
-    int64_t full = rows / rb * rb, rem = rows - full;
-    if (full > 0)
-        GPUML_TRY(linear_rows(ctx, x, w, bias, y, full, in, out));
-    size_t nbytes = (size_t)(rb * in + rb * out) * sizeof(float);
-    void *mem;
-    GPUML_TRY(gpuml_scratch_alloc(ctx, nbytes, &mem, fn));
-    float *xp = mem, *yp = xp + rb * in;
-    gpuml_device host = {GPUML_DEVICE_CPU, 0};
-    gpuml_status st = gpuml_memcpy(ctx, xp, host, x + full * in, host, (size_t)(rem * in) * sizeof(float), fn);
-    if (st == GPUML_OK)
-        st = gpuml_memzero(ctx, xp + rem * in, (size_t)((rb - rem) * in) * sizeof(float), fn);
-    if (st == GPUML_OK)
-        st = linear_rows(ctx, xp, w, bias, yp, rb, in, out);
-    if (st == GPUML_OK)
-        st = gpuml_memcpy(ctx, y + full * out, host, yp, host, (size_t)(rem * out) * sizeof(float), fn);
-    gpuml_scratch_free(ctx, mem, nbytes);
-    return st;
-}
-#endif
-
 gpuml_status gpuml_linear(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_tensor *w, const gpuml_tensor *bias,
                           gpuml_tensor *y)
 {
@@ -197,10 +168,9 @@ gpuml_status gpuml_linear(gpuml_ctx *ctx, const gpuml_tensor *x, const gpuml_ten
     if (y->data == x->data && gpuml_tensor_numel(y) > 0)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "y aliases x");
     const float *b = bias ? bias->data : NULL;
-#if GPUML_HAVE_BLAS
-    if (!gpuml_on_cuda(ctx) && rows % GPUML_GEMM_ROW_BLOCK != 0)
-        return linear_padded(ctx, x->data, w->data, b, y->data, rows, in, out);
-#endif
+    /* On the CPU each row's result depends on that row alone, whatever the
+     * row count (kernels/cpu/gemm_rows.h): the engine's batches give each
+     * event the bits it gets alone. */
     return linear_rows(ctx, x->data, w->data, b, y->data, rows, in, out);
 }
 

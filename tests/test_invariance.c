@@ -153,6 +153,26 @@ static void test_model_events_are_batch_invariant(void **state)
         gpuml_tape_set_training(tape, 0);
         float *bd2, *bcls;
         forward_events(ctx, m, tape, hits, aux, splits, 0, NE, &bd2, &bcls);
+        {
+            /* one thread: the same bits as two (same seed, same parameters) */
+            gpuml_ctx *ctx1 = h_ctx(h_backend(b), 1);
+            gpuml_model *m1;
+            gpuml_tape *tape1;
+            assert_int_equal(gpuml_model_create(ctx1, model_json, &m1), GPUML_OK);
+            assert_int_equal(gpuml_model_init_params(m1, 3), GPUML_OK);
+            assert_int_equal(gpuml_tape_create(ctx1, &tape1), GPUML_OK);
+            gpuml_tape_set_grad_enabled(tape1, 0);
+            gpuml_tape_set_training(tape1, 0);
+            float *d2_1, *cls_1;
+            forward_events(ctx1, m1, tape1, hits, aux, splits, 0, NE, &d2_1, &cls_1);
+            assert_memory_equal(d2_1, bd2, (size_t)(n * 4) * sizeof(float));
+            assert_memory_equal(cls_1, bcls, (size_t)(NE * 3) * sizeof(float));
+            free(d2_1);
+            free(cls_1);
+            gpuml_tape_destroy(tape1);
+            gpuml_model_destroy(m1);
+            gpuml_ctx_destroy(ctx1);
+        }
         for (int e = 0; e < NE; e++) {
             float *d2, *cls;
             forward_events(ctx, m, tape, hits, aux, splits, e, e + 1, &d2, &cls);

@@ -61,29 +61,54 @@ static void tile_portable(const float *a, int64_t lda, int rows, const float *bp
 #if GEMM_ROWS_X86
 /* The same arithmetic with AVX2 FMA: each lane of vfmadd231ps is one
  * correctly rounded fmaf, so the bits equal tile_portable's. */
+/* Named accumulators, not an array: GCC keeps an array of vectors in
+ * memory, a store per step. */
+#define GR_ROW(r) const float *a##r = a + (r < rows ? r : rows - 1) * lda
+#define GR_INIT(r)                                                                                                     \
+    __m256 c##r##0 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + r * NR),                                     \
+           c##r##1 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + r * NR + 8)
+#define GR_STEP(r)                                                                                                     \
+    do {                                                                                                               \
+        __m256 x = _mm256_broadcast_ss(a##r + p);                                                                      \
+        c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                                     \
+        c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);                                                                     \
+    } while (0)
+#define GR_STORE(r)                                                                                                    \
+    do {                                                                                                               \
+        _mm256_storeu_ps(acc + r * NR, c##r##0);                                                                       \
+        _mm256_storeu_ps(acc + r * NR + 8, c##r##1);                                                                   \
+    } while (0)
+
 __attribute__((target("avx2,fma"))) static void tile_avx2(const float *a, int64_t lda, int rows, const float *bp,
                                                            int64_t kc, float *acc, int first)
 {
-    const float *ar[MR];
-    for (int r = 0; r < MR; r++)
-        ar[r] = a + (r < rows ? r : rows - 1) * lda;
-    __m256 c[MR][2];
-    for (int r = 0; r < MR; r++) {
-        c[r][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + r * NR);
-        c[r][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + r * NR + 8);
-    }
+    GR_ROW(0);
+    GR_ROW(1);
+    GR_ROW(2);
+    GR_ROW(3);
+    GR_ROW(4);
+    GR_ROW(5);
+    GR_INIT(0);
+    GR_INIT(1);
+    GR_INIT(2);
+    GR_INIT(3);
+    GR_INIT(4);
+    GR_INIT(5);
     for (int64_t p = 0; p < kc; p++) {
         __m256 b0 = _mm256_load_ps(bp + p * NR), b1 = _mm256_load_ps(bp + p * NR + 8);
-        for (int r = 0; r < MR; r++) {
-            __m256 x = _mm256_broadcast_ss(ar[r] + p);
-            c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
-            c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
-        }
+        GR_STEP(0);
+        GR_STEP(1);
+        GR_STEP(2);
+        GR_STEP(3);
+        GR_STEP(4);
+        GR_STEP(5);
     }
-    for (int r = 0; r < MR; r++) {
-        _mm256_storeu_ps(acc + r * NR, c[r][0]);
-        _mm256_storeu_ps(acc + r * NR + 8, c[r][1]);
-    }
+    GR_STORE(0);
+    GR_STORE(1);
+    GR_STORE(2);
+    GR_STORE(3);
+    GR_STORE(4);
+    GR_STORE(5);
 }
 
 static int have_avx2_fma(void)
@@ -131,10 +156,22 @@ void gpuml_cpu_gemm_rows(int nthreads, int tb, int64_t m, int64_t n, int64_t k, 
                 tile(ab + i * k + p0, k, mm - i < MR ? (int)(mm - i) : MR, bp, kc, acc + i * NR, p0 == 0);
             p0 += kc;
         } while (p0 < k);
-        for (int64_t i = 0; i < mm; i++)
-            for (int64_t jj = 0; jj < nn; jj++) {
-                float v = alpha * acc[i * NR + jj];
-                cb[i * n + jj] = beta == 0.0f ? v : fmaf(beta, cb[i * n + jj], v);
-            }
+        /* alpha * sum, then fmaf(beta, c, .) as gpuml_k_matmul_elem; the
+         * common cases spelled out (exactly the same values) so that they
+         * vectorise instead of calling fmaf per element. */
+        for (int64_t i = 0; i < mm; i++) {
+            const float *s = acc + i * NR;
+            float *ci = cb + i * n;
+            if (alpha == 1.0f && beta == 0.0f)
+                memcpy(ci, s, (size_t)nn * sizeof *ci);
+            else if (alpha == 1.0f && beta == 1.0f)
+                for (int64_t jj = 0; jj < nn; jj++)
+                    ci[jj] = ci[jj] + s[jj];
+            else
+                for (int64_t jj = 0; jj < nn; jj++) {
+                    float v = alpha * s[jj];
+                    ci[jj] = beta == 0.0f ? v : fmaf(beta, ci[jj], v);
+                }
+        }
     }
 }

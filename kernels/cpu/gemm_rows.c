@@ -13,8 +13,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "gpuml_config.h"
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GEMM_ROWS_X86 1
 #include <immintrin.h>

@@ -18,7 +18,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 src, programs = sys.argv[1], sys.argv[2:]
-by_name = {os.path.basename(p): p for p in programs}
+by_name = {os.path.basename(p): os.path.abspath(p) for p in programs}
 failures = []
 
 # Programs whose numbers are positional: argv giving one malformed number,
@@ -56,7 +56,10 @@ def check(case):
 
 
 def expect(prog, args, rc, needles):
-    cases.append((prog, args, rc, needles))
+    if prog not in by_name:
+        failures.append(f"{prog}: not among the programs given")
+    else:
+        cases.append((prog, args, rc, needles))
 
 
 def options_from_help(text):
@@ -136,6 +139,42 @@ expect("train_gravnet", ["--data=x.h5", "--lr=-1"], 2, ["--lr", "out of range"])
 if "bench_engine" in by_name:
     expect("bench_engine", ["--sizes", "huge"], 2, ["--sizes", "'huge'", "small|large|tiny"])
 
+
+
+def outputs():
+    """Outputs: a run directory, the default config found from any working
+    directory, and nothing left behind by a failed run."""
+    import tempfile
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory() as d:
+        def go(prog, *args):
+            r = subprocess.run([by_name[prog], *args], cwd=d, capture_output=True, text=True, timeout=120, env=env)
+            return r.returncode, r.stdout + r.stderr
+        def files():
+            return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
+        code, text = go("train_gravnet", "--data", "missing.h5")
+        if code != 1 or files():
+            failures.append(f"train_gravnet --data missing.h5: exit {code}, left {files()} (want 1, nothing):\n{text}")
+        code, text = go("gen_dataset", "hgcal", "--events", "6", "--min-hits", "20", "--max-hits", "40",
+                        "--out", "no/such/dir/d.h5")
+        if code != 1 or files():
+            failures.append(f"gen_dataset into a missing directory: exit {code}, left {files()}:\n{text}")
+        code, text = go("gen_dataset", "hgcal", "--events", "6", "--min-hits", "20", "--max-hits", "40", "--out", "d.h5")
+        if code != 0:
+            failures.append(f"gen_dataset: exit {code}:\n{text}")
+            return
+        code, text = go("train_gravnet", "--data", "d.h5", "--run-dir", "r", "--config", "/nonexistent.json")
+        if code != 1 or files() != ["d.h5"]:
+            failures.append(f"train_gravnet with a missing config: exit {code}, left {files()}:\n{text}")
+        # the default config (examples/configs) from a directory outside the tree
+        code, text = go("train_gravnet", "--data", "d.h5", "--max-steps", "2", "--threads", "1", "--run-dir", "r")
+        want = ["d.h5", "r/checkpoint.h5", "r/metrics.jsonl", "r/model.h5"]
+        if code != 0 or files() != want or os.path.getsize(os.path.join(d, "r/metrics.jsonl")) == 0:
+            failures.append(f"train_gravnet into --run-dir r: exit {code}, files {files()} (want {want}):\n{text}")
+
+
+if {"train_gravnet", "gen_dataset"} <= set(by_name):
+    outputs()
 failures += [f for f in pool.map(check, cases) if f]
 if failures:
     print(f"test_cli: {len(failures)} failures")

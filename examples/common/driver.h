@@ -214,7 +214,8 @@ static inline void progress_init(progress *p, int64_t total)
     p->start = p->last = now_s();
     p->total = total;
     p->done = 0;
-    p->tty = isatty(2);
+    const char *term = getenv("TERM");
+    p->tty = isatty(2) && !(term && !strcmp(term, "dumb")); /* a live bar; else one line per 20 steps */
 }
 
 /* Called every step; draws at most ~10 times a second on a terminal, every
@@ -237,7 +238,7 @@ static inline void progress_update(progress *p, int64_t step, double events_per_
         for (int i = 0; i < w; i++)
             bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
         bar[w] = '\0';
-        fprintf(stderr, "\r[%s] %3d%% %lld/%lld %s %.1f ev/s ETA %02d:%02d   ", bar, (int)(100 * frac),
+        fprintf(stderr, "\r[%s] %3d%% %lld/%lld %s %.1f ev/s ETA %02d:%02d\033[K", bar, (int)(100 * frac),
                 (long long)step, (long long)p->total, msg, events_per_s, (int)eta / 60, (int)eta % 60);
         if (step >= p->total)
             fputc('\n', stderr);

@@ -18,6 +18,8 @@
 
 #include <mpi.h>
 
+#include "../examples/common/cli.h"
+
 #include <gpuml/gpuml.h>
 
 static double now(void)
@@ -86,11 +88,20 @@ static gpuml_comm *make_comm(int det, int validate)
 
 int main(int argc, char **argv)
 {
+    int64_t max_bytes_opt = (int64_t)64 << 20;
+    int repeats = 5;
+    const char *novalidate = NULL;
+    cli_opt table[] = {
+        CLI_POS_NUM(CLI_T_I64, "MAX_BYTES", &max_bytes_opt, 4, (int64_t)1 << 40, "largest message"),
+        CLI_POS_NUM(CLI_T_INT, "REPEATS", &repeats, 1, 1000000, "batches per size (best is reported)"),
+        {.name = "novalidate", .type = CLI_T_CHOICE, .dst = &novalidate, .choices = "novalidate", .positional = 1,
+         .help = "turn off gpuml's cross-rank header check"},
+        CLI_END};
+    cli_parse(argc, argv, "all-reduce bandwidth of the MPI backend (run under mpirun)", table); /* before MPI_Init */
+    size_t max_bytes = (size_t)max_bytes_opt;
+    int validate = novalidate == NULL;
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-    size_t max_bytes = argc > 1 ? (size_t)strtoull(argv[1], NULL, 0) : (size_t)64 << 20;
-    int repeats = argc > 2 ? atoi(argv[2]) : 5;
-    int validate = !(argc > 3 && !strcmp(argv[3], "novalidate"));
     gpuml_comm *native = make_comm(0, validate), *det = make_comm(1, validate);
     int rank = gpuml_comm_rank(det), n = gpuml_comm_size(det);
     gpuml_ctx_config xc;

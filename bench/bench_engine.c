@@ -44,6 +44,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "../examples/common/cli.h"
+
 static const char default_model[] =
     "{\"inputs\": [{\"name\": \"hits\", \"features\": 16}],"
     " \"nodes\": ["
@@ -412,44 +414,37 @@ static void dump_outputs(bench *b, gpuml_engine *eng, const char *path)
 
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *sizes = "small", *device = "cpu", *data_path = NULL, *dump_path = NULL;
+    const char *model_path = NULL, *sizes = "small", *data_path = NULL, *dump_path = NULL;
     int events = 0, repeats = 3, instances = 1, batch_events = 32, cpu_threads = 0, pool = 2000, do_sync = 1;
-    long delay_us = 500;
+    int64_t delay_us = 500;
     bench b;
     memset(&b, 0, sizeof b);
     b.threads = 8;
     b.inflight = 2;
-    for (int a = 1; a + 1 < argc; a += 2) {
-        const char *k = argv[a], *v = argv[a + 1];
-        if (!strcmp(k, "--model")) model_path = v;
-        else if (!strcmp(k, "--sizes")) sizes = v;
-        else if (!strcmp(k, "--events")) events = atoi(v);
-        else if (!strcmp(k, "--threads")) b.threads = atoi(v);
-        else if (!strcmp(k, "--inflight")) b.inflight = atoi(v);
-        else if (!strcmp(k, "--repeats")) repeats = atoi(v);
-        else if (!strcmp(k, "--instances")) instances = atoi(v);
-        else if (!strcmp(k, "--batch-events")) batch_events = atoi(v);
-        else if (!strcmp(k, "--delay-us")) delay_us = atol(v);
-        else if (!strcmp(k, "--device")) device = v;
-        else if (!strcmp(k, "--cpu-threads")) cpu_threads = atoi(v);
-        else if (!strcmp(k, "--data")) data_path = v;
-        else if (!strcmp(k, "--pool")) pool = atoi(v);
-        else if (!strcmp(k, "--sync")) do_sync = atoi(v);
-        else if (!strcmp(k, "--dump")) dump_path = v;
-        else {
-            fprintf(stderr, "unknown option %s (see the comment at the top of bench_engine.c)\n", k);
-            return 2;
-        }
-    }
+    b.dev.type = GPUML_DEVICE_CPU;
+    cli_opt table[] = {
+        CLI_STR("model", &model_path, "FILE", "model config (.json) or trained model (.h5); none: MLP + pooling"),
+        CLI_CHOICE("sizes", &sizes, "small|large|tiny", "rows per event: 1-2000, 1000-20000, 1-100"),
+        CLI_INT("events", &events, 0, INT32_MAX, "events per run (0: 2000 small, 200 large, 20000 tiny)"),
+        CLI_INT("threads", &b.threads, 1, 4096, "submitting host threads"),
+        CLI_INT("inflight", &b.inflight, 1, 1 << 20, "requests each thread keeps in flight"),
+        CLI_INT("repeats", &repeats, 0, 1000000, "repeats (best is reported)"),
+        CLI_INT("instances", &instances, 1, 1024, "engine instances"),
+        CLI_INT("batch-events", &batch_events, 1, 1 << 20, "events per engine batch, at most"),
+        CLI_I64("delay-us", &delay_us, 0, INT64_MAX, "engine batching delay, microseconds"),
+        CLI_DEVICE(&b.dev),
+        CLI_INT("cpu-threads", &cpu_threads, 0, 4096, "OpenMP threads per engine instance (0: default)"),
+        CLI_STR("data", &data_path, "FILE", "real events from this dataset instead of generated ones"),
+        CLI_INT("pool", &pool, 1, INT32_MAX, "with --data: the first P events"),
+        CLI_INT("sync", &do_sync, 0, 1, "0: the engine only"),
+        CLI_STR("dump", &dump_path, "FILE", "every pool event's outputs once more, raw f32"), CLI_END};
+    cli_parse(argc, argv, "the inference engine against event-by-event synchronous inference", table);
+    cli_require_device(b.dev);
+    char device[32] = "cpu";
+    if (b.dev.type == GPUML_DEVICE_CUDA)
+        snprintf(device, sizeof device, "cuda:%d", b.dev.index);
     bool large = !strcmp(sizes, "large"), tiny = !strcmp(sizes, "tiny");
-    if (!large && !tiny && strcmp(sizes, "small")) {
-        fprintf(stderr, "--sizes is small, large or tiny\n");
-        return 2;
-    }
     b.events = events > 0 ? events : large ? 200 : tiny ? 20000 : 2000;
-    b.dev.type = !strcmp(device, "cuda") ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
-    if (b.threads < 1 || b.inflight < 1 || repeats < 0 || pool < 1)
-        return 2;
 
     gpuml_ctx_config cc;
     gpuml_ctx_config_init_defaults(&cc);
@@ -512,9 +507,9 @@ int main(int argc, char **argv)
     char what[64];
     snprintf(what, sizeof what, "%s", large ? "1k-20k rows" : tiny ? "1-100 rows" : "1-2000 rows");
     printf("model %s; %s; events %s (%d runs over %d events, mean %.1f rows); %d threads; engine: %d instance(s), "
-           "%d events/batch, delay %ld us, %d in flight per thread\n",
+           "%d events/batch, delay %lld us, %d in flight per thread\n",
            model_path ? model_path : "default MLP+pooling", device, data_path ? data_path : what, b.events, b.npool,
-           (double)total_rows / b.npool, b.threads, instances, batch_events, delay_us, b.inflight);
+           (double)total_rows / b.npool, b.threads, instances, batch_events, (long long)delay_us, b.inflight);
     result best_s = {0, 0, 0, 0}, best_e = {0, 0, 0, 0};
     for (int r = 0; r < repeats; r++) {
         result s = {0, 0, 0, 0};

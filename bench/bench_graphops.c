@@ -25,6 +25,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "../examples/common/cli.h"
+
 #define CHECK(x)                                                                        \
     do {                                                                                \
         gpuml_status st_ = (x);                                                         \
@@ -327,18 +329,11 @@ static void bench_edgeconv(gpuml_ctx *ctx, int reps)
 int main(int argc, char **argv)
 {
     int threads = 2, reps = 10;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
-            dump_dir = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--threads T] [--reps R] [--dump DIR]\n", argv[0]);
-            return 2;
-        }
-    }
+    cli_opt table[] = {
+        CLI_INT("threads", &threads, 0, 4096, "CPU threads (0: all cores)"),
+        CLI_INT("reps", &reps, 1, 1000000, "repetitions (best is reported)"),
+        CLI_STR("dump", &dump_dir, "DIR", "write inputs and gpuml's outputs here (bench/graphops_peers.py)"), CLI_END};
+    cli_parse(argc, argv, "GravNet aggregation and EdgeConv graph ops, forward + backward", table);
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.num_threads = threads;

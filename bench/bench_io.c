@@ -13,6 +13,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "../examples/common/cli.h"
+
 #define CHECK(call)                                                                      \
     do {                                                                                 \
         gpuml_status s_ = (call);                                                        \
@@ -126,20 +128,29 @@ static void bench_tensor(gpuml_ctx *ctx, double mb, const char *dir)
 
 int main(int argc, char **argv)
 {
+    const char *path = NULL;
+    double step_ms = 0, tensor_mb = 0;
+    cli_rest fields = {0, NULL};
+    cli_opt table[] = {
+        CLI_F64("step-ms", &step_ms, 0, 1e6, "loader: simulated training step per batch (sleep)"),
+        {.name = "tensor", .type = CLI_T_F64, .dst = &tensor_mb, .lo = 0, .hi = 1e6, .metavar = "MB", .help = "write + read one f32 tensor of this size in PATH (a directory)"},
+        CLI_POS_STR("PATH", &path, 1, "the dataset (loader), or a directory (--tensor)"),
+        CLI_POS_REST("FIELD", &fields, 0, "loader: the fields to read"), CLI_END};
+    cli_parse(argc, argv, "throughput of the io part: loader epochs, or one tensor written and read", table);
+    if (tensor_mb <= 0 && fields.n == 0) {
+        fprintf(stderr, "bench_io: name at least one FIELD to read (or --tensor MB)\n");
+        return 2;
+    }
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     gpuml_ctx *ctx;
     CHECK(gpuml_ctx_create(&cfg, &ctx));
-    if (argc == 4 && !strcmp(argv[1], "--tensor")) {
-        bench_tensor(ctx, atof(argv[2]), argv[3]);
-    } else if (argc >= 5 && !strcmp(argv[1], "--step-ms")) {
-        printf("simulated step: %s ms per batch\n", argv[2]);
-        bench_loader(ctx, argv[3], argc - 4, (const char **)argv + 4, atof(argv[2]));
-    } else if (argc >= 3) {
-        bench_loader(ctx, argv[1], argc - 2, (const char **)argv + 2, 0);
+    if (tensor_mb > 0) {
+        bench_tensor(ctx, tensor_mb, path);
     } else {
-        fprintf(stderr, "usage: bench_io [--step-ms T] DATASET.h5 FIELD... | bench_io --tensor MB DIR\n");
-        return 2;
+        if (step_ms > 0)
+            printf("simulated step: %g ms per batch\n", step_ms);
+        bench_loader(ctx, path, fields.n, (const char **)fields.v, step_ms);
     }
     gpuml_ctx_destroy(ctx);
     return 0;

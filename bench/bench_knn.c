@@ -32,6 +32,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "../examples/common/cli.h"
+
 static uint64_t rng_next(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -147,33 +149,21 @@ typedef struct {
 
 int main(int argc, char **argv)
 {
-    const char *out = NULL, *only = NULL;
-    int threads = 2, repeat = 5, write = 1, csr = 0;
-    gpuml_knn_algo algo = GPUML_KNN_AUTO;
-    for (int a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--out") && a + 1 < argc)
-            out = argv[++a];
-        else if (!strcmp(argv[a], "--threads") && a + 1 < argc)
-            threads = atoi(argv[++a]);
-        else if (!strcmp(argv[a], "--repeat") && a + 1 < argc)
-            repeat = atoi(argv[++a]);
-        else if (!strcmp(argv[a], "--only") && a + 1 < argc)
-            only = argv[++a];
-        else if (!strcmp(argv[a], "--algo") && a + 1 < argc) {
-            a++;
-            algo = !strcmp(argv[a], "brute")  ? GPUML_KNN_BRUTE
-                   : !strcmp(argv[a], "grid") ? GPUML_KNN_GRID
-                                              : GPUML_KNN_AUTO;
-        } else if (!strcmp(argv[a], "--no-write"))
-            write = 0;
-        else if (!strcmp(argv[a], "--csr"))
-            csr = 1;
-        else {
-            fprintf(stderr, "usage: %s [--out DIR] [--threads T] [--repeat R] [--algo auto|brute|grid] "
-                            "[--only NAME] [--no-write] [--csr]\n", argv[0]);
-            return 2;
-        }
-    }
+    const char *out = NULL, *only = NULL, *algo_name = "auto";
+    int threads = 2, repeat = 5, no_write = 0, csr = 0;
+    cli_opt table[] = {
+        CLI_STR("out", &out, "DIR", "write the data and gpuml.csv here (for bench/knn_peers.py)"),
+        CLI_INT("threads", &threads, 0, 4096, "CPU threads (0: all cores)"),
+        CLI_INT("repeat", &repeat, 1, 1000000, "runs per configuration (best and median)"),
+        CLI_CHOICE("algo", &algo_name, "auto|brute|grid", "kNN algorithm"),
+        CLI_STR("only", &only, "NAME", "only this configuration"),
+        CLI_FLAG("no-write", &no_write, "with --out: do not write the data files"),
+        CLI_FLAG("csr", &csr, "also time gpuml_knn_reverse and gpuml_knn_backward"), CLI_END};
+    cli_parse(argc, argv, "gpuml_knn on HGCAL-like data, and the data for the peers", table);
+    int write = !no_write;
+    gpuml_knn_algo algo = !strcmp(algo_name, "brute") ? GPUML_KNN_BRUTE
+                          : !strcmp(algo_name, "grid") ? GPUML_KNN_GRID
+                                                       : GPUML_KNN_AUTO;
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.num_threads = threads;

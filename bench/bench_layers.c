@@ -21,6 +21,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "../examples/common/cli.h"
+
 #define DIE_IF(x)                                                                               \
     do {                                                                                        \
         gpuml_status s_ = (x);                                                                  \
@@ -46,7 +48,7 @@ static long status_kb(const char *key)
     size_t n = strlen(key);
     while (f && fgets(line, sizeof line, f))
         if (!strncmp(line, key, n) && line[n] == ':')
-            v = atol(line + n + 1);
+            v = strtol(line + n + 1, NULL, 10);
     if (f)
         fclose(f);
     return v;
@@ -169,16 +171,12 @@ int main(int argc, char **argv)
     const char *out_path = "layers_data.h5";
     int reps = 5, threads = 2;
     const char *only = NULL;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--out"))
-            out_path = argv[i + 1];
-        else if (!strcmp(argv[i], "--reps"))
-            reps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--layer"))
-            only = argv[i + 1];
-    }
+    cli_opt table[] = {
+        CLI_STR("out", &out_path, "FILE", "data and weights for bench/layers_peers.py (HDF5)"),
+        CLI_INT("reps", &reps, 1, 1000000, "repetitions (best is reported)"),
+        CLI_INT("threads", &threads, 0, 4096, "CPU threads (0: all cores)"),
+        CLI_CHOICE("layer", &only, "gravnet|particlenet", "only this layer (default: both)"), CLI_END};
+    cli_parse(argc, argv, "one GravNetConv and one ParticleNet EdgeConv block, forward + backward", table);
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.num_threads = threads;

@@ -25,6 +25,8 @@
 
 #include <mpi.h>
 
+#include "../examples/common/cli.h"
+
 #include <gpuml/gpuml.h>
 
 static double now(void)
@@ -145,11 +147,17 @@ static void one(int mode, gpuml_comm *comm, gpuml_ctx *ctx, gpuml_tensor *t, lon
 
 int main(int argc, char **argv)
 {
+    int64_t bytes_opt = (int64_t)16 << 20;
+    double compute_ms = 30.0;
+    int repeats = 7;
+    cli_opt table[] = {
+        CLI_POS_NUM(CLI_T_I64, "BYTES", &bytes_opt, 4, (int64_t)1 << 40, "all-reduce size"),
+        CLI_POS_NUM(CLI_T_F64, "COMPUTE_MS", &compute_ms, 0, 1e6, "compute per step, milliseconds"),
+        CLI_POS_NUM(CLI_T_INT, "REPEATS", &repeats, 1, 1000000, "repeats (best and median)"), CLI_END};
+    cli_parse(argc, argv, "does a non-blocking all-reduce overlap compute? (run under mpirun)", table);
+    size_t bytes = (size_t)bytes_opt;
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-    size_t bytes = argc > 1 ? (size_t)strtoull(argv[1], NULL, 0) : (size_t)16 << 20;
-    double compute_ms = argc > 2 ? atof(argv[2]) : 30.0;
-    int repeats = argc > 3 ? atoi(argv[3]) : 7;
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     calibrate();

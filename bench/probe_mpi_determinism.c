@@ -16,6 +16,8 @@
 
 #include <mpi.h>
 
+#include "../examples/common/cli.h"
+
 static uint64_t fnv(const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -39,6 +41,8 @@ static float value(int rank, size_t i)
 
 int main(int argc, char **argv)
 {
+    cli_opt no_options[] = {CLI_END};
+    cli_parse(argc, argv, "is Open MPI's all-reduce deterministic? (raw MPI; run under mpirun)", no_options);
     MPI_Init(&argc, &argv);
     int r, n;
     MPI_Comm_rank(MPI_COMM_WORLD, &r);

@@ -22,6 +22,8 @@
 
 #include <mpi.h>
 
+#include "../examples/common/cli.h"
+
 static double now(void)
 {
     struct timespec t;
@@ -31,10 +33,15 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
+    const char *mode = "kill";
+    int finalize = 0;
+    cli_opt table[] = {
+        {.name = "MODE", .type = CLI_T_CHOICE, .dst = &mode, .choices = "kill|exit|stall|finalize", .positional = 1,
+         .help = "how the last rank fails"},
+        CLI_POS_NUM(CLI_T_INT, "FINALIZE", &finalize, 0, 1, "1: the survivors call MPI_Finalize"), CLI_END};
+    cli_parse(argc, argv, "what Open MPI and mpirun do when a rank fails (raw MPI; run under mpirun)", table);
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
-    const char *mode = argc > 1 ? argv[1] : "kill";
-    int finalize = argc > 2 && atoi(argv[2]) == 1;
     MPI_Comm c;
     MPI_Comm_dup(MPI_COMM_WORLD, &c);
     MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);

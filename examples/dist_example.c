@@ -10,8 +10,12 @@
 
 #include <gpuml/gpuml.h>
 
-int main(void)
+#include "common/cli.h"
+
+int main(int argc, char **argv)
 {
+    cli_opt no_options[] = {CLI_END};
+    cli_parse(argc, argv, "data-parallel gradient averaging (run it under mpirun or alone)", no_options);
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);           /* MPI, deterministic  */
     cc.timeout_s = 60;                              /* a dead peer: error  */

@@ -42,11 +42,18 @@
 
 #include <gpuml/gpuml.h>
 
+#include "common/cli.h"
+
+/* A failure removes the half-written file (the writer's temporary name):
+ * a failed run leaves nothing behind. */
+static gpuml_dataset_writer *writer_;
+
 #define CHECK(call)                                                                          \
     do {                                                                                     \
         gpuml_status s_ = (call);                                                            \
         if (s_ != GPUML_OK) {                                                                \
             fprintf(stderr, "gen_dataset: %s: %s\n", gpuml_status_string(s_), gpuml_last_error()); \
+            gpuml_dataset_writer_abort(writer_);                                             \
             exit(1);                                                                         \
         }                                                                                    \
     } while (0)
@@ -109,42 +116,38 @@ typedef struct {
     double signal;
 } options;
 
-static void usage(void)
+static void bad(const char *what)
 {
-    fprintf(stderr, "usage: gen_dataset hgcal|jets --out FILE [--events N] [--seed S]\n"
-                    "  hgcal: [--min-hits N] [--max-hits N] [--min-showers N] [--max-showers N] [--noise F]\n"
-                    "  jets:  [--min-particles N] [--max-particles N] [--signal F]\n");
+    fprintf(stderr, "gen_dataset: %s\n(gen_dataset --help lists the options)\n", what);
     exit(2);
 }
 
 static options parse(int argc, char **argv)
 {
     options o = {NULL, NULL, 1000, 1, 200, 2000, 1, 6, 0.1, 20, 80, 0.5};
-    if (argc < 2)
-        usage();
-    o.kind = argv[1];
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            usage();
-        if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--events")) o.events = atol(v);
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--min-hits")) o.min_hits = atoi(v);
-        else if (!strcmp(a, "--max-hits")) o.max_hits = atoi(v);
-        else if (!strcmp(a, "--min-showers")) o.min_showers = atoi(v);
-        else if (!strcmp(a, "--max-showers")) o.max_showers = atoi(v);
-        else if (!strcmp(a, "--noise")) o.noise = atof(v);
-        else if (!strcmp(a, "--min-particles")) o.min_particles = atoi(v);
-        else if (!strcmp(a, "--max-particles")) o.max_particles = atoi(v);
-        else if (!strcmp(a, "--signal")) o.signal = atof(v);
-        else usage();
-        i++;
-    }
-    if (!o.out || o.events < 0 || o.min_hits < 1 || o.max_hits < o.min_hits || o.min_showers < 0 ||
-        o.max_showers < o.min_showers || o.noise < 0 || o.noise >= 1 || o.min_particles < 4 ||
-        o.max_particles < o.min_particles || o.signal < 0 || o.signal > 1)
-        usage();
+    int64_t events = o.events;
+    cli_opt table[] = {
+        CLI_POS_CHOICE("KIND", &o.kind, "hgcal|jets", "what to generate"),
+        CLI_STR_REQ("out", &o.out, "FILE", "the dataset file (written atomically)"),
+        CLI_I64("events", &events, 0, INT32_MAX, "events"),
+        CLI_U64("seed", &o.seed, "random seed"),
+        CLI_INT("min-hits", &o.min_hits, 1, 10000000, "hgcal: hits per event, at least"),
+        CLI_INT("max-hits", &o.max_hits, 1, 10000000, "hgcal: hits per event, at most"),
+        CLI_INT("min-showers", &o.min_showers, 0, 1000, "hgcal: showers per event, at least"),
+        CLI_INT("max-showers", &o.max_showers, 0, 1000, "hgcal: showers per event, at most"),
+        CLI_F64("noise", &o.noise, 0, 0.999, "hgcal: fraction of noise hits"),
+        CLI_INT("min-particles", &o.min_particles, 4, 100000, "jets: particles per jet, at least"),
+        CLI_INT("max-particles", &o.max_particles, 4, 100000, "jets: particles per jet, at most"),
+        CLI_F64("signal", &o.signal, 0, 1, "jets: fraction of label-1 (W/top-like) jets"),
+        CLI_END};
+    cli_parse(argc, argv, "synthetic particle-physics datasets in gpuml's HDF5 layout", table);
+    o.events = (long)events;
+    if (o.max_hits < o.min_hits)
+        bad("--max-hits is less than --min-hits");
+    if (o.max_showers < o.min_showers)
+        bad("--max-showers is less than --min-showers");
+    if (o.max_particles < o.min_particles)
+        bad("--max-particles is less than --min-particles");
     return o;
 }
 
@@ -170,6 +173,7 @@ static void hits_reserve(hits *h, int n)
     h->tid = realloc(h->tid, (size_t)n * sizeof(int32_t));
     if (!h->feat || !h->tE || !h->tpos || !h->tid) {
         fprintf(stderr, "gen_dataset: out of memory\n");
+        gpuml_dataset_writer_abort(writer_);
         exit(1);
     }
 }
@@ -406,10 +410,9 @@ int main(int argc, char **argv)
 {
     options o = parse(argc, argv);
     int hgcal = !strcmp(o.kind, "hgcal");
-    if (!hgcal && strcmp(o.kind, "jets"))
-        usage();
     gpuml_dataset_writer *w;
     CHECK(gpuml_dataset_writer_create(o.out, &w));
+    writer_ = w;
     gpuml_h5_writer *f = gpuml_dataset_writer_file(w);
     char desc[256];
     snprintf(desc, sizeof desc, "gpuml gen_dataset %s, seed %llu", o.kind, (unsigned long long)o.seed);
@@ -419,6 +422,7 @@ int main(int argc, char **argv)
         gen_hgcal(&o, w);
     else
         gen_jets(&o, w);
+    writer_ = NULL; /* commit frees the writer, also when it fails */
     CHECK(gpuml_dataset_writer_commit(w));
     return 0;
 }

@@ -21,6 +21,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "common/cli.h"
+
 static const char default_model[] =
     "{\"inputs\": [{\"name\": \"hits\", \"features\": 8}],"
     " \"nodes\": ["
@@ -221,14 +223,16 @@ static void run(framework *fw, int n_threads, int n_streams, const char *label)
 
 int main(int argc, char **argv)
 {
-    const char *model_path = argc > 1 && argv[1][0] ? argv[1] : NULL; /* "": the default model */
-    int n_events = argc > 2 ? atoi(argv[2]) : 2000;
-    int n_threads = argc > 3 ? atoi(argv[3]) : 4;
+    const char *model_path = NULL;
+    int n_events = 2000, n_threads = 4;
+    cli_opt table[] = {
+        CLI_POS_STR("MODEL", &model_path, 0, "model config (JSON); none or \"\": a small MLP + pooling"),
+        CLI_POS_NUM(CLI_T_INT, "EVENTS", &n_events, 1, 10000000, "events to run"),
+        CLI_POS_NUM(CLI_T_INT, "THREADS", &n_threads, 1, 1024, "framework threads"), CLI_END};
+    cli_parse(argc, argv, "a host framework in miniature: asynchronous inference against event by event", table);
+    if (model_path && !model_path[0])
+        model_path = NULL; /* "": the default model */
     int n_streams = 2 * n_threads; /* concurrent events: more than threads, as with ExternalWork */
-    if (n_events < 1 || n_threads < 1) {
-        fprintf(stderr, "usage: infer_async [model.json] [events >= 1] [threads >= 1]\n");
-        return 2;
-    }
 
     framework fw;
     memset(&fw, 0, sizeof fw);

@@ -3,11 +3,15 @@
 #include <gpuml/gpuml.h>
 #include <stdio.h>
 
+#include "common/cli.h"                            /* --help, strict options */
+
 #define CHECK(call) do { gpuml_status s_ = (call); if (s_ != GPUML_OK) { \
     fprintf(stderr, "%s: %s\n", gpuml_status_string(s_), gpuml_last_error()); return 1; } } while (0)
 
-int main(void)
+int main(int argc, char **argv)
 {
+    cli_opt no_options[] = {CLI_END};
+    cli_parse(argc, argv, "the README example: y = relu(x W^T + b), mean per event", no_options);
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);          /* CPU; set cfg.device for a GPU */
     gpuml_ctx *ctx;

@@ -1,11 +1,12 @@
 /* train_gravnet: a GravNet model trained with object condensation on
  * HGCAL-like events (examples/gen_dataset hgcal).
  *
- *   train_gravnet --data train.h5 [--val val.h5] [--config configs/gravnet_oc.json]
- *                 [--epochs 2] [--max-rows 20000] [--max-events 16] [--lr 1e-3]
- *                 [--out model.h5] [--metrics metrics.jsonl] [--ckpt ckpt.h5]
- *                 [--ckpt-every 50] [--resume ckpt.h5] [--max-steps N]
- *                 [--device cpu|cuda] [--threads N] [--seed S] [--init-out init.h5]
+ *   train_gravnet --data train.h5 [--val val.h5] [--run-dir runs/train_gravnet] [options]
+ *
+ * `train_gravnet --help` lists every option with its default. The outputs
+ * (model.h5, metrics.jsonl, checkpoint.h5) go to the run directory unless
+ * --out / --metrics / --ckpt name other files; the metrics file appears
+ * under its name only when the run succeeds (metrics.jsonl.part until then).
  *
  * Metrics go to the JSON-lines file (one object per step, one per
  * evaluation); the final metrics are printed as one JSON line on stdout.
@@ -41,38 +42,37 @@ static double evaluate(gpuml_ctx *ctx, gpuml_trainer *tr, const char *path, int6
 
 int main(int argc, char **argv)
 {
-    opts o = {argc, argv};
-    const char *data = opt_str(&o, "--data", NULL), *val = opt_str(&o, "--val", NULL);
-    const char *config = opt_str(&o, "--config", "examples/configs/gravnet_oc.json");
-    const char *resume = opt_str(&o, "--resume", NULL), *ckpt = opt_str(&o, "--ckpt", "gravnet_ckpt.h5");
-    if (!data) {
-        fprintf(stderr, "usage: train_gravnet --data FILE [options]; see the top of examples/train_gravnet.c\n");
-        return 2;
-    }
-    long epochs = opt_int(&o, "--epochs", 2), ckpt_every = opt_int(&o, "--ckpt-every", 50);
-    long max_steps = opt_int(&o, "--max-steps", -1);
-    int64_t max_rows = opt_int(&o, "--max-rows", 20000);
+    driver_opts o;
+    driver_opts_defaults(&o, "runs/train_gravnet", cli_data_path("configs/gravnet_oc.json"));
+    o.max_rows = 20000;
+    cli_opt table[] = {DRIVER_OPTS_COMMON(o),
+                       CLI_I64("max-rows", &o.max_rows, 1, INT64_MAX, "hits per batch, at most"), CLI_END};
+    cli_parse(argc, argv, "GravNet + object condensation on HGCAL-like events (gen_dataset hgcal)", table);
+    const char *data = o.data, *val = o.val, *resume = o.resume;
+    int64_t max_rows = o.max_rows;
     dist_env de = dist_setup(&o); /* --distributed: one rank per process, mpirun / srun */
     gpuml_ctx *ctx = de.ctx;
     int lead = de.rank == 0;      /* rank 0 alone writes metrics, checkpoints and the model */
+    driver_outputs(&o, lead);
+    const char *ckpt = o.ckpt;
     FILE *metrics;
-    gpuml_model *model = driver_model(&o, &de, config, "gravnet_metrics.jsonl", resume != NULL, &metrics);
+    gpuml_model *model = driver_model(&o, &de, &metrics);
     const char *fields[] = {"features", "truth_id"};
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
     lc.path = data, lc.fields = fields, lc.num_fields = 2, lc.max_rows = max_rows;
-    lc.max_events = opt_int(&o, "--max-events", 16), lc.seed = (uint64_t)opt_int(&o, "--seed", 1);
+    lc.max_events = o.max_events, lc.seed = o.seed;
     lc.rank = de.rank, lc.world_size = de.size; /* disjoint, row-balanced shards */
     gpuml_loader *loader;
     DIE_IF(gpuml_loader_create(ctx, &lc, &loader));
     int64_t per_epoch;
     DIE_IF(gpuml_loader_num_batches(loader, 0, &per_epoch));
-    int64_t total = max_steps > 0 ? max_steps : per_epoch * epochs;
+    int64_t total = o.max_steps > 0 ? o.max_steps : per_epoch * o.epochs;
 
     gpuml_trainer_config tc;
     gpuml_trainer_config_init_defaults(&tc); /* object condensation on outputs beta, coords */
     tc.oc.max_objects = field_max_i32(data, "event/n_showers") + 1;
-    tc.optim.lr = (float)opt_f(&o, "--lr", 1e-3);
+    tc.optim.lr = (float)o.lr;
     tc.optim.clip_norm = 1.0f;
     tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;
     gpuml_trainer *tr;
@@ -109,7 +109,7 @@ int main(int argc, char **argv)
                 s.lr, (long long)s.events, (long long)s.rows, elapsed, eps);
         if (lead)
             progress_update(&pg, step, eps, "loss %.4f", s.loss);
-        if (lead && ckpt_every > 0 && (step % ckpt_every == 0 || step == total))
+        if (lead && o.ckpt_every > 0 && (step % o.ckpt_every == 0 || step == total))
             driver_checkpoint(ckpt, ctx, model, tr, loader, &ts, step);
     }
     fflush(metrics);
@@ -119,14 +119,15 @@ int main(int argc, char **argv)
     if (val && lead)
         fprintf(metrics, "{\"eval\": \"%s\", \"loss\": %.6g, \"L_V\": %.6g, \"L_beta\": %.6g, \"L_noise\": %.6g}\n",
                 val, val_loss, comp[0], comp[1], comp[2]);
-    const char *out = opt_str(&o, "--out", "gravnet_model.h5");
+    const char *out = o.out;
     if (lead)
         DIE_IF(gpuml_model_save(model, out));
     if (lead)
         printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_loss\": %.6g, "
            "\"events_per_s\": %.2f, \"train_time_s\": %.2f}\n",
            out, (long long)total, s.loss, val_loss, events * de.size / train_time, train_time);
-    fclose(metrics);
+    if (cli_out_commit()) /* metrics.jsonl.part -> metrics.jsonl */
+        return 1;
     gpuml_trainer_destroy(tr);
     gpuml_ddp_destroy(ddp);
     gpuml_loader_destroy(loader);

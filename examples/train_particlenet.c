@@ -1,11 +1,10 @@
 /* train_particlenet: ParticleNet-Lite on generated jets (examples/gen_dataset
  * jets), cross-entropy; held-out accuracy and ROC AUC.
  *
- *   train_particlenet --data train.h5 --val val.h5 [--config configs/particlenet_lite.json]
- *                     [--epochs 5] [--max-events 64] [--lr 3e-3] [--out model.h5]
- *                     [--metrics metrics.jsonl] [--ckpt ckpt.h5] [--resume ckpt.h5]
- *                     [--device cpu|cuda] [--threads N] [--seed S] [--max-steps N]
- *                     [--ckpt-every 100] [--init-out init.h5]
+ *   train_particlenet --data train.h5 --val val.h5 [--run-dir runs/train_particlenet] [options]
+ *
+ * `train_particlenet --help` lists every option with its default; outputs
+ * as in train_gravnet.c.
  *
  * --init-out saves the freshly initialised model (before any step), so a
  * peer implementation can start from the same weights (bench/train_peers.py). */
@@ -81,37 +80,36 @@ static void evaluate(gpuml_ctx *ctx, gpuml_trainer *tr, const char *path, double
 
 int main(int argc, char **argv)
 {
-    opts o = {argc, argv};
-    const char *data = opt_str(&o, "--data", NULL), *val = opt_str(&o, "--val", NULL);
-    const char *config = opt_str(&o, "--config", "examples/configs/particlenet_lite.json");
-    const char *resume = opt_str(&o, "--resume", NULL), *ckpt = opt_str(&o, "--ckpt", "particlenet_ckpt.h5");
-    if (!data) {
-        fprintf(stderr, "usage: train_particlenet --data FILE --val FILE [options]\n");
-        return 2;
-    }
-    long epochs = opt_int(&o, "--epochs", 5), ckpt_every = opt_int(&o, "--ckpt-every", 100);
+    driver_opts o;
+    driver_opts_defaults(&o, "runs/train_particlenet", cli_data_path("configs/particlenet_lite.json"));
+    o.epochs = 5, o.max_events = 64, o.lr = 3e-3, o.ckpt_every = 100;
+    cli_opt table[] = {DRIVER_OPTS_COMMON(o), CLI_END};
+    cli_parse(argc, argv, "ParticleNet-Lite on generated jets (gen_dataset jets), cross-entropy", table);
+    const char *data = o.data, *val = o.val, *resume = o.resume;
     dist_env de = dist_setup(&o); /* --distributed: one rank per process, mpirun / srun */
     gpuml_ctx *ctx = de.ctx;
     int lead = de.rank == 0;      /* rank 0 alone writes metrics, checkpoints and the model */
+    driver_outputs(&o, lead);
+    const char *ckpt = o.ckpt;
     FILE *metrics;
-    gpuml_model *model = driver_model(&o, &de, config, "particlenet_metrics.jsonl", resume != NULL, &metrics);
+    gpuml_model *model = driver_model(&o, &de, &metrics);
     const char *fields[] = {"points", "features", "event/label"};
     gpuml_loader_config lc;
     gpuml_loader_config_init_defaults(&lc);
     lc.path = data, lc.fields = fields, lc.num_fields = 3;
-    lc.max_events = opt_int(&o, "--max-events", 64), lc.seed = (uint64_t)opt_int(&o, "--seed", 1);
+    lc.max_events = o.max_events, lc.seed = o.seed;
     lc.rank = de.rank, lc.world_size = de.size; /* disjoint, row-balanced shards */
     gpuml_loader *loader;
     DIE_IF(gpuml_loader_create(ctx, &lc, &loader));
     int64_t per_epoch;
     DIE_IF(gpuml_loader_num_batches(loader, 0, &per_epoch));
-    int64_t total = opt_int(&o, "--max-steps", per_epoch * epochs);
+    int64_t total = o.max_steps > 0 ? o.max_steps : per_epoch * o.epochs;
 
     gpuml_trainer_config tc;
     gpuml_trainer_config_init_defaults(&tc);
     tc.loss = GPUML_LOSS_CROSS_ENTROPY;
     tc.num_inputs = 2, tc.input_fields[0] = 0, tc.input_fields[1] = 1, tc.target_field = 2;
-    tc.optim.lr = (float)opt_f(&o, "--lr", 3e-3);
+    tc.optim.lr = (float)o.lr;
     tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;
     gpuml_trainer *tr;
     DIE_IF(gpuml_trainer_create(model, &tc, &tr));
@@ -142,7 +140,7 @@ int main(int argc, char **argv)
                 (long long)s.events, (long long)s.rows, elapsed, eps);
         if (lead)
             progress_update(&pg, step, eps, "loss %.4f acc %.3f", s.loss, (double)s.correct / (double)s.events);
-        if (lead && ckpt_every > 0 && step % ckpt_every == 0)
+        if (lead && o.ckpt_every > 0 && step % o.ckpt_every == 0)
             driver_checkpoint(ckpt, ctx, model, tr, loader, &ts, step);
     }
     double train_time = now_s() - t0;
@@ -150,14 +148,15 @@ int main(int argc, char **argv)
         evaluate(ctx, tr, val, &acc, &auc);
         fprintf(metrics, "{\"eval\": \"%s\", \"accuracy\": %.4f, \"roc_auc\": %.4f}\n", val, acc, auc);
     }
-    const char *out = opt_str(&o, "--out", "particlenet_model.h5");
+    const char *out = o.out;
     if (lead)
         DIE_IF(gpuml_model_save(model, out));
     if (lead)
         printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_accuracy\": %.4f, "
            "\"val_roc_auc\": %.4f, \"events_per_s\": %.2f, \"train_time_s\": %.2f}\n",
            out, (long long)total, s.loss, acc, auc, events * de.size / train_time, train_time);
-    fclose(metrics);
+    if (cli_out_commit()) /* metrics.jsonl.part -> metrics.jsonl */
+        return 1;
     gpuml_trainer_destroy(tr);
     gpuml_ddp_destroy(ddp);
     gpuml_loader_destroy(loader);

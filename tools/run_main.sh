@@ -35,6 +35,8 @@ $b/train_gravnet --device "$dev" --data run/hgcal_train.h5 --val run/hgcal_val.h
   --metrics run/gravnet_metrics.jsonl | tee run/final_metrics.json
 if python3 -c "import matplotlib" 2>/dev/null; then
   python3 examples/plot_metrics.py run/gravnet_metrics.jsonl -o run/gravnet_curves.png
+else
+  echo "no curves: python3 cannot import matplotlib (tools/setup.sh installs it)"
 fi
 
 echo "== 3. inference: the trained model through the engine (bench/bench_engine)"

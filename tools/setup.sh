@@ -37,12 +37,15 @@ if [ -e /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0 ] && command 
   esac
 fi
 
-# Python packages for the bindings' tests and the plotting scripts.
+# Python packages: numpy for the bindings, h5py and pytest for their tests,
+# matplotlib for the curves of the main job (examples/plot_metrics.py) and
+# examples/python/knn_graph.py.
 PY=${PYTHON:-python3}
+PY_PKGS=(numpy h5py pytest matplotlib)
 if command -v "$PY" >/dev/null; then
-  if ! "$PY" -c "import numpy, h5py, pytest" >/dev/null 2>&1; then
-    echo "setup: pip install numpy h5py pytest"
-    "$PY" -m pip install -q numpy h5py pytest
+  if ! "$PY" -c "import numpy, h5py, pytest, matplotlib" >/dev/null 2>&1; then
+    echo "setup: pip install ${PY_PKGS[*]}"
+    "$PY" -m pip install -q "${PY_PKGS[@]}"
   fi
 fi
 echo "setup: ok"

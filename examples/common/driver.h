@@ -1,11 +1,12 @@
-/* examples/common/driver.h - what both training drivers share: options,
- * a progress line (a bar on a terminal, plain lines otherwise), metrics as
+/* examples/common/driver.h - what both training drivers share: options
+ * (on examples/common/cli.h), a progress line (a bar on a terminal, plain lines otherwise), metrics as
  * JSON lines, timing. Header-only; examples are not the library. */
 #ifndef GPUML_EXAMPLES_DRIVER_H
 #define GPUML_EXAMPLES_DRIVER_H
 
 #define _POSIX_C_SOURCE 200809L
 #include <gpuml/gpuml.h>
+#include <stdint.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "cli.h"
 
 #define DIE_IF(st)                                                                                 \
     do {                                                                                           \
@@ -31,48 +34,73 @@ static inline double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* --name value options; flags are --name with no value. */
+/* The options both drivers take (each adds its own to the table). The
+ * outputs default to files in the run directory; explicit paths are used as
+ * given. */
 typedef struct {
-    int argc;
-    char **argv;
-} opts;
+    const char *data, *val, *config, *run_dir, *out, *metrics, *ckpt, *resume, *init_out;
+    int epochs, ckpt_every, threads, distributed, fault_rank;
+    int64_t max_steps, max_events, max_rows, fault_step;
+    double lr, comm_timeout;
+    uint64_t seed;
+    gpuml_device device;
+} driver_opts;
 
-static inline const char *opt_str(const opts *o, const char *name, const char *def)
+#define DRIVER_OPTS_COMMON(o)                                                                                   \
+    CLI_STR_REQ("data", &(o).data, "FILE", "training dataset (gen_dataset output)"),                           \
+        CLI_STR("val", &(o).val, "FILE", "held-out dataset, evaluated after training"),                        \
+        CLI_STR("config", &(o).config, "FILE", "model config (JSON)"),                                         \
+        CLI_INT("epochs", &(o).epochs, 1, 1000000, "passes over the training data"),                           \
+        CLI_I64("max-steps", &(o).max_steps, 0, INT64_MAX, "stop after N steps (0: epochs x batches)"),        \
+        CLI_I64("max-events", &(o).max_events, 1, INT32_MAX, "events per batch, at most"),                     \
+        CLI_F64("lr", &(o).lr, 0, 1e3, "peak learning rate (cosine schedule, 5% warm-up)"),                    \
+        CLI_STR("run-dir", &(o).run_dir, "DIR", "where the outputs go (created)"),                             \
+        CLI_STR_OR("out", &(o).out, "FILE", "RUN_DIR/model.h5", "trained model file"),                   \
+        CLI_STR_OR("metrics", &(o).metrics, "FILE", "RUN_DIR/metrics.jsonl", "metrics, JSON lines"),      \
+        CLI_STR_OR("ckpt", &(o).ckpt, "FILE", "RUN_DIR/checkpoint.h5", "checkpoint file"),                \
+        CLI_INT("ckpt-every", &(o).ckpt_every, 0, INT32_MAX, "checkpoint every N steps (0: never)"),           \
+        CLI_STR("resume", &(o).resume, "FILE", "continue from this checkpoint"),                               \
+        CLI_STR("init-out", &(o).init_out, "FILE", "save the initial weights here (for peer comparisons)"),    \
+        CLI_DEVICE(&(o).device), CLI_INT("threads", &(o).threads, 0, 4096, "CPU threads (0: all cores)"),      \
+        CLI_U64("seed", &(o).seed, "seed of the weights and the shuffling"),                                   \
+        CLI_FLAG("distributed", &(o).distributed, "one rank per process (mpirun / srun): MPI or NCCL"),       \
+        CLI_F64("comm-timeout", &(o).comm_timeout, 0, 1e6, "seconds before a stalled peer is an error"),       \
+        CLI_INT("fault-rank", &(o).fault_rank, -1, INT32_MAX, "testing: this rank kills itself ..."),          \
+        CLI_I64("fault-step", &(o).fault_step, -1, INT64_MAX, "testing: ... at this step")
+
+static inline void driver_opts_defaults(driver_opts *o, const char *run_dir, const char *config)
 {
-    for (int i = 1; i + 1 < o->argc; i++)
-        if (!strcmp(o->argv[i], name))
-            return o->argv[i + 1];
-    return def;
-}
-static inline long opt_int(const opts *o, const char *name, long def)
-{
-    const char *v = opt_str(o, name, NULL);
-    return v ? atol(v) : def;
-}
-static inline double opt_f(const opts *o, const char *name, double def)
-{
-    const char *v = opt_str(o, name, NULL);
-    return v ? atof(v) : def;
-}
-static inline int opt_flag(const opts *o, const char *name)
-{
-    for (int i = 1; i < o->argc; i++)
-        if (!strcmp(o->argv[i], name))
-            return 1;
-    return 0;
+    memset(o, 0, sizeof *o);
+    o->run_dir = run_dir, o->config = config;
+    o->epochs = 2, o->ckpt_every = 50, o->max_events = 16, o->lr = 1e-3, o->seed = 1;
+    o->comm_timeout = 120, o->fault_rank = -1, o->fault_step = -1;
+    o->device.type = GPUML_DEVICE_CPU;
 }
 
-/* A CPU or CUDA context from --device cpu|cuda[:i] and --threads. */
-static inline gpuml_ctx *make_ctx(const opts *o)
+/* After parsing: the outputs not given explicitly go into the run
+ * directory, which rank 0 creates when it needs it. */
+static inline void driver_outputs(driver_opts *o, int lead)
+{
+    if (o->out && o->metrics && o->ckpt)
+        return;
+    if (lead)
+        cli_run_dir(o->run_dir);
+    if (!o->out)
+        o->out = cli_join(o->run_dir, "model.h5");
+    if (!o->metrics)
+        o->metrics = cli_join(o->run_dir, "metrics.jsonl");
+    if (!o->ckpt)
+        o->ckpt = cli_join(o->run_dir, "checkpoint.h5");
+}
+
+/* A CPU or CUDA context from --device and --threads. */
+static inline gpuml_ctx *make_ctx(const driver_opts *o)
 {
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
-    const char *dev = opt_str(o, "--device", "cpu");
-    if (!strncmp(dev, "cuda", 4)) {
-        cfg.device.type = GPUML_DEVICE_CUDA;
-        cfg.device.index = dev[4] == ':' ? atoi(dev + 5) : 0;
-    }
-    cfg.num_threads = (int)opt_int(o, "--threads", 0);
+    cli_require_device(o->device);
+    cfg.device = o->device;
+    cfg.num_threads = o->threads;
     gpuml_ctx *ctx;
     DIE_IF(gpuml_ctx_create(&cfg, &ctx));
     return ctx;
@@ -86,34 +114,34 @@ typedef struct {
     int rank, size;
 } dist_env;
 
-static inline dist_env dist_setup(const opts *o)
+static inline dist_env dist_setup(const driver_opts *o)
 {
     dist_env e = {NULL, NULL, 0, 1};
-    if (!opt_flag(o, "--distributed")) {
+    if (!o->distributed) {
         e.ctx = make_ctx(o);
         return e;
     }
+    cli_require_device(o->device);
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);
-    const char *dev = opt_str(o, "--device", "cpu");
-    cc.backend = strncmp(dev, "cuda", 4) ? GPUML_COMM_MPI : GPUML_COMM_NCCL;
-    cc.timeout_s = opt_f(o, "--comm-timeout", 120.0);
+    cc.backend = o->device.type == GPUML_DEVICE_CUDA ? GPUML_COMM_NCCL : GPUML_COMM_MPI;
+    cc.timeout_s = o->comm_timeout;
     DIE_IF(gpuml_comm_create(&cc, &e.comm));
     e.rank = gpuml_comm_rank(e.comm);
     e.size = gpuml_comm_size(e.comm);
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.device = gpuml_comm_device(e.comm); /* CUDA device from the local rank */
-    cfg.num_threads = (int)opt_int(o, "--threads", 0);
+    cfg.num_threads = o->threads;
     DIE_IF(gpuml_ctx_create(&cfg, &e.ctx));
     return e;
 }
 
 /* A step that fails because a peer died or stalled: report, exit non-zero.
  * --fault-rank R --fault-step S (testing): rank R kills itself at step S. */
-static inline void dist_step_check(const dist_env *e, const opts *o, int64_t step, gpuml_status st)
+static inline void dist_step_check(const dist_env *e, const driver_opts *o, int64_t step, gpuml_status st)
 {
-    if (e->comm && opt_int(o, "--fault-rank", -1) == e->rank && opt_int(o, "--fault-step", -1) == step)
+    if (e->comm && o->fault_rank == e->rank && o->fault_step == step)
         raise(SIGKILL);
     if (st == GPUML_OK)
         return;
@@ -128,25 +156,19 @@ static inline void dist_step_check(const dist_env *e, const opts *o, int64_t ste
     exit(1);
 }
 
-/* The metrics file (rank 0 only; appended to when resuming) and the model
- * from its JSON config, seeded by --seed; --init-out saves the initial
- * weights (e.g. for a peer implementation to start from). */
-static inline gpuml_model *driver_model(const opts *o, const dist_env *e, const char *config, const char *metrics_def,
-                                        int resume, FILE **metrics)
+/* The metrics file (rank 0 only; continued when resuming; written as
+ * .part until the run succeeds) and the model from its JSON config, seeded
+ * by --seed; --init-out saves the initial weights (e.g. for a peer
+ * implementation to start from). */
+static inline gpuml_model *driver_model(const driver_opts *o, const dist_env *e, FILE **metrics)
 {
-    *metrics = fopen(e->rank == 0 ? opt_str(o, "--metrics", metrics_def) : "/dev/null", resume ? "a" : "w");
-    if (!*metrics) {
-        fprintf(stderr, "cannot open the metrics file\n");
-        exit(2);
-    }
-    uint64_t seed = (uint64_t)opt_int(o, "--seed", 1);
-    gpuml_ctx_set_seed(e->ctx, seed);
+    *metrics = cli_out_open(e->rank == 0 ? o->metrics : "/dev/null", o->resume != NULL);
+    gpuml_ctx_set_seed(e->ctx, o->seed);
     gpuml_model *model;
-    DIE_IF(gpuml_model_create_from_file(e->ctx, config, &model));
-    DIE_IF(gpuml_model_init_params(model, seed));
-    const char *init_out = opt_str(o, "--init-out", NULL);
-    if (init_out && e->rank == 0)
-        DIE_IF(gpuml_model_save(model, init_out));
+    DIE_IF(gpuml_model_create_from_file(e->ctx, o->config, &model));
+    DIE_IF(gpuml_model_init_params(model, o->seed));
+    if (o->init_out && e->rank == 0)
+        DIE_IF(gpuml_model_save(model, o->init_out));
     return model;
 }
 
@@ -192,7 +214,8 @@ static inline void progress_init(progress *p, int64_t total)
     p->start = p->last = now_s();
     p->total = total;
     p->done = 0;
-    p->tty = isatty(2);
+    const char *term = getenv("TERM");
+    p->tty = isatty(2) && !(term && !strcmp(term, "dumb")); /* a live bar; else one line per 20 steps */
 }
 
 /* Called every step; draws at most ~10 times a second on a terminal, every
@@ -215,7 +238,7 @@ static inline void progress_update(progress *p, int64_t step, double events_per_
         for (int i = 0; i < w; i++)
             bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
         bar[w] = '\0';
-        fprintf(stderr, "\r[%s] %3d%% %lld/%lld %s %.1f ev/s ETA %02d:%02d   ", bar, (int)(100 * frac),
+        fprintf(stderr, "\r[%s] %3d%% %lld/%lld %s %.1f ev/s ETA %02d:%02d\033[K", bar, (int)(100 * frac),
                 (long long)step, (long long)p->total, msg, events_per_s, (int)eta / 60, (int)eta % 60);
         if (step >= p->total)
             fputc('\n', stderr);

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from ._lib import AllocStats, CtxConfig, Device, lib
+from ctypes import c_uint64
+
+from ._lib import AllocStats, CtxConfig, Device, c_int_arg, lib
 
 CPU, CUDA = 0, 1
 
@@ -53,8 +55,8 @@ class Context:
         cfg = CtxConfig()
         lib.gpuml_ctx_config_init_defaults(ctypes.byref(cfg))
         cfg.device = parse_device(device)
-        cfg.num_threads = int(num_threads or 0)
-        cfg.seed = int(seed)
+        cfg.num_threads = c_int_arg(num_threads or 0, "num_threads", "gpuml.Context")
+        cfg.seed = c_int_arg(seed, "seed", "gpuml.Context", c_uint64)
         h = ctypes.c_void_p()
         lib.gpuml_ctx_create(ctypes.byref(cfg), ctypes.byref(h))
         self._h = h.value
@@ -76,11 +78,11 @@ class Context:
 
     @num_threads.setter
     def num_threads(self, n: int):
-        lib.gpuml_ctx_set_num_threads(self.handle, int(n))
+        lib.gpuml_ctx_set_num_threads(self.handle, c_int_arg(n, "num_threads", "gpuml.Context.num_threads"))
 
     def set_seed(self, seed: int) -> None:
         """Reseed the random generator (also resets its counter)."""
-        lib.gpuml_ctx_set_seed(self.handle, int(seed))
+        lib.gpuml_ctx_set_seed(self.handle, c_int_arg(seed, "seed", "gpuml.Context.set_seed", c_uint64))
 
     def rng_state(self) -> tuple[int, int]:
         seed, counter = ctypes.c_uint64(), ctypes.c_uint64()
@@ -88,7 +90,9 @@ class Context:
         return seed.value, counter.value
 
     def set_rng_state(self, seed: int, counter: int) -> None:
-        lib.gpuml_ctx_set_rng_state(self.handle, int(seed), int(counter))
+        f = "gpuml.Context.set_rng_state"
+        lib.gpuml_ctx_set_rng_state(self.handle, c_int_arg(seed, "seed", f, c_uint64),
+                                    c_int_arg(counter, "counter", f, c_uint64))
 
     def synchronize(self) -> None:
         """Wait for the context's stream and report asynchronous errors."""

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import numbers
+import operator
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int64, c_long,
                     c_size_t, c_uint64, c_void_p)
@@ -33,10 +36,82 @@ from ._errors import UnsupportedError, raise_for_status
 
 MAX_DIMS = 8
 
+# ---- integers into C ----------------------------------------------------------
+# ctypes converts a Python int to a C integer by truncation, silently:
+# max_batch_events=2**32 + 8 would reach C as 8. Every integer the package
+# passes to C goes through c_int_arg (directly, or as a struct field through
+# CStruct below), which raises OverflowError naming the argument instead.
+_INT_RANGES = {ctype: ((0, 2 ** (8 * ctypes.sizeof(ctype)) - 1) if ctype(-1).value > 0 else
+                       (-2 ** (8 * ctypes.sizeof(ctype) - 1), 2 ** (8 * ctypes.sizeof(ctype) - 1) - 1))
+               for ctype in (ctypes.c_int8, ctypes.c_uint8, ctypes.c_int16, ctypes.c_uint16, ctypes.c_int32,
+                             ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64, c_int, c_long, c_size_t)}
+
+
+def c_int_arg(value, arg: str, func: str, ctype=c_int) -> int:
+    """value as a Python int that fits the C type ctype.
+
+    TypeError (naming arg) when value is not an integer (a float is never
+    truncated); OverflowError (naming arg, the value and the range) when it
+    does not fit. numpy integers and bools are integers.
+    """
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{func}: argument '{arg}' must be an integer, got {type(value).__name__}") from None
+    lo, hi = _INT_RANGES[ctype]
+    if not lo <= v <= hi:
+        name = f"{'u' if lo == 0 else ''}int{8 * ctypes.sizeof(ctype)}"
+        raise OverflowError(f"{func}: argument '{arg}' = {v} does not fit the C type ({name}: [{lo}, {hi}])")
+    return v
+
+
+_STRUCT_INT_FIELDS: dict = {}
+
+
+def seconds_arg(value, arg: str, func: str, *, none_ok: bool = True, inf_ok: bool = True):
+    """A timeout in seconds, checked: None (when none_ok), or a real number
+    >= 0 that is not NaN (inf only when inf_ok). Returns a float or None.
+    TypeError / InvalidArgumentError (a ValueError) name the argument."""
+    from ._errors import InvalidArgumentError
+    if value is None:
+        if none_ok:
+            return None
+        raise TypeError(f"{func}: argument '{arg}' must be a number of seconds, got None")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: argument '{arg}' must be a number of seconds, got {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v) or v < 0 or (math.isinf(v) and not inf_ok):
+        raise InvalidArgumentError(f"{func}: argument '{arg}' = {v!r}: a timeout is a number of seconds >= 0"
+                                   + ("" if inf_ok else ", finite") + (" or None" if none_ok else ""))
+    return v
+
+
+class CStruct(Structure):
+    """A C struct whose integer fields are range-checked on assignment (the
+    field name is the argument named in the error)."""
+
+    def __setattr__(self, name, value):
+        ctype = self._int_fields().get(name)
+        if ctype is not None:
+            value = c_int_arg(value, name, self._c_name(), ctype)
+        super().__setattr__(name, value)
+
+    @classmethod
+    def _int_fields(cls):
+        f = _STRUCT_INT_FIELDS.get(cls)
+        if f is None:
+            f = _STRUCT_INT_FIELDS[cls] = {n: t for n, t, *_ in cls._fields_ if t in _INT_RANGES}
+        return f
+
+    @classmethod
+    def _c_name(cls):
+        return next((k for k, v in STRUCTS.items() if v is cls), cls.__name__)
+
+
 # ---- structs (layouts mirror include/gpuml/*.h; tests/test_abi.py checks) ----
 
 
-class Device(Structure):
+class Device(CStruct):
     _fields_ = [("type", c_int), ("index", c_int)]
 
 
@@ -44,24 +119,24 @@ LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 DELETER = CFUNCTYPE(None, c_void_p, c_void_p)
 
 
-class CtxConfig(Structure):
+class CtxConfig(CStruct):
     _fields_ = [("device", Device), ("stream", c_void_p), ("num_threads", c_int), ("seed", c_uint64),
                 ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
 
 
-class OcParams(Structure):
+class OcParams(CStruct):
     _fields_ = [("q_min", c_float), ("s_b", c_float), ("max_objects", c_int64)]
 
 
-class KnnParams(Structure):
+class KnnParams(CStruct):
     _fields_ = [("k", c_int), ("max_radius", c_float), ("algo", c_int)]
 
 
-class BatchNormParams(Structure):
+class BatchNormParams(CStruct):
     _fields_ = [("momentum", c_float), ("eps", c_float), ("training", c_int), ("use_cudnn", c_int)]
 
 
-class OptimConfig(Structure):
+class OptimConfig(CStruct):
     _fields_ = [("kind", c_int), ("lr", c_float), ("weight_decay", c_float), ("momentum", c_float),
                 ("dampening", c_float), ("nesterov", c_int), ("beta1", c_float), ("beta2", c_float),
                 ("eps", c_float), ("clip_norm", c_float), ("schedule", c_int), ("warmup_steps", c_int64),
@@ -71,49 +146,49 @@ class OptimConfig(Structure):
 TRAIN_MAX_INPUTS = 8
 
 
-class TrainerConfig(Structure):
+class TrainerConfig(CStruct):
     _fields_ = [("loss", c_int), ("num_inputs", c_int), ("input_fields", c_int * TRAIN_MAX_INPUTS),
                 ("target_field", c_int), ("output", c_int), ("beta_output", c_int), ("coords_output", c_int),
                 ("oc", OcParams), ("class_weights", c_void_p), ("optim", OptimConfig), ("accumulate", c_int)]
 
 
-class StepStats(Structure):
+class StepStats(CStruct):
     _fields_ = [("loss", c_float), ("components", c_float * 3), ("events", c_int64), ("rows", c_int64),
                 ("correct", c_int64), ("lr", c_float), ("stepped", c_int)]
 
 
-class LoaderConfig(Structure):
+class LoaderConfig(CStruct):
     _fields_ = [("path", c_char_p), ("fields", POINTER(c_char_p)), ("num_fields", c_int),
                 ("max_rows", c_int64), ("max_events", c_int64), ("seed", c_uint64), ("shuffle", c_int),
                 ("rank", c_int), ("world_size", c_int), ("prefetch", c_int), ("in_memory", c_int),
                 ("in_memory_limit", c_size_t)]
 
 
-class LoaderPosition(Structure):
+class LoaderPosition(CStruct):
     _fields_ = [("epoch", c_int64), ("batch", c_int64), ("fingerprint", c_uint64)]
 
 
-class TrainState(Structure):
+class TrainState(CStruct):
     _fields_ = [("step", c_int64), ("epoch", c_int64), ("rng_seed", c_uint64), ("rng_counter", c_uint64),
                 ("loader", LoaderPosition)]
 
 
-class FieldInfo(Structure):
+class FieldInfo(CStruct):
     _fields_ = [("name", c_char_p), ("per_event", c_int), ("dtype", c_int), ("ndim", c_int),
                 ("shape", c_int64 * MAX_DIMS)]
 
 
-class Strings(Structure):
+class Strings(CStruct):
     _fields_ = [("count", c_size_t), ("items", POINTER(c_char_p))]
 
 
-class AllocStats(Structure):
+class AllocStats(CStruct):
     _fields_ = [("bytes_in_use", c_size_t), ("bytes_peak", c_size_t), ("bytes_cached", c_size_t),
                 ("bytes_reserved", c_size_t), ("num_allocs", c_uint64), ("num_cache_hits", c_uint64),
                 ("num_system_allocs", c_uint64)]
 
 
-class EngineConfig(Structure):
+class EngineConfig(CStruct):
     _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
                 ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
@@ -121,18 +196,18 @@ class EngineConfig(Structure):
                 ("log_user", c_void_p), ("log_level", c_int)]
 
 
-class EngineRequest(Structure):
+class EngineRequest(CStruct):
     _fields_ = [("rows", c_int64), ("inputs", POINTER(c_void_p)), ("outputs", POINTER(c_void_p)),
                 ("inputs_on", c_int), ("outputs_on", c_int), ("borrow_inputs", c_int), ("priority", c_int),
                 ("deadline_us", c_int64)]
 
 
-class EngineTiming(Structure):
+class EngineTiming(CStruct):
     _fields_ = [("count", c_uint64), ("mean_us", c_double), ("p50_us", c_double), ("p90_us", c_double),
                 ("p99_us", c_double), ("max_us", c_double)]
 
 
-class EngineStats(Structure):
+class EngineStats(CStruct):
     _fields_ = [("submitted", c_uint64), ("rejected", c_uint64), ("completed", c_uint64), ("failed", c_uint64),
                 ("timed_out", c_uint64), ("cancelled", c_uint64), ("direct", c_uint64), ("batches", c_uint64),
                 ("failed_batches", c_uint64), ("batch_events", c_uint64), ("batch_rows", c_uint64),
@@ -143,14 +218,14 @@ class EngineStats(Structure):
 DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
 
 
-class CommConfig(Structure):
+class CommConfig(CStruct):
     _fields_ = [("backend", c_int), ("mpi_comm", c_void_p), ("timeout_s", c_double), ("deterministic", c_int),
                 ("validate", c_int), ("rank", c_int), ("size", c_int), ("local_rank", c_int), ("device", c_int),
                 ("bootstrap", c_int), ("bootstrap_path", c_char_p), ("bootstrap_env", c_char_p),
                 ("bootstrap_tag", c_char_p), ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
 
 
-class DdpConfig(Structure):
+class DdpConfig(CStruct):
     _fields_ = [("first_bucket_bytes", c_int64), ("bucket_bytes", c_int64), ("broadcast_buffers", c_int)]
 
 STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_params": OcParams,
@@ -392,7 +467,23 @@ class _Lib:
             fn.errcheck = _check
         else:
             fn.restype = res
-        setattr(self, name, fn)
+        ints = tuple((i, t) for i, t in enumerate(args) if t in _INT_RANGES)
+        setattr(self, name, _int_checked(fn, name, ints) if ints else fn)
+
+
+def _int_checked(fn, name, ints):
+    """fn, with its integer arguments range-checked before ctypes truncates
+    them: the backstop behind the named checks at the package's call sites
+    (which say which Python argument it was)."""
+    def call(*a):
+        for i, t in ints:
+            v = a[i]
+            if hasattr(v, "__index__") and not isinstance(v, bool):
+                c_int_arg(v, f"#{i + 1} ({t.__name__})", name, t)
+        return fn(*a)
+    call.__name__ = name
+    call.__wrapped__ = fn
+    return call
 
 
 def _check(status, fn, args):

@@ -8,8 +8,9 @@ Input conversion rule (every function of the package applies it through
   numpy arrays are wrapped directly; objects with ``__dlpack__`` (torch,
   cupy, jax arrays, gpuml Tensors) are imported through DLPack.
 * Where float32 is expected, any other real floating or integer array
-  (float64, float16, int32, ...), a non-contiguous view, or big-endian data
-  is converted once into a new float32 C-contiguous array for that call.
+  (float64, float16, int32, ...), a non-contiguous view, an unaligned array
+  or big-endian data is converted once into a new float32 C-contiguous
+  array for that call.
 * Where integers are expected (row_splits int64, kNN indices int32, labels,
   truth ids), any integer array is accepted and converted if its type
   differs; values that do not fit the target type raise InvalidArgumentError.
@@ -266,7 +267,11 @@ def _convert_numpy(arr: np.ndarray, code: int, arg: str, func: str) -> np.ndarra
         return arr.view(want) if arr.flags.c_contiguous else np.ascontiguousarray(arr).view(want)
     if arr.dtype == want and arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative:
         return arr
-    return np.ascontiguousarray(arr, dtype=want)
+    out = np.ascontiguousarray(arr, dtype=want)
+    # ascontiguousarray keeps a contiguous array of the right dtype as it is,
+    # also when its data is not aligned (a view at an odd byte offset):
+    # that one is copied into fresh, aligned memory.
+    return out if out.flags.aligned else out.copy()
 
 
 def as_tensor(x, dtype="float32", *, ctx: Context | None = None, ndim=None, arg: str = "x",

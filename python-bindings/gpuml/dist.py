@@ -26,7 +26,7 @@ import numpy as np
 
 from ._context import Context, default_context, device_str
 from ._errors import InvalidArgumentError
-from ._lib import CommConfig, DdpConfig, lib, need
+from ._lib import CommConfig, DdpConfig, c_int_arg, lib, need, seconds_arg
 from ._tensor import Tensor, as_tensor
 
 _BACKENDS = {"self": 0, "mpi": 1, "nccl": 2}
@@ -54,7 +54,7 @@ class Communicator:
         cfg = CommConfig()
         lib.gpuml_comm_config_init_defaults(ctypes.byref(cfg))
         cfg.backend = _BACKENDS[backend]
-        cfg.timeout_s = float(timeout)
+        cfg.timeout_s = seconds_arg(timeout, "timeout", "gpuml.Communicator", none_ok=False, inf_ok=False)
         cfg.deterministic, cfg.validate = int(bool(deterministic)), int(bool(validate))
         h = c_void_p()
         lib.gpuml_comm_create(ctypes.byref(cfg), ctypes.byref(h))
@@ -91,12 +91,14 @@ class Communicator:
         return lib.gpuml_comm_status(self.handle) == 0
 
     def set_timeout(self, seconds: float) -> None:
-        lib.gpuml_comm_set_timeout(self.handle, float(seconds))
+        lib.gpuml_comm_set_timeout(self.handle, seconds_arg(seconds, "seconds", "gpuml.Communicator.set_timeout",
+                                                            none_ok=False, inf_ok=False))
 
     def shard_rows(self, rows: int) -> tuple[int, int]:
         """(start, count) of the rows this rank owns in a reduce-scatter."""
         start, count = c_int64(), c_int64()
-        lib.gpuml_comm_shard_rows(int(rows), self.size, self.rank, ctypes.byref(start), ctypes.byref(count))
+        rows = c_int_arg(rows, "rows", "gpuml.Communicator.shard_rows", c_int64)
+        lib.gpuml_comm_shard_rows(rows, self.size, self.rank, ctypes.byref(start), ctypes.byref(count))
         return start.value, count.value
 
     # ---- collectives on arrays -----------------------------------------------
@@ -134,7 +136,8 @@ class Communicator:
         """x = root's x on every rank, in place (x must be C-contiguous)."""
         t = self._array(x, "gpuml.Communicator.broadcast", writable=True)
         with self.lock:
-            lib.gpuml_comm_broadcast(self.handle, self._ctx(ctx).handle, t.handle, int(root))
+            lib.gpuml_comm_broadcast(self.handle, self._ctx(ctx).handle, t.handle,
+                                     c_int_arg(root, "root", "gpuml.Communicator.broadcast"))
         return x
 
     def allgather(self, x, *, ctx: Context | None = None) -> np.ndarray:
@@ -187,9 +190,9 @@ class DataParallel:
         cfg = DdpConfig()
         lib.gpuml_ddp_config_init_defaults(ctypes.byref(cfg))
         if bucket_bytes is not None:
-            cfg.bucket_bytes = int(bucket_bytes)
+            cfg.bucket_bytes = bucket_bytes
         if first_bucket_bytes is not None:
-            cfg.first_bucket_bytes = int(first_bucket_bytes)
+            cfg.first_bucket_bytes = first_bucket_bytes
         cfg.broadcast_buffers = int(bool(broadcast_buffers))
         h = c_void_p()
         with comm.lock, model.lock:

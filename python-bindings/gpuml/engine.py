@@ -25,8 +25,8 @@ from ctypes import c_uint64, c_void_p
 import numpy as np
 
 from ._context import parse_device
-from ._errors import InvalidArgumentError, ShapeError, error_for_status
-from ._lib import DONE_FN, EngineConfig, EngineRequest, EngineStats, lib, need
+from ._errors import InvalidArgumentError, ShapeError, StateError, error_for_status
+from ._lib import DONE_FN, EngineConfig, EngineRequest, EngineStats, lib, need, seconds_arg
 from ._tensor import as_tensor
 from .model import Model, input_infos, output_infos
 
@@ -96,7 +96,7 @@ class Engine:
                     max_direct_lanes=max_direct_lanes, warmup=warmup)
         for k, v in opts.items():
             if v is not None:
-                setattr(cfg, k, int(v))
+                setattr(cfg, k, v)  # range-checked: OverflowError naming k (CStruct)
         h = c_void_p()
         if isinstance(model, Model):
             with model.lock:
@@ -113,12 +113,14 @@ class Engine:
     @property
     def handle(self) -> int:
         if not self._h:
-            raise InvalidArgumentError("the engine is closed")
+            raise StateError("gpuml.Engine: the engine is closed")
         return self._h
 
     # ---- requests -------------------------------------------------------------
     def _request(self, inputs, priority, timeout, borrow, func):
         """(request, output arrays, objects to keep alive) for one event."""
+        self.handle  # StateError after close(), before any work
+        timeout = seconds_arg(timeout, "timeout", func)
         if isinstance(inputs, dict):
             missing = [i.name for i in self.inputs if i.name not in inputs]
             if missing:
@@ -144,8 +146,11 @@ class Engine:
         req.inputs = ctypes.cast(cin, ctypes.POINTER(c_void_p))
         req.outputs = ctypes.cast(cout, ctypes.POINTER(c_void_p))
         req.borrow_inputs = int(bool(borrow))
-        req.priority = int(priority)
-        if timeout is not None:
+        try:
+            req.priority = priority  # range-checked (CStruct)
+        except OverflowError as e:
+            raise OverflowError(f"{func}: {e}") from None
+        if timeout is not None and timeout * 1e6 < 2 ** 62:  # later than that (inf): no deadline
             req.deadline_us = lib.gpuml_engine_clock_us() + max(int(timeout * 1e6), 1)
         return req, outs, (ts, cin, cout, req)
 

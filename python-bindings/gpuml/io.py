@@ -17,7 +17,7 @@ import numpy as np
 
 from ._context import Context, resolve
 from ._errors import InvalidArgumentError, ShapeError
-from ._lib import FieldInfo, LoaderConfig, LoaderPosition, Strings, lib
+from ._lib import FieldInfo, LoaderConfig, LoaderPosition, Strings, c_int_arg, lib
 from ._tensor import _NAMES, Tensor, borrowed, dtype_code
 
 
@@ -129,7 +129,9 @@ class Dataset:
         cn = (c_char_p * max(len(names), 1))(*[n.encode() for n in names])
         rs = c_void_p()
         outs = (c_void_p * max(len(names), 1))()
-        lib.gpuml_dataset_read(self._h, ctx.handle, int(first), int(count), len(names), cn, ctypes.byref(rs), outs)
+        f = "gpuml.Dataset.read"
+        first, count = c_int_arg(first, "first", f, c_int64), c_int_arg(count, "count", f, c_int64)
+        lib.gpuml_dataset_read(self._h, ctx.handle, first, count, len(names), cn, ctypes.byref(rs), outs)
         rst = Tensor(rs.value, ctx=ctx)
         res = {n: Tensor(outs[i], ctx=ctx) for i, n in enumerate(names)}
         return rst.numpy(), {n: t.numpy() for n, t in res.items()}
@@ -174,7 +176,7 @@ class Batch:
         return borrowed(lib.gpuml_batch_row_splits(self.handle), self, self.ctx)
 
     def field_tensor(self, i: int) -> Tensor:
-        h = lib.gpuml_batch_field(self.handle, int(i))
+        h = lib.gpuml_batch_field(self.handle, c_int_arg(i, "i", "gpuml.Batch.field_tensor"))
         if not h:
             raise IndexError(f"batch field {i} out of range")
         return borrowed(h, self, self.ctx)
@@ -225,9 +227,9 @@ class Loader:
         cfg.path = self._path
         cfg.fields = ctypes.cast(self._names, POINTER(c_char_p))
         cfg.num_fields = len(self.fields)
-        cfg.max_rows, cfg.max_events, cfg.seed = int(max_rows), int(max_events), int(seed)
-        cfg.shuffle, cfg.prefetch = int(bool(shuffle)), int(prefetch)
-        cfg.rank, cfg.world_size = int(rank), int(world_size)
+        cfg.max_rows, cfg.max_events, cfg.seed = max_rows, max_events, seed  # range-checked (CStruct)
+        cfg.shuffle, cfg.prefetch = int(bool(shuffle)), prefetch
+        cfg.rank, cfg.world_size = rank, world_size
         cfg.in_memory = -1 if in_memory is None else int(bool(in_memory))
         h = c_void_p()
         lib.gpuml_loader_create(self.ctx.handle, ctypes.byref(cfg), ctypes.byref(h))
@@ -242,7 +244,8 @@ class Loader:
     def num_batches(self, epoch: int | None = None) -> int:
         """Batches in an epoch (default: the current one)."""
         n = c_int64()
-        lib.gpuml_loader_num_batches(self.handle, self.position[0] if epoch is None else int(epoch), ctypes.byref(n))
+        lib.gpuml_loader_num_batches(self.handle, self.position[0] if epoch is None else
+                                     c_int_arg(epoch, "epoch", "gpuml.Loader.num_batches", c_int64), ctypes.byref(n))
         return n.value
 
     @property

@@ -10,14 +10,14 @@ import ctypes
 import json
 import os
 import threading
-from ctypes import c_char_p, c_int, c_int64, c_void_p
+from ctypes import c_char_p, c_int, c_int64, c_uint64, c_void_p
 from typing import NamedTuple
 
 import numpy as np
 
 from ._context import Context
 from ._errors import InvalidArgumentError, ShapeError
-from ._lib import lib
+from ._lib import c_int_arg, lib
 from ._tensor import Tensor, as_tensor, borrowed, row_splits_for, view_memory
 
 
@@ -128,7 +128,7 @@ class Model:
     def init_params(self, seed: int) -> None:
         """Re-initialise every parameter (PyTorch's defaults) from seed."""
         with self.lock:
-            lib.gpuml_model_init_params(self.handle, int(seed))
+            lib.gpuml_model_init_params(self.handle, c_int_arg(seed, "seed", "gpuml.Model.init_params", c_uint64))
 
     # ---- description -----------------------------------------------------
     @property

@@ -10,14 +10,14 @@ context. Errors raise :class:`gpuml.Error` subclasses with the C message.
 from __future__ import annotations
 
 import ctypes
-import operator
+from ctypes import c_int, c_int64
 from typing import NamedTuple
 
 import numpy as np
 
 from ._context import Context, resolve
 from ._errors import InvalidArgumentError, ShapeError
-from ._lib import BatchNormParams, KnnParams, OcParams, lib, need
+from ._lib import BatchNormParams, KnnParams, OcParams, c_int_arg, lib, need
 from ._tensor import as_tensor, new_output, row_splits_for
 
 KNN_MAX_K = 1024  # GPUML_KNN_MAX_K in gpuml/knn.h (tests/test_abi.py checks)
@@ -32,11 +32,8 @@ def _h(t):
     return None if t is None else t.handle
 
 
-def _int(v, arg, func):
-    try:
-        return operator.index(v)
-    except TypeError:
-        raise TypeError(f"{func}: argument '{arg}' must be an integer, got {type(v).__name__}") from None
+def _int(v, arg, func, ctype=c_int):
+    return c_int_arg(v, arg, func, ctype)
 
 
 def _choice(v, table, arg, func):
@@ -382,7 +379,7 @@ def scatter_add_rows(src, idx, num_rows: int, *, ctx: Context | None = None):
     ctx = resolve(ctx)
     ts = _f32(src, ctx, "src", fn)
     ti = _index(idx, ctx, "idx", fn, ndim=1)
-    to, out = new_output(ctx, (_int(num_rows, "num_rows", fn),) + ts.shape[1:], "float32")
+    to, out = new_output(ctx, (_int(num_rows, "num_rows", fn, c_int64),) + ts.shape[1:], "float32")
     lib.gpuml_fill(ctx.handle, to.handle, 0.0)
     lib.gpuml_scatter_add_rows(ctx.handle, ts.handle, ti.handle, to.handle)
     return out
@@ -496,7 +493,7 @@ def object_condensation(beta, coords, truth, row_splits=None, *, max_objects: in
     if max_objects is None:
         t = np.asarray(truth) if not tt.is_cuda else None
         max_objects = int(t.max()) + 1 if t is not None and t.size else 1
-    p.q_min, p.s_b, p.max_objects = float(q_min), float(s_b), max(_int(max_objects, "max_objects", fn), 1)
+    p.q_min, p.s_b, p.max_objects = float(q_min), float(s_b), max(_int(max_objects, "max_objects", fn, c_int64), 1)
     nb = rs.shape[0] - 1
     tl, loss = new_output(ctx, (1,), "float32")
     tcomp, comp = new_output(ctx, (3,), "float32")

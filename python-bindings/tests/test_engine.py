@@ -102,7 +102,7 @@ def test_bad_requests_are_rejected_before_c(model):
             eng.submit(np.zeros((4, 5)))
         with pytest.raises(gpuml.DtypeError):
             eng.submit([np.zeros((4, 5), bool), np.zeros((4, 2))])
-    with pytest.raises(gpuml.InvalidArgumentError, match="closed"):
+    with pytest.raises(gpuml.StateError, match="closed"):  # as the docstring says
         eng.submit([np.zeros((4, 5)), np.zeros((4, 2))])
 
 

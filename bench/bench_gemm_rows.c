@@ -6,6 +6,7 @@
  *   bench_gemm_rows            (set OPENBLAS_CORETYPE to pick BLAS kernels) */
 #include <cblas.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -18,8 +19,17 @@ static double cpu_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) {
+        /* No options: the shapes are fixed so that runs compare. */
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "%sUsage: bench_gemm_rows\n  Times the row-invariant CPU product (kernels/cpu/gemm_rows.c) against "
+                "OpenBLAS on fixed layer shapes, one thread; takes no options.\n",
+                help ? "" : "bench_gemm_rows: takes no options\n");
+        return help ? 0 : 2;
+    }
     openblas_set_num_threads(1);
     /* rows, k, n, tb: ParticleNet edge MLP, GravNet, the invariance test's model, a wide layer */
     static const int shapes[][4] = {{102400, 128, 64, 1}, {102400, 64, 64, 1}, {102400, 64, 64, 0}, {20000, 64, 64, 1},

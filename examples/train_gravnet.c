@@ -10,8 +10,67 @@
  * Metrics go to the JSON-lines file (one object per step, one per
  * evaluation); the final metrics are printed as one JSON line on stdout.
  * --init-out saves the freshly initialised model (before any step), so a
- * peer implementation can start from the same weights (bench/train_peers.py). */
+ * peer implementation can start from the same weights (bench/train_peers.py).
+ *
+ * With --val, the end also shows physics: the model's outputs through
+ * gpuml_oc_cluster (--t-beta 0.1, --t-d 0.5), matched to the truth showers
+ * (include/gpuml/cluster.h; --min-energy 1 GeV), for the trained model, the
+ * same model untrained and the CLUE baseline on the raw hits (--clue-dc 2,
+ * --clue-rhoc 0.5, --clue-seed 5, --clue-outlier 10 [cm, GeV]); a table on
+ * stderr and "physics" in the final JSON line. */
 #include "common/driver.h"
+#include "common/oc_eval.h"
+
+/* Physics of the trained model, the untrained one (same config and seed)
+ * and CLUE on the validation file: a table on stderr, JSON into buf. */
+static void physics(const opts *o, gpuml_ctx *ctx, gpuml_model *trained, const char *config, const char *val,
+                    char *buf, size_t size)
+{
+    gpuml_oc_cluster_params p;
+    gpuml_oc_cluster_params_init_defaults(&p);
+    p.t_beta = (float)opt_f(o, "--t-beta", 0.1), p.t_d = (float)opt_f(o, "--t-d", 0.5);
+    gpuml_clue_params cp;
+    gpuml_clue_params_init_defaults(&cp);
+    cp.dc = (float)opt_f(o, "--clue-dc", 2.0), cp.rho_c = (float)opt_f(o, "--clue-rhoc", 0.5);
+    cp.seed_delta = (float)opt_f(o, "--clue-seed", 5.0), cp.outlier_delta = (float)opt_f(o, "--clue-outlier", 10.0);
+    gpuml_cluster_eval_config ec;
+    gpuml_cluster_eval_config_init_defaults(&ec);
+    ec.min_energy = opt_f(o, "--min-energy", 1.0);
+    gpuml_model *untrained;
+    DIE_IF(gpuml_model_create_from_file(ctx, config, &untrained));
+    DIE_IF(gpuml_model_init_params(untrained, (uint64_t)opt_int(o, "--seed", 1)));
+    const char *names[3] = {"trained", "untrained", "clue"};
+    gpuml_cluster_eval_result r[3];
+    for (int k = 0; k < 3; k++) {
+        gpuml_cluster_eval *ev;
+        DIE_IF(gpuml_cluster_eval_create(&ec, &ev));
+        if (k < 2)
+            DIE_IF(oc_eval_model(ctx, k ? untrained : trained, val, &p, ev));
+        else
+            DIE_IF(oc_eval_clue(ctx, val, &cp, ev));
+        DIE_IF(gpuml_cluster_eval_get(ev, &r[k]));
+        gpuml_cluster_eval_destroy(ev);
+    }
+    gpuml_model_destroy(untrained);
+    fprintf(stderr, "\nshowers of E >= %g GeV in %s (%lld), clusters matched by shared energy:\n", ec.min_energy,
+            val, (long long)r[0].showers);
+    fprintf(stderr, "%-10s %10s %9s %9s %9s %9s %10s %10s\n", "", "efficiency", "fake", "merge", "split",
+            "response", "resolution", "noise rej.");
+    for (int k = 0; k < 3; k++)
+        fprintf(stderr, "%-10s %10.3f %9.3f %9.3f %9.3f %9.3f %10.3f %10.3f\n", names[k], r[k].efficiency,
+                r[k].fake_rate, r[k].merge_rate, r[k].split_rate, r[k].response_mean, r[k].resolution,
+                r[k].noise_rejection);
+    FILE *f = fmemopen(buf, size, "w");
+    if (!f)
+        return;
+    fprintf(f, "{\"min_energy\": %g, \"t_beta\": %g, \"t_d\": %g", ec.min_energy, (double)p.t_beta, (double)p.t_d);
+    for (int k = 0; k < 3; k++) {
+        fprintf(f, ", \"%s\": ", names[k]);
+        oc_eval_json(f, &r[k]);
+    }
+    fprintf(f, "}");
+    fclose(f);
+}
 
 static double evaluate(gpuml_ctx *ctx, gpuml_trainer *tr, const char *path, int64_t max_rows, float comp[3])
 {
@@ -122,10 +181,13 @@ int main(int argc, char **argv)
     const char *out = opt_str(&o, "--out", "gravnet_model.h5");
     if (lead)
         DIE_IF(gpuml_model_save(model, out));
+    static char phys[16384] = "null";
+    if (val && lead)
+        physics(&o, ctx, model, config, val, phys, sizeof phys);
     if (lead)
         printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_loss\": %.6g, "
-           "\"events_per_s\": %.2f, \"train_time_s\": %.2f}\n",
-           out, (long long)total, s.loss, val_loss, events * de.size / train_time, train_time);
+           "\"events_per_s\": %.2f, \"train_time_s\": %.2f, \"physics\": %s}\n",
+           out, (long long)total, s.loss, val_loss, events * de.size / train_time, train_time, phys);
     fclose(metrics);
     gpuml_trainer_destroy(tr);
     gpuml_ddp_destroy(ddp);

@@ -262,53 +262,59 @@ static void test_metrics_known(void **state)
     cfg.min_energy = 1.0, cfg.num_bins = 2, cfg.bin_edges[0] = 0, cfg.bin_edges[1] = 5, cfg.bin_edges[2] = 100;
     gpuml_cluster_eval *ev;
     assert_int_equal(gpuml_cluster_eval_create(&cfg, &ev), GPUML_OK);
-    /* Event A: shower 0 (E 10) found exactly by cluster 3 (response 1);
-     * shower 1 (E 4) found by cluster 5, which also holds 1 of noise
-     * (response 5/4); shower 2 (E 0.5, below min_energy) unclustered;
-     * noise: 3 hits, 2 clustered, 1 rejected; cluster 7 is pure noise: a
-     * fake. */
+    /* Event A: shower 0 (E 10) matched by cluster 3 (response 1); shower 1
+     * (E 4) matched by cluster 5, which also holds 1 of noise (response
+     * 5/4); shower 2 (E 0.5, below min_energy) unclustered; noise: 3 hits,
+     * 2 clustered, 1 rejected; cluster 7 is pure noise: a fake. */
     int32_t ta[] = {0, 0, 1, 1, 2, -1, -1, -1};
     float ea[] = {6, 4, 3, 1, 0.5f, 1, 1, 1};
     int32_t ka[] = {3, 3, 5, 5, -1, 5, 7, -1};
     assert_int_equal(gpuml_cluster_eval_add(ev, 8, ta, ea, ka), GPUML_OK);
-    /* Event B: showers 0 (E 8) and 1 (E 8) merged into cluster 0
-     * (response 2 each); shower 2 (E 10) split 5/5 over clusters 1, 2: not
-     * found (no cluster holds more than half), split. */
+    /* Event B: showers 0 (E 8) and 1 (E 8) merged 50/50 into cluster 0:
+     * neither is more than half of it, so neither is matched, both merged;
+     * shower 2 (E 10) split 5/5 over clusters 1, 2: not matched (no cluster
+     * holds more than half of it), split. */
     int32_t tb[] = {0, 1, 2, 2};
     float eb[] = {8, 8, 5, 5};
     int32_t kb[] = {0, 0, 1, 2};
     assert_int_equal(gpuml_cluster_eval_add(ev, 4, tb, eb, kb), GPUML_OK);
+    /* Event C: shower 0 (E 9) with 3 of shower 1 (E 3) in cluster 0:
+     * shower 0 matched (response 12/9), shower 1 merged and not matched. */
+    int32_t tc[] = {0, 1};
+    float ec[] = {9, 3};
+    int32_t kc[] = {0, 0};
+    assert_int_equal(gpuml_cluster_eval_add(ev, 2, tc, ec, kc), GPUML_OK);
     gpuml_cluster_eval_result r;
     assert_int_equal(gpuml_cluster_eval_get(ev, &r), GPUML_OK);
-    assert_int_equal(r.events, 2);
-    assert_int_equal(r.showers, 5); /* E >= 1: A0, A1, B0, B1, B2 */
-    assert_int_equal(r.found, 4);
-    assert_near(r.efficiency, 0.8, 1e-12);
-    assert_int_equal(r.merged, 2);
-    assert_near(r.merge_rate, 0.5, 1e-12);
+    assert_int_equal(r.events, 3);
+    assert_int_equal(r.showers, 7); /* E >= 1: A0, A1, B0, B1, B2, C0, C1 */
+    assert_int_equal(r.found, 3);   /* A0, A1, C0 */
+    assert_near(r.efficiency, 3.0 / 7, 1e-12);
+    assert_int_equal(r.merged, 4);  /* B0, B1, C0, C1 */
+    assert_near(r.merge_rate, 4.0 / 7, 1e-12);
     assert_int_equal(r.split, 1);
-    assert_near(r.split_rate, 0.2, 1e-12);
-    assert_int_equal(r.clusters, 6);
+    assert_near(r.split_rate, 1.0 / 7, 1e-12);
+    assert_int_equal(r.clusters, 7);
     assert_int_equal(r.fakes, 1);
-    assert_near(r.fake_rate, 1.0 / 6, 1e-12);
+    assert_near(r.fake_rate, 1.0 / 7, 1e-12);
     assert_int_equal(r.noise_hits, 3);
     assert_int_equal(r.noise_rejected, 1);
-    double resp[] = {1.0, 1.25, 2.0, 2.0}, m = 0, v = 0;
-    for (int i = 0; i < 4; i++)
-        m += resp[i] / 4;
-    for (int i = 0; i < 4; i++)
-        v += (resp[i] - m) * (resp[i] - m) / 4;
+    double resp[] = {1.0, 1.25, 12.0 / 9}, m = 0, v = 0;
+    for (int i = 0; i < 3; i++)
+        m += resp[i] / 3;
+    for (int i = 0; i < 3; i++)
+        v += (resp[i] - m) * (resp[i] - m) / 3;
     assert_near(r.response_mean, m, 1e-12);
     assert_near(r.resolution, sqrt(v) / m, 1e-12);
-    /* bins: [0, 5): A1 (4), A2 (0.5, not found); [5, 100): A0, B0, B1, B2 */
-    assert_int_equal(r.bins[0].showers, 2);
+    /* bins: [0, 5): A1 (4), A2 (0.5), C1 (3); [5, 100): A0, B0, B1, B2, C0 */
+    assert_int_equal(r.bins[0].showers, 3);
     assert_int_equal(r.bins[0].found, 1);
     assert_near(r.bins[0].response_mean, 1.25, 1e-12);
     assert_near(r.bins[0].resolution, 0.0, 1e-12);
-    assert_int_equal(r.bins[1].showers, 4);
-    assert_int_equal(r.bins[1].found, 3);
-    assert_near(r.bins[1].efficiency, 0.75, 1e-12);
-    assert_near(r.bins[1].response_mean, 5.0 / 3, 1e-12);
+    assert_int_equal(r.bins[1].showers, 5);
+    assert_int_equal(r.bins[1].found, 2);
+    assert_near(r.bins[1].efficiency, 0.4, 1e-12);
+    assert_near(r.bins[1].response_mean, (1.0 + 12.0 / 9) / 2, 1e-12);
     /* bad input adds nothing */
     float neg[] = {-1};
     int32_t z[] = {0};
@@ -318,8 +324,8 @@ static void test_metrics_known(void **state)
     assert_int_equal(gpuml_cluster_eval_add(ev, 0, NULL, NULL, NULL), GPUML_OK); /* empty event */
     gpuml_cluster_eval_result r2;
     assert_int_equal(gpuml_cluster_eval_get(ev, &r2), GPUML_OK);
-    assert_int_equal(r2.showers, 5);
-    assert_int_equal(r2.events, 3);
+    assert_int_equal(r2.showers, 7);
+    assert_int_equal(r2.events, 4);
     gpuml_cluster_eval_destroy(ev);
     cfg.match_fraction = 0.4;
     assert_int_equal(gpuml_cluster_eval_create(&cfg, &ev), GPUML_ERR_INVALID_ARGUMENT);

@@ -95,20 +95,22 @@ GPUML_API gpuml_status gpuml_oc_cluster(gpuml_ctx *ctx, const gpuml_tensor *beta
  * Per event, from per-hit truth ids (>= 0: shower, -1: noise), hit energies
  * and cluster ids (>= 0: cluster, -1: unclustered). With E_t the energy of
  * shower t (sum of its hits: the deposited energy), E_k that of cluster k,
- * S_kt the energy of the hits of t in k, f = match_fraction (> 0.5 keeps
- * matches unique; default 0.5 means "more than half"):
- *   - shower t is found by cluster k if S_kt > f * E_t; its response is
- *     E_k / E_t;
- *   - efficiency: found / showers, over showers with E_t >= min_energy;
- *   - merge rate: of those found, the fraction whose cluster also finds
- *     another shower (of any energy);
- *   - split rate: of the showers with E_t >= min_energy, the fraction with
- *     two or more clusters each holding S_kt >= split_fraction * E_t;
- *   - fake rate: fraction of all clusters whose energy is less than f from
+ * S_kt the energy of the hits of t in k, f = match_fraction (default 0.5:
+ * "more than half"):
+ *   - shower t and cluster k match if S_kt > f * E_t and S_kt > f * E_k
+ *     (each is mostly the other; unique both ways); the shower's response
+ *     is E_k / E_t;
+ *   - efficiency: matched / showers, over showers with E_t >= min_energy;
+ *   - merge rate: of those showers, the fraction whose majority cluster
+ *     (S_kt > f * E_t) is also the majority cluster of another shower (of
+ *     any energy);
+ *   - split rate: of those showers, the fraction with two or more clusters
+ *     each holding S_kt >= split_fraction * E_t;
+ *   - fake rate: fraction of all clusters whose energy is at most f from
  *     showers (sum_t S_kt <= f * E_k: mostly noise);
  *   - response mean and resolution (standard deviation / mean) over the
- *     found showers with E_t >= min_energy, and per bin of E_t (every shower
- *     in the bin's range, with its efficiency);
+ *     matched showers with E_t >= min_energy, and per bin of E_t (every
+ *     shower in the bin's range, with its efficiency);
  *   - noise rejection: fraction of noise hits left unclustered.
  * Energies must be finite and >= 0. */
 #define GPUML_CLUSTER_EVAL_MAX_BINS 16
@@ -130,7 +132,8 @@ typedef struct gpuml_cluster_eval_bin {
 } gpuml_cluster_eval_bin;
 
 typedef struct gpuml_cluster_eval_result {
-    int64_t events, showers, found, merged, split; /* showers: E_t >= min   */
+    int64_t events, showers, found, merged, split; /* showers: E_t >= min;
+                                                      found: matched      */
     int64_t clusters, fakes, noise_hits, noise_rejected;
     double efficiency, merge_rate, split_rate, fake_rate, noise_rejection;
     double response_mean, resolution;

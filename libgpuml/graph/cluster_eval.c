@@ -148,8 +148,10 @@ gpuml_status gpuml_cluster_eval_add(gpuml_cluster_eval *ev, int64_t n, const int
     double *Et = calloc(sz, sizeof(double)), *Ek = calloc(sz, sizeof(double)), *Ekt = calloc(sz, sizeof(double));
     int64_t *finder = malloc(sz * sizeof(int64_t)), *nfound = calloc(sz, sizeof(int64_t)),
             *npieces = calloc(sz, sizeof(int64_t));
-    if (!Et || !Ek || !Ekt || !finder || !nfound || !npieces) {
+    bool *mutual = calloc(sz, sizeof(bool));
+    if (!Et || !Ek || !Ekt || !finder || !nfound || !npieces || !mutual) {
         free(tu), free(ku), free(pairs), free(Et), free(Ek), free(Ekt), free(finder), free(nfound), free(npieces);
+        free(mutual);
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "out of host memory for %lld hits", (long long)n);
     }
     int64_t np = 0, noise = 0, noise_rej = 0;
@@ -177,28 +179,30 @@ gpuml_status gpuml_cluster_eval_add(gpuml_cluster_eval *ev, int64_t n, const int
         for (; b < np && pairs[b].kt == kt; b++)
             s += energy[pairs[b].i];
         int64_t k = kt / nt, t = kt % nt;
-        if (s > f * Et[t])
+        if (s > f * Et[t]) {
             finder[t] = k, nfound[k]++;
+            mutual[t] = s > f * Ek[k];
+        }
         if (s >= fs * Et[t] && Et[t] > 0)
             npieces[t]++;
         a = b;
     }
     const gpuml_cluster_eval_config *c = &ev->cfg;
     for (int64_t t = 0; t < nt; t++) {
-        double e = Et[t], r = finder[t] >= 0 && e > 0 ? Ek[finder[t]] / e : 0.0;
+        double e = Et[t], r = mutual[t] && e > 0 ? Ek[finder[t]] / e : 0.0;
         for (int b = 0; b < c->num_bins; b++)
             if (e >= c->bin_edges[b] && e < c->bin_edges[b + 1]) {
                 ev->bins[b].showers++;
-                if (finder[t] >= 0)
+                if (mutual[t])
                     add_response(&ev->bins[b], r);
             }
         if (!(e >= c->min_energy))
             continue;
         ev->showers++;
         ev->split += npieces[t] >= 2;
-        if (finder[t] >= 0) {
+        ev->merged += finder[t] >= 0 && nfound[finder[t]] >= 2;
+        if (mutual[t]) {
             ev->found++;
-            ev->merged += nfound[finder[t]] >= 2;
             add_response(&ev->all, r);
         }
     }
@@ -209,6 +213,7 @@ gpuml_status gpuml_cluster_eval_add(gpuml_cluster_eval *ev, int64_t n, const int
     ev->noise_rejected += noise_rej;
     ev->events++;
     free(tu), free(ku), free(pairs), free(Et), free(Ek), free(Ekt), free(finder), free(nfound), free(npieces);
+    free(mutual);
     return GPUML_OK;
 }
 
@@ -232,7 +237,7 @@ gpuml_status gpuml_cluster_eval_get(const gpuml_cluster_eval *ev, gpuml_cluster_
     r.split = ev->split, r.clusters = ev->clusters, r.fakes = ev->fakes;
     r.noise_hits = ev->noise_hits, r.noise_rejected = ev->noise_rejected;
     r.efficiency = ratio(r.found, r.showers);
-    r.merge_rate = ratio(r.merged, r.found);
+    r.merge_rate = ratio(r.merged, r.showers);
     r.split_rate = ratio(r.split, r.showers);
     r.fake_rate = ratio(r.fakes, r.clusters);
     r.noise_rejection = ratio(r.noise_rejected, r.noise_hits);

@@ -147,7 +147,7 @@ static void ref_occ(const h_case_io *io, double *const *in, double *const *out)
         int64_t cnt = 0;
         for (int64_t i = s; i < t; i++)
             if (is_cp[i])
-                out[1][s + cnt] = (double)i, out[2][s + cnt] = 0, cnt++;
+                out[1][s + cnt] = (double)(i - s), out[2][s + cnt] = 0, cnt++;
         for (int64_t p = s + cnt; p < t; p++)
             out[1][p] = -1, out[2][p] = 0;
         out[3][e] = (double)cnt;
@@ -159,7 +159,7 @@ static void ref_occ(const h_case_io *io, double *const *in, double *const *out)
                     best = j;
             int64_t id = -1;
             for (int64_t c = 0; c < cnt && best >= 0; c++)
-                if ((int64_t)out[1][s + c] == best)
+                if ((int64_t)out[1][s + c] + s == best)
                     id = c;
             out[0][i] = (double)id;
             if (id >= 0)
@@ -213,7 +213,7 @@ static void test_oc_cluster_known(void **state)
     assert_int_equal(gpuml_oc_cluster(ctx, tb, tx, tr, te, &p, id, cp, ce, cnt), GPUML_OK);
     int32_t *gid = h_read(ctx, id), *gcp = h_read(ctx, cp), *gcnt = h_read(ctx, cnt);
     float *gce = h_read(ctx, ce);
-    int32_t want_id[] = {-1, 0, 0, 0, 1, 1, 0, 0}, want_cp[] = {1, 4, -1, -1, -1, -1, 6, -1}, want_cnt[] = {2, 0, 1};
+    int32_t want_id[] = {-1, 0, 0, 0, 1, 1, 0, 0}, want_cp[] = {1, 4, -1, -1, -1, -1, 0, -1}, want_cnt[] = {2, 0, 1};
     float want_ce[] = {9, 11, 0, 0, 0, 0, 15, 0};
     for (int i = 0; i < 8; i++) {
         assert_int_equal(gid[i], want_id[i]);
@@ -222,6 +222,21 @@ static void test_oc_cluster_known(void **state)
     }
     for (int e = 0; e < 3; e++)
         assert_int_equal(gcnt[e], want_cnt[e]);
+    /* energy as a column of [N, F] features gives the same sums */
+    float en2[16];
+    for (int i = 0; i < 8; i++)
+        en2[2 * i] = 100.0f, en2[2 * i + 1] = en[i];
+    gpuml_tensor *te2 = h_tensor_f32(ctx, 2, SHAPE(8, 2), en2);
+    p.energy_column = 1;
+    assert_int_equal(gpuml_oc_cluster(ctx, tb, tx, tr, te2, &p, id, cp, ce, cnt), GPUML_OK);
+    float *gce2 = h_read(ctx, ce);
+    assert_memory_equal(gce2, want_ce, sizeof want_ce);
+    free(gce2);
+    p.energy_column = 2;
+    assert_int_equal(gpuml_oc_cluster(ctx, tb, tx, tr, te2, &p, id, cp, ce, cnt), GPUML_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(gpuml_last_error(), "energy_column"));
+    p.energy_column = 0;
+    gpuml_tensor_destroy(te2);
     /* no energy: cluster energies 0; cluster_energy may be NULL */
     assert_int_equal(gpuml_oc_cluster(ctx, tb, tx, tr, NULL, &p, id, cp, NULL, cnt), GPUML_OK);
     free(gid), free(gcp), free(gcnt), free(gce);

@@ -18,7 +18,7 @@
  *     gpuml_tensor *id, *cp, *ce, *cnt;             // [N] i32, [N] i32, [N] f32, [B] i32
  *     gpuml_oc_cluster(ctx, beta, coords, row_splits, energy, &p, id, cp, ce, cnt);
  *     // hit i of event e is in cluster id[i] of e (-1: noise); cluster c of
- *     // event e has condensation point cp[row_splits[e] + c] and energy
+ *     // event e has condensation point row_splits[e] + cp[row_splits[e] + c], energy
  *     // ce[row_splits[e] + c], for c < cnt[e].
  *
  *     gpuml_cluster_eval *ev;
@@ -70,16 +70,19 @@ extern "C" {
 typedef struct gpuml_oc_cluster_params {
     float t_beta; /* candidates: beta > t_beta; default 0.1 */
     float t_d;    /* radius in clustering space, > 0, finite; default 0.5 */
+    int energy_column; /* column of an [N, F] energy tensor; default 0 */
 } gpuml_oc_cluster_params;
 
 GPUML_API void gpuml_oc_cluster_params_init_defaults(gpuml_oc_cluster_params *p);
 
 /* beta [N] or [N, 1] f32; coords [N, D] f32 (1 <= D <= 1024); row_splits
  * [B+1] i64 (as gpuml_knn: on CUDA bad values are clamped and reported by
- * gpuml_ctx_synchronize); energy [N] or [N, 1] f32 or NULL (cluster energies
- * then 0). Outputs, caller-allocated on the context's device:
+ * gpuml_ctx_synchronize); energy [N] f32, or [N, F] f32 read at column
+ * p->energy_column (the hits' features as they are), or NULL (cluster
+ * energies then 0). Outputs, caller-allocated on the context's device:
  * cluster_id [N] i32; cluster_cp [N] i32 (slot row_splits[e] + c: row of the
- * CP of cluster c of event e, -1 past the event's count); cluster_energy [N]
+ * CP of cluster c of event e counted from the event's first row, -1 past the
+ * event's count); cluster_energy [N]
  * f32 or NULL (same slots, 0 past the count); cluster_count [B] i32.
  * Enqueued on the context's stream; N < 2^31. Errors: INVALID_ARGUMENT
  * (NULL, t_beta NaN, t_d not finite or <= 0, outputs overlapping inputs or

@@ -87,7 +87,8 @@ static void sort_set(const gpuml_k_occ *P, const occ_ws *w, int64_t e, int64_t b
     }
 }
 
-static void cluster_event(const gpuml_k_occ *P, const occ_ws *w, int64_t e, const float *energy, int32_t *cluster_id,
+static void cluster_event(const gpuml_k_occ *P, const occ_ws *w, int64_t e, const float *energy, int64_t es,
+                          int32_t *cluster_id,
                           int32_t *cp, float *cenergy, int32_t *count)
 {
     int64_t b = P->rs[e], end = P->rs[e + 1];
@@ -111,7 +112,7 @@ static void cluster_event(const gpuml_k_occ *P, const occ_ws *w, int64_t e, cons
     for (int64_t i = b; i < end; i++)
         if (w->state[i] == GPUML_OCC_IN) {
             w->slot[i] = s;
-            cp[b + s] = (int32_t)i;
+            cp[b + s] = (int32_t)(i - b);
             s++;
         }
     count[e] = s;
@@ -123,7 +124,7 @@ static void cluster_event(const gpuml_k_occ *P, const occ_ws *w, int64_t e, cons
         int32_t c = w->cpof[i] >= 0 ? w->slot[w->cpof[i]] : -1;
         cluster_id[i] = c;
         if (c >= 0 && energy)
-            w->acc[b + c] += gpuml_k_occ_fixed(energy[i]);
+            w->acc[b + c] += gpuml_k_occ_fixed(energy[i * es]);
     }
     if (cenergy)
         for (int64_t p = b; p < end; p++)
@@ -131,7 +132,8 @@ static void cluster_event(const gpuml_k_occ *P, const occ_ws *w, int64_t e, cons
 }
 
 gpuml_status gpuml_cpu_oc_cluster(const gpuml_kctx *k, const float *beta, const float *x, int64_t n, int d,
-                                  const int64_t *row_splits, int64_t nev, const float *energy, float t_beta, float t_d,
+                                  const int64_t *row_splits, int64_t nev, const float *energy, int64_t estride,
+                                  float t_beta, float t_d,
                                   int32_t *cluster_id, int32_t *cp, float *cenergy, int32_t *count, void *ws)
 {
     gpuml_k_occ P;
@@ -143,6 +145,6 @@ gpuml_status gpuml_cpu_oc_cluster(const gpuml_kctx *k, const float *beta, const 
     int nt = k->nthreads;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n > 4096 && nev > 1)
     for (int64_t e = 0; e < nev; e++)
-        cluster_event(&P, &w, e, energy, cluster_id, cp, cenergy, count);
+        cluster_event(&P, &w, e, energy, estride, cluster_id, cp, cenergy, count);
     return GPUML_OK;
 }

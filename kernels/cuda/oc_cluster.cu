@@ -182,7 +182,7 @@ static __global__ void occ_rank_kernel(gpuml_k_occ P, const int32_t *state, int3
             if (f) {
                 int64_t s = carry + s_scan[threadIdx.x] - 1;
                 slot[i] = (int32_t)s;
-                cp[b + s] = (int32_t)i;
+                cp[b + s] = (int32_t)(i - b);
             }
             carry += s_scan[OCC_BLOCK - 1];
             __syncthreads();
@@ -194,7 +194,8 @@ static __global__ void occ_rank_kernel(gpuml_k_occ P, const int32_t *state, int3
     }
 }
 
-static __global__ void occ_label_kernel(gpuml_k_occ P, const float *energy, const int32_t *cpof, const int32_t *slot,
+static __global__ void occ_label_kernel(gpuml_k_occ P, const float *energy, int64_t es, const int32_t *cpof,
+                                        const int32_t *slot,
                                         int32_t *cluster_id, unsigned long long *acc)
 {
     GPUML_GRID_STRIDE(i, P.n)
@@ -203,7 +204,7 @@ static __global__ void occ_label_kernel(gpuml_k_occ P, const float *energy, cons
         cluster_id[i] = c;
         if (c >= 0 && energy) {
             int64_t e = gpuml_k_event_of_row(P.rs, P.nev, i);
-            atomicAdd(&acc[P.rs[e] + c], (unsigned long long)gpuml_k_occ_fixed(energy[i]));
+            atomicAdd(&acc[P.rs[e] + c], (unsigned long long)gpuml_k_occ_fixed(energy[i * es]));
         }
     }
 }
@@ -215,7 +216,7 @@ static __global__ void occ_energy_kernel(int64_t n, const uint64_t *acc, float *
 
 extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *beta, const float *x, int64_t n, int d,
                                               const int64_t *row_splits, int64_t nev, const float *energy,
-                                              float t_beta, float t_d, int32_t *cluster_id, int32_t *cp,
+                                              int64_t estride, float t_beta, float t_d, int32_t *cluster_id, int32_t *cp,
                                               float *cenergy, int32_t *count, void *ws)
 {
     if (nev == 0)
@@ -253,7 +254,7 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
     if (n > 0) {
         cudaMemsetAsync(w.acc, 0, (size_t)n * sizeof(uint64_t), s);
         GPUML_CUDA_LAUNCH(occ_label_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
-            P, energy, w.next, w.slot, cluster_id, (unsigned long long *)w.acc);
+            P, energy, estride, w.next, w.slot, cluster_id, (unsigned long long *)w.acc);
         if (cenergy)
             GPUML_CUDA_LAUNCH(occ_energy_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(n, w.acc, cenergy);
     }

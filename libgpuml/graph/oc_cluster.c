@@ -13,6 +13,7 @@ void gpuml_oc_cluster_params_init_defaults(gpuml_oc_cluster_params *p)
     memset(p, 0, sizeof *p);
     p->t_beta = 0.1f;
     p->t_d = 0.5f;
+    p->energy_column = 0;
 }
 
 static bool overlaps(const gpuml_tensor *a, const gpuml_tensor *b)
@@ -66,8 +67,19 @@ gpuml_status gpuml_oc_cluster(gpuml_ctx *ctx, const gpuml_tensor *beta, const gp
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'coords' has N = %lld rows; need N < 2^31 - 1",
                           (long long)n);
     GPUML_TRY(check_vec(ctx, fn, "beta", beta, GPUML_F32, n));
-    if (energy)
-        GPUML_TRY(check_vec(ctx, fn, "energy", energy, GPUML_F32, n));
+    int64_t estride = 1;
+    if (energy) {
+        GPUML_TRY(gpuml_check_dtype(ctx, fn, "energy", energy, GPUML_F32));
+        if (energy->ndim < 1 || energy->ndim > 2 || energy->shape[0] != n) {
+            char s[160];
+            return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "argument 'energy' is %s, expected [%lld] or [%lld, F]",
+                              gpuml_shape_str(energy->ndim, energy->shape, s, sizeof s), (long long)n, (long long)n);
+        }
+        estride = energy->ndim == 2 ? energy->shape[1] : 1;
+    }
+    if (p->energy_column < 0 || (p->energy_column > 0 && p->energy_column >= estride))
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'p->energy_column' = %d is not a column of "
+                          "energy (%lld columns)", p->energy_column, (long long)estride);
     GPUML_TRY(gpuml_check_row_splits(ctx, fn, "row_splits", row_splits, n, &nev));
     GPUML_TRY(check_vec(ctx, fn, "cluster_id", cluster_id, GPUML_I32, n));
     GPUML_TRY(check_vec(ctx, fn, "cluster_cp", cluster_cp, GPUML_I32, n));
@@ -99,7 +111,8 @@ gpuml_status gpuml_oc_cluster(gpuml_ctx *ctx, const gpuml_tensor *beta, const gp
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));
     gpuml_status st = GPUML_LAUNCH(ctx, oc_cluster, beta->data, coords->data, n, d, row_splits->data, nev,
-                                   energy ? energy->data : NULL, p->t_beta, p->t_d, cluster_id->data, cluster_cp->data,
+                                   energy && n > 0 ? (const float *)energy->data + p->energy_column : NULL, estride,
+                                   p->t_beta, p->t_d, cluster_id->data, cluster_cp->data,
                                    cluster_energy ? cluster_energy->data : NULL, cluster_count->data, ws);
     gpuml_scratch_free(ctx, ws, ws_bytes);
     return st;

@@ -54,7 +54,7 @@ class OcParams(Structure):
 
 
 class OcClusterParams(Structure):
-    _fields_ = [("t_beta", c_float), ("t_d", c_float)]
+    _fields_ = [("t_beta", c_float), ("t_d", c_float), ("energy_column", c_int)]
 
 
 CLUSTER_EVAL_MAX_BINS = 16  # GPUML_CLUSTER_EVAL_MAX_BINS in gpuml/cluster.h

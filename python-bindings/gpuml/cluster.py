@@ -34,7 +34,8 @@ def oc_cluster(beta, coords, row_splits=None, energy=None, t_beta: float = 0.1, 
 
     Returns (cluster_id [N] int32, cluster_cp [N] int32, cluster_energy [N]
     float32, cluster_count [B] int32): cluster c of event e has its
-    condensation point row at cluster_cp[row_splits[e] + c] and its energy
+    condensation point at row row_splits[e] + cluster_cp[row_splits[e] + c]
+    (cluster_cp counts from the event's first row) and its energy
     at cluster_energy[row_splits[e] + c], for c < cluster_count[e]; ids are
     per event, numbered in the row order of the condensation points.
     """

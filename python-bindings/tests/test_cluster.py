@@ -34,7 +34,7 @@ def oc_cluster_ref(beta, x, rs, energy, t_beta, t_d):
                 cps.append(i)
         rows = sorted(cps)
         cnt[e] = len(rows)
-        cp[lo:lo + len(rows)] = rows
+        cp[lo:lo + len(rows)] = np.array(rows, np.int64) - lo
         for i in range(lo, hi):
             if not finite[i]:
                 continue

@@ -382,6 +382,114 @@ static void test_clue_known(void **state)
     assert_int_equal(gpuml_clue_cluster(9, 2, x, w, &p, id, &cnt), GPUML_ERR_INVALID_ARGUMENT);
 }
 
+/* ---- the engine's cluster post-processing ------------------------------------ */
+static const char *occ_model_json =
+    "{\"name\": \"oc-tiny\", \"inputs\": [{\"name\": \"hits\", \"features\": 4}],"
+    " \"nodes\": [{\"name\": \"bl\", \"op\": \"linear\", \"inputs\": [\"hits\"], \"out\": 1},"
+    "  {\"name\": \"beta\", \"op\": \"sigmoid\", \"inputs\": [\"bl\"]},"
+    "  {\"name\": \"coords\", \"op\": \"linear\", \"inputs\": [\"hits\"], \"out\": 2}],"
+    " \"outputs\": [\"beta\", \"coords\"]}";
+
+static void test_engine_clusters(void **state)
+{
+    (void)state;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 1);
+    gpuml_model *m;
+    assert_int_equal(gpuml_model_create(ctx, occ_model_json, &m), GPUML_OK);
+    assert_int_equal(gpuml_model_init_params(m, 3), GPUML_OK);
+    gpuml_engine_config cfg;
+    gpuml_engine_config_init_defaults(&cfg);
+    cfg.max_batch_rows = 4096, cfg.max_batch_events = 8, cfg.max_queue_delay_us = 2000;
+    cfg.clusters.enabled = 1, cfg.clusters.energy_input = 0, cfg.clusters.energy_column = 3;
+    cfg.clusters.t_beta = 0.3f, cfg.clusters.t_d = 0.8f;
+    gpuml_engine *eng;
+    assert_int_equal(gpuml_engine_create_from_model(m, &cfg, &eng), GPUML_OK);
+    enum { NEV = 5 };
+    int64_t rows[NEV] = {40, 0, 17, 120, 3};
+    uint64_t rng = 11;
+    for (int ev = 0; ev < NEV; ev++) {
+        int64_t r = rows[ev];
+        float *x = malloc((size_t)(r ? r : 1) * 4 * sizeof(float));
+        for (int64_t i = 0; i < r * 4; i++)
+            x[i] = (float)h_rand_uniform(&rng, -2, 2) + (i % 4 == 3 ? 2.5f : 0.0f);
+        float *o[6];
+        for (int k = 0; k < 6; k++)
+            o[k] = calloc((size_t)(r ? r : 1) * 2, sizeof(float));
+        const float *in[1] = {x};
+        gpuml_engine_request req;
+        gpuml_engine_request_init(&req);
+        req.rows = r, req.inputs = in;
+        float *outs[6] = {NULL, NULL, o[2], o[3], o[4], o[5]}; /* raw beta / coords not wanted */
+        req.outputs = outs;
+        assert_int_equal(gpuml_engine_run(eng, &req), GPUML_OK);
+        /* the same event by hand: forward, gpuml_oc_cluster */
+        gpuml_tape *tape;
+        assert_int_equal(gpuml_tape_create(ctx, &tape), GPUML_OK);
+        gpuml_tape_set_grad_enabled(tape, 0);
+        gpuml_tape_set_training(tape, 0);
+        int64_t rs[2] = {0, r};
+        gpuml_tensor *tx = h_tensor_f32(ctx, 2, SHAPE(r, 4), x), *trs = h_tensor(ctx, GPUML_I64, 1, SHAPE(2), rs);
+        gpuml_var *mo[2];
+        const gpuml_tensor *ins[1] = {tx};
+        assert_int_equal(gpuml_model_forward(m, tape, ins, trs, mo), GPUML_OK);
+        gpuml_tensor *id, *cp, *ce, *cnt;
+        assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, SHAPE(r), &id), GPUML_OK);
+        assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, SHAPE(r), &cp), GPUML_OK);
+        assert_int_equal(gpuml_tensor_create(ctx, GPUML_F32, 1, SHAPE(r), &ce), GPUML_OK);
+        assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, SHAPE(1), &cnt), GPUML_OK);
+        gpuml_oc_cluster_params p;
+        gpuml_oc_cluster_params_init_defaults(&p);
+        p.t_beta = 0.3f, p.t_d = 0.8f, p.energy_column = 3;
+        assert_int_equal(gpuml_oc_cluster(ctx, gpuml_var_value(mo[0]), gpuml_var_value(mo[1]), trs, tx, &p, id, cp,
+                                          ce, cnt),
+                         GPUML_OK);
+        const int32_t *gid = gpuml_tensor_data(id), *gcp = gpuml_tensor_data(cp), *gcnt = gpuml_tensor_data(cnt);
+        const float *gce = gpuml_tensor_data(ce);
+        for (int64_t i = 0; i < r; i++) {
+            assert_true(o[2][i] == (float)gid[i]);
+            assert_true(o[3][i] == (float)gcp[i]);
+            assert_true(o[4][i] == gce[i]);
+        }
+        assert_true(o[5][0] == (float)gcnt[0]);
+        if (r == 120)
+            assert_true(gcnt[0] > 1); /* a test that clusters something */
+        /* direct mode gives the same */
+        float *d[6];
+        for (int k = 0; k < 6; k++)
+            d[k] = calloc((size_t)(r ? r : 1) * 2, sizeof(float));
+        float *douts[6] = {d[0], d[1], d[2], d[3], d[4], d[5]};
+        req.outputs = douts;
+        assert_int_equal(gpuml_engine_run_direct(eng, &req, NULL), GPUML_OK);
+        for (int k = 2; k < 6; k++)
+            assert_memory_equal(d[k], o[k], (size_t)(k == 5 ? 1 : r) * sizeof(float));
+        for (int k = 0; k < 6; k++)
+            free(o[k]), free(d[k]);
+        gpuml_tensor *objs[] = {tx, trs, id, cp, ce, cnt};
+        for (int k = 0; k < 6; k++)
+            gpuml_tensor_destroy(objs[k]);
+        gpuml_tape_destroy(tape);
+        free(x);
+    }
+    /* cluster outputs themselves may not be NULL */
+    float one[4] = {0, 0, 0, 3}, b1[1], *outs_bad[6] = {NULL, NULL, b1, b1, NULL, b1};
+    const float *in1[1] = {one};
+    gpuml_engine_request req;
+    gpuml_engine_request_init(&req);
+    req.rows = 1, req.inputs = in1, req.outputs = outs_bad;
+    assert_int_equal(gpuml_engine_run(eng, &req), GPUML_ERR_INVALID_ARGUMENT);
+    gpuml_engine_destroy(eng);
+    /* bad post-processing configs fail at creation */
+    gpuml_engine_config bad = cfg;
+    bad.clusters.beta_output = 1, bad.clusters.coords_output = 0; /* coords has 2 features */
+    assert_int_equal(gpuml_engine_create_from_model(m, &bad, &eng), GPUML_ERR_INVALID_ARGUMENT);
+    bad = cfg, bad.clusters.energy_column = 4;
+    assert_int_equal(gpuml_engine_create_from_model(m, &bad, &eng), GPUML_ERR_INVALID_ARGUMENT);
+    bad = cfg, bad.clusters.t_d = -1.0f;
+    assert_int_equal(gpuml_engine_create_from_model(m, &bad, &eng), GPUML_ERR_INVALID_ARGUMENT);
+    gpuml_model_destroy(m);
+    gpuml_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_oc_cluster_known),
         cmocka_unit_test(test_metrics_known),
         cmocka_unit_test(test_clue_known),
+        cmocka_unit_test(test_engine_clusters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

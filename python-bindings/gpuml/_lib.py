@@ -143,12 +143,17 @@ class AllocStats(Structure):
                 ("num_system_allocs", c_uint64)]
 
 
+class EngineClusters(Structure):
+    _fields_ = [("enabled", c_int), ("beta_output", c_int), ("coords_output", c_int), ("energy_input", c_int),
+                ("energy_column", c_int), ("t_beta", c_float), ("t_d", c_float)]
+
+
 class EngineConfig(Structure):
     _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
                 ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
                 ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int), ("log_fn", LOG_FN),
-                ("log_user", c_void_p), ("log_level", c_int)]
+                ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters)]
 
 
 class EngineRequest(Structure):
@@ -187,7 +192,7 @@ STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_para
            "gpuml_knn_params": KnnParams, "gpuml_batch_norm_params": BatchNormParams,
            "gpuml_oc_cluster_params": OcClusterParams, "gpuml_cluster_eval_config": ClusterEvalConfig,
            "gpuml_cluster_eval_bin": ClusterEvalBin, "gpuml_cluster_eval_result": ClusterEvalResult,
-           "gpuml_clue_params": ClueParams,
+           "gpuml_clue_params": ClueParams, "gpuml_engine_clusters": EngineClusters,
            "gpuml_optim_config": OptimConfig, "gpuml_loader_config": LoaderConfig,
            "gpuml_loader_position": LoaderPosition, "gpuml_train_state": TrainState,
            "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats,

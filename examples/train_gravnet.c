@@ -15,9 +15,10 @@
  * With --val, the end also shows physics: the model's outputs through
  * gpuml_oc_cluster (--t-beta 0.1, --t-d 0.5), matched to the truth showers
  * (include/gpuml/cluster.h; --min-energy 1 GeV), for the trained model, the
- * same model untrained and the CLUE baseline on the raw hits (--clue-dc 2,
- * --clue-rhoc 0.5, --clue-seed 5, --clue-outlier 10 [cm, GeV]); a table on
- * stderr and "physics" in the final JSON line. */
+ * same model untrained and the CLUE baseline on the raw hits (--clue-dc 5,
+ * --clue-rhoc 0.2, --clue-seed 10, --clue-outlier 20 [cm, GeV]: the
+ * library's defaults, tuned on training events); a table on stderr and
+ * "physics" in the final JSON line. */
 #include "common/driver.h"
 #include "common/oc_eval.h"
 
@@ -31,8 +32,9 @@ static void physics(const opts *o, gpuml_ctx *ctx, gpuml_model *trained, const c
     p.t_beta = (float)opt_f(o, "--t-beta", 0.1), p.t_d = (float)opt_f(o, "--t-d", 0.5);
     gpuml_clue_params cp;
     gpuml_clue_params_init_defaults(&cp);
-    cp.dc = (float)opt_f(o, "--clue-dc", 2.0), cp.rho_c = (float)opt_f(o, "--clue-rhoc", 0.5);
-    cp.seed_delta = (float)opt_f(o, "--clue-seed", 5.0), cp.outlier_delta = (float)opt_f(o, "--clue-outlier", 10.0);
+    cp.dc = (float)opt_f(o, "--clue-dc", cp.dc), cp.rho_c = (float)opt_f(o, "--clue-rhoc", cp.rho_c);
+    cp.seed_delta = (float)opt_f(o, "--clue-seed", cp.seed_delta);
+    cp.outlier_delta = (float)opt_f(o, "--clue-outlier", cp.outlier_delta);
     gpuml_cluster_eval_config ec;
     gpuml_cluster_eval_config_init_defaults(&ec);
     ec.min_energy = opt_f(o, "--min-energy", 1.0);
@@ -60,6 +62,10 @@ static void physics(const opts *o, gpuml_ctx *ctx, gpuml_model *trained, const c
         fprintf(stderr, "%-10s %10.3f %9.3f %9.3f %9.3f %9.3f %10.3f %10.3f\n", names[k], r[k].efficiency,
                 r[k].fake_rate, r[k].merge_rate, r[k].split_rate, r[k].response_mean, r[k].resolution,
                 r[k].noise_rejection);
+    fprintf(stderr, "(oc_cluster t_beta %g, t_d %g; CLUE on x, y, z: dc %g cm, rho_c %g GeV, seed_delta %g cm, "
+                    "outlier_delta %g cm)\n",
+            (double)p.t_beta, (double)p.t_d, (double)cp.dc, (double)cp.rho_c, (double)cp.seed_delta,
+            (double)cp.outlier_delta);
     FILE *f = fmemopen(buf, size, "w");
     if (!f)
         return;

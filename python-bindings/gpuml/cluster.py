@@ -4,7 +4,7 @@
     ev = gpuml.ClusterEval(min_energy=1.0)
     for each event: ev.add(truth_id, hit_energy, cluster_id)
     ev.result()["efficiency"], ev.result()["bins"][0]["resolution"]
-    ids, count = gpuml.clue_cluster(xyz, energy, dc=5.0, rho_c=0.2, seed_delta=10.0, outlier_delta=20.0)
+    ids, count = gpuml.clue_cluster(xyz, energy)   # dc 5, rho_c 0.2, seed_delta 10, outlier_delta 20
 
 The definitions (matching by shared energy, efficiency, fake / merge /
 split rates, response and resolution, noise rejection) are those of the C
@@ -128,8 +128,8 @@ class ClusterEval:
             pass
 
 
-def clue_cluster(points, weights, dc: float = 2.0, rho_c: float = 0.5, seed_delta: float = 5.0,
-                 outlier_delta: float = 10.0):
+def clue_cluster(points, weights, dc: float = 5.0, rho_c: float = 0.2, seed_delta: float = 10.0,
+                 outlier_delta: float = 20.0):
     """The CLUE baseline (gpuml_clue_cluster) on points [n, D] with weights
     [n] (host). Returns (cluster_id [n] int32, count)."""
     need("gpuml_clue_cluster")

@@ -5,7 +5,12 @@
  *     noise, every hit above threshold, D above the binned three;
  *   - a hand-made event whose clusters are known, and bad input;
  *   - the clustering metrics on hand-made events with known answers;
- *   - the CLUE baseline on hand-made events. */
+ *   - the CLUE baseline on hand-made events;
+ *   - the CUDA launcher's schedule (one sort of the whole batch by (event,
+ *     set, cell) key, Jacobi rounds of gpuml_k_occ_decide on the previous
+ *     round's states, numbering and fixed-point sums) run on the CPU with
+ *     the kernel body, against the library;
+ *   - the engine's cluster post-processing against forward + oc_cluster. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +22,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "oc_cluster.h" /* the kernel body, for the CUDA schedule below */
 
 /* older cmocka has no assert_double_equal */
 #define assert_near(a, b, eps) assert_true(fabs((double)(a) - (double)(b)) <= (eps))
@@ -382,6 +388,139 @@ static void test_clue_known(void **state)
     assert_int_equal(gpuml_clue_cluster(9, 2, x, w, &p, id, &cnt), GPUML_ERR_INVALID_ARGUMENT);
 }
 
+/* ---- the CUDA launcher's schedule on the CPU ------------------------------------ */
+typedef struct key_row {
+    uint64_t key;
+    int32_t row;
+} key_row;
+
+static int key_row_cmp(const void *a, const void *b)
+{
+    const key_row *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* keys/rows of the whole batch sorted by (key, row): what the stable radix
+ * sort of rows in order gives. in_set: state == IN (cp) or != NONE. */
+static void batch_sort(const gpuml_k_occ *P, const int32_t *state, bool cp, uint64_t *keys, int32_t *rows)
+{
+    key_row *kr = malloc((size_t)(P->n ? P->n : 1) * sizeof *kr);
+    for (int64_t i = 0; i < P->n; i++) {
+        int64_t e = 0;
+        while (P->rs[e + 1] <= i)
+            e++;
+        bool in = cp ? state[i] == GPUML_OCC_IN : state[i] != GPUML_OCC_NONE;
+        kr[i].key = gpuml_k_occ_row_key(P, e, i, in), kr[i].row = (int32_t)i;
+    }
+    qsort(kr, (size_t)P->n, sizeof *kr, key_row_cmp);
+    for (int64_t p = 0; p < P->n; p++)
+        keys[p] = kr[p].key, rows[p] = kr[p].row;
+    free(kr);
+}
+
+static void test_cuda_schedule_on_cpu(void **state_)
+{
+    (void)state_;
+    enum { N = 3000, D = 3, B = 6 };
+    uint64_t rng = 5;
+    float *beta = malloc(N * sizeof(float)), *x = malloc(N * D * sizeof(float)), *en = malloc(N * sizeof(float));
+    double centre[12][D];
+    for (int s = 0; s < 12; s++)
+        for (int c = 0; c < D; c++)
+            centre[s][c] = h_rand_uniform(&rng, -4, 4);
+    for (int i = 0; i < N; i++) {
+        bool shower = h_rand_u64(&rng) % 5 != 0;
+        int s = (int)(h_rand_u64(&rng) % 12);
+        for (int c = 0; c < D; c++)
+            x[i * D + c] = (float)(shower ? centre[s][c] + 0.3 * h_rand_normal(&rng) : h_rand_uniform(&rng, -6, 6));
+        beta[i] = (float)(shower ? h_rand_uniform(&rng, 0.2, 1.0) : h_rand_uniform(&rng, 0.0, 0.2));
+        if (i % 7 == 0)
+            beta[i] = 0.5f; /* ties */
+        en[i] = (float)h_rand_uniform(&rng, 0, 3);
+    }
+    int64_t rs[B + 1] = {0, 400, 400, 1500, 1510, 2600, N};
+    float t_beta = 0.1f, t_d = 0.7f;
+    gpuml_k_occ P;
+    P.beta = beta, P.x = x, P.rs = rs, P.n = N, P.nev = B, P.d = D, P.db = D < 3 ? D : 3;
+    P.t_beta = t_beta, P.td2 = t_d * t_d, P.inv_cell = 1.0 / ((double)t_d * (1.0 + 1e-4));
+    int32_t *st = malloc(N * sizeof(int32_t)), *next = malloc(N * sizeof(int32_t)), *rows = malloc(N * sizeof(int32_t));
+    uint64_t *keys = malloc(N * sizeof(uint64_t));
+    for (int i = 0; i < N; i++)
+        st[i] = gpuml_k_occ_candidate(&P, i) ? GPUML_OCC_OPEN : GPUML_OCC_NONE;
+    batch_sort(&P, st, false, keys, rows);
+    int rounds = 0;
+    for (bool open = true; open; rounds++) { /* every event's block in lockstep: the most rounds of any */
+        open = false;
+        for (int64_t e = 0; e < B; e++)
+            for (int64_t p = rs[e]; p < rs[e + 1]; p++) {
+                int64_t i = rows[p];
+                if (st[i] == GPUML_OCC_OPEN) {
+                    next[i] = gpuml_k_occ_decide(&P, keys, rows, st, e, i);
+                    open = open || next[i] == GPUML_OCC_OPEN;
+                }
+            }
+        for (int i = 0; i < N; i++)
+            if (st[i] == GPUML_OCC_OPEN)
+                st[i] = next[i];
+    }
+    batch_sort(&P, st, true, keys, rows);
+    int32_t *cpof = malloc(N * sizeof(int32_t)), *slot = malloc(N * sizeof(int32_t)), want_cnt[B];
+    int32_t *want_id = malloc(N * sizeof(int32_t)), *want_cp = malloc(N * sizeof(int32_t));
+    uint64_t *acc = calloc(N, sizeof(uint64_t));
+    for (int64_t e = 0; e < B; e++) {
+        int32_t s = 0;
+        for (int64_t i = rs[e]; i < rs[e + 1]; i++) {
+            cpof[i] = gpuml_k_occ_assign(&P, keys, rows, e, i);
+            if (st[i] == GPUML_OCC_IN)
+                slot[i] = s, want_cp[rs[e] + s] = (int32_t)(i - rs[e]), s++;
+        }
+        want_cnt[e] = s;
+        for (int64_t p = rs[e] + s; p < rs[e + 1]; p++)
+            want_cp[p] = -1;
+    }
+    for (int64_t e = 0; e < B; e++)
+        for (int64_t i = rs[e]; i < rs[e + 1]; i++) {
+            want_id[i] = cpof[i] >= 0 ? slot[cpof[i]] : -1;
+            if (want_id[i] >= 0)
+                acc[rs[e] + want_id[i]] += gpuml_k_occ_fixed(en[i]);
+        }
+    /* the library (CPU driver: one pass in priority order, per-event sorts) */
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_tensor *tb = h_tensor_f32(ctx, 1, SHAPE(N), beta), *tx = h_tensor_f32(ctx, 2, SHAPE(N, D), x);
+    gpuml_tensor *te = h_tensor_f32(ctx, 1, SHAPE(N), en), *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(B + 1), rs);
+    gpuml_tensor *id, *cp, *ce, *cnt;
+    assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, SHAPE(N), &id), GPUML_OK);
+    assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, SHAPE(N), &cp), GPUML_OK);
+    assert_int_equal(gpuml_tensor_create(ctx, GPUML_F32, 1, SHAPE(N), &ce), GPUML_OK);
+    assert_int_equal(gpuml_tensor_create(ctx, GPUML_I32, 1, SHAPE(B), &cnt), GPUML_OK);
+    gpuml_oc_cluster_params p;
+    gpuml_oc_cluster_params_init_defaults(&p);
+    p.t_beta = t_beta, p.t_d = t_d;
+    assert_int_equal(gpuml_oc_cluster(ctx, tb, tx, tr, te, &p, id, cp, ce, cnt), GPUML_OK);
+    const int32_t *gid = gpuml_tensor_data(id), *gcp = gpuml_tensor_data(cp), *gcnt = gpuml_tensor_data(cnt);
+    const float *gce = gpuml_tensor_data(ce);
+    int total = 0;
+    for (int e = 0; e < B; e++) {
+        assert_int_equal(gcnt[e], want_cnt[e]);
+        total += gcnt[e];
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(gid[i], want_id[i]);
+        assert_int_equal(gcp[i], want_cp[i]);
+        assert_true(gce[i] == gpuml_k_occ_unfixed(acc[i]));
+    }
+    assert_true(total > 12 && rounds > 1); /* non-trivial: several clusters, more than one round */
+    printf("CUDA schedule on the CPU: %d clusters, %d Jacobi rounds\n", total, rounds);
+    gpuml_tensor *objs[] = {tb, tx, te, tr, id, cp, ce, cnt};
+    for (int k = 0; k < 8; k++)
+        gpuml_tensor_destroy(objs[k]);
+    gpuml_ctx_destroy(ctx);
+    free(beta), free(x), free(en), free(st), free(next), free(rows), free(keys), free(cpof), free(slot);
+    free(want_id), free(want_cp), free(acc);
+}
+
 /* ---- the engine's cluster post-processing ------------------------------------ */
 static const char *occ_model_json =
     "{\"name\": \"oc-tiny\", \"inputs\": [{\"name\": \"hits\", \"features\": 4}],"
@@ -498,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_metrics_known),
         cmocka_unit_test(test_clue_known),
         cmocka_unit_test(test_engine_clusters),
+        cmocka_unit_test(test_cuda_schedule_on_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

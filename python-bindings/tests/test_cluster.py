@@ -97,3 +97,34 @@ def test_clue_two_blobs_and_an_outlier():
     ids, count = gpuml.clue_cluster(pts, w, dc=1.0, rho_c=1.0, seed_delta=3.0, outlier_delta=6.0)
     assert count == 2
     np.testing.assert_array_equal(ids, [0, 0, 0, 0, 1, 1, 1, 1, -1])
+
+
+OC_TINY = {"name": "oc-tiny", "inputs": [{"name": "hits", "features": 4}],
+           "nodes": [{"name": "bl", "op": "linear", "inputs": ["hits"], "out": 1},
+                     {"name": "beta", "op": "sigmoid", "inputs": ["bl"]},
+                     {"name": "coords", "op": "linear", "inputs": ["hits"], "out": 2}],
+           "outputs": ["beta", "coords"]}
+
+
+def test_engine_returns_clusters():
+    model = gpuml.Model.from_config(OC_TINY, seed=3)
+    rng = np.random.default_rng(2)
+    opts = dict(energy_input=0, energy_column=3, t_beta=0.3, t_d=0.8)
+    with gpuml.Engine(model, clusters=opts, max_batch_rows=4096) as engine:
+        events = [rng.uniform(-2, 2, (n, 4)).astype(np.float32) for n in (60, 0, 150)]
+        futures = [engine.submit(x) for x in events]
+        for x, fut in zip(events, futures):
+            got = fut.result()
+            beta, coords = model(x)
+            ids, cp, ce, cnt = gpuml.oc_cluster(beta, coords, energy=x[:, 3].copy(), t_beta=0.3, t_d=0.8)
+            assert got.count == cnt[0]
+            np.testing.assert_array_equal(got.ids, ids)
+            np.testing.assert_array_equal(got.cp, cp[:cnt[0]])
+            np.testing.assert_array_equal(got.energy, ce[:cnt[0]])
+            direct = engine.run(x, direct=True)
+            np.testing.assert_array_equal(direct.ids, ids)
+        assert got.count > 1
+    with pytest.raises(gpuml.InvalidArgumentError):
+        gpuml.Engine(model, clusters=dict(t_d=-1.0))
+    with pytest.raises(gpuml.InvalidArgumentError):
+        gpuml.Engine(model, clusters=dict(bogus=1))

@@ -11,8 +11,76 @@
  * Metrics go to the JSON-lines file (one object per step, one per
  * evaluation); the final metrics are printed as one JSON line on stdout.
  * --init-out saves the freshly initialised model (before any step), so a
- * peer implementation can start from the same weights (bench/train_peers.py). */
+ * peer implementation can start from the same weights (bench/train_peers.py).
+ *
+ * With --val, the end also shows physics: the model's outputs through
+ * gpuml_oc_cluster (--t-beta 0.1, --t-d 0.5), matched to the truth showers
+ * (include/gpuml/cluster.h; --min-energy 1 GeV), for the trained model, the
+ * same model untrained and the CLUE baseline on the raw hits (--clue-dc 5,
+ * --clue-rhoc 0.2, --clue-seed 10, --clue-outlier 20 [cm, GeV]: the
+ * library's defaults, tuned on training events); a table on stderr and
+ * "physics" in the final JSON line. */
 #include "common/driver.h"
+#include "common/oc_eval.h"
+
+/* Physics of the trained model, the untrained one (same config and seed)
+ * and CLUE on the validation file: a table on stderr, JSON into buf. */
+typedef struct {
+    double t_beta, t_d, clue_dc, clue_rhoc, clue_seed, clue_outlier, min_energy;
+} physics_opts;
+
+static void physics(const physics_opts *po, uint64_t seed, gpuml_ctx *ctx, gpuml_model *trained, const char *config,
+                    const char *val, char *buf, size_t size)
+{
+    gpuml_oc_cluster_params p;
+    gpuml_oc_cluster_params_init_defaults(&p);
+    p.t_beta = (float)po->t_beta, p.t_d = (float)po->t_d;
+    gpuml_clue_params cp;
+    gpuml_clue_params_init_defaults(&cp);
+    cp.dc = (float)po->clue_dc, cp.rho_c = (float)po->clue_rhoc;
+    cp.seed_delta = (float)po->clue_seed, cp.outlier_delta = (float)po->clue_outlier;
+    gpuml_cluster_eval_config ec;
+    gpuml_cluster_eval_config_init_defaults(&ec);
+    ec.min_energy = po->min_energy;
+    gpuml_model *untrained;
+    DIE_IF(gpuml_model_create_from_file(ctx, config, &untrained));
+    DIE_IF(gpuml_model_init_params(untrained, seed));
+    const char *names[3] = {"trained", "untrained", "clue"};
+    gpuml_cluster_eval_result r[3];
+    for (int k = 0; k < 3; k++) {
+        gpuml_cluster_eval *ev;
+        DIE_IF(gpuml_cluster_eval_create(&ec, &ev));
+        if (k < 2)
+            DIE_IF(oc_eval_model(ctx, k ? untrained : trained, val, &p, ev));
+        else
+            DIE_IF(oc_eval_clue(ctx, val, &cp, ev));
+        DIE_IF(gpuml_cluster_eval_get(ev, &r[k]));
+        gpuml_cluster_eval_destroy(ev);
+    }
+    gpuml_model_destroy(untrained);
+    fprintf(stderr, "\nshowers of E >= %g GeV in %s (%lld), clusters matched by shared energy:\n", ec.min_energy,
+            val, (long long)r[0].showers);
+    fprintf(stderr, "%-10s %10s %9s %9s %9s %9s %10s %10s\n", "", "efficiency", "fake", "merge", "split",
+            "response", "resolution", "noise rej.");
+    for (int k = 0; k < 3; k++)
+        fprintf(stderr, "%-10s %10.3f %9.3f %9.3f %9.3f %9.3f %10.3f %10.3f\n", names[k], r[k].efficiency,
+                r[k].fake_rate, r[k].merge_rate, r[k].split_rate, r[k].response_mean, r[k].resolution,
+                r[k].noise_rejection);
+    fprintf(stderr, "(oc_cluster t_beta %g, t_d %g; CLUE on x, y, z: dc %g cm, rho_c %g GeV, seed_delta %g cm, "
+                    "outlier_delta %g cm)\n",
+            (double)p.t_beta, (double)p.t_d, (double)cp.dc, (double)cp.rho_c, (double)cp.seed_delta,
+            (double)cp.outlier_delta);
+    FILE *f = fmemopen(buf, size, "w");
+    if (!f)
+        return;
+    fprintf(f, "{\"min_energy\": %g, \"t_beta\": %g, \"t_d\": %g", ec.min_energy, (double)p.t_beta, (double)p.t_d);
+    for (int k = 0; k < 3; k++) {
+        fprintf(f, ", \"%s\": ", names[k]);
+        oc_eval_json(f, &r[k]);
+    }
+    fprintf(f, "}");
+    fclose(f);
+}
 
 static double evaluate(gpuml_ctx *ctx, gpuml_trainer *tr, const char *path, int64_t max_rows, float comp[3])
 {
@@ -45,8 +113,20 @@ int main(int argc, char **argv)
     driver_opts o;
     driver_opts_defaults(&o, "runs/train_gravnet", cli_data_path("configs/gravnet_oc.json"));
     o.max_rows = 20000;
+    gpuml_clue_params clue_defaults;
+    gpuml_clue_params_init_defaults(&clue_defaults);
+    physics_opts po = {0.1, 0.5, clue_defaults.dc, clue_defaults.rho_c, clue_defaults.seed_delta,
+                       clue_defaults.outlier_delta, 1.0};
     cli_opt table[] = {DRIVER_OPTS_COMMON(o),
-                       CLI_I64("max-rows", &o.max_rows, 1, INT64_MAX, "hits per batch, at most"), CLI_END};
+                       CLI_I64("max-rows", &o.max_rows, 1, INT64_MAX, "hits per batch, at most"),
+                       CLI_F64("t-beta", &po.t_beta, 0, 1, "oc_cluster: beta threshold of a condensation point (--val)"),
+                       CLI_F64("t-d", &po.t_d, 0, 1e30, "oc_cluster: distance threshold in the clustering space"),
+                       CLI_F64("clue-dc", &po.clue_dc, 0, 1e30, "CLUE baseline: density radius [cm]"),
+                       CLI_F64("clue-rhoc", &po.clue_rhoc, 0, 1e30, "CLUE baseline: seed density [GeV]"),
+                       CLI_F64("clue-seed", &po.clue_seed, 0, 1e30, "CLUE baseline: seed separation [cm]"),
+                       CLI_F64("clue-outlier", &po.clue_outlier, 0, 1e30, "CLUE baseline: outlier distance [cm]"),
+                       CLI_F64("min-energy", &po.min_energy, 0, 1e30, "metrics: showers counted above [GeV]"),
+                       CLI_END};
     cli_parse(argc, argv, "GravNet + object condensation on HGCAL-like events (gen_dataset hgcal)", table);
     const char *data = o.data, *val = o.val, *resume = o.resume;
     int64_t max_rows = o.max_rows;
@@ -122,10 +202,13 @@ int main(int argc, char **argv)
     const char *out = o.out;
     if (lead)
         DIE_IF(gpuml_model_save(model, out));
+    static char phys[16384] = "null";
+    if (val && lead)
+        physics(&po, o.seed, ctx, model, o.config, val, phys, sizeof phys);
     if (lead)
         printf("{\"model\": \"%s\", \"steps\": %lld, \"train_loss_last\": %.6g, \"val_loss\": %.6g, "
-           "\"events_per_s\": %.2f, \"train_time_s\": %.2f}\n",
-           out, (long long)total, s.loss, val_loss, events * de.size / train_time, train_time);
+           "\"events_per_s\": %.2f, \"train_time_s\": %.2f, \"physics\": %s}\n",
+           out, (long long)total, s.loss, val_loss, events * de.size / train_time, train_time, phys);
     if (cli_out_commit()) /* metrics.jsonl.part -> metrics.jsonl */
         return 1;
     gpuml_trainer_destroy(tr);

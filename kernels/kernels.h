@@ -58,6 +58,14 @@ GPUML_K_DECLARE(scatter_csr, const float *src, const int64_t *rowptr, const int6
                 int64_t ntargets, int64_t ncols)
 /* split == 0: pieces -> wide; split != 0: wide -> pieces */
 GPUML_K_DECLARE(concat, gpuml_k_pieces p, int64_t rows, void *wide, int64_t wide_row_bytes, int split)
+/* oc_cluster.h: ws of gpuml_{cpu,cuda}_oc_cluster_workspace(n, nev) bytes; energy (row i at
+ * energy[i * estride]) and cenergy may be NULL; cp and cenergy are [n] (cluster c of event e at
+ * row_splits[e] + c), count [nev]. */
+GPUML_K_DECLARE(oc_cluster, const float *beta, const float *x, int64_t n, int d, const int64_t *row_splits,
+                int64_t nev, const float *energy, int64_t estride, float t_beta, float t_d, int32_t *cluster_id, int32_t *cp,
+                float *cenergy, int32_t *count, void *ws)
+size_t gpuml_cpu_oc_cluster_workspace(int64_t n, int64_t nev);
+size_t gpuml_cuda_oc_cluster_workspace(int64_t n, int64_t nev);
 /* segment.h */
 GPUML_K_DECLARE(segment_reduce, int op, const float *x, int64_t nrows, int64_t ncols, const int64_t *row_splits,
                 int64_t batch, float *out, int64_t *arg)

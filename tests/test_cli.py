@@ -35,6 +35,7 @@ POSITIONAL_NUMBERS = {
 REQUIRED = {
     "train_gravnet": ["--data", "/nonexistent.h5"],
     "train_particlenet": ["--data", "/nonexistent.h5"],
+    "serve_clusters": ["--model", "/nonexistent.h5", "--data", "/nonexistent.h5"],
     "gen_dataset": ["hgcal", "--out", "/nonexistent/x.h5"],
 }
 

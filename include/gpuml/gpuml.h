@@ -30,6 +30,7 @@
 #include "gpuml/checkpoint.h"
 #include "gpuml/train.h"
 #include "gpuml/knn.h"
+#include "gpuml/cluster.h"
 #include "gpuml/graph.h"
 #include "gpuml/dist.h"
 #include "gpuml/ddp.h"

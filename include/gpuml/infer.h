@@ -91,6 +91,32 @@ typedef enum gpuml_engine_shutdown_mode {
     GPUML_ENGINE_DRAIN = 1   /* waiting requests are computed, without delay  */
 } gpuml_engine_shutdown_mode;
 
+/* Post-processing for object condensation models (include/gpuml/cluster.h):
+ * clusters instead of raw beta and coordinates. With `enabled`, every
+ * batch's beta and clustering coordinates go through gpuml_oc_cluster on
+ * the engine's device (per event, so batching changes nothing), and every
+ * request has GPUML_ENGINE_CLUSTER_OUTPUTS more outputs after the model's
+ * n_out = gpuml_model_num_outputs, all f32 (integers are exact below 2^24):
+ *   outputs[n_out + 0] cluster_id     [rows, 1]: cluster of each hit, -1 noise
+ *   outputs[n_out + 1] cluster_cp     [rows, 1]: slot c < count: row (in the
+ *                                     event) of cluster c's condensation point;
+ *                                     -1 beyond
+ *   outputs[n_out + 2] cluster_energy [rows, 1]: slot c: cluster c's energy
+ *                                     (sum of energy_input's column over its
+ *                                     hits; 0 without energy_input)
+ *   outputs[n_out + 3] cluster_count  [1, 1]
+ * The model's own outputs may then be NULL in a request: not wanted. */
+#define GPUML_ENGINE_CLUSTER_OUTPUTS 4
+
+typedef struct gpuml_engine_clusters {
+    int enabled;        /* default 0: the model's outputs only                          */
+    int beta_output;    /* model output with beta [rows, 1]; default 0                  */
+    int coords_output;  /* model output with the clustering coordinates; default 1      */
+    int energy_input;   /* model input holding the hit energy; -1 (default): none       */
+    int energy_column;  /* its column; default 0                                        */
+    float t_beta, t_d;  /* gpuml_oc_cluster_params; default 0.1, 0.5                    */
+} gpuml_engine_clusters;
+
 typedef struct gpuml_engine_config {
     gpuml_device device;          /* default: CPU                                                  */
     int num_instances;            /* execution instances (model copies, streams); default 1        */
@@ -109,6 +135,7 @@ typedef struct gpuml_engine_config {
     gpuml_log_fn log_fn;          /* for the engine's contexts; NULL: stderr                       */
     void *log_user;
     gpuml_log_level log_level;    /* default GPUML_LOG_WARN                                        */
+    gpuml_engine_clusters clusters; /* object condensation post-processing, see above; off          */
 } gpuml_engine_config;
 
 /* Fill cfg with the defaults above. Always call it before setting fields. */
@@ -151,7 +178,8 @@ typedef struct gpuml_engine_request {
     int64_t rows;                 /* rows of the event, 0 .. max_batch_rows                        */
     const float *const *inputs;   /* one pointer per model input i: [rows, F_i] f32, row-major     */
     float *const *outputs;        /* one pointer per model output: [rows, F] f32 for per-row
-                                     outputs, [1, F] for per-event outputs (gpuml_model_output_info) */
+                                     outputs, [1, F] for per-event outputs (gpuml_model_output_info),
+                                     then the cluster outputs when cfg.clusters.enabled            */
     gpuml_device_type inputs_on;  /* CPU (default): host memory, copied by submit unless
                                      borrow_inputs; CUDA: device memory of the engine's GPU, whose
                                      contents must be ready (producing work synchronised) and stay

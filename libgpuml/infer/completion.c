@@ -60,7 +60,7 @@ static void complete_batch(eng_cthread *ct, eng_batch *b)
             for (int o = 0; o < e->n_out; o++) {
                 int64_t off = e->out_event[o] ? k * e->f_out[o] : s->row0 * e->f_out[o];
                 int64_t cnt = e->out_event[o] ? e->f_out[o] : s->rows * e->f_out[o];
-                if (cnt > 0)
+                if (cnt > 0 && s->out[o]) /* NULL: a model output not wanted beside the clusters */
                     memcpy(s->out[o], b->h_out + e->out_off[o] + off, (size_t)cnt * sizeof(float));
             }
         }

@@ -167,9 +167,14 @@ static gpuml_status direct_run(gpuml_engine *e, eng_lane *l, const gpuml_engine_
         }
     }
     GPUML_TRY(gpuml_model_forward(e->inst[0].model, l->tape, ins, splits, outs));
+    const float *cl[GPUML_ENGINE_CLUSTER_OUTPUTS] = {0};
+    if (e->cfg.clusters.enabled)
+        GPUML_TRY(eng_clusters_run(e, l->ctx, l->tape, ins, splits, outs, rows, 1, cl));
     for (int o = 0; o < e->n_out; o++) {
         size_t n = (size_t)((e->out_event[o] ? 1 : rows) * e->f_out[o]) * sizeof(float);
-        const void *src = gpuml_tensor_data(gpuml_var_value(outs[o]));
+        const void *src = eng_out_src(e, outs, cl, o);
+        if (!req->outputs[o]) /* a model output not wanted beside the clusters */
+            continue;
         if (!e->cuda) {
             if (n)
                 memcpy(req->outputs[o], src, n);

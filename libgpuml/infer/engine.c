@@ -34,6 +34,11 @@ void gpuml_engine_config_init_defaults(gpuml_engine_config *cfg)
     cfg->on_destroy = GPUML_ENGINE_CANCEL;
     cfg->warmup = 1;
     cfg->log_level = GPUML_LOG_WARN;
+    cfg->clusters.beta_output = 0;
+    cfg->clusters.coords_output = 1;
+    cfg->clusters.energy_input = -1;
+    cfg->clusters.t_beta = 0.1f;
+    cfg->clusters.t_d = 0.5f;
 }
 
 void gpuml_engine_request_init(gpuml_engine_request *req)
@@ -98,7 +103,8 @@ static gpuml_status describe_model(gpuml_engine *e, const gpuml_model *m)
 {
     static const char fn[] = "gpuml_engine_create";
     e->n_in = gpuml_model_num_inputs(m);
-    e->n_out = gpuml_model_num_outputs(m);
+    e->n_mout = gpuml_model_num_outputs(m);
+    e->n_out = e->n_mout + (e->cfg.clusters.enabled ? GPUML_ENGINE_CLUSTER_OUTPUTS : 0);
     e->f_in = calloc((size_t)e->n_in, sizeof *e->f_in);
     e->in_off = calloc((size_t)e->n_in, sizeof *e->in_off);
     e->f_out = calloc((size_t)e->n_out, sizeof *e->f_out);
@@ -113,11 +119,14 @@ static gpuml_status describe_model(gpuml_engine *e, const gpuml_model *m)
         e->f_in_sum += e->f_in[i];
     }
     for (int o = 0; o < e->n_out; o++) {
-        GPUML_TRY(gpuml_model_output_info(m, o, NULL, &e->f_out[o], &e->out_event[o]));
+        if (o < e->n_mout)
+            GPUML_TRY(gpuml_model_output_info(m, o, NULL, &e->f_out[o], &e->out_event[o]));
+        else /* cluster outputs: three per row, the count per event */
+            e->f_out[o] = 1, e->out_event[o] = o == e->n_mout + 3;
         e->out_off[o] = e->out_floats;
         e->out_floats += (e->out_event[o] ? e->cfg.max_batch_events : e->cfg.max_batch_rows) * e->f_out[o];
     }
-    return GPUML_OK;
+    return e->cfg.clusters.enabled ? eng_clusters_check(e, m) : GPUML_OK;
 }
 
 static gpuml_status init_sync(gpuml_engine *e)

@@ -70,6 +70,7 @@ typedef struct eng_batch {
     gpuml_tensor *in_view;      /* [n_in] views of this batch's inputs             */
     gpuml_tensor splits_view;
     gpuml_var **outs;           /* [n_out] the forward's outputs                   */
+    const float *cl_src[GPUML_ENGINE_CLUSTER_OUTPUTS]; /* the cluster outputs (device) */
     bool ran;                   /* a forward was attempted (some request was live) */
 } eng_batch;
 
@@ -115,7 +116,8 @@ typedef struct eng_lane {
 struct gpuml_engine {
     gpuml_engine_config cfg;
     bool cuda;
-    int n_in, n_out;
+    int n_in, n_out;            /* n_out: the model's outputs + the cluster outputs  */
+    int n_mout;                 /* the model's outputs                             */
     int64_t *f_in, *f_out;      /* features per input / output                     */
     int *out_event;             /* output o is per event                           */
     int64_t f_in_sum;
@@ -169,6 +171,19 @@ struct gpuml_engine {
     eng_lane *lanes;            /* [max_direct_lanes], created on first use        */
     int n_lanes;
 };
+
+/* ---- clusters.c ---- */
+gpuml_status eng_clusters_check(gpuml_engine *e, const gpuml_model *m);
+/* gpuml_oc_cluster on a forward's outputs, results in f32 tensors of the
+ * tape; src receives their data pointers (cluster_id, cp, energy, count). */
+gpuml_status eng_clusters_run(gpuml_engine *e, gpuml_ctx *ctx, gpuml_tape *tape, const gpuml_tensor *const *ins,
+                              const gpuml_tensor *splits, gpuml_var *const *outs, int64_t rows, int64_t events,
+                              const float **src);
+/* Source of output o of a forward (model output or cluster output). */
+static inline const float *eng_out_src(const gpuml_engine *e, gpuml_var *const *outs, const float *const *cl, int o)
+{
+    return o < e->n_mout ? (const float *)gpuml_tensor_data(gpuml_var_value(outs[o])) : cl[o - e->n_mout];
+}
 
 /* ---- queue.c ---- */
 gpuml_status eng_queue_init(gpuml_engine *e);

@@ -133,7 +133,7 @@ static gpuml_status stage_outputs(eng_instance *in, eng_batch *b)
     int dev = e->cfg.device.index;
     void *stream = gpuml_ctx_stream(in->ctx);
     for (int o = 0; o < e->n_out; o++) {
-        const float *src = gpuml_tensor_data(gpuml_var_value(b->outs[o]));
+        const float *src = eng_out_src(e, b->outs, b->cl_src, o);
         int64_t n = (e->out_event[o] ? b->n_events : b->n_rows) * e->f_out[o];
         if (e->cuda)
             GPUML_TRY(eng_cuda_memcpy_async(dev, b->h_out + e->out_off[o], src, (size_t)n * sizeof(float), ENG_D2H,
@@ -142,7 +142,7 @@ static gpuml_status stage_outputs(eng_instance *in, eng_batch *b)
             memcpy(b->h_out + e->out_off[o], src, (size_t)n * sizeof(float));
         for (int k = 0; e->cuda && k < b->n_events; k++) {
             eng_slot *s = b->items[k];
-            if (!s || !s->out_dev || s->status != GPUML_OK)
+            if (!s || !s->out_dev || s->status != GPUML_OK || !s->out[o])
                 continue;
             int64_t off = e->out_event[o] ? k * e->f_out[o] : s->row0 * e->f_out[o];
             int64_t cnt = e->out_event[o] ? e->f_out[o] : s->rows * e->f_out[o];
@@ -162,6 +162,9 @@ static gpuml_status forward_stage(eng_instance *in, eng_batch *b)
     for (int i = 0; i < in->eng->n_in; i++)
         pins[i] = &b->in_view[i];
     GPUML_TRY(gpuml_model_forward(in->model, in->tape, pins, &b->splits_view, b->outs));
+    if (in->eng->cfg.clusters.enabled)
+        GPUML_TRY(eng_clusters_run(in->eng, in->ctx, in->tape, pins, &b->splits_view, b->outs, b->n_rows, b->n_events,
+                                   b->cl_src));
     return stage_outputs(in, b);
 }
 

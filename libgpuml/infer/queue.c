@@ -163,7 +163,7 @@ gpuml_status eng_check_request(gpuml_engine *e, const gpuml_engine_request *req,
     for (int i = 0; i < e->n_in; i++)
         if (!req->inputs[i] && req->rows > 0)
             return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "req->inputs[%d] is NULL", i);
-    for (int o = 0; o < e->n_out; o++)
+    for (int o = e->cfg.clusters.enabled ? e->n_mout : 0; o < e->n_out; o++)
         if (!req->outputs[o] && (req->rows > 0 || e->out_event[o]))
             return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "req->outputs[%d] is NULL", o);
     gpuml_device_type kinds[2] = {req->inputs_on, req->outputs_on};

@@ -35,8 +35,9 @@ from ._errors import (CancelledError, CublasError, CudaError, CudnnError, Device
                       TimeoutError, UnsupportedError)
 from ._lib import lib as _clib
 from ._tensor import Tensor, as_tensor
+from .cluster import ClusterEval, clue_cluster, oc_cluster
 from .dist import Communicator, DataParallel
-from .engine import Engine
+from .engine import Clusters, Engine
 from .io import Batch, Dataset, Field, Loader, write_dataset
 from .model import InputInfo, Model, OutputInfo
 from .ops import (OCLoss, abs, batch_norm, bce_with_logits, binary, cross_entropy, edge_first_linear, edge_mask, elu,
@@ -48,12 +49,12 @@ from .train import StepResult, Trainer, fit, optim_config
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "Communicator", "Context", "DataParallel", "Dataset", "Engine", "Field", "InputInfo", "Loader", "Model", "OCLoss", "OutputInfo",
+    "Batch", "ClusterEval", "Clusters", "Communicator", "Context", "DataParallel", "Dataset", "Engine", "Field", "InputInfo", "Loader", "Model", "OCLoss", "OutputInfo",
     "StepResult", "Tensor", "Trainer", "abs", "as_tensor", "batch_norm", "bce_with_logits", "binary",
-    "cross_entropy", "cuda_device_count", "default_context", "edge_first_linear", "edge_mask", "elu", "exp", "fit",
+    "clue_cluster", "cross_entropy", "cuda_device_count", "default_context", "edge_first_linear", "edge_mask", "elu", "exp", "fit",
     "from_dlpack", "gather_rows", "gelu", "gravnet_aggregate", "has_feature", "index_csr", "knn", "knn_backward",
     "layer_norm", "leaky_relu", "library_path", "linear", "log", "matmul", "neg", "neighbour_aggregate",
-    "object_condensation", "optim_config", "reduce", "relu", "rsqrt", "scatter_add_rows", "segment_ids",
+    "object_condensation", "oc_cluster", "optim_config", "reduce", "relu", "rsqrt", "scatter_add_rows", "segment_ids",
     "segment_reduce", "sigmoid", "softmax", "softplus", "sqrt", "tanh", "unary", "version", "write_dataset",
     # errors
     "Error", "CancelledError", "CublasError", "CudaError", "CudnnError", "DeviceMismatchError", "DtypeError",

@@ -128,6 +128,36 @@ class OcParams(CStruct):
     _fields_ = [("q_min", c_float), ("s_b", c_float), ("max_objects", c_int64)]
 
 
+class OcClusterParams(CStruct):
+    _fields_ = [("t_beta", c_float), ("t_d", c_float), ("energy_column", c_int)]
+
+
+CLUSTER_EVAL_MAX_BINS = 16  # GPUML_CLUSTER_EVAL_MAX_BINS in gpuml/cluster.h
+
+
+class ClusterEvalConfig(CStruct):
+    _fields_ = [("min_energy", c_double), ("match_fraction", c_double), ("split_fraction", c_double),
+                ("num_bins", c_int), ("bin_edges", c_double * (CLUSTER_EVAL_MAX_BINS + 1))]
+
+
+class ClusterEvalBin(CStruct):
+    _fields_ = [("lo", c_double), ("hi", c_double), ("showers", c_int64), ("found", c_int64),
+                ("efficiency", c_double), ("response_mean", c_double), ("resolution", c_double)]
+
+
+class ClusterEvalResult(CStruct):
+    _fields_ = [("events", c_int64), ("showers", c_int64), ("found", c_int64), ("merged", c_int64),
+                ("split", c_int64), ("clusters", c_int64), ("fakes", c_int64), ("noise_hits", c_int64),
+                ("noise_rejected", c_int64), ("efficiency", c_double), ("merge_rate", c_double),
+                ("split_rate", c_double), ("fake_rate", c_double), ("noise_rejection", c_double),
+                ("response_mean", c_double), ("resolution", c_double), ("num_bins", c_int),
+                ("bins", ClusterEvalBin * CLUSTER_EVAL_MAX_BINS)]
+
+
+class ClueParams(CStruct):
+    _fields_ = [("dc", c_float), ("rho_c", c_float), ("seed_delta", c_float), ("outlier_delta", c_float)]
+
+
 class KnnParams(CStruct):
     _fields_ = [("k", c_int), ("max_radius", c_float), ("algo", c_int)]
 
@@ -188,12 +218,17 @@ class AllocStats(CStruct):
                 ("num_system_allocs", c_uint64)]
 
 
+class EngineClusters(CStruct):
+    _fields_ = [("enabled", c_int), ("beta_output", c_int), ("coords_output", c_int), ("energy_input", c_int),
+                ("energy_column", c_int), ("t_beta", c_float), ("t_d", c_float)]
+
+
 class EngineConfig(CStruct):
     _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
                 ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
                 ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int), ("log_fn", LOG_FN),
-                ("log_user", c_void_p), ("log_level", c_int)]
+                ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters)]
 
 
 class EngineRequest(CStruct):
@@ -230,6 +265,9 @@ class DdpConfig(CStruct):
 
 STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_params": OcParams,
            "gpuml_knn_params": KnnParams, "gpuml_batch_norm_params": BatchNormParams,
+           "gpuml_oc_cluster_params": OcClusterParams, "gpuml_cluster_eval_config": ClusterEvalConfig,
+           "gpuml_cluster_eval_bin": ClusterEvalBin, "gpuml_cluster_eval_result": ClusterEvalResult,
+           "gpuml_clue_params": ClueParams, "gpuml_engine_clusters": EngineClusters,
            "gpuml_optim_config": OptimConfig, "gpuml_loader_config": LoaderConfig,
            "gpuml_loader_position": LoaderPosition, "gpuml_train_state": TrainState,
            "gpuml_field_info": FieldInfo, "gpuml_strings": Strings, "gpuml_alloc_stats": AllocStats,
@@ -317,6 +355,16 @@ _PROTOS = {
     "gpuml_knn_params_init_defaults": (None, [POINTER(KnnParams)]),
     "gpuml_knn_ex": (ST, [P, P, P, POINTER(KnnParams), P, P, P, P]),
     "gpuml_knn_backward": (ST, [P, P, P, P, P, P, P]),
+    # clustering (gpuml/cluster.h)
+    "gpuml_oc_cluster_params_init_defaults": (None, [POINTER(OcClusterParams)]),
+    "gpuml_oc_cluster": (ST, [P, P, P, P, P, POINTER(OcClusterParams), P, P, P, P]),
+    "gpuml_cluster_eval_config_init_defaults": (None, [POINTER(ClusterEvalConfig)]),
+    "gpuml_cluster_eval_create": (ST, [POINTER(ClusterEvalConfig), PP]),
+    "gpuml_cluster_eval_destroy": (None, [P]),
+    "gpuml_cluster_eval_add": (ST, [P, c_int64, c_void_p, c_void_p, c_void_p]),
+    "gpuml_cluster_eval_get": (ST, [P, POINTER(ClusterEvalResult)]),
+    "gpuml_clue_params_init_defaults": (None, [POINTER(ClueParams)]),
+    "gpuml_clue_cluster": (ST, [c_int64, I, c_void_p, c_void_p, POINTER(ClueParams), c_void_p, POINTER(c_int)]),
     # graph ops (gpuml/graph.h)
     "gpuml_gravnet_aggregate": (ST, [P, P, P, P, F, I, P, P]),
     "gpuml_gravnet_aggregate_backward": (ST, [P, P, P, P, F, I, P, P, P, P, P, P]),

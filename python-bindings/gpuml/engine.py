@@ -63,6 +63,38 @@ def _timing(t) -> dict:
     return {f: getattr(t, f) for f, _ in t._fields_}
 
 
+class Clusters:
+    """One event's showers from an engine with ``clusters=...``: ``ids``
+    [rows] int32 (-1 noise), ``count``, and per cluster ``cp`` [count] int32
+    (row of its condensation point in the event) and ``energy`` [count]
+    float32 (gpuml_engine_clusters in gpuml/infer.h)."""
+
+    def __init__(self, rows):
+        self._bufs = [np.empty((rows, 1), np.float32) for _ in range(3)] + [np.empty((1, 1), np.float32)]
+
+    def _pointers(self):
+        return [b.ctypes.data for b in self._bufs]
+
+    @property
+    def count(self) -> int:
+        return int(self._bufs[3][0, 0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._bufs[0][:, 0].astype(np.int32)
+
+    @property
+    def cp(self) -> np.ndarray:
+        return self._bufs[1][:self.count, 0].astype(np.int32)
+
+    @property
+    def energy(self) -> np.ndarray:
+        return self._bufs[2][:self.count, 0].copy()
+
+    def __repr__(self):
+        return f"Clusters(count={self.count}, rows={len(self._bufs[0])})"
+
+
 class Engine:
     """An inference engine running one model for many threads at once.
 
@@ -76,6 +108,11 @@ class Engine:
     queue_capacity, queue_rows, completion_threads, cpu_threads,
     max_direct_lanes, warmup : the fields of gpuml_engine_config (None:
         the C default; see include/gpuml/infer.h).
+    clusters : for an object condensation model, True or a dict of
+        gpuml_engine_clusters fields (beta_output, coords_output,
+        energy_input, energy_column, t_beta, t_d): every result is then a
+        :class:`Clusters` (showers from gpuml_oc_cluster on the engine's
+        device) instead of the raw outputs.
 
     Results are bitwise those of running each event alone on the CPU. Every
     method may be called from any thread. ``close()`` (or leaving a ``with``
@@ -84,7 +121,7 @@ class Engine:
 
     def __init__(self, model, *, device="cpu", num_instances=None, max_batch_events=None, max_batch_rows=None,
                  max_queue_delay_us=None, queue_capacity=None, queue_rows=None, completion_threads=None,
-                 cpu_threads=None, max_direct_lanes=None, warmup=None):
+                 cpu_threads=None, max_direct_lanes=None, warmup=None, clusters=None):
         need("gpuml_engine_create", "gpuml_engine_submit")
         cfg = EngineConfig()
         lib.gpuml_engine_config_init_defaults(ctypes.byref(cfg))
@@ -97,6 +134,15 @@ class Engine:
         for k, v in opts.items():
             if v is not None:
                 setattr(cfg, k, v)  # range-checked: OverflowError naming k (CStruct)
+        self.clusters = bool(clusters)
+        if clusters:  # object condensation post-processing (gpuml_engine_clusters)
+            c = {} if clusters is True else dict(clusters)
+            unknown = set(c) - {"beta_output", "coords_output", "energy_input", "energy_column", "t_beta", "t_d"}
+            if unknown:
+                raise InvalidArgumentError(f"gpuml.Engine: unknown clusters keys {sorted(unknown)}")
+            cfg.clusters.enabled = 1
+            for k, v in c.items():
+                setattr(cfg.clusters, k, float(v) if k.startswith("t_") else v)
         h = c_void_p()
         if isinstance(model, Model):
             with model.lock:
@@ -105,7 +151,8 @@ class Engine:
         else:
             lib.gpuml_engine_create(os.fsencode(model), ctypes.byref(cfg), ctypes.byref(h))
         self._h = h.value
-        self.config = {f: getattr(cfg, f) for f, _ in EngineConfig._fields_ if f not in ("log_fn", "log_user")}
+        self.config = {f: getattr(cfg, f) for f, _ in EngineConfig._fields_
+                       if f not in ("log_fn", "log_user", "clusters")}
         m = lib.gpuml_engine_model(self._h)
         self.inputs = input_infos(m)
         self.outputs = output_infos(m)
@@ -137,9 +184,14 @@ class Engine:
             if t.shape != (rows, info.features):
                 raise ShapeError(f"{func}: input '{info.name}' is {list(t.shape)}, expected [{rows}, "
                                  f"{info.features}] (one event: the same rows for every input)")
-        outs = [np.empty((1 if o.per_event else rows, o.features), np.float32) for o in self.outputs]
         cin = (c_void_p * len(ts))(*[t.data_ptr for t in ts])
-        cout = (c_void_p * len(outs))(*[o.ctypes.data for o in outs])
+        if self.clusters:  # the model's own outputs are not wanted (NULL): the clusters only
+            cl = Clusters(rows)
+            outs = [cl]
+            cout = (c_void_p * (len(self.outputs) + 4))(*([None] * len(self.outputs) + cl._pointers()))
+        else:
+            outs = [np.empty((1 if o.per_event else rows, o.features), np.float32) for o in self.outputs]
+            cout = (c_void_p * len(outs))(*[o.ctypes.data for o in outs])
         req = EngineRequest()
         lib.gpuml_engine_request_init(ctypes.byref(req))
         req.rows = rows

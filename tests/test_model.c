@@ -440,6 +440,40 @@ static void test_particlenet_pad_neighbours(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+/* mul: [N, C] * [N, 1] scales rows (weaver's masks); other widths are refused. */
+static void test_mul_layer(void **state)
+{
+    (void)state;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 3}, {\"name\": \"m\", \"features\": 1}],"
+                      " \"nodes\": [{\"name\": \"y\", \"op\": \"mul\", \"inputs\": [\"x\", \"m\"]}],"
+                      " \"outputs\": [\"y\"]}";
+    gpuml_model *m;
+    CHECK(gpuml_model_create(ctx, cfg, &m));
+    float x[2 * 3] = {1, -2, 3, 4, 5, -6}, mk[2] = {0.0f, 2.0f};
+    int64_t rs[2] = {0, 2};
+    gpuml_tensor *tx = h_tensor_f32(ctx, 2, (int64_t[]){2, 3}, x), *tm = h_tensor_f32(ctx, 2, (int64_t[]){2, 1}, mk);
+    gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){2}, rs);
+    gpuml_tape *t;
+    CHECK(gpuml_tape_create(ctx, &t));
+    gpuml_var *out;
+    const gpuml_tensor *ins[2] = {tx, tm};
+    CHECK(gpuml_model_forward(m, t, ins, trs, &out));
+    const float *Y = gpuml_tensor_data(gpuml_var_value(out));
+    for (int i = 0; i < 6; i++)
+        assert_true(Y[i] == x[i] * mk[i / 3]);
+    gpuml_tape_destroy(t);
+    gpuml_tensor_destroy(tx);
+    gpuml_tensor_destroy(tm);
+    gpuml_tensor_destroy(trs);
+    gpuml_model_destroy(m);
+    expect_error(ctx,
+                 "{\"inputs\": [{\"name\": \"x\", \"features\": 3}, {\"name\": \"m\", \"features\": 2}],"
+                 " \"nodes\": [{\"name\": \"y\", \"op\": \"mul\", \"inputs\": [\"x\", \"m\"]}], \"outputs\": [\"y\"]}",
+                 "node 'y'", "with 3 features or 1");
+    gpuml_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_forward_matches_reference),
         cmocka_unit_test(test_standardize_softmax),
         cmocka_unit_test(test_particlenet_pad_neighbours),
+        cmocka_unit_test(test_mul_layer),
         cmocka_unit_test(test_model_learns),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

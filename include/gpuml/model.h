@@ -27,6 +27,7 @@
  *   relu, gelu, tanh, sigmoid, softplus, elu (alpha=1), leaky_relu (alpha=0.01)
  *   concat        (2+ inputs of the same kind)         along features
  *   add           (2+ inputs of one shape)             element-wise sum
+ *   mul           (2 inputs; the second [.., C] or [.., 1]) element-wise product
  *   global_pool   reduce="mean"|"max"|"sum"            per row -> per event
  *   broadcast     (1 per-event input)                  per event -> per row
  *   softmax       log=false                            over the features

@@ -257,3 +257,26 @@ static gpuml_status standardize_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var 
 }
 
 const gpuml_layer_i gpuml_layer_standardize = {"standardize", 1, 1, standardize_build, standardize_forward};
+
+/* ---- mul -----------------------------------------------------------------------
+ * Element-wise product of two values of one kind; the second may have one
+ * feature, which then scales every column (a per-row mask or weight, e.g.
+ * weaver's pf_mask / sv_mask). */
+static gpuml_status mul_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    if (in[1].kind != in[0].kind || (in[1].features != in[0].features && in[1].features != 1))
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT,
+                                "input 1 must be of input 0's kind with %lld features or 1, has %lld",
+                                (long long)in[0].features, (long long)in[1].features);
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status mul_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)l, (void)n_in;
+    return gpuml_ad_binary(f->tape, GPUML_BINARY_MUL, in[0], in[1], out);
+}
+
+const gpuml_layer_i gpuml_layer_mul = {"mul", 2, 2, mul_build, mul_forward};

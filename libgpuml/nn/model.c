@@ -15,7 +15,7 @@ static const gpuml_layer_i *const gpuml_layer_types[] = {
     &gpuml_layer_gelu,       &gpuml_layer_tanh,      &gpuml_layer_sigmoid,   &gpuml_layer_softplus,
     &gpuml_layer_elu,        &gpuml_layer_leaky_relu, &gpuml_layer_batchnorm, &gpuml_layer_gravnet,
     &gpuml_layer_edgeconv,   &gpuml_layer_dynamic_edgeconv, &gpuml_layer_particlenet_block,
-    &gpuml_layer_softmax,    &gpuml_layer_standardize,
+    &gpuml_layer_softmax,    &gpuml_layer_standardize, &gpuml_layer_mul,
 };
 #define NUM_TYPES ((int)(sizeof gpuml_layer_types / sizeof gpuml_layer_types[0]))
 

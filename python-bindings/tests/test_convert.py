@@ -163,13 +163,51 @@ def test_particlenet_refusals():
     w = _weaver()
     with pytest.raises(gc.ConversionError, match="use_counts"):
         gc.from_torch(weaver_pn("lite", 1, use_counts=False))
-    tagger = w.ParticleNetTagger(5, 3, 2).eval()
-    with pytest.raises(gc.ConversionError, match="ParticleNetTagger"):
-        gc.from_torch(tagger)
+    with pytest.raises(gc.ConversionError, match="for_segmentation"):
+        gc.from_torch(w.ParticleNet(7, 3, for_segmentation=True).eval())
     m = weaver_pn("lite", 1)
     m.train()
     with pytest.raises(gc.ConversionError, match="training mode"):
         gc.from_torch(m)
+
+
+def test_particlenet_tagger_matches_weaver():
+    """ParticleNetTagger: PF candidates and secondary vertices, padded
+    separately in weaver, are one row set per jet in gpuml (its PF rows,
+    then its SV rows), with weaver's own inputs: pf_* are zero on SV rows
+    and sv_* on PF rows, and pf_mask / sv_mask say which row is which."""
+    w = _weaver()
+    torch.manual_seed(8)
+    tagger = randomise(w.ParticleNetTagger(6, 4, 3, conv_params=[(7, (32, 32, 32)), (7, (64, 64, 64))],
+                                           fc_params=[(128, 0.1)]), 8, last_scale=8.0)
+    npf, nsv = [0, 1, 3, 5, 9, 25], [0, 2, 0, 3, 1, 4]
+    rng = np.random.default_rng(9)
+    B, Ppf, Psv = len(npf), 26, 5
+    pad = {k: np.zeros(s, np.float32) for k, s in (("pf_points", (B, 2, Ppf)), ("pf_features", (B, 6, Ppf)),
+                                                     ("pf_mask", (B, 1, Ppf)), ("sv_points", (B, 2, Psv)),
+                                                     ("sv_features", (B, 4, Psv)), ("sv_mask", (B, 1, Psv)))}
+    rows = {k: [] for k in pad}
+    for b, (n, m) in enumerate(zip(npf, nsv)):
+        pp, pf = (0.4 * rng.normal(size=(n, 2))).astype(np.float32), rng.normal(size=(n, 6)).astype(np.float32)
+        sp, sf = (0.4 * rng.normal(size=(m, 2))).astype(np.float32), rng.normal(size=(m, 4)).astype(np.float32)
+        pad["pf_points"][b, :, :n], pad["pf_features"][b, :, :n], pad["pf_mask"][b, 0, :n] = pp.T, pf.T, 1
+        pad["sv_points"][b, :, :m], pad["sv_features"][b, :, :m], pad["sv_mask"][b, 0, :m] = sp.T, sf.T, 1
+        z = lambda r, c: np.zeros((r, c), np.float32)  # noqa: E731
+        rows["pf_points"].append(np.concatenate([pp, z(m, 2)]))
+        rows["pf_features"].append(np.concatenate([pf, z(m, 6)]))
+        rows["pf_mask"].append(np.concatenate([np.ones((n, 1), np.float32), z(m, 1)]))
+        rows["sv_points"].append(np.concatenate([z(n, 2), sp]))
+        rows["sv_features"].append(np.concatenate([z(n, 4), sf]))
+        rows["sv_mask"].append(np.concatenate([z(n, 1), np.ones((m, 1), np.float32)]))
+    with torch.no_grad():
+        ref = tagger(*(torch.tensor(pad[k]) for k in ("pf_points", "pf_features", "pf_mask", "sv_points",
+                                                       "sv_features", "sv_mask"))).numpy()
+    g = gc.from_torch(tagger)
+    assert [i.name for i in g.inputs] == ["pf_points", "pf_features", "pf_mask", "sv_points", "sv_features",
+                                          "sv_mask"]
+    out = g({k: np.concatenate(v) for k, v in rows.items()}, splits_of([n + m for n, m in zip(npf, nsv)]))
+    assert 0.5 < np.abs(ref).max() < 20
+    assert np.abs(out - ref).max() < TOL, np.abs(out - ref).max(axis=1)
 
 
 # ---- weaver checkpoint + preprocess.json: from_weaver and the command line ---------------

@@ -19,8 +19,8 @@ Tanh/Sigmoid/Softplus(beta 1), nn.Softmax/LogSoftmax (last dim),
 nn.Dropout, nn.Identity; torch_geometric.nn.Sequential, GravNetConv,
 DynamicEdgeConv (edge network (Linear [BatchNorm] ReLU)+, aggr max or
 mean), MLP, Linear, norm.BatchNorm, global_mean/max/add_pool and the
-Mean/Max/SumAggregation modules; weaver's ParticleNet (and one-child
-wrappers of it). Everything else raises ConversionError naming the module's
+Mean/Max/SumAggregation modules; weaver's ParticleNet and
+ParticleNetTagger (and one-child wrappers of them). Everything else raises ConversionError naming the module's
 path and type.
 """
 from ._graph import ConversionError, Graph

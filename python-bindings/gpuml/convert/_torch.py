@@ -387,8 +387,9 @@ def from_torch(module, *, input_features=None, input_name: str = "x", batch_name
       - torch_geometric.nn.Sequential (its signature strings give the data
         flow; input_features maps each non-batch input to its width);
       - torch_geometric.nn.GravNetConv or DynamicEdgeConv alone;
-      - weaver's ParticleNet (see gpuml.convert.weaver; pad_neighbours selects
-        weaver's padded-layout semantics for jets of at most k particles).
+      - weaver's ParticleNet or ParticleNetTagger (see gpuml.convert.weaver;
+        pad_neighbours selects weaver's padded-layout semantics for jets of
+        at most k particles).
     Returns a gpuml.Model on a CPU context (save it with model.save(path)).
     Raises ConversionError naming the module path and type of anything that
     has no exact gpuml equivalent.

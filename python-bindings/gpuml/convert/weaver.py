@@ -1,12 +1,15 @@
-"""weaver-core's ParticleNet -> gpuml, with weaver's preprocess.json as
-model ops.
+"""weaver-core's ParticleNet and ParticleNetTagger -> gpuml, with weaver's
+preprocess.json as model ops.
 
 Layout. weaver runs ParticleNet on jets padded to a fixed length ([B, C, P]
 plus a mask); gpuml runs it on ragged batches (only the real particles, with
 row_splits). The converted model takes, per particle, the inputs
 "points" [N, 2] and "features" [N, C] (or the preprocess.json group names,
 e.g. "pf_points", "pf_features", when one is given); the mask input is
-implied by the ragged layout and is not an input.
+implied by the ragged layout and is not an input. ParticleNetTagger takes
+weaver's six inputs over one row set per jet (its PF candidates, then its
+SVs; pf_* zero on SV rows, sv_* zero on PF rows, pf_mask / sv_mask [n, 1]
+saying which row is which).
 
 Semantics (docs/convert.md lists every difference and its test):
   * kNN on the padded layout: padded particles sit at coordinate 1e9 with
@@ -47,30 +50,23 @@ def _weaver_classes():
 
 
 def _unwrap(module):
-    """(ParticleNet, path, forward argument names of the outer module)."""
+    """(ParticleNet or ParticleNetTagger, its path, forward argument names of
+    the outer module), or None."""
     cls = _weaver_classes()
     if cls is None:
         return None
-    if isinstance(module, cls[1]):
-        raise ConversionError(
-            f"{where('', module)}: ParticleNetTagger combines two particle collections (PF candidates and "
-            f"secondary vertices) padded separately; a gpuml model takes one row set per event, so it has no "
-            f"exact equivalent yet")
-    if type(module) is cls[0]:
+    if type(module) in cls:
         return module, "", [p for p in inspect.signature(module.forward).parameters]
     children = list(module.named_children())
     own = [n for n, _ in module.named_parameters(recurse=False)] + [n for n, _ in module.named_buffers(recurse=False)]
-    if len(children) == 1 and not own:
+    if len(children) == 1 and not own and type(children[0][1]) in cls:
         name, child = children[0]
-        if isinstance(child, cls[1]):
-            _unwrap(child)
-        if type(child) is cls[0]:
-            args = [p for p in inspect.signature(module.forward).parameters]
-            if "points" not in args or "features" not in args:
-                raise ConversionError(f"{where('', module)}: a wrapper around ParticleNet is accepted when its "
-                                      f"forward takes 'points' and 'features' and passes them through; its "
-                                      f"arguments are {args}")
-            return child, name, args
+        args = [p for p in inspect.signature(module.forward).parameters]
+        need = [p for p in inspect.signature(child.forward).parameters if p != "mask"]
+        if any(a not in args for a in need):
+            raise ConversionError(f"{where('', module)}: a wrapper around {type(child).__name__} is accepted when its "
+                                  f"forward takes {need} and passes them through; its arguments are {args}")
+        return child, name, args
     return None
 
 
@@ -108,8 +104,78 @@ def _block_params(path, blk):
 
 def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = None,
                       points_features: int = 2) -> Graph:
-    pn, base, args = _unwrap(module)
+    net, base, args = _unwrap(module)
     p = (base + ".") if base else ""
+    g = Graph()
+    cls = _weaver_classes()
+    pre = _Inputs(g, args, preprocess)
+    if type(net) is cls[1]:  # ParticleNetTagger: PF candidates and SVs, one row set
+        pn = net.pn
+        pfd, svd = net.pf_conv.conv[0].num_features, net.sv_conv.conv[0].num_features
+        dims = {"pf_points": points_features, "pf_features": pfd, "pf_mask": 1,
+                "sv_points": points_features, "sv_features": svd, "sv_mask": 1}
+        ins = {a: pre.get(a, dims[a]) for a in sorted(dims, key=lambda a: args.index(a) if a in args else -1)}
+        pts, fts = [], []
+        for grp, conv in (("pf", net.pf_conv), ("sv", net.sv_conv)):
+            x, m = ins[f"{grp}_points"], ins[f"{grp}_mask"]
+            pts.append(g.node(f"{grp}_points_masked", "mul", [x, m], g.features(x)))
+            f = g.node(f"{grp}_features_masked", "mul", [ins[f"{grp}_features"], m], dims[f"{grp}_features"])
+            f = emit_steps(g, flatten(conv.conv, f"{p}{grp}_conv.conv"), f)
+            fts.append(g.node(f"{grp}_conv_masked", "mul", [f, m], g.features(f)))
+        coords = g.node("points", "add", pts, g.features(pts[0]))
+        feats = g.node("features", "add", fts, g.features(fts[0]))
+        _particlenet_body(g, pn, f"{p}pn.", coords, feats, pad_neighbours)
+    else:
+        pn = net
+        in_feat = pn.bn_fts.num_features if pn.use_fts_bn else pn.edge_convs[0].convs[0].in_channels // 2
+        coords = pre.get("points", points_features)
+        feats = pre.get("features", in_feat)
+        if preprocess is not None and not pn.use_fts_bn:
+            grp = preprocess[pre.names["features"]]
+            pads = {v: i.get("pad", 0) for v, i in grp["var_infos"].items() if i.get("pad", 0) != 0}
+            if pads:
+                raise ConversionError(f"preprocess.json: {pre.names['features']} pads with {pads}; without "
+                                      f"use_fts_bn, ParticleNet does not zero padded features")
+        _particlenet_body(g, pn, p, coords, feats, pad_neighbours)
+    if pre.lengths:
+        g.meta["max_particles"] = pre.lengths
+    g.meta["converted_from"] = f"{type(module).__module__}.{type(module).__qualname__}"
+    g.meta["pad_neighbours"] = bool(pad_neighbours)
+    return g
+
+
+class _Inputs:
+    """Model inputs by the network's argument names: named after
+    preprocess.json's groups (matched by position) when one is given, with
+    its standardisation applied; masks are taken as they are."""
+
+    def __init__(self, g, args, preprocess):
+        self.g, self.args, self.pp = g, args, preprocess
+        self.names, self.lengths = {}, {}
+
+    def get(self, arg, features):
+        if arg not in self.args:
+            raise ConversionError(f"the network's forward has no argument {arg!r} (has {self.args})")
+        name, grp = arg, None
+        if self.pp is not None:
+            inputs = self.pp.get("input_names") or []
+            i = self.args.index(arg)
+            if i >= len(inputs):
+                raise ConversionError(f"preprocess.json lists {len(inputs)} inputs; the network's forward takes "
+                                      f"{arg!r} as argument {i}")
+            name, grp = inputs[i], self.pp[inputs[i]]
+            if not arg.endswith("mask"):
+                features = len(grp["var_names"])
+        self.names[arg] = name
+        x = self.g.input(name, features)
+        if grp is not None and not arg.endswith("mask"):
+            self.lengths[name] = int(grp["var_length"])
+            x = _standardize(self.g, x, name, grp)
+        return x
+
+
+def _particlenet_body(g, pn, p, coords, fts, pad_neighbours):
+    base = p[:-1]
     if pn.for_segmentation:
         raise ConversionError(f"{where(base, pn)}: for_segmentation=True (per-particle outputs) is not supported")
     if not pn.use_counts:
@@ -118,41 +184,10 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
     if pn.coord_shift != 1e9:
         raise ConversionError(f"{where(base, pn)}: use_amp=True puts padded particles at coordinate 99, where real "
                               f"particles (and features used as coordinates) can be; not reproducible")
-    g = Graph()
-    names = {"points": "points", "features": "features"}
-    groups = {}
-    if preprocess is not None:
-        inputs = preprocess.get("input_names")
-        if not inputs:
-            raise ConversionError("preprocess.json: no 'input_names'")
-        for a in ("points", "features"):
-            i = args.index(a)
-            if i >= len(inputs):
-                raise ConversionError(f"preprocess.json lists {len(inputs)} inputs; the network's forward takes "
-                                      f"{a!r} as argument {i}")
-            names[a] = inputs[i]
-            groups[a] = preprocess[inputs[i]]
-        points_features = len(groups["points"]["var_names"])
-    in_feat = pn.bn_fts.num_features if pn.use_fts_bn else pn.edge_convs[0].convs[0].in_channels // 2
-    raw = {"points": g.input(names["points"], points_features), "features": g.input(names["features"], in_feat)}
-    vals = dict(raw)
-    if groups:
-        lengths = {}
-        for a, grp in groups.items():
-            vals[a] = _standardize(g, raw[a], names[a], grp)
-            lengths[names[a]] = int(grp["var_length"])
-            if not pn.use_fts_bn and a == "features":
-                pads = {v: i.get("pad", 0) for v, i in grp["var_infos"].items() if i.get("pad", 0) != 0}
-                if pads:
-                    raise ConversionError(f"preprocess.json: {names[a]} pads with {pads}; without use_fts_bn, "
-                                          f"ParticleNet does not zero padded features")
-        g.meta["max_particles"] = lengths
-    fts = vals["features"]
     if pn.use_fts_bn:
         bn = pn.bn_fts
         pp, bb = _bn_tensors(bn)
         fts = g.node("bn_fts", "batchnorm", [fts], bn.num_features, params=pp, buffers=bb, **_bn_attrs(bn))
-    coords = vals["points"]
     outs = []
     for i, blk in enumerate(pn.edge_convs):
         path = f"{p}edge_convs.{i}"
@@ -173,9 +208,6 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
     if pn.for_inference:
         out = g.node("softmax", "softmax", [out], g.features(out))
     g.outputs = [out]
-    g.meta["converted_from"] = f"{type(module).__module__}.{type(module).__qualname__}"
-    g.meta["pad_neighbours"] = bool(pad_neighbours)
-    return g
 
 
 def _standardize(g: Graph, x: str, group: str, grp: dict) -> str:

@@ -347,6 +347,19 @@ def test_command_line(weaver_checkpoint, tmp_path, capsys):
               "--preprocess", str(d / "preprocess.json"), "--network-option", "use_fusion=false",
               "-o", str(tmp_path / "bad.h5")])
     assert not (tmp_path / "bad.h5").exists()
+    # the torch route: a module file and a state_dict
+    (tmp_path / "mine.py").write_text("import torch\n"
+                                      "def build():\n"
+                                      "    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ELU(),\n"
+                                      "                               torch.nn.Linear(8, 2))\n")
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ELU(), torch.nn.Linear(8, 2)).eval()
+    torch.save(net.state_dict(), tmp_path / "mine_state.pt")
+    assert main(["torch", "--module", f"{tmp_path / 'mine.py'}:build", "--state", str(tmp_path / "mine_state.pt"),
+                 "--input-features", "x=4", "-o", str(tmp_path / "mine.h5")]) == 0
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    with torch.no_grad():
+        assert np.abs(gpuml.Model.load(tmp_path / "mine.h5")(x) - net(torch.tensor(x)).numpy()).max() < 1e-6
     # an unconvertible module: exit code 2 and the module named
     torch.save(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.GRU(3, 3)).eval(), tmp_path / "gru.pt")
     assert main(["torch", "--module", str(tmp_path / "gru.pt"), "-o", str(tmp_path / "gru.h5")]) == 2

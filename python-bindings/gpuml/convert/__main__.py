@@ -64,7 +64,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-pad-neighbours", action="store_true")
     a = p.parse_args(argv)
 
-    import torch  # before gpuml (see gpuml.convert)
+    try:
+        import torch  # before gpuml's NCCL users (see gpuml.convert)
+    except ImportError as e:
+        print(f"gpuml.convert: converting needs torch ({e}); pip install torch", file=sys.stderr)
+        return 2
 
     from . import ConversionError, from_torch, from_weaver
     try:

@@ -2,7 +2,7 @@
 convert it with gpuml.convert, serve it from the gpuml engine (C, loading
 the model file with gpuml_model_load), and compare with PyTorch.
 
-    python examples/python/convert_particlenet.py [--steps 30] [--out particlenet.h5]
+    python examples/python/convert_particlenet.py [--steps 20] [--out particlenet.h5]
 
 Needs torch and weaver-core (tools/setup.sh installs them for the tests).
 What weaver's training leaves behind is recreated here: the checkpoint

@@ -6,8 +6,6 @@ ConversionError naming its path and type.
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from ._graph import ConversionError, Graph, where
@@ -424,7 +422,3 @@ def _infer_in_features(module) -> int:
             if isinstance(v, int) and v > 0:
                 return v
     raise ConversionError(f"{where('', module)}: give input_features (the number of input columns)")
-
-
-def forward_signature(module) -> list[str]:
-    return [p for p in inspect.signature(module.forward).parameters]

@@ -264,12 +264,225 @@ static void test_model_learns(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+static float *buffer_data(gpuml_model *m, const char *want)
+{
+    for (int i = 0; i < gpuml_model_num_buffers(m); i++) {
+        const char *name;
+        gpuml_tensor *v;
+        CHECK(gpuml_model_buffer(m, i, &name, &v));
+        if (!strcmp(name, want))
+            return gpuml_tensor_data(v);
+    }
+    fail_msg("no buffer %s", want);
+    return NULL;
+}
+
+/* standardize (weaver's preprocess.json) then softmax, against double. */
+static void test_standardize_softmax(void **state)
+{
+    (void)state;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 3}],"
+                      " \"nodes\": [{\"name\": \"s\", \"op\": \"standardize\", \"inputs\": [\"x\"]},"
+                      "  {\"name\": \"p\", \"op\": \"softmax\", \"inputs\": [\"s\"]}],"
+                      " \"outputs\": [\"s\", \"p\"]}";
+    gpuml_model *m;
+    CHECK(gpuml_model_create(ctx, cfg, &m));
+    float *c = buffer_data(m, "s.center"), *sc = buffer_data(m, "s.scale"), *lo = buffer_data(m, "s.lower"),
+          *hi = buffer_data(m, "s.upper");
+    for (int j = 0; j < 3; j++) /* a fresh layer is the identity */
+        assert_true(c[j] == 0.0f && sc[j] == 1.0f && isinf(lo[j]) && lo[j] < 0 && isinf(hi[j]) && hi[j] > 0);
+    const float C[3] = {0.5f, -1.25f, 3.0f}, S[3] = {2.0f, 0.1f, 1.5f}, L[3] = {-1.0f, -INFINITY, -2.0f},
+                H[3] = {1.0f, 0.3f, INFINITY};
+    memcpy(c, C, sizeof C);
+    memcpy(sc, S, sizeof S);
+    memcpy(lo, L, sizeof L);
+    memcpy(hi, H, sizeof H);
+    float x[4 * 3] = {0.1f, 2.0f, 5.0f, -3.0f, -1.25f, -1e30f, 0.75f, 1e30f, 3.0f, -INFINITY, 0.0f, 4.0f};
+    int64_t rs[3] = {0, 1, 4};
+    gpuml_tensor *tx = h_tensor_f32(ctx, 2, (int64_t[]){4, 3}, x);
+    gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){3}, rs);
+    gpuml_tape *t;
+    CHECK(gpuml_tape_create(ctx, &t));
+    gpuml_tape_set_training(t, 0);
+    gpuml_var *outs[2];
+    const gpuml_tensor *ins[1] = {tx};
+    CHECK(gpuml_model_forward(m, t, ins, trs, outs));
+    const float *Y = gpuml_tensor_data(gpuml_var_value(outs[0])), *P = gpuml_tensor_data(gpuml_var_value(outs[1]));
+    for (int r = 0; r < 4; r++) {
+        double y[3], mx = -INFINITY, z = 0;
+        for (int j = 0; j < 3; j++) {
+            float v = (x[r * 3 + j] - C[j]) * S[j]; /* float32, in weaver's order */
+            y[j] = fmin(fmax(v, L[j]), H[j]);
+            assert_true(Y[r * 3 + j] == (float)y[j]);
+            mx = fmax(mx, y[j]);
+        }
+        for (int j = 0; j < 3; j++)
+            z += exp(y[j] - mx);
+        for (int j = 0; j < 3; j++)
+            assert_float_equal(P[r * 3 + j], exp(y[j] - mx) / z, 1e-6);
+    }
+    /* the buffers travel with the model file */
+    const char *path = "test_model_standardize.h5";
+    CHECK(gpuml_model_save(m, path));
+    gpuml_model *m2;
+    CHECK(gpuml_model_load(ctx, path, &m2));
+    float *lo2 = buffer_data(m2, "s.lower");
+    assert_true(lo2[0] == -1.0f && isinf(lo2[1]) && lo2[1] < 0);
+    remove(path);
+    gpuml_model_destroy(m2);
+    gpuml_tape_destroy(t);
+    gpuml_tensor_destroy(tx);
+    gpuml_tensor_destroy(trs);
+    gpuml_model_destroy(m);
+    gpuml_ctx_destroy(ctx);
+}
+
+/* particlenet_block with pad_neighbours against a double reference of
+ * weaver's padded layout: events of 1 and 3 particles (k = 3: every point
+ * has missing neighbour slots, which count as zero-feature points in the
+ * mean over k) and of 6. */
+static void test_particlenet_pad_neighbours(void **state)
+{
+    (void)state;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    const char *cfg = "{\"inputs\": [{\"name\": \"pts\", \"features\": 2}, {\"name\": \"x\", \"features\": 2}],"
+                      " \"nodes\": [{\"name\": \"pn\", \"op\": \"particlenet_block\", \"inputs\": [\"pts\", \"x\"],"
+                      "   \"k\": 3, \"widths\": [4], \"pad_neighbours\": true}],"
+                      " \"outputs\": [\"pn\"]}";
+    enum { N = 10, F = 2, C = 4, K = 3 };
+    gpuml_model *m;
+    CHECK(gpuml_model_create(ctx, cfg, &m));
+    CHECK(gpuml_model_init_params(m, 5));
+    float *rm = buffer_data(m, "pn.bn0.running_mean"), *rv = buffer_data(m, "pn.bn0.running_var");
+    float *srm = buffer_data(m, "pn.sc_bn.running_mean"), *srv = buffer_data(m, "pn.sc_bn.running_var");
+    for (int j = 0; j < C; j++) {
+        rm[j] = 0.1f * (float)j - 0.2f;
+        rv[j] = 0.5f + 0.3f * (float)j;
+        srm[j] = -0.1f * (float)j;
+        srv[j] = 1.5f - 0.2f * (float)j;
+    }
+    gpuml_tensor *v, *g;
+    const float *W, *G, *B, *SW, *SG, *SB;
+    CHECK(gpuml_model_find_param(m, "pn.mlp0.weight", &v, &g));
+    W = gpuml_tensor_data(v);
+    CHECK(gpuml_model_find_param(m, "pn.bn0.weight", &v, &g));
+    ((float *)gpuml_tensor_data(v))[1] = 1.7f;
+    G = gpuml_tensor_data(v);
+    CHECK(gpuml_model_find_param(m, "pn.bn0.bias", &v, &g));
+    ((float *)gpuml_tensor_data(v))[2] = 0.3f;
+    B = gpuml_tensor_data(v);
+    CHECK(gpuml_model_find_param(m, "pn.sc.weight", &v, &g));
+    SW = gpuml_tensor_data(v);
+    CHECK(gpuml_model_find_param(m, "pn.sc_bn.weight", &v, &g));
+    SG = gpuml_tensor_data(v);
+    CHECK(gpuml_model_find_param(m, "pn.sc_bn.bias", &v, &g));
+    SB = gpuml_tensor_data(v);
+    float pts[N * F], x[N * F];
+    for (int i = 0; i < N * F; i++) {
+        pts[i] = (float)((i * 37) % 17) * 0.13f - 1.0f + 0.001f * (float)i;
+        x[i] = (float)((i * 11) % 7) * 0.4f - 1.2f;
+    }
+    int64_t rs[4] = {0, 1, 4, 10};
+    gpuml_tensor *tp = h_tensor_f32(ctx, 2, (int64_t[]){N, F}, pts), *tx = h_tensor_f32(ctx, 2, (int64_t[]){N, F}, x);
+    gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){4}, rs);
+    gpuml_tape *t;
+    CHECK(gpuml_tape_create(ctx, &t));
+    gpuml_tape_set_training(t, 0);
+    gpuml_var *out;
+    const gpuml_tensor *ins[2] = {tp, tx};
+    CHECK(gpuml_model_forward(m, t, ins, trs, &out));
+    const float *Y = gpuml_tensor_data(gpuml_var_value(out));
+    for (int e = 0; e < 3; e++)
+        for (int i = (int)rs[e]; i < rs[e + 1]; i++) {
+            /* the K nearest others of the event, then zero-feature padding */
+            int nb[K], nn = 0, used[N] = {0};
+            for (int s = 0; s < K; s++) {
+                int best = -1;
+                double bd = INFINITY;
+                for (int j = (int)rs[e]; j < rs[e + 1]; j++) {
+                    double d = pow(pts[i * F] - pts[j * F], 2) + pow(pts[i * F + 1] - pts[j * F + 1], 2);
+                    if (j != i && !used[j] && d < bd)
+                        bd = d, best = j;
+                }
+                if (best >= 0)
+                    used[best] = 1, nb[nn++] = best;
+            }
+            for (int c = 0; c < C; c++) {
+                double sum = 0;
+                for (int s = 0; s < K; s++) {
+                    double a = 0;
+                    for (int f = 0; f < F; f++) {
+                        double xj = s < nn ? x[nb[s] * F + f] : 0.0;
+                        a += W[c * 2 * F + f] * x[i * F + f] + W[c * 2 * F + F + f] * (xj - x[i * F + f]);
+                    }
+                    a = (a - rm[c]) / sqrt(rv[c] + 1e-5) * G[c] + B[c];
+                    sum += a > 0 ? a : 0;
+                }
+                double sc = 0;
+                for (int f = 0; f < F; f++)
+                    sc += SW[c * F + f] * x[i * F + f];
+                sc = (sc - srm[c]) / sqrt(srv[c] + 1e-5) * SG[c] + SB[c];
+                double y = sc + sum / K;
+                assert_float_equal(Y[i * C + c], y > 0 ? y : 0, 1e-5);
+            }
+        }
+    /* a training tape is refused: the padded layout's statistics are not reproduced */
+    gpuml_tape_reset(t);
+    gpuml_tape_set_training(t, 1);
+    assert_int_equal(gpuml_model_forward(m, t, ins, trs, &out), GPUML_ERR_UNSUPPORTED);
+    assert_non_null(strstr(gpuml_last_error(), "pad_neighbours"));
+    gpuml_tape_destroy(t);
+    gpuml_tensor_destroy(tp);
+    gpuml_tensor_destroy(tx);
+    gpuml_tensor_destroy(trs);
+    gpuml_model_destroy(m);
+    gpuml_ctx_destroy(ctx);
+}
+
+/* mul: [N, C] * [N, 1] scales rows (weaver's masks); other widths are refused. */
+static void test_mul_layer(void **state)
+{
+    (void)state;
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 3}, {\"name\": \"m\", \"features\": 1}],"
+                      " \"nodes\": [{\"name\": \"y\", \"op\": \"mul\", \"inputs\": [\"x\", \"m\"]}],"
+                      " \"outputs\": [\"y\"]}";
+    gpuml_model *m;
+    CHECK(gpuml_model_create(ctx, cfg, &m));
+    float x[2 * 3] = {1, -2, 3, 4, 5, -6}, mk[2] = {0.0f, 2.0f};
+    int64_t rs[2] = {0, 2};
+    gpuml_tensor *tx = h_tensor_f32(ctx, 2, (int64_t[]){2, 3}, x), *tm = h_tensor_f32(ctx, 2, (int64_t[]){2, 1}, mk);
+    gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){2}, rs);
+    gpuml_tape *t;
+    CHECK(gpuml_tape_create(ctx, &t));
+    gpuml_var *out;
+    const gpuml_tensor *ins[2] = {tx, tm};
+    CHECK(gpuml_model_forward(m, t, ins, trs, &out));
+    const float *Y = gpuml_tensor_data(gpuml_var_value(out));
+    for (int i = 0; i < 6; i++)
+        assert_true(Y[i] == x[i] * mk[i / 3]);
+    gpuml_tape_destroy(t);
+    gpuml_tensor_destroy(tx);
+    gpuml_tensor_destroy(tm);
+    gpuml_tensor_destroy(trs);
+    gpuml_model_destroy(m);
+    expect_error(ctx,
+                 "{\"inputs\": [{\"name\": \"x\", \"features\": 3}, {\"name\": \"m\", \"features\": 2}],"
+                 " \"nodes\": [{\"name\": \"y\", \"op\": \"mul\", \"inputs\": [\"x\", \"m\"]}], \"outputs\": [\"y\"]}",
+                 "node 'y'", "with 3 features or 1");
+    gpuml_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_access),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_forward_matches_reference),
+        cmocka_unit_test(test_standardize_softmax),
+        cmocka_unit_test(test_particlenet_pad_neighbours),
+        cmocka_unit_test(test_mul_layer),
         cmocka_unit_test(test_model_learns),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

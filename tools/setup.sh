@@ -47,5 +47,24 @@ if command -v "$PY" >/dev/null; then
     echo "setup: pip install ${PY_PKGS[*]}"
     "$PY" -m pip install -q "${PY_PKGS[@]}"
   fi
+  # Test-only: gpuml.convert's tests build the real PyTorch, PyTorch
+  # Geometric and weaver modules (python-bindings/tests/test_convert.py).
+  # PyPI's torch wheel pulls the CUDA runtime packages (no CPU-only torch on
+  # PyPI; without them `import torch` fails): about 5 GB installed, 3-4
+  # minutes here on the first run, nothing afterwards. weaver-core without
+  # its dependencies: ParticleNet needs only torch and numpy, the rest
+  # (uproot, awkward, tensorboard, ...) is for weaver's data pipeline.
+  # GPUML_SKIP_TORCH=1 skips this (the tests then skip with the reason).
+  if [ "${GPUML_SKIP_TORCH:-0}" != 1 ]; then
+    has() { "$PY" -c "import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in sys.argv[1:]) else 1)" "$@"; }
+    if ! has torch torch_geometric; then
+      echo "setup: pip install torch torch_geometric (test-only; ~5 GB with torch's CUDA packages)"
+      "$PY" -m pip install -q torch torch_geometric
+    fi
+    if ! has weaver; then
+      echo "setup: pip install --no-deps weaver-core (test-only)"
+      "$PY" -m pip install -q --no-deps weaver-core
+    fi
+  fi
 fi
 echo "setup: ok"

@@ -27,10 +27,25 @@
  *   relu, gelu, tanh, sigmoid, softplus, elu (alpha=1), leaky_relu (alpha=0.01)
  *   concat        (2+ inputs of the same kind)         along features
  *   add           (2+ inputs of one shape)             element-wise sum
+ *   mul           (2 inputs; the second [.., C] or [.., 1]) element-wise product
  *   global_pool   reduce="mean"|"max"|"sum"            per row -> per event
  *   broadcast     (1 per-event input)                  per event -> per row
- * Graph layers (gravnet, edgeconv, ...) are listed in gpuml/graph.h once
- * present. Unknown ops, missing or unknown attributes, unknown inputs,
+ *   softmax       log=false                            over the features
+ *   standardize   (buffers center, scale, lower, upper, [F] each)
+ *                 min(max((x - center) * scale, lower), upper) per column:
+ *                 weaver's preprocess.json as a model op (gpuml.convert)
+ * Graph layers (semantics in gpuml/graph.h):
+ *   batchnorm     momentum=0.1, eps=1e-5               over rows; running stats
+ *   gravnet       out, space, prop, k, alpha=10, exclude_self=false,
+ *                 concat_input=false                   PyG GravNetConv
+ *   edgeconv / dynamic_edgeconv   k, widths, aggr="max"|"mean",
+ *                 exclude_self=false, batchnorm=true   PyG EdgeConv /
+ *                 DynamicEdgeConv (edgeconv: inputs [coords, features])
+ *   particlenet_block  (inputs [coords, features]) k, widths,
+ *                 pad_neighbours=false                 ParticleNet's EdgeConv
+ *                 block; pad_neighbours reproduces weaver's padded layout
+ *                 for jets of at most k particles (inference only; see
+ *                 libgpuml/nn/layers_graph.c and docs/convert.md) Unknown ops, missing or unknown attributes, unknown inputs,
  * cycles and feature mismatches are reported at build time with the node
  * and field named: "node 'd1': attribute 'out' must be a positive integer".
  *

@@ -28,6 +28,8 @@ typedef enum {
     GPUML_INIT_ZEROS = 0,
     GPUML_INIT_ONES,
     GPUML_INIT_UNIFORM, /* U(-bound, bound) */
+    GPUML_INIT_NEG_INF, /* -inf / +inf: open clipping bounds (standardize) */
+    GPUML_INIT_POS_INF,
 } gpuml_init_kind;
 
 typedef struct gpuml_layer_i {
@@ -98,6 +100,7 @@ extern const gpuml_layer_i gpuml_layer_batchnorm, gpuml_layer_gravnet, gpuml_lay
     gpuml_layer_dynamic_edgeconv, gpuml_layer_particlenet_block;
 extern const gpuml_layer_i gpuml_layer_linear, gpuml_layer_layernorm, gpuml_layer_dropout, gpuml_layer_concat,
     gpuml_layer_add, gpuml_layer_global_pool, gpuml_layer_broadcast, gpuml_layer_relu, gpuml_layer_gelu,
-    gpuml_layer_tanh, gpuml_layer_sigmoid, gpuml_layer_softplus, gpuml_layer_elu, gpuml_layer_leaky_relu;
+    gpuml_layer_tanh, gpuml_layer_sigmoid, gpuml_layer_softplus, gpuml_layer_elu, gpuml_layer_leaky_relu,
+    gpuml_layer_softmax, gpuml_layer_standardize, gpuml_layer_mul;
 
 #endif

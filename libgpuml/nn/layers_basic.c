@@ -202,3 +202,81 @@ static gpuml_status broadcast_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *c
 }
 
 const gpuml_layer_i gpuml_layer_broadcast = {"broadcast", 1, 1, broadcast_build, broadcast_forward};
+
+/* ---- softmax ----------------------------------------------------------------- */
+static gpuml_status softmax_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    int take_log;
+    GPUML_TRY(gpuml_attr_bool(b, l, "log", 0, &take_log));
+    l->iattr[0] = take_log;
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status softmax_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    return gpuml_ad_softmax(f->tape, in[0], (int)l->iattr[0], out);
+}
+
+const gpuml_layer_i gpuml_layer_softmax = {"softmax", 1, 1, softmax_build, softmax_forward};
+
+/* ---- standardize --------------------------------------------------------------
+ * Input standardisation as weaver's preprocess.json states it, per column c:
+ * y = min(max((x - center[c]) * scale[c], lower[c]), upper[c]), in float32 in
+ * that order (the same rounding as numpy's float32 arithmetic). The four
+ * vectors are buffers (not trained), saved with the model; a fresh layer has
+ * center 0, scale 1, lower -inf, upper +inf. NaN inputs stay NaN (weaver
+ * turns them into 0 after clipping; CMSSW's preprocessing replaces them
+ * before; gpuml leaves that to the caller). */
+static gpuml_status standardize_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in,
+                                      gpuml_feat *out)
+{
+    (void)n_in;
+    int64_t c = in[0].features;
+    GPUML_TRY(gpuml_build_buffer(b, l, "center", 1, &c, GPUML_INIT_ZEROS));
+    GPUML_TRY(gpuml_build_buffer(b, l, "scale", 1, &c, GPUML_INIT_ONES));
+    GPUML_TRY(gpuml_build_buffer(b, l, "lower", 1, &c, GPUML_INIT_NEG_INF));
+    GPUML_TRY(gpuml_build_buffer(b, l, "upper", 1, &c, GPUML_INIT_POS_INF));
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status standardize_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in,
+                                        gpuml_var **out)
+{
+    (void)n_in;
+    gpuml_var *v[4], *y;
+    for (int i = 0; i < 4; i++)
+        GPUML_TRY(gpuml_var_input(f->tape, gpuml_fwd_buffer(f, l, i), 0, &v[i]));
+    GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_SUB, in[0], v[0], &y));
+    GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_MUL, y, v[1], &y));
+    GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_MAXIMUM, y, v[2], &y));
+    return gpuml_ad_binary(f->tape, GPUML_BINARY_MINIMUM, y, v[3], out);
+}
+
+const gpuml_layer_i gpuml_layer_standardize = {"standardize", 1, 1, standardize_build, standardize_forward};
+
+/* ---- mul -----------------------------------------------------------------------
+ * Element-wise product of two values of one kind; the second may have one
+ * feature, which then scales every column (a per-row mask or weight, e.g.
+ * weaver's pf_mask / sv_mask). */
+static gpuml_status mul_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    if (in[1].kind != in[0].kind || (in[1].features != in[0].features && in[1].features != 1))
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT,
+                                "input 1 must be of input 0's kind with %lld features or 1, has %lld",
+                                (long long)in[0].features, (long long)in[1].features);
+    *out = in[0];
+    return GPUML_OK;
+}
+
+static gpuml_status mul_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)l, (void)n_in;
+    return gpuml_ad_binary(f->tape, GPUML_BINARY_MUL, in[0], in[1], out);
+}
+
+const gpuml_layer_i gpuml_layer_mul = {"mul", 2, 2, mul_build, mul_forward};

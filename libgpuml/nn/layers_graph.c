@@ -141,8 +141,18 @@ const gpuml_layer_i gpuml_layer_gravnet = {"gravnet", 1, 1, gravnet_build, gravn
  * (the graph is the kNN of the input features); two: [coords, features],
  * the graph from coords. iattr: 0 k, 1 aggr op, 2 layers, 3 exclude_self,
  * 4 batchnorm, 5 particlenet shortcut (0 none, 1 identity, 2 linear + bn),
- * 8.. widths. fattr: 0 momentum, 1 eps. */
-enum { EC_K = 0, EC_AGGR, EC_LAYERS, EC_EXCL, EC_BN, EC_SC, EC_W0 = 8 };
+ * 6 pad_neighbours, 8.. widths. fattr: 0 momentum, 1 eps.
+ *
+ * pad_neighbours (particlenet_block only; weaver compatibility): weaver runs
+ * ParticleNet on jets padded to a fixed length, padded particles having all
+ * features 0 and coordinates far away. A jet with n <= k particles then gives
+ * each particle k + 1 - n padded "neighbours" whose edge features are
+ * [x_i, 0 - x_i], and the mean divides by k. With pad_neighbours the block
+ * reproduces that: the message of such a slot, q_i = MLP([x_i, -x_i]), is
+ * computed once per node and the mean is (sum over valid edges + (k - n_i)
+ * q_i) / k. Inference only (the padded layout's batch statistics are not
+ * reproduced), so a training tape is refused. */
+enum { EC_K = 0, EC_AGGR, EC_LAYERS, EC_EXCL, EC_BN, EC_SC, EC_PAD, EC_W0 = 8 };
 
 static gpuml_status edge_mlp_declare(gpuml_build *b, gpuml_layer *l, int64_t f)
 {
@@ -178,6 +188,9 @@ static gpuml_status edgeconv_common_build(gpuml_build *b, gpuml_layer *l, const 
     } else {
         aggr = 1; /* ParticleNet: mean over k neighbours, self excluded */
         ex = 1;
+        int pad = 0;
+        GPUML_TRY(gpuml_attr_bool(b, l, "pad_neighbours", 0, &pad));
+        l->iattr[EC_PAD] = pad;
     }
     l->iattr[EC_AGGR] = aggr == 0 ? GPUML_REDUCE_MAX : GPUML_REDUCE_MEAN;
     l->iattr[EC_EXCL] = ex;
@@ -210,6 +223,56 @@ static gpuml_status particlenet_build(gpuml_build *b, gpuml_layer *l, const gpum
     return edgeconv_common_build(b, l, in, n_in, out, true);
 }
 
+/* weaver's mean over k slots (see pad_neighbours above): e [N, k_e, C] are
+ * the last layer's edge outputs (0 on missing slots), mask [N, k_e] the
+ * valid slots. q_i runs the edge MLP on [x_i, -x_i] row by row with the same
+ * parameters; batch norm is in inference mode (the caller refuses training). */
+static gpuml_status pad_neighbours_mean(gpuml_fwd *f, gpuml_layer *l, gpuml_var *x, gpuml_var *e,
+                                        const gpuml_ad_graph *g, int ex, const gpuml_tensor *mask, gpuml_var **out)
+{
+    gpuml_tape *t = f->tape;
+    int64_t n = g->idx->shape[0], ke = g->idx->shape[1] - ex;
+    int bn = (int)l->iattr[EC_BN], nl = (int)l->iattr[EC_LAYERS];
+    gpuml_var *sum, *neg, *q, *parts[2];
+    GPUML_TRY(gpuml_ad_neighbour_aggregate(t, GPUML_REDUCE_SUM, e, g, ex, &sum));
+    GPUML_TRY(gpuml_ad_scale(t, -1.0f, x, &neg));
+    parts[0] = x;
+    parts[1] = neg;
+    GPUML_TRY(gpuml_ad_concat(t, 2, parts, &q));
+    int p = 0, bf = 0;
+    for (int i = 0; i < nl; i++) {
+        gpuml_var *w = gpuml_fwd_param(f, l, p++), *bias = bn ? NULL : gpuml_fwd_param(f, l, p++);
+        GPUML_TRY(gpuml_ad_linear(t, q, w, bias, &q));
+        if (bn) {
+            GPUML_TRY(bn_relu_apply(f, l, p, bf, q, NULL, &q));
+            p += 2;
+            bf += 2;
+        } else {
+            GPUML_TRY(gpuml_ad_unary(t, GPUML_UNARY_RELU, 0.0f, q, &q));
+        }
+    }
+    /* missing slots per row: k_e - (valid slots), as [N, 1] f32 */
+    gpuml_tensor *m8 = (gpuml_tensor *)mask, *mf, *cnt;
+    if (!m8) {
+        GPUML_TRY(gpuml_tape_tensor(t, GPUML_U8, 2, (int64_t[]){n, ke}, &m8));
+        GPUML_TRY(gpuml_edge_mask(f->ctx, g->idx, ex, m8));
+    }
+    GPUML_TRY(gpuml_tape_tensor(t, GPUML_F32, 2, (int64_t[]){n, ke}, &mf));
+    GPUML_TRY(gpuml_cast(f->ctx, m8, mf));
+    GPUML_TRY(gpuml_tape_tensor(t, GPUML_F32, 2, (int64_t[]){n, 1}, &cnt));
+    GPUML_TRY(gpuml_reduce(f->ctx, GPUML_REDUCE_SUM, mf, 1, cnt, NULL));
+    GPUML_TRY(gpuml_scale(f->ctx, -1.0f, cnt, cnt));
+    gpuml_tensor *kt;
+    GPUML_TRY(gpuml_tape_tensor(t, GPUML_F32, 1, (int64_t[]){1}, &kt));
+    GPUML_TRY(gpuml_fill(f->ctx, kt, (double)ke));
+    GPUML_TRY(gpuml_add(f->ctx, cnt, kt, cnt));
+    gpuml_var *missing, *extra, *total;
+    GPUML_TRY(gpuml_var_input(t, cnt, 0, &missing));
+    GPUML_TRY(gpuml_ad_binary(t, GPUML_BINARY_MUL, q, missing, &extra));
+    GPUML_TRY(gpuml_ad_binary(t, GPUML_BINARY_ADD, sum, extra, &total));
+    return gpuml_ad_scale(t, 1.0f / (float)ke, total, out);
+}
+
 static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
 {
     gpuml_tape *t = f->tape;
@@ -219,6 +282,10 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
     gpuml_ad_graph *g;
     GPUML_TRY(gpuml_ad_knn(t, coords, f->row_splits, k, 0.0f, &g, &d2));
     (void)d2; /* the graph is a selection: no gradient flows through the kNN */
+    int pad = (int)l->iattr[EC_PAD];
+    if (pad && gpuml_tape_training(t))
+        return gpuml_fail(f->ctx, GPUML_ERR_UNSUPPORTED, "particlenet_block",
+                          "pad_neighbours reproduces weaver's padded inference only: not on a training tape");
     gpuml_tensor *mask = NULL;
     if (bn) {
         int64_t ms[2] = {g->idx->shape[0], g->idx->shape[1] - ex};
@@ -234,7 +301,7 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
             GPUML_TRY(gpuml_ad_edge_first_linear(t, x, g, ex, w, bias, &e));
         else
             GPUML_TRY(gpuml_ad_linear(t, e, w, bias, &e));
-        if (bn && i == nl - 1 && aggr == GPUML_REDUCE_MEAN) {
+        if (bn && i == nl - 1 && aggr == GPUML_REDUCE_MEAN && !pad) {
             /* the last batch norm, ReLU and the mean in one op: the edge
              * outputs of the last layer are never stored */
             GPUML_TRY(gpuml_ad_batch_norm_relu_aggregate(
@@ -250,7 +317,9 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
             GPUML_TRY(gpuml_ad_unary(t, GPUML_UNARY_RELU, 0.0f, e, &e));
         }
     }
-    if (!agg)
+    if (pad)
+        GPUML_TRY(pad_neighbours_mean(f, l, x, e, g, ex, mask, &agg));
+    else if (!agg)
         GPUML_TRY(gpuml_ad_neighbour_aggregate(t, aggr, e, g, ex, &agg));
     if (l->iattr[EC_SC] == 0) {
         *out = agg;

@@ -1,6 +1,7 @@
 /* Models: JSON parsing and validation, parameter / gradient / buffer slabs,
  * initialisation, summary, forward over the DAG. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ static const gpuml_layer_i *const gpuml_layer_types[] = {
     &gpuml_layer_gelu,       &gpuml_layer_tanh,      &gpuml_layer_sigmoid,   &gpuml_layer_softplus,
     &gpuml_layer_elu,        &gpuml_layer_leaky_relu, &gpuml_layer_batchnorm, &gpuml_layer_gravnet,
     &gpuml_layer_edgeconv,   &gpuml_layer_dynamic_edgeconv, &gpuml_layer_particlenet_block,
+    &gpuml_layer_softmax,    &gpuml_layer_standardize, &gpuml_layer_mul,
 };
 #define NUM_TYPES ((int)(sizeof gpuml_layer_types / sizeof gpuml_layer_types[0]))
 
@@ -506,10 +508,14 @@ gpuml_status gpuml_model_init_params(gpuml_model *m, uint64_t seed)
         case GPUML_INIT_ZEROS: st = gpuml_fill(m->ctx, &e->value, 0.0); break;
         case GPUML_INIT_ONES: st = gpuml_fill(m->ctx, &e->value, 1.0); break;
         case GPUML_INIT_UNIFORM: st = gpuml_rand_uniform(m->ctx, &e->value, (float)-e->bound, (float)e->bound); break;
+        default: st = gpuml_fill(m->ctx, &e->value, e->init == GPUML_INIT_NEG_INF ? -INFINITY : INFINITY); break;
         }
     }
-    for (int i = 0; i < m->n_buffers && st == GPUML_OK; i++)
-        st = gpuml_fill(m->ctx, &m->buffers[i].value, m->buffers[i].init == GPUML_INIT_ONES ? 1.0 : 0.0);
+    for (int i = 0; i < m->n_buffers && st == GPUML_OK; i++) {
+        gpuml_init_kind k = m->buffers[i].init;
+        double v = k == GPUML_INIT_ONES ? 1.0 : k == GPUML_INIT_NEG_INF ? -INFINITY : k == GPUML_INIT_POS_INF ? INFINITY : 0.0;
+        st = gpuml_fill(m->ctx, &m->buffers[i].value, v);
+    }
     gpuml_ctx_set_rng_state(m->ctx, saved_seed, saved_counter);
     return st;
 }

@@ -33,3 +33,12 @@ def test_train_then_engine_examples(tmp_path):
     assert "epoch losses" in out and "mean beta" in out and (tmp_path / "m.h5").exists()
     out = run("engine_inference.py", "--model", str(tmp_path / "m.h5"), "--events", "40", cwd=tmp_path)
     assert "identical to the threaded ones: True" in out
+
+
+@pytest.mark.skipif(UNDER_ASAN, reason="torch is not loaded into an ASan-preloaded interpreter")
+def test_convert_particlenet_example(tmp_path):
+    pytest.importorskip("torch", reason="tools/setup.sh installs torch")
+    pytest.importorskip("weaver", reason="tools/setup.sh installs weaver-core")
+    out = run("convert_particlenet.py", "--steps", "2", "--events", "24", "--out", str(tmp_path / "pn.h5"),
+              cwd=tmp_path)
+    assert "largest |gpuml - PyTorch|" in out and (tmp_path / "pn.h5").exists()

@@ -413,8 +413,11 @@ static void dump_outputs(bench *b, gpuml_engine *eng, const char *path)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *sizes = "small", *device = "cpu", *data_path = NULL, *dump_path = NULL;
-    int events = 0, repeats = 3, instances = 1, batch_events = 32, cpu_threads = 0, pool = 2000, do_sync = 1;
-    long delay_us = 500;
+    /* instances, batch_events, cpu_threads 0 and delay_us -1: the engine's
+     * defaults (gpuml_engine_config_init_defaults), which is what is measured
+     * unless an option says otherwise. */
+    int events = 0, repeats = 3, instances = 0, batch_events = 0, cpu_threads = 0, pool = 2000, do_sync = 1;
+    long delay_us = -1;
     bench b;
     memset(&b, 0, sizeof b);
     b.threads = 8;
@@ -500,21 +503,26 @@ int main(int argc, char **argv)
     cfg.num_instances = instances;
     cfg.max_batch_events = batch_events;
     cfg.max_batch_rows = large ? 1 << 16 : 1 << 15;
-    if (data_path) /* the largest batch these events make: a smaller warm-up and footprint */
+    if (data_path && batch_events > 0) /* the largest batch these events make: a smaller warm-up and footprint */
         cfg.max_batch_rows = (int64_t)batch_events * b.max_rows;
-    cfg.max_queue_delay_us = delay_us;
+    if (delay_us >= 0)
+        cfg.max_queue_delay_us = delay_us;
     cfg.queue_capacity = 4 * b.threads * b.inflight;
     cfg.cpu_threads = cpu_threads;
     gpuml_engine *eng;
     if (gpuml_engine_create_from_model(b.model, &cfg, &eng) != GPUML_OK)
         die("gpuml_engine_create_from_model");
 
+    gpuml_engine_config used; /* the automatic choices resolved */
+    gpuml_engine_get_config(eng, &used);
     char what[64];
     snprintf(what, sizeof what, "%s", large ? "1k-20k rows" : tiny ? "1-100 rows" : "1-2000 rows");
-    printf("model %s; %s; events %s (%d runs over %d events, mean %.1f rows); %d threads; engine: %d instance(s), "
-           "%d events/batch, delay %ld us, %d in flight per thread\n",
+    printf("model %s; %s; events %s (%d runs over %d events, mean %.1f rows); %d threads; engine: %d instance(s)%s, "
+           "%d events/batch%s, delay %ld us, %d in flight per thread\n",
            model_path ? model_path : "default MLP+pooling", device, data_path ? data_path : what, b.events, b.npool,
-           (double)total_rows / b.npool, b.threads, instances, batch_events, delay_us, b.inflight);
+           (double)total_rows / b.npool, b.threads, used.num_instances, instances ? "" : " (default)",
+           used.max_batch_events, batch_events ? "" : " (default)", (long)cfg.max_queue_delay_us,
+           b.inflight);
     result best_s = {0, 0, 0, 0}, best_e = {0, 0, 0, 0};
     for (int r = 0; r < repeats; r++) {
         result s = {0, 0, 0, 0};

@@ -33,7 +33,7 @@ if [ "$mode" = tsan ]; then
   # The threaded parts - the engine, the loader's prefetch thread, the HDF5
   # lock; tests/meson.build sets OMP_NUM_THREADS=1 and TSAN_OPTIONS
   # (tests/tsan.supp) for this build.
-  tests=(test_engine test_loader test_io test_dataset)
+  tests=(test_engine test_executor test_loader test_io test_dataset)
 fi
 meson test -C "$dir" --print-errorlogs --num-processes 2 "${tests[@]}"
 

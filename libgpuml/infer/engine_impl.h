@@ -138,6 +138,11 @@ struct gpuml_engine {
     void *slot_ptrs;            /* the slots' in/out pointer arrays, one block     */
     eng_slot *free_slots;
     int64_t in_flight;
+    /* The most requests in flight at a completion, over the current and
+     * the previous window: how many the callers keep submitted (8 threads
+     * with one event each: 8). When that many are in the engine, nothing
+     * more can arrive until one completes, so the batcher stops waiting. */
+    int64_t pop_cur, pop_prev, pop_window_start;
     eng_slot **heap;            /* [queue_capacity] max-heap on (priority, -seq)   */
     int heap_n;
     int64_t heap_rows;

@@ -101,6 +101,10 @@ void eng_slot_free_locked(gpuml_engine *e, eng_slot *s)
     s->pool_off = -1;
     s->next = e->free_slots;
     e->free_slots = s;
+    /* Requests in flight as one completes: in a steady state, how many the
+     * callers keep submitted (see nothing_more_can_arrive). */
+    if (e->in_flight > e->pop_cur)
+        e->pop_cur = e->in_flight;
     e->in_flight--;
 }
 
@@ -274,6 +278,27 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int64_t until_us)
     pthread_cond_timedwait(cv, m, &ts);
 }
 
+/* Whether every request the callers keep in flight is already in the
+ * engine (waiting or being computed): then waiting for more only delays
+ * this batch, since the callers submit again only after completions (a
+ * batch limit above what can be waiting must not cost the full delay each
+ * time). The population is the most requests in flight at a completion
+ * over the last one to two windows (100 ms, or 20 delays when longer), so
+ * it follows callers that come and go, and is unknown (no early dispatch)
+ * before the first completions. Requests whose submit holds a slot but has
+ * not pushed it yet are on their way and not counted as here. */
+static bool nothing_more_can_arrive(gpuml_engine *e, int64_t now)
+{
+    int64_t window = 20 * e->cfg.max_queue_delay_us > 100000 ? 20 * e->cfg.max_queue_delay_us : 100000;
+    if (now - e->pop_window_start > window) {
+        e->pop_prev = e->pop_cur;
+        e->pop_cur = 0;
+        e->pop_window_start = now;
+    }
+    int64_t population = e->pop_cur > e->pop_prev ? e->pop_cur : e->pop_prev;
+    return population > 0 && e->in_flight - e->submitting >= population;
+}
+
 bool eng_take_batch(gpuml_engine *e, eng_batch *b)
 {
     const int max_events = e->cfg.max_batch_events;
@@ -295,7 +320,8 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
         }
         int64_t now = eng_now_us();
         int64_t due = e->oldest_submit + e->cfg.max_queue_delay_us;
-        if (!(e->stopping || e->heap_n >= max_events || e->heap_rows >= max_rows || now >= due)) {
+        if (!(e->stopping || e->heap_n >= max_events || e->heap_rows >= max_rows || now >= due ||
+              nothing_more_can_arrive(e, now))) {
             timed_wait(&e->queue_cv, &e->lock, due);
             continue;
         }

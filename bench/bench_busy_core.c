@@ -94,7 +94,7 @@ static double train(const char *data, const char *config, gpuml_executor_kind ki
     tc.optim.lr = 1e-3f;
     gpuml_trainer *tr;
     DIE_IF(gpuml_trainer_create(model, &tc, &tr));
-    double t0 = 0, events = 0;
+    double t0 = 0, events = 0, loss = 0;
     for (int step = 0; step < steps + 3;) {
         gpuml_batch *b;
         DIE_IF(gpuml_loader_next(loader, &b));
@@ -105,10 +105,14 @@ static double train(const char *data, const char *config, gpuml_executor_kind ki
         gpuml_step_stats s;
         DIE_IF(gpuml_trainer_step_batch(tr, b, &s));
         events += (double)s.events;
+        loss += (double)s.loss;
         gpuml_batch_destroy(b);
         step++;
     }
     double rate = events / (now_s() - t0);
+    if (getenv("BENCH_BUSY_VERBOSE"))
+        fprintf(stderr, "  %s: mean loss %.6f over %d steps, %.0f events\n", "train", loss / (steps + 3), steps + 3,
+                events);
     gpuml_trainer_destroy(tr);
     gpuml_loader_destroy(loader);
     gpuml_model_destroy(model);

@@ -4,7 +4,7 @@
  *   bench_engine [--model cfg.json|model.h5] [--sizes small|large|tiny] [--events N] [--threads T]
  *                [--inflight K] [--repeats R] [--instances I] [--batch-events B]
  *                [--delay-us D] [--device cpu|cuda] [--cpu-threads C]
- *                [--data dataset.h5 [--pool P]] [--sync 0|1] [--dump out.f32]
+ *                [--data dataset.h5 [--pool P]] [--sync 0|1] [--dump out.f32] [--event-jets J]
  *
  * sizes: small 1-2000 rows per event (default), large 1000-20000, tiny 1-100.
  * --data: real events instead (e.g. examples/gen_dataset jets): the first P
@@ -20,7 +20,9 @@
  *         CPU, copied on CUDA; outputs read back to the host).
  * engine: T threads submit the same events, each keeping K requests in
  *         flight (a framework whose threads do other work meanwhile), and
- *         wait for the callbacks.
+ *         wait for the callbacks. --event-jets J: each thread instead
+ *         submits the requests of one "event" (1 .. 2J-1 of them, mean J:
+ *         the jets of a collision event), waits for all, then the next.
  * Throughput is events per second over the whole run; latency is per event
  * (sync: the forward call; engine: submit to done). Best of R repeats.
  * Events per CPU-second (user + system time of the process) is printed too:
@@ -79,9 +81,15 @@ typedef struct {
     int64_t *rows, max_rows; /* [npool] */
     float **in;              /* [npool * n_in]: event e's input i at in[e * n_in + i] */
     int events, threads, inflight;
+    int event_jets; /* > 0: requests come in events of about this many (see event_size) */
     double *lat; /* [events] us */
     atomic_int next;
+    atomic_int next_event;
 } bench;
+
+/* Requests per event in --event-jets J mode: 1 .. 2J-1 in a fixed scrambled
+ * order, mean J (bench/onnx_particlenet.py uses the same sequence). */
+static int event_size(int k, int j) { return 1 + (int)(((long)k * 7) % (2 * j - 1)); }
 
 static double now_us(void)
 {
@@ -212,8 +220,48 @@ static void *engine_thread(void *arg)
         slots[k].index = -1;
         slots[k].out = alloc_outputs(b, b->max_rows);
     }
+    if (b->event_jets > 0) {
+        /* A framework stream: submit all requests of an event, wait for
+         * them all, then the next event. */
+        int k;
+        while ((k = atomic_fetch_add(&b->next_event, 1)) >= 0) {
+            int nj = event_size(k, b->event_jets);
+            int i0 = atomic_fetch_add(&b->next, nj);
+            if (i0 >= b->events)
+                break;
+            nj = nj < b->events - i0 ? nj : b->events - i0;
+            for (int j = 0; j < nj; j++) {
+                slot *q = &slots[j];
+                int e = (i0 + j) % b->npool;
+                q->index = i0 + j;
+                pthread_mutex_lock(&s->m);
+                s->in_flight++;
+                pthread_mutex_unlock(&s->m);
+                gpuml_engine_request req;
+                gpuml_engine_request_init(&req);
+                req.rows = b->rows[e];
+                for (int m = 0; m < b->n_in; m++)
+                    q->in[m] = b->in[e * b->n_in + m];
+                req.inputs = q->in;
+                req.outputs = q->out;
+                req.borrow_inputs = 1;
+                q->t0 = now_us();
+                gpuml_status st;
+                while ((st = gpuml_engine_submit(s->eng, &req, on_done, q)) == GPUML_ERR_QUEUE_FULL) {
+                    struct timespec ts = {0, 20000};
+                    nanosleep(&ts, NULL);
+                }
+                if (st != GPUML_OK)
+                    die("gpuml_engine_submit");
+            }
+            pthread_mutex_lock(&s->m);
+            while (s->in_flight > 0)
+                pthread_cond_wait(&s->cv, &s->m);
+            pthread_mutex_unlock(&s->m);
+        }
+    }
     int i;
-    while ((i = atomic_fetch_add(&b->next, 1)) < b->events) {
+    while (b->event_jets == 0 && (i = atomic_fetch_add(&b->next, 1)) < b->events) {
         pthread_mutex_lock(&s->m);
         while (s->in_flight == b->inflight)
             pthread_cond_wait(&s->cv, &s->m);
@@ -297,6 +345,7 @@ static result run_engine(bench *b, gpuml_engine *eng)
     submitter *s = calloc((size_t)b->threads, sizeof *s);
     pthread_t *th = malloc((size_t)b->threads * sizeof *th);
     atomic_store(&b->next, 0);
+    atomic_store(&b->next_event, 0);
     double t0 = now_us(), c0 = cpu_s();
     for (int t = 0; t < b->threads; t++) {
         s[t].b = b;
@@ -429,6 +478,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--events")) events = atoi(v);
         else if (!strcmp(k, "--threads")) b.threads = atoi(v);
         else if (!strcmp(k, "--inflight")) b.inflight = atoi(v);
+        else if (!strcmp(k, "--event-jets")) b.event_jets = atoi(v);
         else if (!strcmp(k, "--repeats")) repeats = atoi(v);
         else if (!strcmp(k, "--instances")) instances = atoi(v);
         else if (!strcmp(k, "--batch-events")) batch_events = atoi(v);
@@ -451,8 +501,10 @@ int main(int argc, char **argv)
     }
     b.events = events > 0 ? events : large ? 200 : tiny ? 20000 : 2000;
     b.dev.type = !strcmp(device, "cuda") ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
-    if (b.threads < 1 || b.inflight < 1 || repeats < 0 || pool < 1)
+    if (b.threads < 1 || b.inflight < 1 || repeats < 0 || pool < 1 || b.event_jets < 0 || b.event_jets > 64)
         return 2;
+    if (b.event_jets > 0)
+        b.inflight = 2 * b.event_jets - 1; /* the largest event */
 
     gpuml_ctx_config cc;
     gpuml_ctx_config_init_defaults(&cc);

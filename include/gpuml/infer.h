@@ -38,7 +38,9 @@
  * more to arrive - and not at all once every request the callers keep in
  * flight is already in the engine (the most seen in flight at a completion
  * over the last 100 ms): then nothing more can arrive until a batch
- * completes, so a limit above what can be waiting costs no delay. The batch is the events' rows concatenated with their
+ * completes, so a limit above what can be waiting costs no delay. When
+ * several instances are idle, each takes about its share of the waiting
+ * rows instead of the first taking all. The batch is the events' rows concatenated with their
  * row_splits, so per-event ops (pooling, kNN, graph layers) never mix
  * events. Per-row outputs are split back by the row splits, per-event
  * outputs by event index. Every result is BITWISE equal to running the

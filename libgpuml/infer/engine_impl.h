@@ -130,6 +130,7 @@ struct gpuml_engine {
     pthread_cond_t submit_cv;   /* shutdown waits for submits that hold a slot     */
     int submitting;             /* submits between taking a slot and pushing it    */
     bool forming;
+    int takers;                 /* workers in eng_take_batch: idle instances  */
     bool stopping, stopped, shutdown_started;
     gpuml_engine_shutdown_mode stop_mode;
     int workers_alive;

@@ -308,6 +308,7 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
     pthread_mutex_lock(&e->lock);
     /* One worker forms a batch at a time: the others would only split the
      * waiting requests into smaller batches. */
+    e->takers++;
     while (e->forming)
         pthread_cond_wait(&e->turn_cv, &e->lock);
     e->forming = true;
@@ -325,7 +326,13 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
             timed_wait(&e->queue_cv, &e->lock, due);
             continue;
         }
-        while (e->heap_n > 0 && b->n_events < max_events && b->n_rows + e->heap[0]->rows <= max_rows) {
+        /* Other instances idle here too: take about our share of the
+         * waiting rows, so that the waiting work is spread over the idle
+         * instances instead of one of them computing it all (on the CPU an
+         * instance is one thread by default). */
+        int64_t share = e->takers > 1 ? (e->heap_rows + e->takers - 1) / e->takers : INT64_MAX;
+        while (e->heap_n > 0 && b->n_events < max_events && b->n_rows + e->heap[0]->rows <= max_rows &&
+               (b->n_events == 0 || b->n_rows < share)) {
             eng_slot *s = heap_pop(e);
             e->heap_rows -= s->rows;
             if (s->deadline_us > 0 && now > s->deadline_us) {
@@ -347,6 +354,7 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
             break; /* else every request taken had expired: wait again */
     }
     e->forming = false;
+    e->takers--;
     pthread_cond_signal(&e->turn_cv);
     pthread_mutex_unlock(&e->lock);
     return b->n_events > 0;

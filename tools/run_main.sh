@@ -15,10 +15,8 @@ cd "$(dirname "$0")/.."
 ./tools/setup.sh
 ./tools/build.sh "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-# OpenMP threads that wait at a barrier sleep instead of spinning: on a
-# machine shared with other work, spinning threads burn the time slices the
-# thread they wait for needs (measured 10x slower training under load;
-# README, "Threads").
+# gpuml's own pool never spins (README, "Threads"); this only matters where
+# OpenMP still runs: the OpenMP executor the op tables are also checked on.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 dev=${GPUML_DEVICE:-cpu}
 mkdir -p run

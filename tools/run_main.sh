@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ./tools/build.sh "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 # gpuml's own pool never spins (README, "Threads"); this only matters where
-# OpenMP still runs: the OpenMP executor the op tables are also checked on.
+# OpenMP still runs (the OpenMP executor, where a program picks it).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 dev=${GPUML_DEVICE:-cpu}
 mkdir -p run

@@ -4,7 +4,7 @@
  *   bench_engine [--model cfg.json|model.h5] [--sizes small|large|tiny] [--events N] [--threads T]
  *                [--inflight K] [--repeats R] [--instances I] [--batch-events B]
  *                [--delay-us D] [--device cpu|cuda] [--cpu-threads C]
- *                [--data dataset.h5 [--pool P]] [--sync 0|1] [--dump out.f32]
+ *                [--data dataset.h5 [--pool P]] [--sync 0|1] [--dump out.f32] [--event-jets J]
  *
  * sizes: small 1-2000 rows per event (default), large 1000-20000, tiny 1-100.
  * --data: real events instead (e.g. examples/gen_dataset jets): the first P
@@ -20,7 +20,9 @@
  *         CPU, copied on CUDA; outputs read back to the host).
  * engine: T threads submit the same events, each keeping K requests in
  *         flight (a framework whose threads do other work meanwhile), and
- *         wait for the callbacks.
+ *         wait for the callbacks. --event-jets J: each thread instead
+ *         submits the requests of one "event" (1 .. 2J-1 of them, mean J:
+ *         the jets of a collision event), waits for all, then the next.
  * Throughput is events per second over the whole run; latency is per event
  * (sync: the forward call; engine: submit to done). Best of R repeats.
  * Events per CPU-second (user + system time of the process) is printed too:
@@ -81,9 +83,15 @@ typedef struct {
     int64_t *rows, max_rows; /* [npool] */
     float **in;              /* [npool * n_in]: event e's input i at in[e * n_in + i] */
     int events, threads, inflight;
+    int event_jets; /* > 0: requests come in events of about this many (see event_size) */
     double *lat; /* [events] us */
     atomic_int next;
+    atomic_int next_event;
 } bench;
+
+/* Requests per event in --event-jets J mode: 1 .. 2J-1 in a fixed scrambled
+ * order, mean J (bench/onnx_particlenet.py uses the same sequence). */
+static int event_size(int k, int j) { return 1 + (int)(((long)k * 7) % (2 * j - 1)); }
 
 static double now_us(void)
 {
@@ -214,8 +222,48 @@ static void *engine_thread(void *arg)
         slots[k].index = -1;
         slots[k].out = alloc_outputs(b, b->max_rows);
     }
+    if (b->event_jets > 0) {
+        /* A framework stream: submit all requests of an event, wait for
+         * them all, then the next event. */
+        int k;
+        while ((k = atomic_fetch_add(&b->next_event, 1)) >= 0) {
+            int nj = event_size(k, b->event_jets);
+            int i0 = atomic_fetch_add(&b->next, nj);
+            if (i0 >= b->events)
+                break;
+            nj = nj < b->events - i0 ? nj : b->events - i0;
+            for (int j = 0; j < nj; j++) {
+                slot *q = &slots[j];
+                int e = (i0 + j) % b->npool;
+                q->index = i0 + j;
+                pthread_mutex_lock(&s->m);
+                s->in_flight++;
+                pthread_mutex_unlock(&s->m);
+                gpuml_engine_request req;
+                gpuml_engine_request_init(&req);
+                req.rows = b->rows[e];
+                for (int m = 0; m < b->n_in; m++)
+                    q->in[m] = b->in[e * b->n_in + m];
+                req.inputs = q->in;
+                req.outputs = q->out;
+                req.borrow_inputs = 1;
+                q->t0 = now_us();
+                gpuml_status st;
+                while ((st = gpuml_engine_submit(s->eng, &req, on_done, q)) == GPUML_ERR_QUEUE_FULL) {
+                    struct timespec ts = {0, 20000};
+                    nanosleep(&ts, NULL);
+                }
+                if (st != GPUML_OK)
+                    die("gpuml_engine_submit");
+            }
+            pthread_mutex_lock(&s->m);
+            while (s->in_flight > 0)
+                pthread_cond_wait(&s->cv, &s->m);
+            pthread_mutex_unlock(&s->m);
+        }
+    }
     int i;
-    while ((i = atomic_fetch_add(&b->next, 1)) < b->events) {
+    while (b->event_jets == 0 && (i = atomic_fetch_add(&b->next, 1)) < b->events) {
         pthread_mutex_lock(&s->m);
         while (s->in_flight == b->inflight)
             pthread_cond_wait(&s->cv, &s->m);
@@ -299,6 +347,7 @@ static result run_engine(bench *b, gpuml_engine *eng)
     submitter *s = calloc((size_t)b->threads, sizeof *s);
     pthread_t *th = malloc((size_t)b->threads * sizeof *th);
     atomic_store(&b->next, 0);
+    atomic_store(&b->next_event, 0);
     double t0 = now_us(), c0 = cpu_s();
     for (int t = 0; t < b->threads; t++) {
         s[t].b = b;
@@ -415,8 +464,11 @@ static void dump_outputs(bench *b, gpuml_engine *eng, const char *path)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *sizes = "small", *data_path = NULL, *dump_path = NULL;
-    int events = 0, repeats = 3, instances = 1, batch_events = 32, cpu_threads = 0, pool = 2000, do_sync = 1;
-    int64_t delay_us = 500;
+    /* instances, batch_events, cpu_threads 0 and delay_us -1: the engine's
+     * defaults (gpuml_engine_config_init_defaults), which is what is measured
+     * unless an option says otherwise. */
+    int events = 0, repeats = 3, instances = 0, batch_events = 0, cpu_threads = 0, pool = 2000, do_sync = 1;
+    int64_t delay_us = -1;
     bench b;
     memset(&b, 0, sizeof b);
     b.threads = 8;
@@ -429,11 +481,12 @@ int main(int argc, char **argv)
         CLI_INT("threads", &b.threads, 1, 4096, "submitting host threads"),
         CLI_INT("inflight", &b.inflight, 1, 1 << 20, "requests each thread keeps in flight"),
         CLI_INT("repeats", &repeats, 0, 1000000, "repeats (best is reported)"),
-        CLI_INT("instances", &instances, 1, 1024, "engine instances"),
-        CLI_INT("batch-events", &batch_events, 1, 1 << 20, "events per engine batch, at most"),
-        CLI_I64("delay-us", &delay_us, 0, INT64_MAX, "engine batching delay, microseconds"),
+        CLI_INT("instances", &instances, 0, 1024, "engine instances (0: the engine's default)"),
+        CLI_INT("batch-events", &batch_events, 0, 1 << 20, "events per engine batch, at most (0: the engine's default)"),
+        CLI_INT("event-jets", &b.event_jets, 0, 64, "requests come in events of about this many jets (0: one by one)"),
+        CLI_I64("delay-us", &delay_us, -1, INT64_MAX, "engine batching delay, microseconds (-1: the engine's default)"),
         CLI_DEVICE(&b.dev),
-        CLI_INT("cpu-threads", &cpu_threads, 0, 4096, "OpenMP threads per engine instance (0: default)"),
+        CLI_INT("cpu-threads", &cpu_threads, 0, 4096, "CPU threads per engine instance (0: the engine's default)"),
         CLI_STR("data", &data_path, "FILE", "real events from this dataset instead of generated ones"),
         CLI_INT("pool", &pool, 1, INT32_MAX, "with --data: the first P events"),
         CLI_INT("sync", &do_sync, 0, 1, "0: the engine only"),
@@ -445,6 +498,8 @@ int main(int argc, char **argv)
         snprintf(device, sizeof device, "cuda:%d", b.dev.index);
     bool large = !strcmp(sizes, "large"), tiny = !strcmp(sizes, "tiny");
     b.events = events > 0 ? events : large ? 200 : tiny ? 20000 : 2000;
+    if (b.event_jets > 0)
+        b.inflight = 2 * b.event_jets - 1; /* the largest event */
 
     gpuml_ctx_config cc;
     gpuml_ctx_config_init_defaults(&cc);
@@ -495,21 +550,26 @@ int main(int argc, char **argv)
     cfg.num_instances = instances;
     cfg.max_batch_events = batch_events;
     cfg.max_batch_rows = large ? 1 << 16 : 1 << 15;
-    if (data_path) /* the largest batch these events make: a smaller warm-up and footprint */
+    if (data_path && batch_events > 0) /* the largest batch these events make: a smaller warm-up and footprint */
         cfg.max_batch_rows = (int64_t)batch_events * b.max_rows;
-    cfg.max_queue_delay_us = delay_us;
+    if (delay_us >= 0)
+        cfg.max_queue_delay_us = delay_us;
     cfg.queue_capacity = 4 * b.threads * b.inflight;
     cfg.cpu_threads = cpu_threads;
     gpuml_engine *eng;
     if (gpuml_engine_create_from_model(b.model, &cfg, &eng) != GPUML_OK)
         die("gpuml_engine_create_from_model");
 
+    gpuml_engine_config used; /* the automatic choices resolved */
+    gpuml_engine_get_config(eng, &used);
     char what[64];
     snprintf(what, sizeof what, "%s", large ? "1k-20k rows" : tiny ? "1-100 rows" : "1-2000 rows");
-    printf("model %s; %s; events %s (%d runs over %d events, mean %.1f rows); %d threads; engine: %d instance(s), "
-           "%d events/batch, delay %lld us, %d in flight per thread\n",
+    printf("model %s; %s; events %s (%d runs over %d events, mean %.1f rows); %d threads; engine: %d instance(s)%s, "
+           "%d events/batch%s, delay %lld us, %d in flight per thread\n",
            model_path ? model_path : "default MLP+pooling", device, data_path ? data_path : what, b.events, b.npool,
-           (double)total_rows / b.npool, b.threads, instances, batch_events, (long long)delay_us, b.inflight);
+           (double)total_rows / b.npool, b.threads, used.num_instances, instances ? "" : " (default)",
+           used.max_batch_events, batch_events ? "" : " (default)", (long long)cfg.max_queue_delay_us,
+           b.inflight);
     result best_s = {0, 0, 0, 0}, best_e = {0, 0, 0, 0};
     for (int r = 0; r < repeats; r++) {
         result s = {0, 0, 0, 0};

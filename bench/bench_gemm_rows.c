@@ -54,7 +54,9 @@ int main(int argc, char **argv)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, k, b,
                         tb ? k : n, 1.0f, c, n);
             double t1 = cpu_now();
-            gpuml_cpu_gemm_rows(1, tb, m, n, k, 1.0f, a, 0, b, 0, 1.0f, c, 0, 1);
+            gpuml_gemm_rows p;
+            int64_t ntasks = gpuml_cpu_gemm_rows_plan(&p, tb, m, n, k, 1.0f, a, 0, b, 0, 1.0f, c, 0, 1);
+            gpuml_cpu_gemm_rows_run(&p, 0, ntasks);
             double t2 = cpu_now();
             best_blas = t1 - t0 < best_blas ? t1 - t0 : best_blas;
             best_rows = t2 - t1 < best_rows ? t2 - t1 : best_rows;

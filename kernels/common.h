@@ -4,7 +4,8 @@
  * A kernel body (kernels/<op>.h) is the arithmetic for one output element or
  * one row, written once as GPUML_HD functions: __host__ __device__ under
  * nvcc, plain static inline under the C compiler. The CPU driver
- * (kernels/cpu/<op>.c) loops over elements with OpenMP and calls the body;
+ * (kernels/cpu/<op>.c) loops over elements through gpuml_kfor (kernels/
+ * cpu/parallel.h, the context's executor) and calls the body;
  * the CUDA launcher (kernels/cuda/<op>.cu) computes its index and calls the
  * same body. Bodies allocate nothing, do no I/O and call no backend.
  *
@@ -41,8 +42,13 @@ extern "C" {
 
 /* What a driver needs from the context, in a form both C and CUDA C++ can
  * read (the context struct itself is C-only). */
+struct gpuml_executor;
 typedef struct gpuml_kctx {
-    int nthreads;    /* CPU: OpenMP threads                                 */
+    const struct gpuml_executor *exec; /* CPU: where loops run (never NULL) */
+    int nthreads;    /* CPU: the executor's maximum worker count: per-worker
+                        scratch is sized by it                              */
+    int64_t par_work;/* CPU: loops of more work than this are split (0: the
+                        default GPUML_PAR_GRAIN; tests lower it)            */
     void *stream;    /* CUDA: cudaStream_t                                  */
     int device;      /* CUDA: device ordinal                                */
     int *dev_error;  /* CUDA: word set by kernels on invalid input          */

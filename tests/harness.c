@@ -54,6 +54,49 @@ gpuml_ctx *h_ctx(gpuml_device_type type, int nthreads)
     return ctx;
 }
 
+gpuml_ctx *h_ctx_on(const gpuml_executor *ex)
+{
+    gpuml_ctx_config cfg;
+    gpuml_ctx_config_init_defaults(&cfg);
+    cfg.executor = ex;
+    gpuml_ctx *ctx = NULL;
+    if (gpuml_ctx_create(&cfg, &ctx) != GPUML_OK) {
+        fprintf(stderr, "h_ctx_on: %s\n", gpuml_last_error());
+        return NULL;
+    }
+    return ctx;
+}
+
+/* The executors every op table runs on (created once, kept for the
+ * process): serial, OpenMP and gpuml's pool with three workers (more than
+ * the default two, so pieces land on workers in other orders), and the TBB
+ * adapter of examples/cmssw where the build has TBB (harness_tbb.cc). */
+enum { H_NEXEC_BUILTIN = 3 };
+int h_num_executors(void) { return H_NEXEC_BUILTIN + (h_tbb_executor() != NULL); }
+
+const gpuml_executor *h_executor(int i, const char **name)
+{
+    static gpuml_executor *omp3, *pool3;
+    static const char *const names[] = {"serial", "openmp x3", "pool x3", "tbb arena x3"};
+    *name = names[i < 4 ? i : 3];
+    switch (i) {
+    case 0: return gpuml_executor_serial();
+    case 1:
+        if (!omp3 && gpuml_executor_create(GPUML_EXECUTOR_OPENMP, 3, &omp3) != GPUML_OK)
+            return NULL;
+        return omp3;
+    case 2:
+        if (!pool3 && gpuml_executor_create(GPUML_EXECUTOR_POOL, 3, &pool3) != GPUML_OK)
+            return NULL;
+        return pool3;
+    default: return h_tbb_executor();
+    }
+}
+
+#ifndef H_HAVE_TBB
+const gpuml_executor *h_tbb_executor(void) { return NULL; }
+#endif
+
 gpuml_tensor *h_tensor(gpuml_ctx *ctx, gpuml_dtype dt, int nd, const int64_t *shape, const void *host)
 {
     gpuml_tensor *t = NULL;
@@ -587,6 +630,28 @@ int harness_run_case(const h_case *c)
                 }
                 free_result(&r1);
                 gpuml_ctx_destroy(one);
+                /* Same bits on every executor, with every loop of two or
+                 * more iterations cut into pieces (gpuml/executor.h). */
+                for (int ei = 0; ei < h_num_executors(); ei++) {
+                    const char *ename;
+                    const gpuml_executor *ex = h_executor(ei, &ename);
+                    gpuml_ctx *ec = ex ? h_ctx_on(ex) : NULL;
+                    if (!ec) {
+                        printf("FAIL %s [%s]: no context on the %s executor\n", c->name, label, ename);
+                        fails++;
+                        continue;
+                    }
+                    gpuml_ctx_set_parallel_threshold(ec, 1);
+                    run_result re;
+                    if (!run_once(c, &io, ec, &in, has_grad ? (const float *const *)gout : NULL, &re, label) &&
+                        !same_bytes(&io, &r, &re, has_grad)) {
+                        printf("FAIL %s [%s]: results on the %s executor differ from the default's\n", c->name,
+                               label, ename);
+                        fails++;
+                    }
+                    free_result(&re);
+                    gpuml_ctx_destroy(ec);
+                }
             }
             free_result(&r);
             gpuml_ctx_destroy(ctx);

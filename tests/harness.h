@@ -9,7 +9,9 @@
  *     with a NaN sentinel (an element the op forgets to write shows up);
  *   - compares every output with the reference within the case's bound,
  *     requiring NaN/Inf exactly where the reference has them;
- *   - runs it again with 1 and 2 CPU threads and requires bitwise equality;
+ *   - runs it again with 1 and 2 CPU threads and on every executor
+ *     (serial, OpenMP, gpuml's pool, TBB where built) with every loop cut
+ *     into pieces, and requires bitwise equality;
  *   - checks the backward against central finite differences of the
  *     double reference of loss = sum(gout * out).
  */
@@ -76,6 +78,14 @@ uint64_t h_rand_u64(uint64_t *state);
 double h_rand_uniform(uint64_t *state, double lo, double hi);
 double h_rand_normal(uint64_t *state);
 
+/* A CPU context on the given executor (NULL on failure, message printed). */
+gpuml_ctx *h_ctx_on(const gpuml_executor *ex);
+/* The executors op tables are checked on: i in [0, h_num_executors()). */
+int h_num_executors(void);
+const gpuml_executor *h_executor(int i, const char **name);
+/* The TBB adapter (examples/cmssw/gpuml_tbb_executor.h) on an arena of 3,
+ * or NULL in a build without TBB (tests/harness_tbb.cc). */
+const gpuml_executor *h_tbb_executor(void);
 gpuml_ctx *h_ctx(gpuml_device_type type, int nthreads);
 /* Tensor on ctx's device filled from host data (nbytes must match). */
 gpuml_tensor *h_tensor(gpuml_ctx *ctx, gpuml_dtype dt, int nd, const int64_t *shape, const void *host);

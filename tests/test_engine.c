@@ -134,6 +134,7 @@ static gpuml_engine_config base_config(void)
 {
     gpuml_engine_config cfg;
     gpuml_engine_config_init_defaults(&cfg);
+    cfg.num_instances = 1; /* the tests below reason about one worker; test_defaults checks the default */
     cfg.max_batch_events = 32;
     cfg.max_batch_rows = 4096;
     cfg.max_queue_delay_us = 300;
@@ -731,8 +732,11 @@ static void test_errors(void **state)
 {
     (void)state;
     gpuml_engine_config cfg = base_config();
-    cfg.num_instances = 0;
+    cfg.num_instances = -1;
     expect_create_error(cfg, "num_instances");
+    cfg = base_config();
+    cfg.max_batch_events = -1;
+    expect_create_error(cfg, "max_batch_events");
     cfg = base_config();
     cfg.max_batch_rows = 0;
     expect_create_error(cfg, "max_batch_rows");
@@ -818,6 +822,94 @@ static void test_errors(void **state)
     rec_free(&r);
 }
 
+
+/* ---- defaults and the batcher's early start ------------------------------------- */
+static void test_defaults(void **state)
+{
+    (void)state;
+    gpuml_engine_config cfg;
+    gpuml_engine_config_init_defaults(&cfg);
+    cfg.max_batch_rows = 4096; /* a small warm-up */
+    gpuml_engine *eng = make_engine(&cfg);
+    gpuml_engine_config used;
+    assert_int_equal(gpuml_engine_get_config(eng, &used), GPUML_OK);
+    int ncpu = gpuml_default_num_threads();
+    assert_int_equal(used.num_instances, ncpu < 64 ? ncpu : 64); /* one per core */
+    assert_int_equal(used.max_batch_events, 8);
+    gpuml_engine_destroy(eng);
+    /* with the host's executor: its workers, and no thread count of ours */
+    gpuml_executor *ex = NULL;
+    assert_int_equal(gpuml_executor_create(GPUML_EXECUTOR_POOL, 3, &ex), GPUML_OK);
+    cfg.executor = ex;
+    eng = make_engine(&cfg);
+    assert_int_equal(gpuml_engine_get_config(eng, &used), GPUML_OK);
+    assert_int_equal(used.num_instances, 3);
+    gpuml_engine_destroy(eng);
+    gpuml_executor_destroy(ex);
+    assert_int_equal(gpuml_engine_get_config(NULL, &used), GPUML_ERR_INVALID_ARGUMENT);
+}
+
+typedef struct {
+    gpuml_engine *eng;
+    int first_ev, rounds, failures;
+} closed_loop;
+
+/* One caller that keeps one request in flight: submit, wait for it, again. */
+static void *closed_loop_main(void *p)
+{
+    closed_loop *c = p;
+    for (int i = 0; i < c->rounds; i++) {
+        atomic_int finished;
+        atomic_init(&finished, 0);
+        rec r;
+        rec_init(&r, c->first_ev + i % 8, &finished);
+        gpuml_engine_request q = rec_request(&r);
+        if (gpuml_engine_submit(c->eng, &q, on_done, &r) != GPUML_OK) {
+            c->failures++;
+        } else {
+            while (atomic_load(&finished) == 0)
+                sleep_us(50);
+            c->failures += atomic_load(&r.status) != GPUML_OK;
+        }
+        rec_free(&r);
+    }
+    return NULL;
+}
+
+/* Four callers with one request each, a batch limit of 64 and a delay of
+ * 200 ms: once the engine has seen that four is all there are, a batch
+ * starts when the four are in - not 200 ms later each time. */
+static void test_batcher_sees_nothing_more_can_arrive(void **state)
+{
+    (void)state;
+    enum { T = 4, ROUNDS = 12 };
+    gpuml_engine_config cfg = base_config();
+    cfg.max_batch_events = 64;
+    cfg.max_queue_delay_us = 200000;
+    gpuml_engine *eng = make_engine(&cfg);
+    pthread_t th[T];
+    closed_loop c[T];
+    double t0 = now_s();
+    for (int t = 0; t < T; t++) {
+        c[t] = (closed_loop){eng, 8 * t, ROUNDS, 0};
+        assert_int_equal(pthread_create(&th[t], NULL, closed_loop_main, &c[t]), 0);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(c[t].failures, 0);
+    }
+    double dt = now_s() - t0;
+    gpuml_engine_stats st;
+    gpuml_engine_get_stats(eng, &st);
+    printf("  %d callers x %d rounds in %.2f s: %llu batches, latency p50 %.0f us (delay 200000 us)\n", T, ROUNDS, dt,
+           (unsigned long long)st.batches, st.latency.p50_us);
+    /* Waiting out the delay every round would take ROUNDS x 0.2 s = 2.4 s
+     * and make the median latency >= 200 ms; only the first rounds may. */
+    assert_true(st.latency.p50_us < 100000.0);
+    assert_true(dt < 0.2 * ROUNDS * 0.75);
+    gpuml_engine_destroy(eng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +922,8 @@ int main(void)
         cmocka_unit_test(test_steady_state_allocates_nothing),
         cmocka_unit_test(test_run_and_direct),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_batcher_sees_nothing_more_can_arrive),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -44,12 +44,16 @@ static void emul_knn(const float *x, int64_t n, int d, const int64_t *sp, int64_
 {
     gpuml_kctx kc;
     memset(&kc, 0, sizeof kc);
+    gpuml_executor *ex = NULL;
+    assert_int_equal(gpuml_executor_create(GPUML_EXECUTOR_POOL, 2, &ex), GPUML_OK);
+    kc.exec = ex;
     kc.nthreads = 2;
     void *ws = malloc(gpuml_cpu_knn_workspace(n, d, nev, k, 2));
     assert_non_null(ws);
     float r2 = radius > 0 ? radius * radius : INFINITY;
     assert_int_equal(gpuml_cpu_knn(&kc, x, n, d, sp, nev, k, r2, (int)algo, idx, dist2, ws), GPUML_OK);
     free(ws);
+    gpuml_executor_destroy(ex);
 }
 
 static void check(const char *what, const float *x, int64_t n, int d, const int64_t *sp, int64_t nev, int k,

@@ -22,10 +22,8 @@ cd "$(dirname "$0")/.."
 ./tools/setup.sh
 ./tools/build.sh "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-# OpenMP threads that wait at a barrier sleep instead of spinning: on a
-# machine shared with other work, spinning threads burn the time slices the
-# thread they wait for needs (measured 10x slower training under load;
-# README, "Threads").
+# gpuml's own pool never spins (README, "Threads"); this only matters where
+# OpenMP still runs (the OpenMP executor, where a program picks it).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 dev=${GPUML_DEVICE:-cpu}
 mkdir -p run

@@ -10,6 +10,7 @@ PKGS=(
   libcmocka-dev                   # C unit tests
   libopenblas-openmp-dev          # CBLAS, OpenMP build (shares our thread pool)
   libjansson-dev                  # model configs (JSON)
+  libtbb-dev                      # tests of the TBB executor (examples/cmssw/gpuml_tbb_executor.h)
   libopenmpi-dev openmpi-bin      # multi-process training
   clang-14 libclang-rt-14-dev     # libFuzzer for tools/fuzz.sh
 )

@@ -36,6 +36,8 @@
 
 #include <gpuml/gpuml.h>
 
+#include "gpuml_tbb_executor.h"
+
 namespace gpuml {
   namespace cmssw {
 
@@ -61,7 +63,10 @@ namespace gpuml {
         cfg.max_batch_rows = ps.getParameter<int>("maxBatchRows");
         cfg.max_queue_delay_us = ps.getParameter<int>("maxQueueDelayUs");
         cfg.queue_capacity = ps.getParameter<int>("queueCapacity");
-        cfg.cpu_threads = 1;  // the framework owns the cores: batches run on one
+        // The framework owns the threads: the instances' CPU kernels run as
+        // isolated tbb::parallel_for loops in the framework's arena (the one
+        // the GlobalCache is built in), and gpuml starts no compute thread.
+        cfg.executor = executor_.get();
         gpuml_engine* e = nullptr;
         gpuml_status st = gpuml_engine_create(ps.getParameter<std::string>("modelPath").c_str(), &cfg, &e);
         if (st != GPUML_OK)
@@ -90,6 +95,7 @@ namespace gpuml {
       struct Deleter {
         void operator()(gpuml_engine* e) const { gpuml_engine_destroy(e); }
       };
+      gpuml::tbb_executor executor_;  // declared first: outlives engine_
       std::unique_ptr<gpuml_engine, Deleter> engine_;
     };
 

@@ -3,11 +3,11 @@
  *
  * A context binds one device (the CPU, or one CUDA device) with one stream,
  * the math-library handles, a caching allocator, a counter-based random
- * generator and the CPU thread count. All gpuml state lives in contexts;
- * the library has no mutable globals.
+ * generator and the executor that runs its CPU loops. All gpuml state lives
+ * in contexts; the library has no mutable globals.
  *
  *     gpuml_ctx_config cfg;
- *     gpuml_ctx_config_init_defaults(&cfg);      // CPU, all OpenMP threads
+ *     gpuml_ctx_config_init_defaults(&cfg);      // CPU, gpuml's pool on every CPU
  *     cfg.device.type = GPUML_DEVICE_CUDA;        // ask for GPU 0
  *     gpuml_ctx *ctx = NULL;
  *     if (gpuml_ctx_create(&cfg, &ctx) == GPUML_ERR_NO_DEVICE) {
@@ -22,6 +22,25 @@
  * destroyed before or after the context, from any thread: the allocator they
  * came from lives until its last tensor is gone.
  *
+ * Threads (CPU contexts). The context's loops run on cfg.executor when it
+ * is set: the host's thread pool (gpuml/executor.h; in CMSSW the TBB
+ * adapter of examples/cmssw/gpuml_tbb_executor.h), and gpuml starts no
+ * compute thread. Otherwise the context makes its own executor:
+ *   num_threads == 1: the calling thread only (serial);
+ *   num_threads > 1:  gpuml's pool of that many workers (the caller and
+ *                     num_threads - 1 threads that block when idle);
+ *   num_threads <= 0: the pool, with gpuml_default_num_threads() workers
+ *                     (OMP_NUM_THREADS if set, else the CPUs of the
+ *                     process's affinity mask).
+ * Why all CPUs by default: a context made without a word is a training or
+ * analysis job owning its machine, and there the cores are wanted. A
+ * library inside a framework should be given the framework's executor (or
+ * num_threads = 1); the inference engine, made for that setting, defaults
+ * to single-threaded instances (gpuml/infer.h). The pool never spins for
+ * more than microseconds, so an idle or waiting context leaves its cores to
+ * others; the OpenMP executor (GPUML_EXECUTOR_OPENMP) is there for hosts
+ * that already run OpenMP. Results are bitwise the same on every executor.
+ *
  * Streams: device work is enqueued on the context's stream and is
  * asynchronous unless a function's comment says it synchronises. On the CPU
  * every call completes before it returns.
@@ -32,6 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gpuml/executor.h"
 #include "gpuml/export.h"
 #include "gpuml/status.h"
 
@@ -56,8 +76,11 @@ typedef struct gpuml_ctx_config {
     void *stream;          /* caller's cudaStream_t, or NULL: the context
                               creates (and later destroys) its own
                               non-blocking stream. Ignored on the CPU.       */
-    int num_threads;       /* CPU threads for ops; <= 0: omp_get_max_threads()
-                              at creation (honours OMP_NUM_THREADS)          */
+    int num_threads;       /* CPU workers when executor is NULL (see Threads
+                              above); <= 0: gpuml_default_num_threads()      */
+    const gpuml_executor *executor; /* the host's executor for CPU loops, or
+                              NULL: a built-in per num_threads. Borrowed: it
+                              must outlive the context.                      */
     uint64_t seed;         /* random generator seed; default 0               */
     gpuml_log_fn log_fn;   /* NULL: stderr                                   */
     void *log_user;
@@ -85,8 +108,16 @@ GPUML_API gpuml_status gpuml_ctx_synchronize(gpuml_ctx *ctx);
 
 GPUML_API gpuml_device gpuml_ctx_device(const gpuml_ctx *ctx);
 GPUML_API void *gpuml_ctx_stream(const gpuml_ctx *ctx); /* cudaStream_t; NULL on CPU */
+/* The executor's worker count (1 for serial). */
 GPUML_API int gpuml_ctx_num_threads(const gpuml_ctx *ctx);
+/* Replace the context's own executor by a built-in one of num_threads
+ * workers (serial for 1, else the pool). Not while another thread uses the
+ * context. Errors: INVALID_ARGUMENT (not in [1, 4096]); STATE when the
+ * context runs on a host's executor (cfg.executor: the host decides). */
 GPUML_API gpuml_status gpuml_ctx_set_num_threads(gpuml_ctx *ctx, int num_threads);
+/* The executor running the context's CPU loops (never NULL for a live
+ * context): the host's, or the context's own built-in. */
+GPUML_API const gpuml_executor *gpuml_ctx_executor(const gpuml_ctx *ctx);
 
 /* Message of the last error raised through this context ("" if none). */
 GPUML_API const char *gpuml_ctx_last_error(const gpuml_ctx *ctx);
@@ -106,6 +137,12 @@ GPUML_API int gpuml_cuda_device_count(void);
 /* 1 when this build of gpuml contains the named feature ("cuda", "cudnn",
  * "nccl", "mpi", "openmp", "blas"), else 0. */
 GPUML_API int gpuml_has_feature(const char *name);
+
+/* Testing aid: CPU loops of more than `work` element operations are cut
+ * into pieces of about work/4 and handed to the executor (default, and
+ * work <= 0: 32768). Tests set 1 so that every loop of two or more
+ * iterations is split, to check that results do not depend on the cut. */
+GPUML_API void gpuml_ctx_set_parallel_threshold(gpuml_ctx *ctx, int64_t work);
 
 /* ---- random numbers ---------------------------------------------------
  * Counter-based (Philox-4x32-10): element i of a draw depends only on

@@ -20,6 +20,7 @@
 #include "gpuml/export.h"
 #include "gpuml/version.h"
 #include "gpuml/status.h"
+#include "gpuml/executor.h"
 #include "gpuml/context.h"
 #include "gpuml/tensor.h"
 #include "gpuml/ops.h"

@@ -35,7 +35,12 @@
  * batcher takes waiting requests in priority order (higher first, FIFO
  * within a priority) until max_batch_events or max_batch_rows is reached,
  * waiting at most max_queue_delay_us after the first waiting request for
- * more to arrive. The batch is the events' rows concatenated with their
+ * more to arrive - and not at all once every request the callers keep in
+ * flight is already in the engine (the most seen in flight at a completion
+ * over the last 100 ms): then nothing more can arrive until a batch
+ * completes, so a limit above what can be waiting costs no delay. When
+ * several instances are idle, each takes about its share of the waiting
+ * rows instead of the first taking all. The batch is the events' rows concatenated with their
  * row_splits, so per-event ops (pooling, kNN, graph layers) never mix
  * events. Per-row outputs are split back by the row splits, per-event
  * outputs by event index. Every result is BITWISE equal to running the
@@ -44,6 +49,14 @@
  * reduction orders, and the CPU matrix products are batch-invariant
  * (kernels/matmul.h). On CUDA, cuBLAS picks its GEMM algorithm by shape, so
  * batched results may differ from single-event ones in the last bits.
+ *
+ * Defaults. With the config from gpuml_engine_config_init_defaults a CPU
+ * engine runs one single-threaded instance per core (gpuml_default_num_
+ * threads(); with cfg.executor, its max_workers instances whose loops run on
+ * the host's pool) and batches of up to 8 events: small events do not split
+ * well over threads, and instances overlap one another's serial parts
+ * (bench/README-engine.md has the measurements). A CUDA engine runs one
+ * instance with batches of up to 64. Set the fields to override.
  *
  * Execution. Each of num_instances instances has its own context (and
  * CUDA stream), its own copy of the model, a tape and buffers reserved at
@@ -119,15 +132,20 @@ typedef struct gpuml_engine_clusters {
 
 typedef struct gpuml_engine_config {
     gpuml_device device;          /* default: CPU                                                  */
-    int num_instances;            /* execution instances (model copies, streams); default 1        */
-    int max_batch_events;         /* events per batch; default 64                                  */
+    int num_instances;            /* execution instances (model copies, streams); 0 (default): CPU
+                                     one per core (gpuml_default_num_threads, or the executor's
+                                     max_workers), CUDA 1                                          */
+    int max_batch_events;         /* events per batch; 0 (default): CPU 8, CUDA 64                 */
     int64_t max_batch_rows;       /* rows per batch, also the largest request; default 65536       */
     int64_t max_queue_delay_us;   /* wait for more events after the first; default 1000 (0: none)  */
     int queue_capacity;           /* requests accepted and not yet completed; default 1024         */
     int64_t queue_rows;           /* rows of copied inputs held at once; <= 0: 4 * max_batch_rows  */
     int completion_threads;       /* threads that wait for batches and run `done`; default 1       */
-    int cpu_threads;              /* OpenMP threads per instance's context; <= 0: the context
-                                     default (OMP_NUM_THREADS) divided by num_instances            */
+    int cpu_threads;              /* CPU workers per instance's context (1: serial); <= 0:
+                                     gpuml_default_num_threads() / num_instances, at least 1 -
+                                     1 with the default num_instances                              */
+    const gpuml_executor *executor; /* the host's executor for the instances' CPU loops (borrowed:
+                                     it must outlive the engine); NULL: per cpu_threads            */
     int max_direct_lanes;         /* concurrent gpuml_engine_run_direct calls; default 2           */
     gpuml_engine_shutdown_mode on_destroy; /* what gpuml_engine_destroy does; default CANCEL       */
     int warmup;                   /* != 0 (default): run a largest-batch forward per instance at
@@ -230,6 +248,10 @@ GPUML_API gpuml_status gpuml_engine_run_direct(gpuml_engine *e, const gpuml_engi
 /* The engine's model (instance 0's copy) for gpuml_model_input_info /
  * gpuml_model_output_info; owned by the engine, read-only. */
 GPUML_API const gpuml_model *gpuml_engine_model(const gpuml_engine *e);
+
+/* The configuration the engine runs with, automatic choices (num_instances,
+ * max_batch_events, queue_rows 0) resolved. Errors: INVALID_ARGUMENT. */
+GPUML_API gpuml_status gpuml_engine_get_config(const gpuml_engine *e, gpuml_engine_config *out);
 
 /* ---- statistics ---------------------------------------------------------- */
 typedef struct gpuml_engine_timing {

@@ -1,6 +1,7 @@
 /* CPU driver for kernels/batchnorm.h. */
 #include "../batchnorm.h"
 #include "../kernels.h"
+#include "parallel.h"
 
 /* Row helpers with SIMD clones (kernels/common.h). */
 GPUML_CPU_SIMD_CLONES
@@ -34,18 +35,62 @@ static void aggregate_row(const float *x, const uint8_t *mask, int64_t ke, int64
     gpuml_k_bn_aggregate_row(x, mask, ke, C, mean_f, invstd_f, gamma, beta, relu, op, i, out);
 }
 
+/* The arguments of every loop below. */
+typedef struct bn_args {
+    int kind, relu, training, op;
+    const float *x, *gy, *mean_f, *invstd_f, *gamma, *beta, *coef, *gout;
+    const uint8_t *mask;
+    int64_t R, C, gk, ke;
+    const double *mean_d;
+    double *p0, *p1, *p2;
+    float *out;
+} bn_args;
+
+GPUML_KRANGE(partial_range, bn_args)
+{
+    for (int64_t ch = begin; ch < end; ch++)
+        partial_chunk(a->kind, a->x, a->gy, a->mask, a->R, a->C, a->mean_d, a->mean_f, a->invstd_f, a->gamma, a->beta,
+                      a->relu, a->gk, ch, a->p0, a->p1, a->p2);
+}
+
+GPUML_KRANGE(normalize_range, bn_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        normalize_row(a->x, a->mask, a->C, a->mean_f, a->invstd_f, a->gamma, a->beta, a->relu, r, a->out);
+}
+
+GPUML_KRANGE(grad_x_range, bn_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        grad_x_row(a->x, a->gy, a->mask, a->C, a->training, a->mean_f, a->invstd_f, a->gamma, a->beta, a->relu, a->gk,
+                   a->coef, r, a->out);
+}
+
+GPUML_KRANGE(aggregate_range, bn_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        aggregate_row(a->x, a->mask, a->ke, a->C, a->mean_f, a->invstd_f, a->gamma, a->beta, a->relu, a->op, i, a->out);
+}
+
+GPUML_KRANGE(aggregate_grad_range, bn_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        for (int64_t c = 0; c < a->C; c++)
+            gpuml_k_bn_aggregate_grad(a->gout, a->mask, a->ke, a->C, a->op, i, c, a->out);
+}
+
 gpuml_status gpuml_cpu_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy, const uint8_t *mask,
                                   int64_t R, int64_t C, const double *mean_d, const float *mean_f,
                                   const float *invstd_f, const float *gamma, const float *beta, int relu, int64_t gk,
                                   double *p0, double *p1, double *p2)
 {
-    int nt = k->nthreads;
     int64_t nch = gpuml_k_bn_chunks(R);
     /* One chunk of rows per iteration, walked row by row so that the channel
      * loop is contiguous and vectorises. */
-#pragma omp parallel for num_threads(nt) schedule(static) if (R * C > GPUML_PAR_GRAIN)
-    for (int64_t ch = 0; ch < nch; ch++)
-        partial_chunk(kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f, gamma, beta, relu, gk, ch, p0, p1, p2);
+    bn_args a = {0};
+    a.kind = kind, a.x = x, a.gy = gy, a.mask = mask, a.R = R, a.C = C, a.mean_d = mean_d, a.mean_f = mean_f;
+    a.invstd_f = invstd_f, a.gamma = gamma, a.beta = beta, a.relu = relu, a.gk = gk, a.p0 = p0, a.p1 = p1, a.p2 = p2;
+    gpuml_kfor(k, nch, R * C, 0, partial_range, &a);
     return GPUML_OK;
 }
 
@@ -81,10 +126,10 @@ gpuml_status gpuml_cpu_bn_normalize(const gpuml_kctx *k, const float *x, const u
                                     const float *mean_f, const float *invstd_f, const float *gamma, const float *beta,
                                     int relu, float *y)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (R * C > GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < R; r++)
-        normalize_row(x, mask, C, mean_f, invstd_f, gamma, beta, relu, r, y);
+    bn_args a = {0};
+    a.x = x, a.mask = mask, a.C = C, a.mean_f = mean_f, a.invstd_f = invstd_f, a.gamma = gamma, a.beta = beta;
+    a.relu = relu, a.out = y;
+    gpuml_kfor(k, R, R * C, 0, normalize_range, &a);
     return GPUML_OK;
 }
 
@@ -103,10 +148,10 @@ gpuml_status gpuml_cpu_bn_grad_x(const gpuml_kctx *k, const float *x, const floa
                                  const float *gamma, const float *beta, int relu, int64_t gk, const float *coef,
                                  float *gx)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (R * C > GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < R; r++)
-        grad_x_row(x, gy, mask, C, training, mean_f, invstd_f, gamma, beta, relu, gk, coef, r, gx);
+    bn_args a = {0};
+    a.x = x, a.gy = gy, a.mask = mask, a.C = C, a.training = training, a.mean_f = mean_f, a.invstd_f = invstd_f;
+    a.gamma = gamma, a.beta = beta, a.relu = relu, a.gk = gk, a.coef = coef, a.out = gx;
+    gpuml_kfor(k, R, R * C, 0, grad_x_range, &a);
     return GPUML_OK;
 }
 
@@ -114,20 +159,18 @@ gpuml_status gpuml_cpu_bn_aggregate(const gpuml_kctx *k, const float *x, const u
                                     int64_t C, const float *mean_f, const float *invstd_f, const float *gamma,
                                     const float *beta, int relu, int op, float *out)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * ke * C > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        aggregate_row(x, mask, ke, C, mean_f, invstd_f, gamma, beta, relu, op, i, out);
+    bn_args a = {0};
+    a.x = x, a.mask = mask, a.ke = ke, a.C = C, a.mean_f = mean_f, a.invstd_f = invstd_f, a.gamma = gamma;
+    a.beta = beta, a.relu = relu, a.op = op, a.out = out;
+    gpuml_kfor(k, n, n * ke * C, 0, aggregate_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_bn_aggregate_grad(const gpuml_kctx *k, const float *gout, const uint8_t *mask, int64_t n,
                                          int64_t ke, int64_t C, int op, float *gnode)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * C > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < C; c++)
-            gpuml_k_bn_aggregate_grad(gout, mask, ke, C, op, i, c, gnode);
+    bn_args a = {0};
+    a.gout = gout, a.mask = mask, a.ke = ke, a.C = C, a.op = op, a.out = gnode;
+    gpuml_kfor(k, n, n * C, 0, aggregate_grad_range, &a);
     return GPUML_OK;
 }

@@ -1,21 +1,38 @@
 /* CPU driver for kernels/cast.h. */
 #include "../cast.h"
 #include "../kernels.h"
+#include "parallel.h"
+
+typedef struct cast_args {
+    const void *x;
+    int xt;
+    void *y;
+    int yt;
+    double value;
+} cast_args;
+
+GPUML_KRANGE(cast_range, cast_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_cast_one(a->x, a->xt, a->y, a->yt, i);
+}
+
+GPUML_KRANGE(fill_range, cast_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_store_f64(a->y, a->yt, i, a->value);
+}
 
 gpuml_status gpuml_cpu_cast(const gpuml_kctx *k, int64_t n, const void *x, int xt, void *y, int yt)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        gpuml_k_cast_one(x, xt, y, yt, i);
+    cast_args a = {x, xt, y, yt, 0.0};
+    gpuml_kfor(k, n, n, 0, cast_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_fill(const gpuml_kctx *k, int64_t n, void *y, int yt, double value)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        gpuml_k_store_f64(y, yt, i, value);
+    cast_args a = {NULL, 0, y, yt, value};
+    gpuml_kfor(k, n, n, 0, fill_range, &a);
     return GPUML_OK;
 }

@@ -2,32 +2,80 @@
 #include "../condensation.h"
 #include "../kernels.h"
 #include "../segment.h"
+#include "parallel.h"
+
+/* The arguments of every loop below. */
+typedef struct oc_args {
+    const float *beta, *x, *vterm_in, *stats_in;
+    const int32_t *truth;
+    const int64_t *row_splits, *alpha_in;
+    int64_t batch, nobj, n, d;
+    float q_min, s_b, scale;
+    int64_t *alpha;
+    float *vterm, *stats, *obj_acc, *gbeta, *gx;
+} oc_args;
+
+GPUML_KRANGE(alpha_range, oc_args)
+{
+    for (int64_t e = begin; e < end; e++) {
+        int64_t b = e / a->nobj, rb, re;
+        int bad = 0;
+        gpuml_k_segment(a->row_splits, b, a->n, &rb, &re, &bad);
+        a->alpha[e] = gpuml_k_oc_alpha(a->beta, a->truth, rb, re, e - b * a->nobj);
+    }
+}
+
+GPUML_KRANGE(vertex_range, oc_args)
+{
+    for (int64_t i = begin; i < end; i++) {
+        int64_t b = gpuml_k_event_of_row(a->row_splits, a->batch, i);
+        a->vterm[i] = gpuml_k_oc_vertex(a->beta, a->x, a->truth, a->alpha + b * a->nobj, a->nobj, a->d, a->q_min, i);
+    }
+}
+
+GPUML_KRANGE(event_range, oc_args)
+{
+    for (int64_t b = begin; b < end; b++) {
+        int64_t rb, re;
+        int bad = 0;
+        gpuml_k_segment(a->row_splits, b, a->n, &rb, &re, &bad);
+        gpuml_k_oc_event(a->beta, a->truth, a->vterm, a->alpha + b * a->nobj, a->nobj, rb, re, a->s_b,
+                         a->stats + b * GPUML_OC_STATS);
+    }
+}
+
+GPUML_KRANGE(object_grad_range, oc_args)
+{
+    for (int64_t e = begin; e < end; e++) {
+        int64_t b = e / a->nobj, rb, re;
+        int bad = 0;
+        gpuml_k_segment(a->row_splits, b, a->n, &rb, &re, &bad);
+        gpuml_k_oc_object_grad(a->beta, a->x, a->truth, a->alpha_in[e], e - b * a->nobj, rb, re, a->d, a->q_min,
+                               a->obj_acc + e * (1 + a->d));
+    }
+}
+
+GPUML_KRANGE(vertex_grad_range, oc_args)
+{
+    for (int64_t i = begin; i < end; i++) {
+        int64_t b = gpuml_k_event_of_row(a->row_splits, a->batch, i);
+        gpuml_k_oc_vertex_grad(a->beta, a->x, a->truth, a->alpha_in + b * a->nobj, a->obj_acc + b * a->nobj * (1 + a->d),
+                               a->stats_in + b * GPUML_OC_STATS, a->nobj, a->d, a->q_min, a->s_b, a->scale, i,
+                               a->gbeta + i, a->gx + i * a->d);
+    }
+}
 
 gpuml_status gpuml_cpu_oc_forward(const gpuml_kctx *k, const float *beta, const float *x, const int32_t *truth,
                                   const int64_t *row_splits, int64_t batch, int64_t nobj, int64_t n, int64_t d,
                                   float q_min, float s_b, int64_t *alpha, float *vterm, float *stats, float *out)
 {
-    int nt = k->nthreads;
+    oc_args a = {0};
+    a.beta = beta, a.x = x, a.truth = truth, a.row_splits = row_splits, a.batch = batch, a.nobj = nobj, a.n = n;
+    a.d = d, a.q_min = q_min, a.s_b = s_b, a.alpha = alpha, a.vterm = vterm, a.stats = stats;
     int64_t work = n * (nobj + 1);
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t e = 0; e < batch * nobj; e++) {
-        int64_t b = e / nobj, begin, end;
-        int bad = 0;
-        gpuml_k_segment(row_splits, b, n, &begin, &end, &bad);
-        alpha[e] = gpuml_k_oc_alpha(beta, truth, begin, end, e - b * nobj);
-    }
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t b = gpuml_k_event_of_row(row_splits, batch, i);
-        vterm[i] = gpuml_k_oc_vertex(beta, x, truth, alpha + b * nobj, nobj, d, q_min, i);
-    }
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t b = 0; b < batch; b++) {
-        int64_t begin, end;
-        int bad = 0;
-        gpuml_k_segment(row_splits, b, n, &begin, &end, &bad);
-        gpuml_k_oc_event(beta, truth, vterm, alpha + b * nobj, nobj, begin, end, s_b, stats + b * GPUML_OC_STATS);
-    }
+    gpuml_kfor(k, batch * nobj, work, 0, alpha_range, &a);
+    gpuml_kfor(k, n, work, 0, vertex_range, &a);
+    gpuml_kfor(k, batch, work, 0, event_range, &a);
     gpuml_k_oc_total(stats, batch, out, out + 1);
     return GPUML_OK;
 }
@@ -37,24 +85,16 @@ gpuml_status gpuml_cpu_oc_backward(const gpuml_kctx *k, const float *beta, const
                                    float q_min, float s_b, const int64_t *alpha, const float *stats, const float *gloss,
                                    float *obj_acc, float *gbeta, float *gx)
 {
-    int nt = k->nthreads;
+    oc_args a = {0};
+    a.beta = beta, a.x = x, a.truth = truth, a.row_splits = row_splits, a.batch = batch, a.nobj = nobj, a.n = n;
+    a.d = d, a.q_min = q_min, a.s_b = s_b, a.alpha_in = alpha, a.stats_in = stats, a.obj_acc = obj_acc;
+    a.gbeta = gbeta, a.gx = gx;
     int64_t work = n * (nobj + 1) * (d + 1);
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t e = 0; e < batch * nobj; e++) {
-        int64_t b = e / nobj, begin, end;
-        int bad = 0;
-        gpuml_k_segment(row_splits, b, n, &begin, &end, &bad);
-        gpuml_k_oc_object_grad(beta, x, truth, alpha[e], e - b * nobj, begin, end, d, q_min, obj_acc + e * (1 + d));
-    }
+    gpuml_kfor(k, batch * nobj, work, 0, object_grad_range, &a);
     int64_t nonempty = 0;
     for (int64_t b = 0; b < batch; b++)
         nonempty += stats[b * GPUML_OC_STATS + GPUML_OC_N] > 0.0f;
-    float scale = nonempty > 0 ? *gloss / (float)nonempty : 0.0f;
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t b = gpuml_k_event_of_row(row_splits, batch, i);
-        gpuml_k_oc_vertex_grad(beta, x, truth, alpha + b * nobj, obj_acc + b * nobj * (1 + d),
-                               stats + b * GPUML_OC_STATS, nobj, d, q_min, s_b, scale, i, gbeta + i, gx + i * d);
-    }
+    a.scale = nonempty > 0 ? *gloss / (float)nonempty : 0.0f;
+    gpuml_kfor(k, n, work, 0, vertex_grad_range, &a);
     return GPUML_OK;
 }

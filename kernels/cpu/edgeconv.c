@@ -1,6 +1,36 @@
 /* CPU driver for kernels/edgeconv.h (the GEMMs go through gpuml_cpu_gemm). */
 #include "../edgeconv.h"
 #include "../kernels.h"
+#include "parallel.h"
+
+typedef struct ec_args {
+    const float *pn, *bias, *gout, *gpn_in;
+    const int32_t *idx;
+    const int64_t *rowptr, *col;
+    int64_t n, kk, C;
+    int first, accumulate;
+    float *out;
+} ec_args;
+
+GPUML_KRANGE(combine_range, ec_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        for (int64_t t = 0; t < a->kk - a->first; t++)
+            for (int64_t c = 0; c < a->C; c++)
+                gpuml_k_edge_combine_elem(a->pn, a->bias, a->idx, a->n, a->kk, a->first, a->C, i, t, c, a->out);
+}
+
+GPUML_KRANGE(grad_node_range, ec_args)
+{
+    for (int64_t v = begin; v < end; v++)
+        gpuml_k_edge_grad_node_row(a->gout, a->idx, a->rowptr, a->col, a->n, a->kk, a->first, a->C, v, a->out);
+}
+
+GPUML_KRANGE(grad_bias_range, ec_args)
+{
+    for (int64_t c = begin; c < end; c++)
+        gpuml_k_edge_grad_bias(a->gpn_in, a->n, a->C, c, a->accumulate, a->out);
+}
 
 gpuml_status gpuml_cpu_edge_wcat(const gpuml_kctx *k, const float *w, int64_t C, int64_t F, float *wcat)
 {
@@ -14,13 +44,9 @@ gpuml_status gpuml_cpu_edge_wcat(const gpuml_kctx *k, const float *w, int64_t C,
 gpuml_status gpuml_cpu_edge_combine(const gpuml_kctx *k, const float *pn, const float *bias, const int32_t *idx,
                                     int64_t n, int64_t kk, int first, int64_t C, float *out)
 {
-    int nt = k->nthreads;
-    int64_t ke = kk - first;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * ke * C > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t t = 0; t < ke; t++)
-            for (int64_t c = 0; c < C; c++)
-                gpuml_k_edge_combine_elem(pn, bias, idx, n, kk, first, C, i, t, c, out);
+    ec_args a = {0};
+    a.pn = pn, a.bias = bias, a.idx = idx, a.n = n, a.kk = kk, a.first = first, a.C = C, a.out = out;
+    gpuml_kfor(k, n, n * (kk - first) * C, 0, combine_range, &a);
     return GPUML_OK;
 }
 
@@ -28,10 +54,10 @@ gpuml_status gpuml_cpu_edge_grad_node(const gpuml_kctx *k, const float *gout, co
                                       const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk, int first,
                                       int64_t C, float *gpn)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * C > GPUML_PAR_GRAIN)
-    for (int64_t v = 0; v < n; v++)
-        gpuml_k_edge_grad_node_row(gout, idx, rowptr, col, n, kk, first, C, v, gpn);
+    ec_args a = {0};
+    a.gout = gout, a.idx = idx, a.rowptr = rowptr, a.col = col, a.n = n, a.kk = kk, a.first = first, a.C = C;
+    a.out = gpn;
+    gpuml_kfor(k, n, n * kk * C, 0, grad_node_range, &a);
     return GPUML_OK;
 }
 
@@ -48,9 +74,8 @@ gpuml_status gpuml_cpu_edge_grad_w(const gpuml_kctx *k, const float *gwcat, int6
 gpuml_status gpuml_cpu_edge_grad_bias(const gpuml_kctx *k, const float *gpn, int64_t n, int64_t C, int accumulate,
                                       float *gb)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * C > GPUML_PAR_GRAIN)
-    for (int64_t c = 0; c < C; c++)
-        gpuml_k_edge_grad_bias(gpn, n, C, c, accumulate, gb);
+    ec_args a = {0};
+    a.gpn_in = gpn, a.n = n, a.C = C, a.accumulate = accumulate, a.out = gb;
+    gpuml_kfor(k, C, n * C, 0, grad_bias_range, &a);
     return GPUML_OK;
 }

@@ -116,29 +116,33 @@ static int have_avx2_fma(void)
 }
 #endif
 
-void gpuml_cpu_gemm_rows(int nthreads, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                         int64_t stride_a, const float *b, int64_t stride_b, float beta, float *c, int64_t stride_c,
-                         int64_t batch)
+int64_t gpuml_cpu_gemm_rows_plan(gpuml_gemm_rows *p, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                                 const float *a, int64_t stride_a, const float *b, int64_t stride_b, float beta,
+                                 float *c, int64_t stride_c, int64_t batch)
 {
+    *p = (gpuml_gemm_rows){tb, m, n, k, stride_a, stride_b, stride_c, batch, alpha, beta, a, b, c, 0, 0, tile_portable};
     if (m == 0 || n == 0 || batch == 0)
-        return;
-    void (*tile)(const float *, int64_t, int, const float *, int64_t, float *, int) = tile_portable;
+        return 0;
 #if GEMM_ROWS_X86
     if (have_avx2_fma())
-        tile = tile_avx2;
+        p->tile = tile_avx2;
 #endif
-    int64_t tm = (m + MB - 1) / MB, tn = (n + NR - 1) / NR, ntasks = batch * tm * tn;
-    int nt = nthreads;
-    if (2.0 * (double)batch * (double)m * (double)n * (double)(k ? k : 1) < 2e5)
-        nt = 1;
-    if (nt > ntasks)
-        nt = (int)ntasks;
-    (void)nt;
-    /* Task order: panels of one row block next to each other, so the rows
-     * stay in cache while the panels change. Which thread runs a task does
-     * not change its arithmetic. */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t t = 0; t < ntasks; t++) {
+    p->tm = (m + MB - 1) / MB, p->tn = (n + NR - 1) / NR;
+    return batch * p->tm * p->tn;
+}
+
+/* Task order: panels of one row block next to each other, so the rows stay
+ * in cache while the panels change. Which thread runs a task does not
+ * change its arithmetic. */
+void gpuml_cpu_gemm_rows_run(const gpuml_gemm_rows *p, int64_t begin, int64_t end)
+{
+    const int tb = p->tb;
+    const int64_t m = p->m, n = p->n, k = p->k, tm = p->tm, tn = p->tn;
+    const float alpha = p->alpha, beta = p->beta, *a = p->a, *b = p->b;
+    float *c = p->c;
+    const int64_t stride_a = p->stride_a, stride_b = p->stride_b, stride_c = p->stride_c;
+    void (*tile)(const float *, int64_t, int, const float *, int64_t, float *, int) = p->tile;
+    for (int64_t t = begin; t < end; t++) {
         _Alignas(32) float bp[KC * NR];
         _Alignas(32) float acc[MB * NR];
         int64_t bi = t / (tm * tn), r = t - bi * tm * tn, ti = r / tn, tj = r - ti * tn;

@@ -22,8 +22,26 @@
 
 #include <stdint.h>
 
-void gpuml_cpu_gemm_rows(int nthreads, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                         int64_t stride_a, const float *b, int64_t stride_b, float beta, float *c, int64_t stride_c,
-                         int64_t batch);
+/* One product, cut into tasks (a block of rows times a panel of columns of
+ * one batch entry); tasks write disjoint parts of C, so any executor may
+ * run any subset of them on any thread with the same bits. */
+typedef struct gpuml_gemm_rows {
+    int tb;
+    int64_t m, n, k, stride_a, stride_b, stride_c, batch;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    int64_t tm, tn; /* row blocks and column panels per batch entry */
+    void (*tile)(const float *, int64_t, int, const float *, int64_t, float *, int);
+} gpuml_gemm_rows;
+
+/* Fills p for C = alpha A op(B) + beta C and returns the number of tasks
+ * (0 when there is nothing to do). */
+int64_t gpuml_cpu_gemm_rows_plan(gpuml_gemm_rows *p, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                                 const float *a, int64_t stride_a, const float *b, int64_t stride_b, float beta,
+                                 float *c, int64_t stride_c, int64_t batch);
+
+/* Runs the tasks [begin, end) of a plan on the calling thread. */
+void gpuml_cpu_gemm_rows_run(const gpuml_gemm_rows *p, int64_t begin, int64_t end);
 
 #endif

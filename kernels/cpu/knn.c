@@ -1,20 +1,17 @@
 /* CPU driver for kernels/knn.h. row_splits were validated by the op.
  *
- * Two passes: the build (small events in parallel, one thread each; large
- * ones by all threads: median-split order, copy into the event's columns,
- * boxes), then one dynamic OpenMP loop over every cell of the batch, so
- * small and large events share the threads. A cell's 32 points are queried
- * together; each thread keeps their lists in its slice of the workspace (no
- * allocation per query). */
+ * Two passes: the build (small events in parallel, one worker each; large
+ * ones by all workers: median-split order level by level, copy into the
+ * event's columns, boxes), then one loop over every cell of the batch in
+ * pieces of a few cells, so small and large events share the workers. A
+ * cell's 32 points are queried together; each worker keeps their lists in
+ * its slice of the workspace (no allocation per query). */
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "../kernels.h"
 #include "../knn.h"
+#include "parallel.h"
 
 /* The CUDA build's choices instead of the CPU's - Z-curve order instead of
  * median splits, lists of all positions interleaved instead of per thread -
@@ -30,15 +27,6 @@ typedef struct cpu_ws {
     int32_t *perm, *rows;
     uint64_t *lists; /* per thread: GPUML_KNN_GMAX lists of k-1 keys     */
 } cpu_ws;
-
-static int gpuml_k_thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 static size_t align_up(size_t b) { return (b + 255) / 256 * 256; }
 
@@ -171,13 +159,14 @@ static void zorder(const float *x, int d, int db, gpuml_k_knn_event *ev, int32_t
 }
 #endif
 
-/* Subtrees above this many points become OpenMP tasks (large events). */
-#define KD_TASK_MIN 32768
-/* Events of at least this many points are built by all threads together;
- * smaller ones one per thread. */
+/* Events of at least this many points are built by all workers together;
+ * smaller ones one per worker. */
 #define PAR_EVENT_MIN 32768
 
-static void kd_build(const kd_ctx *kc, int32_t *r, int l, int64_t i, bool tasks)
+/* Split node (l, i) at its median cell along its widest binned coordinate
+ * (nothing for a cell, or a node without enough finite points). Its
+ * children's ranges are then final: the nodes of one level are independent. */
+static void kd_split(const kd_ctx *kc, int32_t *r, int l, int64_t i)
 {
     if (l <= 0) /* a cell, or no finite point at all (l = -1) */
         return;
@@ -185,40 +174,98 @@ static void kd_build(const kd_ctx *kc, int32_t *r, int l, int64_t i, bool tasks)
     if (b - a <= GPUML_KNN_B)
         return;
     int64_t m = ((2 * i + 1) << (l - 1)) << GPUML_KNN_LB;
-    if (m < b) {
-        float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN];
-        for (int c = 0; c < kc->db; c++)
-            lo[c] = INFINITY, hi[c] = -INFINITY;
-        for (int64_t p = a; p < b; p++)
-            for (int c = 0; c < kc->db; c++) {
-                float v = kc->x[(int64_t)r[p] * kc->d + c];
-                lo[c] = v < lo[c] ? v : lo[c];
-                hi[c] = v > hi[c] ? v : hi[c];
-            }
-        int dim = 0;
-        for (int c = 1; c < kc->db; c++)
-            if ((double)hi[c] - lo[c] > (double)hi[dim] - lo[dim])
-                dim = c;
-        kd_select(kc->x, kc->d, dim, r, a, b, m);
-        if (tasks && b - a > KD_TASK_MIN) {
-#pragma omp task
-            kd_build(kc, r, l - 1, 2 * i + 1, true);
-        } else {
-            kd_build(kc, r, l - 1, 2 * i + 1, tasks);
+    if (m >= b)
+        return;
+    float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN];
+    for (int c = 0; c < kc->db; c++)
+        lo[c] = INFINITY, hi[c] = -INFINITY;
+    for (int64_t p = a; p < b; p++)
+        for (int c = 0; c < kc->db; c++) {
+            float v = kc->x[(int64_t)r[p] * kc->d + c];
+            lo[c] = v < lo[c] ? v : lo[c];
+            hi[c] = v > hi[c] ? v : hi[c];
         }
-    }
-    kd_build(kc, r, l - 1, 2 * i, tasks);
+    int dim = 0;
+    for (int c = 1; c < kc->db; c++)
+        if ((double)hi[c] - lo[c] > (double)hi[dim] - lo[dim])
+            dim = c;
+    kd_select(kc->x, kc->d, dim, r, a, b, m);
 }
 
-/* Order, copy and box event e: by the calling thread (par false), or by nt
- * threads (par true, called outside any parallel region). */
-static void build_event(const gpuml_k_knn_view *v, const cpu_ws *w, const float *x, const int64_t *row_splits,
-                        int64_t e, int algo, bool par, int nt)
+static void kd_build(const kd_ctx *kc, int32_t *r, int l, int64_t i)
+{
+    if (l <= 0)
+        return;
+    kd_split(kc, r, l, i);
+    kd_build(kc, r, l - 1, 2 * i + 1);
+    kd_build(kc, r, l - 1, 2 * i);
+}
+
+typedef struct kd_level_args {
+    const kd_ctx *kc;
+    int32_t *r;
+    int l;
+} kd_level_args;
+
+GPUML_KRANGE(kd_level_range, kd_level_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        kd_split(a->kc, a->r, a->l, i);
+}
+
+/* The same tree as kd_build, a level at a time, each level's nodes in
+ * parallel (a large event). */
+static void kd_build_par(const gpuml_kctx *k, const kd_ctx *kc, int32_t *r, int top)
+{
+    for (int l = top; l > 0; l--) {
+        kd_level_args a = {kc, r, l};
+        int64_t nodes = (int64_t)1 << (top - l);
+        gpuml_kfor(k, nodes, 4 * kc->nv, 1, kd_level_range, &a);
+    }
+}
+
+typedef struct copy_args {
+    const float *x;
+    const int32_t *rows;
+    int32_t *pm;
+    float *col0;
+    int64_t n, cs;
+    int D;
+} copy_args;
+
+GPUML_KRANGE(copy_range, copy_args)
+{
+    for (int64_t p = begin; p < end; p++) {
+        int64_t r = p < a->n ? a->rows[p] : -1;
+        a->pm[p] = (int32_t)r;
+        for (int c = 0; c < a->D; c++)
+            a->col0[c * a->cs + p] = r >= 0 ? a->x[r * a->D + c] : NAN;
+    }
+}
+
+typedef struct box_args {
+    const gpuml_k_knn_view *v;
+    const cpu_ws *w;
+    int64_t e, start;
+    int l;
+} box_args;
+
+GPUML_KRANGE(box_range, box_args)
+{
+    int db = a->v->db;
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_knn_make_box(a->v, a->e, a->l, i,
+                             a->w->boxes + gpuml_k_knn_box_slot(a->v, a->start, a->e, a->l, i) * 2 * db);
+}
+
+/* Order, copy and box event e: by the calling worker (par false), or by
+ * all of k's workers (par true, called outside any parallel loop). */
+static void build_event(const gpuml_kctx *k, const gpuml_k_knn_view *v, const cpu_ws *w, const float *x,
+                        const int64_t *row_splits, int64_t e, int algo, bool par)
 {
     gpuml_k_knn_event *ev = &w->ev[e];
     int D = v->d, db = v->db;
     int64_t start = row_splits[e], n = row_splits[e + 1] - start;
-    (void)nt; /* without OpenMP */
     ev->start = start;
     ev->n = n;
     ev->mode = gpuml_k_knn_mode(n, D, algo);
@@ -247,29 +294,21 @@ static void build_event(const gpuml_k_knn_view *v, const cpu_ws *w, const float 
             zorder(x, D, db, ev, rows);
 #endif
         } else if (par) {
-#pragma omp parallel num_threads(nt)
-#pragma omp single
-            kd_build(&kc, rows, top, 0, true);
+            kd_build_par(k, &kc, rows, top);
         } else {
-            kd_build(&kc, rows, top, 0, false);
+            kd_build(&kc, rows, top, 0);
         }
         ev->nscan = nv;
         ev->levels = gpuml_k_knn_levels_for(gpuml_k_knn_ncells(nv));
     }
-#pragma omp parallel for num_threads(nt) schedule(static) if (par)
-    for (int64_t p = 0; p < cs; p++) {
-        int64_t r = p < n ? rows[p] : -1;
-        pm[p] = (int32_t)r;
-        for (int c = 0; c < D; c++)
-            col0[c * cs + p] = r >= 0 ? x[r * D + c] : NAN;
-    }
+    copy_args ca = {x, rows, pm, col0, n, cs, D};
+    gpuml_kfor(k, cs, par ? cs * (D + 1) : 0, 0, copy_range, &ca);
     if (ev->mode == GPUML_KNN_MODE_GRID) {
         int64_t nc = gpuml_k_knn_ncells(ev->nscan);
         for (int l = 0; l < ev->levels; l++) {
             int64_t nn = gpuml_k_knn_nodes(nc, l);
-#pragma omp parallel for num_threads(nt) schedule(static) if (par && nn > 1024)
-            for (int64_t i = 0; i < nn; i++)
-                gpuml_k_knn_make_box(v, e, l, i, w->boxes + gpuml_k_knn_box_slot(v, start, e, l, i) * 2 * db);
+            box_args ba = {v, w, e, start, l};
+            gpuml_kfor(k, nn, par && nn > 1024 ? nn * ((int64_t)1 << l) * GPUML_KNN_B * db : 0, 0, box_range, &ba);
         }
     }
 }
@@ -294,6 +333,41 @@ static void query_cell(const gpuml_k_knn_view *v, int64_t C, int32_t *idx, float
     }
 }
 
+typedef struct build_args {
+    const gpuml_kctx *k;
+    const gpuml_k_knn_view *v;
+    const cpu_ws *w;
+    const float *x;
+    const int64_t *row_splits;
+    int algo;
+    int64_t big;
+} build_args;
+
+/* Events below `big` points, one per iteration, each on one worker. */
+GPUML_KRANGE(build_small_range, build_args)
+{
+    for (int64_t e = begin; e < end; e++)
+        if (a->row_splits[e + 1] - a->row_splits[e] < a->big)
+            build_event(a->k, a->v, a->w, a->x, a->row_splits, e, a->algo, false);
+}
+
+typedef struct query_args {
+    const gpuml_k_knn_view *v;
+    int32_t *idx;
+    float *dist2;
+    uint64_t *lists;
+    int kk;
+} query_args;
+
+GPUML_KRANGE(query_range, query_args)
+{
+    uint64_t *lists = a->lists;
+    if (!GPUML_KNN_ZORDER)
+        lists += (size_t)worker * GPUML_KNN_GMAX * (size_t)(a->kk > 1 ? a->kk - 1 : 1);
+    for (int64_t C = begin; C < end; C++)
+        query_cell(a->v, C, a->idx, a->dist2, lists);
+}
+
 gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d, const int64_t *row_splits,
                            int64_t nev, int kk, float r2, int algo, int32_t *idx, float *dist2, void *ws)
 {
@@ -303,43 +377,44 @@ gpuml_status gpuml_cpu_knn(const gpuml_kctx *k, const float *x, int64_t n, int d
     carve(ws, n, d, nev, kk, k->nthreads, &w);
     gpuml_k_knn_view v;
     gpuml_k_knn_view_init(&v, n, nev, d, kk, r2, w.ev, w.xs, w.perm, w.boxes);
-    int nt = k->nthreads;
-    int64_t work = n * (int64_t)d, big = nt > 1 ? PAR_EVENT_MIN : INT64_MAX;
-    (void)work; /* without OpenMP */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nev > 1 && work > GPUML_PAR_GRAIN / 8)
-    for (int64_t e = 0; e < nev; e++)
-        if (row_splits[e + 1] - row_splits[e] < big)
-            build_event(&v, &w, x, row_splits, e, algo, false, 1);
+    int64_t work = n * (int64_t)d, big = k->nthreads > 1 ? PAR_EVENT_MIN : INT64_MAX;
+    build_args ba = {k, &v, &w, x, row_splits, algo, big};
+    gpuml_kfor(k, nev, nev > 1 ? 8 * work : 0, 1, build_small_range, &ba);
     for (int64_t e = 0; e < nev; e++)
         if (row_splits[e + 1] - row_splits[e] >= big)
-            build_event(&v, &w, x, row_splits, e, algo, true, nt);
+            build_event(k, &v, &w, x, row_splits, e, algo, true);
 
     /* One group per cell; padding cells and empty events are skipped. Each
-     * thread's lists live in its slice of the workspace. The work grows with
+     * worker's lists live in its slice of the workspace. The work grows with
      * the dimension (the high-D brute force of DynamicEdgeConv on small
-     * events is worth two threads where a 2-D search of as many points is
+     * events is worth two workers where a 2-D search of as many points is
      * not). */
     int64_t ncell = (gpuml_k_knn_pbase(w.ev[nev - 1].start, nev - 1) + gpuml_k_knn_colstride(w.ev[nev - 1].n)) >>
                     GPUML_KNN_LB;
-#pragma omp parallel num_threads(nt) if (n * kk * (int64_t)(d > 4 ? d : 4) > GPUML_PAR_GRAIN / 2)
-    {
-        uint64_t *lists = w.lists;
-        if (!GPUML_KNN_ZORDER)
-            lists += (size_t)gpuml_k_thread_num() * GPUML_KNN_GMAX * (size_t)(kk > 1 ? kk - 1 : 1);
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t C = 0; C < ncell; C++)
-            query_cell(&v, C, idx, dist2, lists);
-    }
+    query_args qa = {&v, idx, dist2, w.lists, kk};
+    gpuml_kfor(k, ncell, 2 * n * kk * (int64_t)(d > 4 ? d : 4), 4, query_range, &qa);
     return GPUML_OK;
+}
+
+typedef struct knn_grad_args {
+    const float *x, *g;
+    int64_t n;
+    int d, kk;
+    const int32_t *idx;
+    const int64_t *rowptr, *col;
+    float *gx;
+} knn_grad_args;
+
+GPUML_KRANGE(knn_grad_range, knn_grad_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_knn_grad_row(a->x, a->n, a->d, a->idx, a->kk, a->g, a->rowptr, a->col, i, a->gx + i * a->d);
 }
 
 gpuml_status gpuml_cpu_knn_grad(const gpuml_kctx *k, const float *x, int64_t n, int d, const int32_t *idx, int kk,
                                 const float *g, const int64_t *rowptr, const int64_t *col, float *gx)
 {
-    int nt = k->nthreads;
-    (void)nt; /* without OpenMP */
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * kk * (int64_t)d > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        gpuml_k_knn_grad_row(x, n, d, idx, kk, g, rowptr, col, i, gx + i * d);
+    knn_grad_args a = {x, g, n, d, kk, idx, rowptr, col, gx};
+    gpuml_kfor(k, n, n * kk * (int64_t)d, 0, knn_grad_range, &a);
     return GPUML_OK;
 }

@@ -1,14 +1,48 @@
 /* CPU driver for kernels/layernorm.h. */
 #include "../kernels.h"
 #include "../layernorm.h"
+#include "parallel.h"
+
+typedef struct ln_args {
+    const float *x, *gamma, *beta, *gy, *mean_in, *rstd_in;
+    float eps;
+    int64_t rows, c;
+    float *y, *mean, *rstd, *gx, *ggamma, *gbeta;
+    int accumulate;
+} ln_args;
+
+GPUML_KRANGE(ln_range, ln_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        gpuml_k_layernorm_row(a->x + r * a->c, a->gamma, a->beta, a->eps, a->c, a->y + r * a->c, a->mean + r,
+                              a->rstd + r);
+}
+
+GPUML_KRANGE(ln_grad_range, ln_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        gpuml_k_layernorm_row_grad(a->x + r * a->c, a->gamma, a->gy + r * a->c, a->mean_in[r], a->rstd_in[r], a->c,
+                                   a->gx + r * a->c);
+}
+
+GPUML_KRANGE(ln_param_range, ln_args)
+{
+    for (int64_t j = begin; j < end; j++) {
+        float gg, gb;
+        gpuml_k_layernorm_param_grad(a->x, a->gy, a->mean_in, a->rstd_in, a->rows, a->c, j, &gg, &gb);
+        if (a->ggamma)
+            a->ggamma[j] = a->accumulate ? a->ggamma[j] + gg : gg;
+        if (a->gbeta)
+            a->gbeta[j] = a->accumulate ? a->gbeta[j] + gb : gb;
+    }
+}
 
 gpuml_status gpuml_cpu_layernorm(const gpuml_kctx *k, const float *x, const float *gamma, const float *beta, float eps,
                                  int64_t rows, int64_t c, float *y, float *mean, float *rstd)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < rows; r++)
-        gpuml_k_layernorm_row(x + r * c, gamma, beta, eps, c, y + r * c, mean + r, rstd + r);
+    ln_args a = {0};
+    a.x = x, a.gamma = gamma, a.beta = beta, a.eps = eps, a.rows = rows, a.c = c, a.y = y, a.mean = mean, a.rstd = rstd;
+    gpuml_kfor(k, rows, rows * c, 0, ln_range, &a);
     return GPUML_OK;
 }
 
@@ -16,22 +50,12 @@ gpuml_status gpuml_cpu_layernorm_grad(const gpuml_kctx *k, const float *x, const
                                       const float *mean, const float *rstd, int64_t rows, int64_t c, float *gx,
                                       float *ggamma, float *gbeta, int accumulate)
 {
-    int nt = k->nthreads;
-    if (gx) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-        for (int64_t r = 0; r < rows; r++)
-            gpuml_k_layernorm_row_grad(x + r * c, gamma, gy + r * c, mean[r], rstd[r], c, gx + r * c);
-    }
-    if (ggamma || gbeta) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-        for (int64_t j = 0; j < c; j++) {
-            float gg, gb;
-            gpuml_k_layernorm_param_grad(x, gy, mean, rstd, rows, c, j, &gg, &gb);
-            if (ggamma)
-                ggamma[j] = accumulate ? ggamma[j] + gg : gg;
-            if (gbeta)
-                gbeta[j] = accumulate ? gbeta[j] + gb : gb;
-        }
-    }
+    ln_args a = {0};
+    a.x = x, a.gamma = gamma, a.gy = gy, a.mean_in = mean, a.rstd_in = rstd, a.rows = rows, a.c = c, a.gx = gx;
+    a.ggamma = ggamma, a.gbeta = gbeta, a.accumulate = accumulate;
+    if (gx)
+        gpuml_kfor(k, rows, rows * c, 0, ln_grad_range, &a);
+    if (ggamma || gbeta)
+        gpuml_kfor(k, c, rows * c, 0, ln_param_range, &a);
     return GPUML_OK;
 }

@@ -2,43 +2,76 @@
 #include "../kernels.h"
 #include "../loss.h"
 #include "../rows.h"
+#include "parallel.h"
+
+typedef struct bce_args {
+    int64_t c;
+    const float *x, *y, *pos_weight, *gout;
+    float *out;
+} bce_args;
+
+GPUML_KRANGE(bce_range, bce_args)
+{
+    for (int64_t e = begin; e < end; e++)
+        a->out[e] = gpuml_k_bce_logits(a->x[e], a->y[e], a->pos_weight ? a->pos_weight[e % a->c] : 1.0f);
+}
+
+GPUML_KRANGE(bce_grad_range, bce_args)
+{
+    for (int64_t e = begin; e < end; e++)
+        a->out[e] = a->gout[e] * gpuml_k_bce_logits_grad(a->x[e], a->y[e], a->pos_weight ? a->pos_weight[e % a->c] : 1.0f);
+}
 
 gpuml_status gpuml_cpu_bce_logits(const gpuml_kctx *k, int64_t n, int64_t c, const float *x, const float *y,
                                   const float *pos_weight, float *out)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * c > GPUML_PAR_GRAIN)
-    for (int64_t e = 0; e < n * c; e++)
-        out[e] = gpuml_k_bce_logits(x[e], y[e], pos_weight ? pos_weight[e % c] : 1.0f);
+    bce_args a = {c, x, y, pos_weight, NULL, out};
+    gpuml_kfor(k, n * c, n * c, 0, bce_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_bce_logits_grad(const gpuml_kctx *k, int64_t n, int64_t c, const float *x, const float *y,
                                        const float *pos_weight, const float *gout, float *gx)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * c > GPUML_PAR_GRAIN)
-    for (int64_t e = 0; e < n * c; e++)
-        gx[e] = gout[e] * gpuml_k_bce_logits_grad(x[e], y[e], pos_weight ? pos_weight[e % c] : 1.0f);
+    bce_args a = {c, x, y, pos_weight, gout, gx};
+    gpuml_kfor(k, n * c, n * c, 0, bce_grad_range, &a);
     return GPUML_OK;
+}
+
+typedef struct ce_args {
+    const float *x;
+    int64_t c;
+    const void *labels;
+    int is64;
+    const float *lse_in, *gnll;
+    float *nll, *lse, *gx;
+} ce_args;
+
+GPUML_KRANGE(ce_range, ce_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        a->nll[r] = gpuml_k_ce_row(a->x + r * a->c, a->c, gpuml_k_index_at(a->labels, a->is64, r), a->lse + r);
+}
+
+GPUML_KRANGE(ce_grad_range, ce_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        gpuml_k_ce_row_grad(a->x + r * a->c, a->c, gpuml_k_index_at(a->labels, a->is64, r), a->lse_in[r], a->gnll[r],
+                            a->gx + r * a->c);
 }
 
 gpuml_status gpuml_cpu_cross_entropy(const gpuml_kctx *k, const float *x, int64_t rows, int64_t c, const void *labels,
                                      int is64, float *nll, float *lse)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < rows; r++)
-        nll[r] = gpuml_k_ce_row(x + r * c, c, gpuml_k_index_at(labels, is64, r), lse + r);
+    ce_args a = {x, c, labels, is64, NULL, NULL, nll, lse, NULL};
+    gpuml_kfor(k, rows, rows * c, 0, ce_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_cross_entropy_grad(const gpuml_kctx *k, const float *x, int64_t rows, int64_t c,
                                           const void *labels, int is64, const float *lse, const float *gnll, float *gx)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < rows; r++)
-        gpuml_k_ce_row_grad(x + r * c, c, gpuml_k_index_at(labels, is64, r), lse[r], gnll[r], gx + r * c);
+    ce_args a = {x, c, labels, is64, lse, gnll, NULL, NULL, gx};
+    gpuml_kfor(k, rows, rows * c, 0, ce_grad_range, &a);
     return GPUML_OK;
 }

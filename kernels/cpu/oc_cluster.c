@@ -11,6 +11,7 @@
 
 #include "../kernels.h"
 #include "../oc_cluster.h"
+#include "parallel.h"
 
 typedef struct occ_pair {
     uint64_t key;
@@ -131,6 +132,22 @@ static void cluster_event(const gpuml_k_occ *P, const occ_ws *w, int64_t e, cons
             cenergy[p] = gpuml_k_occ_unfixed(w->acc[p]);
 }
 
+typedef struct occ_args {
+    const gpuml_k_occ *P;
+    occ_ws w;
+    const float *energy;
+    int64_t estride;
+    int32_t *cluster_id, *cp;
+    float *cenergy;
+    int32_t *count;
+} occ_args;
+
+GPUML_KRANGE(occ_events, occ_args)
+{
+    for (int64_t e = begin; e < end; e++)
+        cluster_event(a->P, &a->w, e, a->energy, a->estride, a->cluster_id, a->cp, a->cenergy, a->count);
+}
+
 gpuml_status gpuml_cpu_oc_cluster(const gpuml_kctx *k, const float *beta, const float *x, int64_t n, int d,
                                   const int64_t *row_splits, int64_t nev, const float *energy, int64_t estride,
                                   float t_beta, float t_d,
@@ -140,11 +157,10 @@ gpuml_status gpuml_cpu_oc_cluster(const gpuml_kctx *k, const float *beta, const 
     P.beta = beta, P.x = x, P.rs = row_splits, P.n = n, P.nev = nev, P.d = d;
     P.db = d < GPUML_OCC_MAXBIN ? d : GPUML_OCC_MAXBIN;
     P.t_beta = t_beta, P.td2 = t_d * t_d, P.inv_cell = 1.0 / ((double)t_d * (1.0 + 1e-4));
-    occ_ws w;
-    carve(ws, n, &w);
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n > 4096 && nev > 1)
-    for (int64_t e = 0; e < nev; e++)
-        cluster_event(&P, &w, e, energy, estride, cluster_id, cp, cenergy, count);
+    occ_args a = {&P, {0}, energy, estride, cluster_id, cp, cenergy, count};
+    carve(ws, n, &a.w);
+    /* One event per piece (events differ in size; each writes its own rows
+     * only, so who runs it does not change a bit). */
+    gpuml_kfor(k, nev, nev > 1 ? n * 8 : 0, 1, occ_events, &a);
     return GPUML_OK;
 }

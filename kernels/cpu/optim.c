@@ -1,16 +1,37 @@
 /* CPU driver for kernels/optim.h. */
 #include "../kernels.h"
 #include "../optim.h"
+#include "parallel.h"
+
+typedef struct optim_args {
+    float *p, *buf, *m, *v;
+    const float *g;
+    float s, lr, momentum, dampening, beta1, beta2, eps, wd, step_size, bc2_sqrt;
+    int nesterov, first, decoupled;
+} optim_args;
+
+GPUML_KRANGE(sgd_range, optim_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_sgd(a->p + i, a->g[i] * a->s, a->buf ? a->buf + i : NULL, a->lr, a->momentum, a->dampening, a->wd,
+                    a->nesterov, a->first);
+}
+
+GPUML_KRANGE(adam_range, optim_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_adam(a->p + i, a->g[i] * a->s, a->m + i, a->v + i, a->lr, a->beta1, a->beta2, a->eps, a->wd,
+                     a->decoupled, a->step_size, a->bc2_sqrt);
+}
 
 gpuml_status gpuml_cpu_optim_sgd(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *buf,
                                  const float *gscale, float lr, float momentum, float dampening, float wd, int nesterov,
                                  int first)
 {
-    int nt = k->nthreads;
-    float s = gscale ? *gscale : 1.0f;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        gpuml_k_sgd(p + i, g[i] * s, buf ? buf + i : NULL, lr, momentum, dampening, wd, nesterov, first);
+    optim_args a = {0};
+    a.p = p, a.g = g, a.buf = buf, a.s = gscale ? *gscale : 1.0f, a.lr = lr, a.momentum = momentum;
+    a.dampening = dampening, a.wd = wd, a.nesterov = nesterov, a.first = first;
+    gpuml_kfor(k, n, n, 0, sgd_range, &a);
     return GPUML_OK;
 }
 
@@ -18,22 +39,31 @@ gpuml_status gpuml_cpu_optim_adam(const gpuml_kctx *k, int64_t n, float *p, cons
                                   const float *gscale, float lr, float beta1, float beta2, float eps, float wd,
                                   int decoupled, float step_size, float bc2_sqrt)
 {
-    int nt = k->nthreads;
-    float s = gscale ? *gscale : 1.0f;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < n; i++)
-        gpuml_k_adam(p + i, g[i] * s, m + i, v + i, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
+    optim_args a = {0};
+    a.p = p, a.g = g, a.m = m, a.v = v, a.s = gscale ? *gscale : 1.0f, a.lr = lr, a.beta1 = beta1, a.beta2 = beta2;
+    a.eps = eps, a.wd = wd, a.decoupled = decoupled, a.step_size = step_size, a.bc2_sqrt = bc2_sqrt;
+    gpuml_kfor(k, n, n, 0, adam_range, &a);
     return GPUML_OK;
+}
+
+typedef struct norm_args {
+    const float *g;
+    int64_t n;
+    double *partial;
+} norm_args;
+
+GPUML_KRANGE(norm_range, norm_args)
+{
+    for (int64_t b = begin; b < end; b++)
+        a->partial[b] = gpuml_k_sumsq_block(a->g, a->n, b);
 }
 
 gpuml_status gpuml_cpu_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, double *partial, float max_norm,
                                  float *out)
 {
-    int nt = k->nthreads;
     int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t b = 0; b < nb; b++)
-        partial[b] = gpuml_k_sumsq_block(g, n, b);
+    norm_args a = {g, n, partial};
+    gpuml_kfor(k, nb, n, 0, norm_range, &a);
     gpuml_k_norm_finish(partial, nb, max_norm, out);
     return GPUML_OK;
 }

@@ -1,14 +1,55 @@
 /* CPU driver for kernels/rows.h. */
 #include "../kernels.h"
 #include "../rows.h"
+#include "parallel.h"
+
+/* The arguments of every loop below. */
+typedef struct rows_args {
+    const void *x, *idx;
+    int is64;
+    int64_t n, row_bytes, ncols;
+    void *out;
+    const float *src;
+    const int64_t *rowptr, *col;
+    float *fout;
+    const gpuml_k_pieces *p;
+    int split;
+} rows_args;
+
+GPUML_KRANGE(gather_range, rows_args)
+{
+    for (int64_t i = begin; i < end; i++)
+        gpuml_k_gather_row((const char *)a->x, a->n, a->idx, a->is64, (char *)a->out, a->row_bytes, i);
+}
+
+GPUML_KRANGE(scatter_range, rows_args)
+{
+    for (int64_t t = begin; t < end; t++)
+        for (int64_t c = 0; c < a->ncols; c++)
+            gpuml_k_scatter_add_elem(a->src, a->rowptr, a->col, a->fout, a->ncols, t, c);
+}
+
+GPUML_KRANGE(concat_range, rows_args)
+{
+    const gpuml_k_pieces *p = a->p;
+    for (int64_t r = begin; r < end; r++) {
+        char *w = (char *)a->out + r * a->row_bytes;
+        for (int q = 0; q < p->n; q++) {
+            char *piece = p->ptr[q] + r * p->width[q];
+            if (a->split)
+                gpuml_k_copy_bytes(piece, w + p->offset[q], p->width[q]);
+            else
+                gpuml_k_copy_bytes(w + p->offset[q], piece, p->width[q]);
+        }
+    }
+}
 
 gpuml_status gpuml_cpu_gather_rows(const gpuml_kctx *k, const void *x, int64_t n, const void *idx, int is64,
                                    void *out, int64_t m, int64_t row_bytes)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (m * row_bytes > 4 * GPUML_PAR_GRAIN)
-    for (int64_t i = 0; i < m; i++)
-        gpuml_k_gather_row((const char *)x, n, idx, is64, (char *)out, row_bytes, i);
+    rows_args a = {0};
+    a.x = x, a.n = n, a.idx = idx, a.is64 = is64, a.out = out, a.row_bytes = row_bytes;
+    gpuml_kfor(k, m, m * row_bytes / 4, 0, gather_range, &a); /* bytes: a quarter of an operation each */
     return GPUML_OK;
 }
 
@@ -41,29 +82,17 @@ gpuml_status gpuml_cpu_csr_build(const gpuml_kctx *k, const void *idx, int is64,
 gpuml_status gpuml_cpu_scatter_csr(const gpuml_kctx *k, const float *src, const int64_t *rowptr, const int64_t *col,
                                    float *out, int64_t ntargets, int64_t ncols)
 {
-    int nt = k->nthreads;
-    int64_t work = (rowptr[ntargets] + ntargets) * ncols;
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t t = 0; t < ntargets; t++)
-        for (int64_t c = 0; c < ncols; c++)
-            gpuml_k_scatter_add_elem(src, rowptr, col, out, ncols, t, c);
+    rows_args a = {0};
+    a.src = src, a.rowptr = rowptr, a.col = col, a.fout = out, a.ncols = ncols;
+    gpuml_kfor(k, ntargets, (rowptr[ntargets] + ntargets) * ncols, 0, scatter_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_concat(const gpuml_kctx *k, gpuml_k_pieces p, int64_t rows, void *wide,
                               int64_t wide_row_bytes, int split)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * wide_row_bytes > 4 * GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < rows; r++) {
-        char *w = (char *)wide + r * wide_row_bytes;
-        for (int q = 0; q < p.n; q++) {
-            char *piece = p.ptr[q] + r * p.width[q];
-            if (split)
-                gpuml_k_copy_bytes(piece, w + p.offset[q], p.width[q]);
-            else
-                gpuml_k_copy_bytes(w + p.offset[q], piece, p.width[q]);
-        }
-    }
+    rows_args a = {0};
+    a.p = &p, a.out = wide, a.row_bytes = wide_row_bytes, a.split = split;
+    gpuml_kfor(k, rows, rows * wide_row_bytes / 4, 0, concat_range, &a);
     return GPUML_OK;
 }

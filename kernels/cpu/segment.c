@@ -1,47 +1,72 @@
 /* CPU driver for kernels/segment.h. row_splits were validated by the op. */
 #include "../kernels.h"
 #include "../segment.h"
+#include "parallel.h"
+
+typedef struct seg_args {
+    int op;
+    const float *x, *gout;
+    int64_t nrows, ncols, batch;
+    const int64_t *row_splits, *arg_in;
+    float *out;
+    int64_t *arg;
+    int32_t *ids;
+} seg_args;
+
+GPUML_KRANGE(reduce_range, seg_args)
+{
+    for (int64_t b = begin; b < end; b++) {
+        int64_t rb, re;
+        int bad = 0;
+        gpuml_k_segment(a->row_splits, b, a->nrows, &rb, &re, &bad);
+        for (int64_t c = 0; c < a->ncols; c++)
+            gpuml_k_segment_reduce_one(a->op, a->x, a->ncols, rb, re, c, a->out + b * a->ncols + c,
+                                       a->arg ? a->arg + b * a->ncols + c : NULL);
+    }
+}
+
+GPUML_KRANGE(grad_range, seg_args)
+{
+    int64_t ncols = a->ncols;
+    for (int64_t b = begin; b < end; b++) {
+        int64_t rb, re;
+        int bad = 0;
+        gpuml_k_segment(a->row_splits, b, a->nrows, &rb, &re, &bad);
+        for (int64_t r = rb; r < re; r++)
+            for (int64_t c = 0; c < ncols; c++)
+                a->out[r * ncols + c] = gpuml_k_segment_grad_one(a->op, a->gout, a->arg_in, ncols, b, rb, re, r, c);
+    }
+}
+
+GPUML_KRANGE(ids_range, seg_args)
+{
+    for (int64_t r = begin; r < end; r++)
+        a->ids[r] = (int32_t)gpuml_k_event_of_row(a->row_splits, a->batch, r);
+}
 
 gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, int op, const float *x, int64_t nrows, int64_t ncols,
                                       const int64_t *row_splits, int64_t batch, float *out, int64_t *arg)
 {
-    int nt = k->nthreads;
-    int64_t work = nrows * ncols + batch;
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t b = 0; b < batch; b++) {
-        int64_t begin, end;
-        int bad = 0;
-        gpuml_k_segment(row_splits, b, nrows, &begin, &end, &bad);
-        for (int64_t c = 0; c < ncols; c++)
-            gpuml_k_segment_reduce_one(op, x, ncols, begin, end, c, out + b * ncols + c,
-                                       arg ? arg + b * ncols + c : NULL);
-    }
+    seg_args a = {0};
+    a.op = op, a.x = x, a.nrows = nrows, a.ncols = ncols, a.row_splits = row_splits, a.out = out, a.arg = arg;
+    gpuml_kfor(k, batch, nrows * ncols + batch, 0, reduce_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_segment_grad(const gpuml_kctx *k, int op, const float *gout, const int64_t *arg,
                                     const int64_t *row_splits, int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 {
-    int nt = k->nthreads;
-    int64_t work = nrows * ncols + batch;
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t b = 0; b < batch; b++) {
-        int64_t begin, end;
-        int bad = 0;
-        gpuml_k_segment(row_splits, b, nrows, &begin, &end, &bad);
-        for (int64_t r = begin; r < end; r++)
-            for (int64_t c = 0; c < ncols; c++)
-                gx[r * ncols + c] = gpuml_k_segment_grad_one(op, gout, arg, ncols, b, begin, end, r, c);
-    }
+    seg_args a = {0};
+    a.op = op, a.gout = gout, a.arg_in = arg, a.row_splits = row_splits, a.nrows = nrows, a.ncols = ncols, a.out = gx;
+    gpuml_kfor(k, batch, nrows * ncols + batch, 0, grad_range, &a);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_segment_ids(const gpuml_kctx *k, const int64_t *row_splits, int64_t batch, int64_t nrows,
                                    int32_t *ids)
 {
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nrows > GPUML_PAR_GRAIN)
-    for (int64_t r = 0; r < nrows; r++)
-        ids[r] = (int32_t)gpuml_k_event_of_row(row_splits, batch, r);
+    seg_args a = {0};
+    a.row_splits = row_splits, a.batch = batch, a.ids = ids;
+    gpuml_kfor(k, nrows, nrows, 0, ids_range, &a);
     return GPUML_OK;
 }

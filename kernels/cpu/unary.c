@@ -1,23 +1,28 @@
-/* CPU driver for kernels/unary.h. One loop per op, so that the op is a
- * constant inside the loop: the body's switch folds away and the compiler
- * can vectorise (a switch per element costs several times the arithmetic of
- * relu). */
+/* CPU driver for kernels/unary.h. One range function per op, so that the op
+ * is a constant inside the loop: the body's switch folds away and the
+ * compiler can vectorise (a switch per element costs several times the
+ * arithmetic of relu). */
 #include "../kernels.h"
 #include "../unary.h"
+#include "parallel.h"
 
-#define UNARY_CASE(OP)                                                                  \
-    case OP:                                                                            \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)") \
-        for (int64_t i = 0; i < n; i++)                                                 \
-            y[i] = gpuml_k_unary(OP, x[i], alpha);                                      \
-        break;
+typedef struct unary_args {
+    float alpha;
+    const float *x, *gy;
+    float *y;
+} unary_args;
 
-#define UNARY_GRAD_CASE(OP)                                                             \
-    case OP:                                                                            \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)") \
-        for (int64_t i = 0; i < n; i++)                                                 \
-            gx[i] = gpuml_k_unary_grad(OP, x[i], alpha, gy[i]);                         \
-        break;
+#define UNARY_RANGES(OP)                                                                \
+    GPUML_KRANGE(fwd_##OP, unary_args)                                                  \
+    {                                                                                   \
+        for (int64_t i = begin; i < end; i++)                                           \
+            a->y[i] = gpuml_k_unary(OP, a->x[i], a->alpha);                             \
+    }                                                                                   \
+    GPUML_KRANGE(grad_##OP, unary_args)                                                 \
+    {                                                                                   \
+        for (int64_t i = begin; i < end; i++)                                           \
+            a->y[i] = gpuml_k_unary_grad(OP, a->x[i], a->alpha, a->gy[i]);              \
+    }
 
 #define ALL_UNARY(M)                                                                    \
     M(GPUML_UNARY_NEG) M(GPUML_UNARY_ABS) M(GPUML_UNARY_EXP) M(GPUML_UNARY_LOG)         \
@@ -25,23 +30,30 @@
     M(GPUML_UNARY_ELU) M(GPUML_UNARY_GELU) M(GPUML_UNARY_TANH) M(GPUML_UNARY_SIGMOID)   \
     M(GPUML_UNARY_SOFTPLUS)
 
-gpuml_status gpuml_cpu_unary(const gpuml_kctx *k, int op, float alpha, int64_t n, const float *x, float *y)
+ALL_UNARY(UNARY_RANGES)
+
+#define UNARY_CASE(OP) case OP: fn = grad ? grad_##OP : fwd_##OP; break;
+
+static gpuml_status run(const gpuml_kctx *k, int op, int grad, unary_args *a, int64_t n, const char *name)
 {
-    int nt = k->nthreads;
+    gpuml_range_fn fn = NULL;
     switch (op) {
         ALL_UNARY(UNARY_CASE)
-    default: return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, "unary", "op %d", op);
+    default: return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, name, "op %d", op);
     }
+    gpuml_kfor(k, n, n, 0, fn, a);
     return GPUML_OK;
+}
+
+gpuml_status gpuml_cpu_unary(const gpuml_kctx *k, int op, float alpha, int64_t n, const float *x, float *y)
+{
+    unary_args a = {alpha, x, NULL, y};
+    return run(k, op, 0, &a, n, "unary");
 }
 
 gpuml_status gpuml_cpu_unary_grad(const gpuml_kctx *k, int op, float alpha, int64_t n, const float *x,
                                   const float *gy, float *gx)
 {
-    int nt = k->nthreads;
-    switch (op) {
-        ALL_UNARY(UNARY_GRAD_CASE)
-    default: return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, "unary_grad", "op %d", op);
-    }
-    return GPUML_OK;
+    unary_args a = {alpha, x, gy, gx};
+    return run(k, op, 1, &a, n, "unary_grad");
 }

@@ -7,7 +7,7 @@
 #include "launch.cuh"
 
 #if GPUML_HAVE_CUDNN
-#include <cudnn.h>
+#include "../cudnn_api.h"
 #endif
 
 static __global__ void partial_kernel(int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R,
@@ -152,32 +152,33 @@ extern "C" gpuml_status gpuml_cuda_bn_aggregate_grad(const gpuml_kctx *k, const 
 #if GPUML_HAVE_CUDNN
 /* Descriptors for x/y [R, C, 1, 1] and the per-channel [1, C, 1, 1]. */
 struct bn_descs {
+    const gpuml_cudnn *dn;
     cudnnTensorDescriptor_t x = nullptr, c = nullptr;
     cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-    bn_descs(int64_t R, int64_t C)
+    bn_descs(const gpuml_cudnn *d, int64_t R, int64_t C) : dn(d)
     {
-        st = cudnnCreateTensorDescriptor(&x);
+        st = dn->CreateTensorDescriptor(&x);
         if (st == CUDNN_STATUS_SUCCESS)
-            st = cudnnCreateTensorDescriptor(&c);
+            st = dn->CreateTensorDescriptor(&c);
         if (st == CUDNN_STATUS_SUCCESS)
-            st = cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)R, (int)C, 1, 1);
+            st = dn->SetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)R, (int)C, 1, 1);
         if (st == CUDNN_STATUS_SUCCESS)
-            st = cudnnSetTensor4dDescriptor(c, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)C, 1, 1);
+            st = dn->SetTensor4dDescriptor(c, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)C, 1, 1);
     }
     ~bn_descs()
     {
         if (x)
-            cudnnDestroyTensorDescriptor(x);
+            dn->DestroyTensorDescriptor(x);
         if (c)
-            cudnnDestroyTensorDescriptor(c);
+            dn->DestroyTensorDescriptor(c);
     }
 };
 
-static gpuml_status cudnn_status(cudnnStatus_t s, const char *fn, const char *what)
+static gpuml_status cudnn_status(const gpuml_cudnn *dn, cudnnStatus_t s, const char *fn, const char *what)
 {
     if (s == CUDNN_STATUS_SUCCESS)
         return GPUML_OK;
-    return gpuml_fail(NULL, GPUML_ERR_CUDNN, fn, "%s failed: %s", what, cudnnGetErrorString(s));
+    return gpuml_fail(NULL, GPUML_ERR_CUDNN, fn, "%s failed: %s", what, dn->GetErrorString(s));
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn, int training, int64_t R, int64_t C,
@@ -187,19 +188,20 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn
 {
     static const char fn[] = "gpuml_batch_norm";
     gpuml_cuda_scope scope(k->device);
-    bn_descs d(R, C);
+    const gpuml_cudnn *dn = (const gpuml_cudnn *)cudnn;
+    bn_descs d(dn, R, C);
     if (d.st != CUDNN_STATUS_SUCCESS)
-        return cudnn_status(d.st, fn, "cudnnSetTensor4dDescriptor");
+        return cudnn_status(dn, d.st, fn, "cudnnSetTensor4dDescriptor");
     const float one = 1.0f, zero = 0.0f;
-    cudnnHandle_t h = (cudnnHandle_t)cudnn;
+    cudnnHandle_t h = dn->handle;
     cudnnStatus_t s;
     if (training)
-        s = cudnnBatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
+        s = dn->BatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
                                                    beta, (double)momentum, rm, rv, (double)eps, save_mean, save_invstd);
     else
-        s = cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
+        s = dn->BatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
                                                     beta, rm, rv, (double)eps);
-    return cudnn_status(s, fn, training ? "cudnnBatchNormalizationForwardTraining"
+    return cudnn_status(dn, s, fn, training ? "cudnnBatchNormalizationForwardTraining"
                                         : "cudnnBatchNormalizationForwardInference");
 }
 
@@ -210,13 +212,14 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_bwd(const gpuml_kctx *k, void *cudnn
 {
     static const char fn[] = "gpuml_batch_norm_backward";
     gpuml_cuda_scope scope(k->device);
-    bn_descs d(R, C);
+    const gpuml_cudnn *dn = (const gpuml_cudnn *)cudnn;
+    bn_descs d(dn, R, C);
     if (d.st != CUDNN_STATUS_SUCCESS)
-        return cudnn_status(d.st, fn, "cudnnSetTensor4dDescriptor");
+        return cudnn_status(dn, d.st, fn, "cudnnSetTensor4dDescriptor");
     const float one = 1.0f, zero = 0.0f, pbeta = accumulate ? 1.0f : 0.0f;
-    cudnnStatus_t s = cudnnBatchNormalizationBackward(
-        (cudnnHandle_t)cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &pbeta, d.x, x, d.x, gy, d.x, gx, d.c, gamma,
+    cudnnStatus_t s = dn->BatchNormalizationBackward(
+        dn->handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &pbeta, d.x, x, d.x, gy, d.x, gx, d.c, gamma,
         ggamma, gbeta, (double)eps, save_mean, save_invstd);
-    return cudnn_status(s, fn, "cudnnBatchNormalizationBackward");
+    return cudnn_status(dn, s, fn, "cudnnBatchNormalizationBackward");
 }
 #endif

@@ -6,10 +6,6 @@
 #include "core/internal.h"
 #include "gpuml_config.h"
 
-#if GPUML_HAVE_OPENMP
-#include <omp.h>
-#endif
-
 const char *gpuml_version(void) { return GPUML_VERSION_STRING; }
 
 int gpuml_has_feature(const char *name)
@@ -27,13 +23,18 @@ int gpuml_has_feature(const char *name)
 
 int gpuml_cuda_device_count(void) { return gpuml_cuda_rt_device_count(); }
 
-static int default_threads(void)
+/* The context's own executor for n workers: serial for one, else the pool
+ * (gpuml/context.h, Threads). */
+static gpuml_status make_executor(gpuml_ctx *ctx, int n)
 {
-#if GPUML_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+    gpuml_executor *ex = NULL;
+    if (n > 1)
+        GPUML_TRY(gpuml_executor_create(GPUML_EXECUTOR_POOL, n, &ex));
+    gpuml_executor_destroy(ctx->own_exec);
+    ctx->own_exec = ex;
+    ctx->exec = ex ? ex : gpuml_executor_serial();
+    ctx->num_threads = ctx->exec->max_workers(ctx->exec->self);
+    return GPUML_OK;
 }
 
 void gpuml_ctx_config_init_defaults(gpuml_ctx_config *cfg)
@@ -59,6 +60,15 @@ gpuml_status gpuml_ctx_create(const gpuml_ctx_config *cfg, gpuml_ctx **out)
     if (cfg->device.type != GPUML_DEVICE_CPU && cfg->device.type != GPUML_DEVICE_CUDA)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->device.type %d is not a device type",
                           (int)cfg->device.type);
+    if (cfg->executor && (!cfg->executor->parallel_for || !cfg->executor->max_workers))
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn,
+                          "cfg->executor lacks parallel_for or max_workers (both are required)");
+    if (cfg->executor && cfg->executor->max_workers(cfg->executor->self) < 1)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->executor->max_workers returned %d (must be >= 1)",
+                          cfg->executor->max_workers(cfg->executor->self));
+    if (cfg->num_threads > 4096)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->num_threads %d is above 4096",
+                          cfg->num_threads);
     if ((int)cfg->log_level < GPUML_LOG_DEBUG || cfg->log_level > GPUML_LOG_OFF)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->log_level %d is out of range",
                           (int)cfg->log_level);
@@ -84,7 +94,6 @@ gpuml_status gpuml_ctx_create(const gpuml_ctx_config *cfg, gpuml_ctx **out)
     ctx->device = cfg->device;
     if (ctx->device.type == GPUML_DEVICE_CPU)
         ctx->device.index = 0;
-    ctx->num_threads = cfg->num_threads > 0 ? cfg->num_threads : default_threads();
     ctx->rng_seed = cfg->seed;
     ctx->log_fn = cfg->log_fn;
     ctx->log_user = cfg->log_user;
@@ -93,7 +102,16 @@ gpuml_status gpuml_ctx_create(const gpuml_ctx_config *cfg, gpuml_ctx **out)
 
     gpuml_status st;
     bool cuda = ctx->device.type == GPUML_DEVICE_CUDA;
-    st = gpuml_allocator_create(cuda ? GPUML_MEM_CUDA : GPUML_MEM_HOST, ctx->device.index, &ctx->alloc);
+    if (cfg->executor) {
+        ctx->exec = cfg->executor;
+        ctx->host_exec = true;
+        ctx->num_threads = cfg->executor->max_workers(cfg->executor->self);
+        st = GPUML_OK;
+    } else {
+        st = make_executor(ctx, cfg->num_threads > 0 ? cfg->num_threads : gpuml_default_num_threads());
+    }
+    if (st == GPUML_OK)
+        st = gpuml_allocator_create(cuda ? GPUML_MEM_CUDA : GPUML_MEM_HOST, ctx->device.index, &ctx->alloc);
     if (st == GPUML_OK)
         st = gpuml_allocator_create(cuda ? GPUML_MEM_PINNED : GPUML_MEM_HOST, ctx->device.index,
                                     &ctx->pinned);
@@ -102,6 +120,7 @@ gpuml_status gpuml_ctx_create(const gpuml_ctx_config *cfg, gpuml_ctx **out)
     if (st != GPUML_OK) {
         gpuml_allocator_release(ctx->alloc);
         gpuml_allocator_release(ctx->pinned);
+        gpuml_executor_destroy(ctx->own_exec);
         free(ctx);
         return st;
     }
@@ -117,6 +136,7 @@ void gpuml_ctx_destroy(gpuml_ctx *ctx)
         gpuml_cuda_rt_ctx_fini(ctx); /* synchronises, frees handles and dev_error */
     gpuml_allocator_release(ctx->alloc);
     gpuml_allocator_release(ctx->pinned);
+    gpuml_executor_destroy(ctx->own_exec);
     free(ctx);
 }
 
@@ -151,9 +171,22 @@ gpuml_status gpuml_ctx_set_num_threads(gpuml_ctx *ctx, int num_threads)
     if (num_threads <= 0 || num_threads > 4096)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, "gpuml_ctx_set_num_threads",
                           "num_threads %d is not in [1, 4096]", num_threads);
-    ctx->num_threads = num_threads;
-    return GPUML_OK;
+    if (ctx->host_exec)
+        return gpuml_fail(ctx, GPUML_ERR_STATE, "gpuml_ctx_set_num_threads",
+                          "the context runs on the host's executor (cfg.executor), which decides the threads");
+    gpuml_status st = make_executor(ctx, num_threads);
+    if (st != GPUML_OK)
+        gpuml_ctx_adopt_error(ctx);
+    return st;
 }
+
+void gpuml_ctx_set_parallel_threshold(gpuml_ctx *ctx, int64_t work)
+{
+    if (ctx)
+        ctx->par_work = work > 0 ? work : 0;
+}
+
+const gpuml_executor *gpuml_ctx_executor(const gpuml_ctx *ctx) { return ctx ? ctx->exec : NULL; }
 
 void gpuml_ctx_set_seed(gpuml_ctx *ctx, uint64_t seed)
 {

@@ -14,7 +14,11 @@
 #include "gpuml_config.h"
 
 #if GPUML_HAVE_CUDNN
-#include <cudnn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dynlib.h"
+#include "cudnn_api.h"
 #endif
 
 static gpuml_status cuda_fail(const gpuml_ctx *ctx, cudaError_t e, const char *fn, const char *what)
@@ -98,8 +102,11 @@ void gpuml_cuda_rt_ctx_fini(gpuml_ctx *ctx)
         cublasDestroy((cublasHandle_t)ctx->cublas);
     ctx->cublas = NULL;
 #if GPUML_HAVE_CUDNN
-    if (ctx->cudnn)
-        cudnnDestroy((cudnnHandle_t)ctx->cudnn);
+    gpuml_cudnn *dn = ctx->cudnn;
+    if (dn) {
+        dn->Destroy(dn->handle);
+        free(dn);
+    }
 #endif
     ctx->cudnn = NULL;
     if (ctx->dev_error)
@@ -115,21 +122,41 @@ gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
 {
 #if GPUML_HAVE_CUDNN
     if (!ctx->cudnn) {
+        /* cuDNN is opened now, not linked (core/dynlib.h). */
+#define GPUML_CUDNN_NAME(name) "cudnn" #name,
+        static const char *const names[] = {GPUML_CUDNN_FUNCS(GPUML_CUDNN_NAME)};
+#undef GPUML_CUDNN_NAME
+        enum { N = sizeof names / sizeof names[0] };
+        void *fns[N];
+        gpuml_status st = gpuml_dynlib_load("cuDNN", "GPUML_CUDNN_LIBRARY", GPUML_CUDNN_SONAME, names, fns, N, fn);
+        if (st != GPUML_OK) {
+            gpuml_ctx_adopt_error(ctx);
+            return st;
+        }
+        gpuml_cudnn *dn = calloc(1, sizeof *dn);
+        if (!dn)
+            return gpuml_fail(ctx, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the cuDNN state");
+        _Static_assert(offsetof(gpuml_cudnn, handle) == sizeof fns, "gpuml_cudnn lists the functions first");
+        memcpy(dn, fns, sizeof fns); /* POSIX: dlsym's pointers convert to functions */
         gpuml_device_guard g;
         cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
-        if (e != cudaSuccess)
+        if (e != cudaSuccess) {
+            free(dn);
             return cuda_fail(ctx, e, fn, "cudaSetDevice");
-        cudnnHandle_t h;
-        cudnnStatus_t s = cudnnCreate(&h);
+        }
+        cudnnStatus_t s = dn->Create(&dn->handle);
         if (s == CUDNN_STATUS_SUCCESS) {
-            s = cudnnSetStream(h, (cudaStream_t)ctx->stream);
+            s = dn->SetStream(dn->handle, (cudaStream_t)ctx->stream);
             if (s != CUDNN_STATUS_SUCCESS)
-                cudnnDestroy(h);
+                dn->Destroy(dn->handle);
         }
         gpuml_guard_leave(&g);
-        if (s != CUDNN_STATUS_SUCCESS)
-            return gpuml_fail(ctx, GPUML_ERR_CUDNN, fn, "creating the cuDNN handle failed: %s", cudnnGetErrorString(s));
-        ctx->cudnn = h;
+        if (s != CUDNN_STATUS_SUCCESS) {
+            st = gpuml_fail(ctx, GPUML_ERR_CUDNN, fn, "creating the cuDNN handle failed: %s", dn->GetErrorString(s));
+            free(dn);
+            return st;
+        }
+        ctx->cudnn = dn;
     }
     *handle = ctx->cudnn;
     return GPUML_OK;

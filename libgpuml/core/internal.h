@@ -75,7 +75,11 @@ size_t gpuml_allocator_round(size_t size);
 
 struct gpuml_ctx {
     gpuml_device device;
-    int num_threads;
+    int num_threads;       /* the executor's max_workers                    */
+    const gpuml_executor *exec; /* CPU loops: the host's, or own_exec       */
+    gpuml_executor *own_exec;   /* a built-in the context created, or NULL  */
+    bool host_exec;             /* exec is cfg.executor (the host's)        */
+    int64_t par_work;           /* testing: split threshold (0: default)    */
     void *stream;          /* cudaStream_t                                  */
     bool owns_stream;
     void *cublas;          /* cublasHandle_t, created with the context      */

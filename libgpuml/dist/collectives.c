@@ -6,6 +6,52 @@
 #include <string.h>
 
 #include "dist/dist_internal.h"
+#include "ops/dispatch.h"
+#include "cpu/parallel.h"
+
+/* The element loops below run through the context's executor (or on the
+ * calling thread when there is no context). */
+typedef struct dist_loop_args {
+    const double *s;
+    double *d;
+    float *f;
+    int64_t len;
+    int n, avg;
+} dist_loop_args;
+
+GPUML_KRANGE(rank_sum_f64_range, dist_loop_args)
+{
+    for (int64_t i = begin; i < end; i++) {
+        double acc = a->s[i];
+        for (int q = 1; q < a->n; q++)
+            acc += a->s[(int64_t)q * a->len + i];
+        a->d[i] = a->avg ? acc / (double)a->n : acc;
+    }
+}
+
+GPUML_KRANGE(divide_f32_range, dist_loop_args)
+{
+    float fn_ = (float)a->n;
+    for (int64_t i = begin; i < end; i++)
+        a->f[i] = a->f[i] / fn_;
+}
+
+GPUML_KRANGE(divide_f64_range, dist_loop_args)
+{
+    double dn = (double)a->n;
+    for (int64_t i = begin; i < end; i++)
+        a->d[i] = a->d[i] / dn;
+}
+
+static gpuml_kctx loop_kctx(const gpuml_ctx *ctx)
+{
+    if (ctx)
+        return gpuml_kctx_of(ctx);
+    gpuml_kctx k = {0};
+    k.exec = gpuml_executor_serial();
+    k.nthreads = 1;
+    return k;
+}
 
 typedef enum { ROUTE_SELF, ROUTE_MPI, ROUTE_NCCL } route;
 
@@ -429,17 +475,9 @@ gpuml_status gpuml_dist_rank_sum(gpuml_ctx *ctx, const char *fn, gpuml_dtype dty
         return GPUML_OK;
     }
     if (dtype == GPUML_F64 && ctx->device.type == GPUML_DEVICE_CPU) {
-        const double *s = src;
-        double *d = dst;
-        int nt = ctx->num_threads;
-        (void)nt;
-#pragma omp parallel for num_threads(nt) if (len >= 65536) schedule(static)
-        for (int64_t i = 0; i < len; i++) {
-            double acc = s[i];
-            for (int q = 1; q < n; q++)
-                acc += s[(int64_t)q * len + i];
-            d[i] = op == GPUML_COMM_AVG ? acc / (double)n : acc;
-        }
+        dist_loop_args a = {src, dst, NULL, len, n, op == GPUML_COMM_AVG};
+        gpuml_kctx k = loop_kctx(ctx);
+        gpuml_kfor(&k, len, len * n, 0, rank_sum_f64_range, &a);
         return GPUML_OK;
     }
     return gpuml_fail(ctx, GPUML_ERR_UNSUPPORTED, fn, "the deterministic sum of %s tensors on %s is not implemented",
@@ -448,17 +486,10 @@ gpuml_status gpuml_dist_rank_sum(gpuml_ctx *ctx, const char *fn, gpuml_dtype dty
 
 void gpuml_dist_divide(gpuml_ctx *ctx, gpuml_dtype dtype, void *x, int64_t count, int n)
 {
-    int nt = ctx ? ctx->num_threads : 1;
-    (void)nt;
-    if (dtype == GPUML_F32) {
-        float *v = x, fn_ = (float)n;
-#pragma omp parallel for num_threads(nt) if (count >= 65536) schedule(static)
-        for (int64_t i = 0; i < count; i++)
-            v[i] = v[i] / fn_;
-    } else if (dtype == GPUML_F64) {
-        double *v = x, dn = (double)n;
-#pragma omp parallel for num_threads(nt) if (count >= 65536) schedule(static)
-        for (int64_t i = 0; i < count; i++)
-            v[i] = v[i] / dn;
-    }
+    gpuml_kctx k = loop_kctx(ctx);
+    dist_loop_args a = {NULL, x, x, count, n, 0};
+    if (dtype == GPUML_F32)
+        gpuml_kfor(&k, count, count, 0, divide_f32_range, &a);
+    else if (dtype == GPUML_F64)
+        gpuml_kfor(&k, count, count, 0, divide_f64_range, &a);
 }

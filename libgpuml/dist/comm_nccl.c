@@ -11,7 +11,12 @@
  * the same kernel body as on the CPU), all-gather.
  *
  * Every entry point selects the communicator's device and restores the
- * caller's current device. */
+ * caller's current device.
+ *
+ * libnccl is not linked: it is opened when the first communicator (or
+ * unique id) is made, and its functions are called through the table in
+ * the communicator's state (core/dynlib.h says why: PyTorch ships its own,
+ * newer libnccl.so.2, and must not find ours loaded first). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +26,9 @@
 #include <cuda_runtime_api.h>
 
 #include "core/cuda_guard.h"
-/* nccl.h declares ncclGroupStart() etc. without (void). */
+#include "core/dynlib.h"
+/* nccl.h declares ncclGroupStart() etc. without (void). Only its types and
+ * constants are used: the functions come from dlopen (nccl_api below). */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstrict-prototypes"
 #include <nccl.h>
@@ -30,7 +37,56 @@
 #include "dist/dist_internal.h"
 #include "dist/rendezvous.h"
 
+/* The NCCL functions gpuml calls: (name without "nccl", return, arguments). */
+#define GPUML_NCCL_FUNCS(X)                                                                                          \
+    X(GetUniqueId, ncclResult_t, (ncclUniqueId *))                                                                   \
+    X(CommInitRankConfig, ncclResult_t, (ncclComm_t *, int, ncclUniqueId, int, ncclConfig_t *))                      \
+    X(CommFinalize, ncclResult_t, (ncclComm_t))                                                                      \
+    X(CommDestroy, ncclResult_t, (ncclComm_t))                                                                       \
+    X(CommAbort, ncclResult_t, (ncclComm_t))                                                                         \
+    X(GetErrorString, const char *, (ncclResult_t))                                                                  \
+    X(GetLastError, const char *, (ncclComm_t))                                                                      \
+    X(CommGetAsyncError, ncclResult_t, (ncclComm_t, ncclResult_t *))                                                 \
+    X(Reduce, ncclResult_t, (const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, int, ncclComm_t, cudaStream_t)) \
+    X(Broadcast, ncclResult_t, (const void *, void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t))         \
+    X(AllReduce, ncclResult_t, (const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t)) \
+    X(ReduceScatter, ncclResult_t,                                                                                   \
+      (const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t))                          \
+    X(AllGather, ncclResult_t, (const void *, void *, size_t, ncclDataType_t, ncclComm_t, cudaStream_t))             \
+    X(Send, ncclResult_t, (const void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t))                     \
+    X(Recv, ncclResult_t, (void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t))                           \
+    X(GroupStart, ncclResult_t, (void))                                                                              \
+    X(GroupEnd, ncclResult_t, (void))
+
+typedef struct nccl_api {
+#define GPUML_NCCL_FIELD(name, ret, args) ret(*name) args;
+    GPUML_NCCL_FUNCS(GPUML_NCCL_FIELD)
+#undef GPUML_NCCL_FIELD
+} nccl_api;
+
+/* The library's file name: GPUML_NCCL_LIBRARY at run time, else the build's
+ * (meson variable nccl_soname; the emulated CUDA build names its shim). */
+#ifndef GPUML_NCCL_SONAME
+#define GPUML_NCCL_SONAME "libnccl.so.2"
+#endif
+
+/* Fill api from libnccl. GPUML_ERR_UNSUPPORTED when it cannot be loaded. */
+static gpuml_status nccl_api_load(nccl_api *api, const char *fn)
+{
+#define GPUML_NCCL_NAME(name, ret, args) "nccl" #name,
+    static const char *const names[] = {GPUML_NCCL_FUNCS(GPUML_NCCL_NAME)};
+#undef GPUML_NCCL_NAME
+    enum { N = sizeof names / sizeof names[0] };
+    void *fns[N];
+    GPUML_TRY(gpuml_dynlib_load("NCCL", "GPUML_NCCL_LIBRARY", GPUML_NCCL_SONAME, names, fns, N, fn));
+    /* dlsym gives object pointers; POSIX guarantees they convert. */
+    _Static_assert(sizeof(nccl_api) == sizeof fns, "nccl_api holds exactly the listed functions");
+    memcpy(api, fns, sizeof fns);
+    return GPUML_OK;
+}
+
 struct gpuml_nccl_state {
+    nccl_api api;
     ncclComm_t nc;
     cudaStream_t stream;
     gpuml_ctx *ictx; /* on the communicator's device and stream: scratch, the rank-order sum */
@@ -45,23 +101,24 @@ typedef struct nccl_req {
     bool have_events;
 } nccl_req;
 
-static const char *nccl_text(ncclComm_t nc, ncclResult_t r, char *buf, size_t n)
+static const char *nccl_text(const nccl_api *api, ncclComm_t nc, ncclResult_t r, char *buf, size_t n)
 {
-    const char *detail = nc ? ncclGetLastError(nc) : NULL;
-    snprintf(buf, n, "%s (NCCL %d)%s%s", ncclGetErrorString(r), (int)r, detail && *detail ? ": " : "",
+    const char *detail = nc ? api->GetLastError(nc) : NULL;
+    snprintf(buf, n, "%s (NCCL %d)%s%s", api->GetErrorString(r), (int)r, detail && *detail ? ": " : "",
              detail ? detail : "");
     return buf;
 }
 
 /* An NCCL call on a non-blocking communicator returns ncclInProgress until
  * its host-side work is done; wait for that, at most timeout_s. */
-static ncclResult_t settle(ncclComm_t nc, ncclResult_t r, double timeout_s, bool *timed_out)
+static ncclResult_t settle(const gpuml_nccl_state *s, ncclResult_t r, double timeout_s, bool *timed_out)
 {
+    ncclComm_t nc = s->nc;
     *timed_out = false;
     double t0 = gpuml_dist_now();
     while (r == ncclInProgress) {
         ncclResult_t async = ncclSuccess;
-        ncclResult_t q = ncclCommGetAsyncError(nc, &async);
+        ncclResult_t q = s->api.CommGetAsyncError(nc, &async);
         if (q != ncclSuccess)
             return q;
         r = async;
@@ -104,11 +161,14 @@ static ncclRedOp_t nccl_op(gpuml_comm_op op)
 
 gpuml_status gpuml_nccl_unique_id_bytes(unsigned char id[128], const char *fn)
 {
+    nccl_api api;
+    GPUML_TRY(nccl_api_load(&api, fn));
     ncclUniqueId uid;
-    ncclResult_t r = ncclGetUniqueId(&uid);
+    ncclResult_t r = api.GetUniqueId(&uid);
     if (r != ncclSuccess) {
         char t[512];
-        return gpuml_fail(NULL, GPUML_ERR_NCCL, fn, "ncclGetUniqueId failed: %s", nccl_text(NULL, r, t, sizeof t));
+        return gpuml_fail(NULL, GPUML_ERR_NCCL, fn, "ncclGetUniqueId failed: %s",
+                          nccl_text(&api, NULL, r, t, sizeof t));
     }
     memcpy(id, uid.internal, sizeof uid.internal < 128 ? sizeof uid.internal : 128);
     return GPUML_OK;
@@ -203,12 +263,17 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
     comm->device.type = GPUML_DEVICE_CUDA;
     comm->device.index = dev;
 
+    /* Load the library before the rendezvous: a rank without NCCL fails
+     * at once instead of leaving its peers to time out. */
+    nccl_api api;
+    GPUML_TRY(nccl_api_load(&api, fn));
     ncclUniqueId uid;
     GPUML_TRY(get_id(comm, cfg, &uid, fn));
 
     gpuml_nccl_state *s = calloc(1, sizeof *s);
     if (!s)
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the NCCL state");
+    s->api = api;
     s->device = dev;
     s->work = calloc((size_t)5 * (size_t)comm->size, sizeof(int64_t));
     if (!s->work) {
@@ -227,18 +292,18 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     bool timed_out = false;
-    ncclResult_t r = ncclCommInitRankConfig(&s->nc, comm->size, uid, comm->rank, &config);
-    r = settle(s->nc, r, comm->timeout_s, &timed_out);
+    ncclResult_t r = s->api.CommInitRankConfig(&s->nc, comm->size, uid, comm->rank, &config);
+    r = settle(s, r, comm->timeout_s, &timed_out);
     if (timed_out) {
-        ncclCommAbort(s->nc);
+        s->api.CommAbort(s->nc);
         s->nc = NULL;
         st = gpuml_fail(NULL, GPUML_ERR_TIMEOUT, fn, "ncclCommInitRankConfig did not complete within %.3g s: not every "
                         "rank arrived", comm->timeout_s);
     } else if (r != ncclSuccess) {
         st = gpuml_fail(NULL, GPUML_ERR_NCCL, fn, "ncclCommInitRankConfig (rank %d of %d, device %d) failed: %s",
-                        comm->rank, comm->size, dev, nccl_text(s->nc, r, t, sizeof t));
+                        comm->rank, comm->size, dev, nccl_text(&s->api, s->nc, r, t, sizeof t));
         if (s->nc)
-            ncclCommAbort(s->nc);
+            s->api.CommAbort(s->nc);
         s->nc = NULL;
     }
     if (st == GPUML_OK) {
@@ -264,7 +329,7 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
     gpuml_guard_leave(&g);
     if (st != GPUML_OK) {
         if (s->nc)
-            ncclCommAbort(s->nc);
+            s->api.CommAbort(s->nc);
         state_free(s);
         return st;
     }
@@ -283,7 +348,7 @@ void gpuml_nccl_abort(gpuml_comm *comm)
         return;
     gpuml_device_guard g;
     gpuml_guard_enter(&g, s->device);
-    ncclCommAbort(s->nc);
+    s->api.CommAbort(s->nc);
     gpuml_guard_leave(&g);
     s->aborted = true;
     s->nc = NULL;
@@ -300,11 +365,11 @@ void gpuml_nccl_destroy(gpuml_comm *comm)
         /* Finalize waits for the communicator's outstanding work; if that
          * stalls, abort instead of hanging here. */
         bool timed_out = false;
-        ncclResult_t r = settle(s->nc, ncclCommFinalize(s->nc), comm->timeout_s, &timed_out);
+        ncclResult_t r = settle(s, s->api.CommFinalize(s->nc), comm->timeout_s, &timed_out);
         if (timed_out || r != ncclSuccess)
-            ncclCommAbort(s->nc);
+            s->api.CommAbort(s->nc);
         else
-            ncclCommDestroy(s->nc);
+            s->api.CommDestroy(s->nc);
         s->nc = NULL;
     }
     gpuml_guard_leave(&g);
@@ -333,7 +398,7 @@ static void fail_nccl(gpuml_comm *comm, gpuml_comm_request *req, ncclResult_t r,
                          what, gpuml_coll_kind_name(req->c.kind), comm->timeout_s);
     else
         gpuml_comm_break(comm, GPUML_ERR_NCCL, true, "rank %d: %s (%s) failed: %s", comm->rank, what,
-                         gpuml_coll_kind_name(req->c.kind), nccl_text(comm->nccl->nc, r, t, sizeof t));
+                         gpuml_coll_kind_name(req->c.kind), nccl_text(&comm->nccl->api, comm->nccl->nc, r, t, sizeof t));
 }
 
 /* Rank-order f32 sum: chunk q of the balanced split is summed on rank q,
@@ -358,15 +423,15 @@ static ncclResult_t det_sum(gpuml_comm *comm, gpuml_comm_request *req, bool *tim
     a_bytes = (size_t)n * (size_t)my_len * sizeof(float);
     if (a_bytes && (*st = gpuml_scratch_alloc(s->ictx, a_bytes, (void **)&A, req->fn)) != GPUML_OK)
         return ncclSuccess;
-    ncclResult_t r = ncclGroupStart();
+    ncclResult_t r = s->api.GroupStart();
     for (int q = 0; q < n && r == ncclSuccess; q++) {
         if (len[q] > 0)
-            r = ncclSend((const float *)c->in + start[q], (size_t)len[q], ncclFloat32, q, s->nc, s->stream);
+            r = s->api.Send((const float *)c->in + start[q], (size_t)len[q], ncclFloat32, q, s->nc, s->stream);
         if (r == ncclSuccess && my_len > 0)
-            r = ncclRecv(A + (size_t)q * (size_t)my_len, (size_t)my_len, ncclFloat32, q, s->nc, s->stream);
+            r = s->api.Recv(A + (size_t)q * (size_t)my_len, (size_t)my_len, ncclFloat32, q, s->nc, s->stream);
     }
-    ncclResult_t r2 = ncclGroupEnd();
-    r = settle(s->nc, r != ncclSuccess ? r : r2, comm->timeout_s, timed_out);
+    ncclResult_t r2 = s->api.GroupEnd();
+    r = settle(s, r != ncclSuccess ? r : r2, comm->timeout_s, timed_out);
     if (r != ncclSuccess || *timed_out)
         return r;
     float *dst = scatter ? (float *)c->out : (float *)c->out + start[me];
@@ -380,13 +445,13 @@ static ncclResult_t det_sum(gpuml_comm *comm, gpuml_comm_request *req, bool *tim
         return ncclSuccess;
     /* Gather the reduced chunks (sizes differ by one unit at most): grouped
      * broadcasts from each owner, in place in out. */
-    r = ncclGroupStart();
+    r = s->api.GroupStart();
     for (int q = 0; q < n && r == ncclSuccess; q++)
         if (len[q] > 0)
-            r = ncclBroadcast((float *)c->out + start[q], (float *)c->out + start[q], (size_t)len[q], ncclFloat32, q,
+            r = s->api.Broadcast((float *)c->out + start[q], (float *)c->out + start[q], (size_t)len[q], ncclFloat32, q,
                               s->nc, s->stream);
-    r2 = ncclGroupEnd();
-    return settle(s->nc, r != ncclSuccess ? r : r2, comm->timeout_s, timed_out);
+    r2 = s->api.GroupEnd();
+    return settle(s, r != ncclSuccess ? r : r2, comm->timeout_s, timed_out);
 }
 
 /* Row counts of an uneven all-gather, agreed over MPI. Returns false when
@@ -485,12 +550,12 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
         if (gpuml_coll_is_det(comm, c))
             r = det_sum(comm, req, &timed_out, &st);
         else
-            r = settle(s->nc, ncclAllReduce(c->in, c->out, (size_t)count, t, nccl_op(c->op), s->nc, s->stream),
+            r = settle(s, s->api.AllReduce(c->in, c->out, (size_t)count, t, nccl_op(c->op), s->nc, s->stream),
                        comm->timeout_s, &timed_out);
         break;
     case COLL_BROADCAST:
         if (bytes)
-            r = settle(s->nc, ncclBroadcast(c->out, c->out, bytes, ncclUint8, c->root, s->nc, s->stream),
+            r = settle(s, s->api.Broadcast(c->out, c->out, bytes, ncclUint8, c->root, s->nc, s->stream),
                        comm->timeout_s, &timed_out);
         break;
     case COLL_ALLGATHER: {
@@ -498,21 +563,21 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
         for (int q = 1; q < comm->size; q++)
             even &= cnt[q] == cnt[0];
         if (even && cnt[0] > 0) {
-            r = ncclAllGather(c->in, c->out, (size_t)cnt[0] * c->esize, ncclUint8, s->nc, s->stream);
+            r = s->api.AllGather(c->in, c->out, (size_t)cnt[0] * c->esize, ncclUint8, s->nc, s->stream);
         } else if (!even) {
-            r = ncclGroupStart();
+            r = s->api.GroupStart();
             int64_t off = 0;
             for (int q = 0; q < comm->size && r == ncclSuccess; q++) {
                 char *dst = (char *)c->out + (size_t)off * c->esize;
                 if (cnt[q] > 0)
-                    r = ncclBroadcast(q == comm->rank ? c->in : dst, dst, (size_t)cnt[q] * c->esize, ncclUint8, q,
+                    r = s->api.Broadcast(q == comm->rank ? c->in : dst, dst, (size_t)cnt[q] * c->esize, ncclUint8, q,
                                       s->nc, s->stream);
                 off += cnt[q];
             }
-            ncclResult_t r2 = ncclGroupEnd();
+            ncclResult_t r2 = s->api.GroupEnd();
             r = r != ncclSuccess ? r : r2;
         }
-        r = settle(s->nc, r, comm->timeout_s, &timed_out);
+        r = settle(s, r, comm->timeout_s, &timed_out);
         break;
     }
     case COLL_REDUCE_SCATTER:
@@ -521,24 +586,24 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
         if (gpuml_coll_is_det(comm, c)) {
             r = det_sum(comm, req, &timed_out, &st);
         } else if (c->in_rows % comm->size == 0) {
-            r = settle(s->nc, ncclReduceScatter(c->in, c->out, (size_t)(c->out_rows * c->row_elems), t,
+            r = settle(s, s->api.ReduceScatter(c->in, c->out, (size_t)(c->out_rows * c->row_elems), t,
                                                 nccl_op(c->op), s->nc, s->stream), comm->timeout_s, &timed_out);
         } else {
-            r = ncclGroupStart();
+            r = s->api.GroupStart();
             for (int q = 0; q < comm->size && r == ncclSuccess; q++) {
                 int64_t st0, len;
                 gpuml_dist_split(c->in_rows, comm->size, q, &st0, &len);
                 if (len > 0)
-                    r = ncclReduce((const char *)c->in + (size_t)(st0 * c->row_elems) * c->esize, c->out,
+                    r = s->api.Reduce((const char *)c->in + (size_t)(st0 * c->row_elems) * c->esize, c->out,
                                    (size_t)(len * c->row_elems), t, nccl_op(c->op), q, s->nc, s->stream);
             }
-            ncclResult_t r2 = ncclGroupEnd();
-            r = settle(s->nc, r != ncclSuccess ? r : r2, comm->timeout_s, &timed_out);
+            ncclResult_t r2 = s->api.GroupEnd();
+            r = settle(s, r != ncclSuccess ? r : r2, comm->timeout_s, &timed_out);
         }
         break;
     case COLL_BARRIER:
     default:
-        r = settle(s->nc, ncclAllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->nc, s->stream),
+        r = settle(s, s->api.AllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->nc, s->stream),
                    comm->timeout_s, &timed_out);
         break;
     }
@@ -572,7 +637,7 @@ void gpuml_nccl_poll(gpuml_comm *comm, gpuml_comm_request *req)
         return;
     }
     ncclResult_t async = ncclSuccess;
-    ncclResult_t r = ncclCommGetAsyncError(s->nc, &async);
+    ncclResult_t r = s->api.CommGetAsyncError(s->nc, &async);
     if (r == ncclSuccess)
         r = async;
     if (r != ncclSuccess && r != ncclInProgress)

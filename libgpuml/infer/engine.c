@@ -9,6 +9,9 @@
 
 #include "infer/engine_impl.h"
 
+/* Events per batch on the CPU when the caller does not say. */
+#define GPUML_ENGINE_CPU_BATCH_EVENTS 8
+
 int64_t eng_now_us(void)
 {
     struct timespec ts;
@@ -22,8 +25,8 @@ void gpuml_engine_config_init_defaults(gpuml_engine_config *cfg)
         return;
     memset(cfg, 0, sizeof *cfg);
     cfg->device.type = GPUML_DEVICE_CPU;
-    cfg->num_instances = 1;
-    cfg->max_batch_events = 64;
+    cfg->num_instances = 0;    /* chosen by device at creation (resolve_defaults) */
+    cfg->max_batch_events = 0; /* likewise */
     cfg->max_batch_rows = 65536;
     cfg->max_queue_delay_us = 1000;
     cfg->queue_capacity = 1024;
@@ -52,10 +55,12 @@ static gpuml_status check_config(const gpuml_engine_config *c, const char *fn)
 #define BAD(...) gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, __VA_ARGS__)
     if (c->device.type != GPUML_DEVICE_CPU && c->device.type != GPUML_DEVICE_CUDA)
         return BAD("cfg->device.type %d is not a device type", (int)c->device.type);
-    if (c->num_instances < 1 || c->num_instances > 64)
-        return BAD("cfg->num_instances = %d is not in [1, 64]", c->num_instances);
-    if (c->max_batch_events < 1 || c->max_batch_events > (1 << 20))
-        return BAD("cfg->max_batch_events = %d is not in [1, 2^20]", c->max_batch_events);
+    if (c->num_instances < 0 || c->num_instances > 64)
+        return BAD("cfg->num_instances = %d is not in [0 (auto), 64]", c->num_instances);
+    if (c->max_batch_events < 0 || c->max_batch_events > (1 << 20))
+        return BAD("cfg->max_batch_events = %d is not in [0 (auto), 2^20]", c->max_batch_events);
+    if (c->executor && (!c->executor->parallel_for || !c->executor->max_workers))
+        return BAD("cfg->executor lacks parallel_for or max_workers (both are required)");
     if (c->max_batch_rows < 1 || c->max_batch_rows > ((int64_t)1 << 31))
         return BAD("cfg->max_batch_rows = %" PRId64 " is not in [1, 2^31]", c->max_batch_rows);
     if (c->max_queue_delay_us < 0 || c->max_queue_delay_us > 60000000)
@@ -80,6 +85,24 @@ static gpuml_status check_config(const gpuml_engine_config *c, const char *fn)
 #undef BAD
 }
 
+/* The automatic choices (gpuml/infer.h, "Defaults"), measured in
+ * bench/README-engine.md: on the CPU, one single-threaded instance per
+ * core with small batches beats fewer, wider instances (a batch of a few
+ * small events does not split well over threads, and instances overlap
+ * each other's serial parts); on CUDA one instance with large batches. */
+static void resolve_defaults(gpuml_engine_config *c)
+{
+    bool cuda = c->device.type == GPUML_DEVICE_CUDA;
+    if (c->num_instances == 0) {
+        int n = cuda ? 1
+                : c->executor ? c->executor->max_workers(c->executor->self)
+                              : gpuml_default_num_threads();
+        c->num_instances = n < 1 ? 1 : n > 64 ? 64 : n;
+    }
+    if (c->max_batch_events == 0)
+        c->max_batch_events = cuda ? 64 : GPUML_ENGINE_CPU_BATCH_EVENTS;
+}
+
 /* ---- contexts ---------------------------------------------------------------- */
 gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out)
 {
@@ -87,11 +110,12 @@ gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out)
     gpuml_ctx_config_init_defaults(&cc);
     cc.device = e->cfg.device;
     cc.num_threads = e->cfg.cpu_threads;
+    cc.executor = e->cfg.executor;
     cc.log_fn = e->cfg.log_fn;
     cc.log_user = e->cfg.log_user;
     cc.log_level = e->cfg.log_level;
     GPUML_TRY(gpuml_ctx_create(&cc, out));
-    if (e->cfg.cpu_threads <= 0) {
+    if (!e->cfg.executor && e->cfg.cpu_threads <= 0) {
         int nt = gpuml_ctx_num_threads(*out) / e->n_inst;
         (void)gpuml_ctx_set_num_threads(*out, nt > 0 ? nt : 1);
     }
@@ -222,6 +246,7 @@ gpuml_status gpuml_engine_create_from_model(const gpuml_model *model, const gpum
     if (!e)
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the engine");
     e->cfg = *cfg;
+    resolve_defaults(&e->cfg);
     if (e->cfg.device.type == GPUML_DEVICE_CPU)
         e->cfg.device.index = 0;
     if (e->cfg.queue_rows <= 0)
@@ -367,6 +392,15 @@ void gpuml_engine_destroy(gpuml_engine *e)
 }
 
 const gpuml_model *gpuml_engine_model(const gpuml_engine *e) { return e && e->inst ? e->inst[0].model : NULL; }
+
+gpuml_status gpuml_engine_get_config(const gpuml_engine *e, gpuml_engine_config *out)
+{
+    if (!e || !out)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, "gpuml_engine_get_config", "argument '%s' is NULL",
+                          !e ? "e" : "out");
+    *out = e->cfg;
+    return GPUML_OK;
+}
 
 void gpuml_engine_fail_batch_after(gpuml_engine *e, long n)
 {

@@ -132,6 +132,7 @@ struct gpuml_engine {
     pthread_cond_t submit_cv;   /* shutdown waits for submits that hold a slot     */
     int submitting;             /* submits between taking a slot and pushing it    */
     bool forming;
+    int takers;                 /* workers in eng_take_batch: idle instances  */
     bool stopping, stopped, shutdown_started;
     gpuml_engine_shutdown_mode stop_mode;
     int workers_alive;
@@ -140,6 +141,11 @@ struct gpuml_engine {
     void *slot_ptrs;            /* the slots' in/out pointer arrays, one block     */
     eng_slot *free_slots;
     int64_t in_flight;
+    /* The most requests in flight at a completion, over the current and
+     * the previous window: how many the callers keep submitted (8 threads
+     * with one event each: 8). When that many are in the engine, nothing
+     * more can arrive until one completes, so the batcher stops waiting. */
+    int64_t pop_cur, pop_prev, pop_window_start;
     eng_slot **heap;            /* [queue_capacity] max-heap on (priority, -seq)   */
     int heap_n;
     int64_t heap_rows;

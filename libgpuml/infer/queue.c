@@ -101,6 +101,10 @@ void eng_slot_free_locked(gpuml_engine *e, eng_slot *s)
     s->pool_off = -1;
     s->next = e->free_slots;
     e->free_slots = s;
+    /* Requests in flight as one completes: in a steady state, how many the
+     * callers keep submitted (see nothing_more_can_arrive). */
+    if (e->in_flight > e->pop_cur)
+        e->pop_cur = e->in_flight;
     e->in_flight--;
 }
 
@@ -274,6 +278,27 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int64_t until_us)
     pthread_cond_timedwait(cv, m, &ts);
 }
 
+/* Whether every request the callers keep in flight is already in the
+ * engine (waiting or being computed): then waiting for more only delays
+ * this batch, since the callers submit again only after completions (a
+ * batch limit above what can be waiting must not cost the full delay each
+ * time). The population is the most requests in flight at a completion
+ * over the last one to two windows (100 ms, or 20 delays when longer), so
+ * it follows callers that come and go, and is unknown (no early dispatch)
+ * before the first completions. Requests whose submit holds a slot but has
+ * not pushed it yet are on their way and not counted as here. */
+static bool nothing_more_can_arrive(gpuml_engine *e, int64_t now)
+{
+    int64_t window = 20 * e->cfg.max_queue_delay_us > 100000 ? 20 * e->cfg.max_queue_delay_us : 100000;
+    if (now - e->pop_window_start > window) {
+        e->pop_prev = e->pop_cur;
+        e->pop_cur = 0;
+        e->pop_window_start = now;
+    }
+    int64_t population = e->pop_cur > e->pop_prev ? e->pop_cur : e->pop_prev;
+    return population > 0 && e->in_flight - e->submitting >= population;
+}
+
 bool eng_take_batch(gpuml_engine *e, eng_batch *b)
 {
     const int max_events = e->cfg.max_batch_events;
@@ -283,6 +308,7 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
     pthread_mutex_lock(&e->lock);
     /* One worker forms a batch at a time: the others would only split the
      * waiting requests into smaller batches. */
+    e->takers++;
     while (e->forming)
         pthread_cond_wait(&e->turn_cv, &e->lock);
     e->forming = true;
@@ -295,11 +321,18 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
         }
         int64_t now = eng_now_us();
         int64_t due = e->oldest_submit + e->cfg.max_queue_delay_us;
-        if (!(e->stopping || e->heap_n >= max_events || e->heap_rows >= max_rows || now >= due)) {
+        if (!(e->stopping || e->heap_n >= max_events || e->heap_rows >= max_rows || now >= due ||
+              nothing_more_can_arrive(e, now))) {
             timed_wait(&e->queue_cv, &e->lock, due);
             continue;
         }
-        while (e->heap_n > 0 && b->n_events < max_events && b->n_rows + e->heap[0]->rows <= max_rows) {
+        /* Other instances idle here too: take about our share of the
+         * waiting rows, so that the waiting work is spread over the idle
+         * instances instead of one of them computing it all (on the CPU an
+         * instance is one thread by default). */
+        int64_t share = e->takers > 1 ? (e->heap_rows + e->takers - 1) / e->takers : INT64_MAX;
+        while (e->heap_n > 0 && b->n_events < max_events && b->n_rows + e->heap[0]->rows <= max_rows &&
+               (b->n_events == 0 || b->n_rows < share)) {
             eng_slot *s = heap_pop(e);
             e->heap_rows -= s->rows;
             if (s->deadline_us > 0 && now > s->deadline_us) {
@@ -321,6 +354,7 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
             break; /* else every request taken had expired: wait again */
     }
     e->forming = false;
+    e->takers--;
     pthread_cond_signal(&e->turn_cv);
     pthread_mutex_unlock(&e->lock);
     return b->n_events > 0;

@@ -10,7 +10,9 @@
 static inline gpuml_kctx gpuml_kctx_of(const gpuml_ctx *ctx)
 {
     gpuml_kctx k;
+    k.exec = ctx->exec;
     k.nthreads = ctx->num_threads;
+    k.par_work = ctx->par_work;
     k.stream = ctx->stream;
     k.device = ctx->device.index;
     k.dev_error = ctx->dev_error;

@@ -120,7 +120,8 @@ DELETER = CFUNCTYPE(None, c_void_p, c_void_p)
 
 
 class CtxConfig(CStruct):
-    _fields_ = [("device", Device), ("stream", c_void_p), ("num_threads", c_int), ("seed", c_uint64),
+    _fields_ = [("device", Device), ("stream", c_void_p), ("num_threads", c_int), ("executor", c_void_p),
+                ("seed", c_uint64),
                 ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
 
 
@@ -227,8 +228,8 @@ class EngineConfig(CStruct):
     _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
                 ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
-                ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int), ("log_fn", LOG_FN),
-                ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters)]
+                ("executor", c_void_p), ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int),
+                ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters)]
 
 
 class EngineRequest(CStruct):

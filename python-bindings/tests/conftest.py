@@ -7,17 +7,7 @@ import pytest
 
 UNDER_ASAN = "address" in os.environ.get("GPUML_SANITIZE", "")
 
-# torch before gpuml: a libgpuml built with NCCL links the system's
-# libnccl.so.2, and the dynamic loader reuses an already loaded library of
-# that soname for torch's own (newer) NCCL, which then lacks symbols. Loading
-# torch first makes both use torch's. (See python-bindings/README.md.)
-if not UNDER_ASAN:
-    try:
-        import torch as _torch_loaded_first  # noqa: F401
-    except ImportError:
-        pass
-
-import gpuml  # noqa: E402
+import gpuml
 
 
 @pytest.fixture

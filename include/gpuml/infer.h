@@ -109,6 +109,9 @@ typedef struct gpuml_engine_config {
     gpuml_log_fn log_fn;          /* for the engine's contexts; NULL: stderr                       */
     void *log_user;
     gpuml_log_level log_level;    /* default GPUML_LOG_WARN                                        */
+    int require_checksum;         /* 1: a model file without gpuml's whole-file checksum is refused
+                                     (FORMAT); 0 (default): read with a WARN log. A checksum that
+                                     does not match is FORMAT either way (gpuml_ctx_config)        */
 } gpuml_engine_config;
 
 /* Fill cfg with the defaults above. Always call it before setting fields. */

@@ -277,7 +277,9 @@ static gpuml_status load_model(gpuml_ctx *ctx, const char *path, gpuml_model **o
     unsigned char head[8] = {0};
     size_t got = fread(head, 1, sizeof head, f);
     fclose(f);
-    if (got == sizeof head && !memcmp(head, hdf5_sig, sizeof head))
+    /* gpuml's files start with the checksum block (io/filesum.h), others
+     * with HDF5's signature. */
+    if (got == sizeof head && (!memcmp(head, hdf5_sig, sizeof head) || !memcmp(head, "GPUMLSUM", 8)))
         return gpuml_model_load(ctx, path, out);
     return gpuml_model_create_from_file(ctx, path, out);
 }
@@ -298,6 +300,7 @@ gpuml_status gpuml_engine_create(const char *path, const gpuml_engine_config *cf
     cc.log_fn = cfg->log_fn;
     cc.log_user = cfg->log_user;
     cc.log_level = cfg->log_level;
+    cc.require_checksum = cfg->require_checksum;
     gpuml_ctx *ctx;
     GPUML_TRY(gpuml_ctx_create(&cc, &ctx));
     gpuml_model *m = NULL;

@@ -93,7 +93,7 @@ static int digest_file(int fd, const unsigned char *head, off_t size, unsigned c
 
 gpuml_status io_sum_write(const char *path, const char *fn)
 {
-    int fd = open(path, O_RDWR);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         return gpuml_fail(NULL, GPUML_ERR_IO, fn, "cannot reopen '%s' to checksum it: %s", path, strerror(e));
@@ -127,7 +127,8 @@ gpuml_status io_sum_write(const char *path, const char *fn)
 gpuml_status io_sum_check(const char *path, bool *verified, const char *fn)
 {
     *verified = false;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO under the name must not block the caller */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         return gpuml_fail(NULL, GPUML_ERR_IO, fn, "cannot open '%s': %s", path, strerror(e));

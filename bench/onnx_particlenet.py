@@ -12,8 +12,8 @@ inference mode, folded into the preceding linear layer (what any inference
 export does; --no-fold keeps them separate; --factorised computes the
 first edge layer per particle as gpuml does). It interprets gpuml's JSON
 config (batchnorm, particlenet_block, global_pool, linear, relu, elu,
-dropout, concat) and loads the weights of a gpuml model file
-(/weights/<layer>/<param>, /buffers/<layer>/<param>).
+dropout, concat) and loads the weights of a gpuml model file (through the
+Python bindings, so any file layout; docs/file_formats.md).
 
     pip install onnx onnxruntime            # torch, h5py, numpy as for tests/
     python3 bench/onnx_particlenet.py export model.h5 model.onnx
@@ -40,17 +40,14 @@ BIG = 1e30  # distance given to self and to padding: never among the k nearest
 
 # ---- the dense model -----------------------------------------------------------------------------
 def load_gpuml(path):
-    """config dict, {"layer.param": array} of a gpuml model file."""
-    with h5py.File(path, "r") as f:
-        cfg = json.loads(f.attrs["config"])
-        tensors = {}
-        for root in ("weights", "buffers"):
-            if root not in f:
-                continue
-            for layer, g in f[root].items():
-                for name, d in g.items():
-                    tensors[f"{layer}.{name}"] = np.asarray(d[()], dtype=np.float32)
-    return cfg, tensors
+    """config dict, {"layer.param": array} of a gpuml model file, read through
+    gpuml's own reader (the Python bindings over the library just built:
+    every file layout, checksum verified) rather than by HDF5 paths."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python-bindings"))
+    import gpuml
+    m = gpuml.Model.load(path)
+    tensors = {k: np.array(v, dtype=np.float32) for k, v in {**m.parameters(), **m.buffers()}.items()}
+    return m.config, tensors
 
 
 def dense_model(cfg, tensors, fold_bn=True, factorised=False):

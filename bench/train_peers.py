@@ -262,15 +262,18 @@ class Events:
 
 
 def load_init(model, path):
+    """The initial weights from a gpuml model file, read through gpuml's own
+    reader (the Python bindings: every file layout, checksum verified)."""
+    sys.path.insert(0, os.path.join(ROOT, "python-bindings"))
+    import gpuml
+    g = gpuml.Model.load(path)
+    stored = {**g.parameters(), **g.buffers()}
     names = model.gpuml_names()
-    with h5py.File(path, "r") as f:
-        with torch.no_grad():
-            for full, p in list(model.named_parameters()) + list(model.named_buffers()):
-                if full not in names:
-                    continue
-                layer, param = names[full].split(".", 1)
-                grp = "weights" if isinstance(p, torch.nn.Parameter) else "buffers"
-                p.copy_(torch.from_numpy(f[grp][layer][param][()]))
+    with torch.no_grad():
+        for full, p in list(model.named_parameters()) + list(model.named_buffers()):
+            if full not in names:
+                continue
+            p.copy_(torch.from_numpy(np.array(stored[names[full]], dtype=np.float32)))
 
 
 def run_peer(a):

@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 
     gpuml_trainer_config tc;
     gpuml_trainer_config_init_defaults(&tc); /* object condensation on outputs beta, coords */
-    tc.oc.max_objects = field_max_i32(data, "event/n_showers") + 1;
+    tc.oc.max_objects = field_max_count(data, "event/n_showers", 1 << 16) + 1;
     tc.optim.lr = (float)o.lr;
     tc.optim.clip_norm = 1.0f;
     tc.optim.schedule = GPUML_SCHED_COSINE, tc.optim.warmup_steps = total / 20, tc.optim.total_steps = total;

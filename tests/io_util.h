@@ -146,6 +146,20 @@ static inline long io_find_bytes(const char *path, const void *needle, size_t le
     return at;
 }
 
+/* Turn a gpuml-written file into one without gpuml's whole-file checksum
+ * (as h5py or an older gpuml would have written it): zero the checksum
+ * block's magic. HDF5 still finds its superblock after the user block. */
+static inline void io_strip_checksum(const char *path)
+{
+    int fd = open(path, O_WRONLY);
+    static const char zeros[8] = {0};
+    if (fd < 0 || pwrite(fd, zeros, 8, 0) != 8) {
+        perror(path);
+        exit(1);
+    }
+    close(fd);
+}
+
 static inline void io_poke(const char *path, long offset, const void *data, size_t len)
 {
     int fd = open(path, O_WRONLY);

@@ -6,6 +6,7 @@ and attributes. Skipped (exit 77) when h5py is not importable.
 
     test_h5py.py CHECKER_BINARY
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -40,7 +41,23 @@ def write_h5py(path, rs, **kw):
         f.create_dataset("event/label", data=label)
 
 
+def check_checksum_block(path):
+    """gpuml's whole-file checksum (libgpuml/io/filesum.h), recomputed with
+    Python's hashlib: magic, layout 1, BLAKE2b-256, the size of the HDF5
+    part, and the digest of the file with the digest field zeroed."""
+    raw = bytearray(open(path, "rb").read())
+    assert raw[:8] == b"GPUMLSUM", raw[:8]
+    assert int.from_bytes(raw[8:12], "little") == 1 and int.from_bytes(raw[12:16], "little") == 1
+    assert int.from_bytes(raw[16:24], "little") == len(raw) - 512
+    stored = bytes(raw[24:56])
+    raw[24:56] = bytes(32)
+    assert hashlib.blake2b(bytes(raw), digest_size=32).digest() == stored
+    assert raw[56:512] == bytes(456) and raw[512:520] == b"\x89HDF\r\n\x1a\n"
+
+
 def check_c_files(tmp):
+    for name in ("c_dataset.h5", "c_model.h5"):
+        check_checksum_block(os.path.join(tmp, name))
     with h5py.File(os.path.join(tmp, "c_dataset.h5"), "r") as f:
         rs = f["row_splits"][()]
         assert rs.dtype == np.int64 and rs[0] == 0 and len(rs) == 38

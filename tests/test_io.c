@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "io_util.h"
+#include "io/blake2b.h"
 
 static gpuml_ctx *ctx;
 
@@ -386,6 +387,12 @@ static void test_read_errors(void **state)
     void *bytes = io_read_file(path, &size);
     io_write_file(io_path("trunc.h5"), bytes, n / 2);
     free(bytes);
+    /* gpuml's own file: its checksum block records the size */
+    gpuml_status st_cut = gpuml_h5_reader_open(io_path("trunc.h5"), &r);
+    char msg_cut[1024];
+    snprintf(msg_cut, sizeof msg_cut, "%s", gpuml_last_error());
+    /* without the checksum, HDF5 itself finds the damage */
+    io_strip_checksum(io_path("trunc.h5"));
     gpuml_status st_trunc = gpuml_h5_reader_open(io_path("trunc.h5"), &r);
     char msg_trunc[1024];
     snprintf(msg_trunc, sizeof msg_trunc, "%s", gpuml_last_error());
@@ -394,6 +401,9 @@ static void test_read_errors(void **state)
     assert_int_equal(st_missing, GPUML_ERR_IO);
     assert_non_null(strstr(msg_missing, "No such file"));
     assert_int_equal(st_garbage, GPUML_ERR_FORMAT);
+    assert_int_equal(st_cut, GPUML_ERR_FORMAT);
+    assert_non_null(strstr(msg_cut, "truncated"));
+    assert_non_null(strstr(msg_cut, "trunc.h5"));
     assert_int_equal(st_trunc, GPUML_ERR_FORMAT);
     assert_non_null(strstr(msg_trunc, "HDF5:")); /* HDF5's own reason is in the message */
     assert_non_null(strstr(msg_trunc, "trunc.h5"));
@@ -402,7 +412,8 @@ static void test_read_errors(void **state)
     check_h5_clean();
 }
 
-/* A flipped byte in a dataset's data is caught by its Fletcher32 checksum. */
+/* A flipped byte in a dataset's data is caught by the whole-file checksum
+ * at open, and in a file without one by the dataset's Fletcher32. */
 static void test_checksum(void **state)
 {
     (void)state;
@@ -419,7 +430,15 @@ static void test_checksum(void **state)
     assert_true(at > 0);
     unsigned char x = 0x77;
     io_poke(path, at, &x, 1);
-    gpuml_h5_reader *r;
+    gpuml_h5_reader *r = (gpuml_h5_reader *)1;
+    expect_st(gpuml_h5_reader_open(path, &r), GPUML_ERR_FORMAT, "sum.h5", "checksum");
+    assert_null(r);
+    int verified = 1;
+    expect_st(gpuml_file_verify(path, &verified), GPUML_ERR_FORMAT, "sum.h5", "corrupted");
+    assert_int_equal(verified, 0);
+    io_strip_checksum(path);
+    OK(gpuml_file_verify(path, &verified));
+    assert_int_equal(verified, 0);
     OK(gpuml_h5_reader_open(path, &r));
     int32_t before[64];
     memcpy(before, gpuml_tensor_data(t), sizeof before);
@@ -445,6 +464,120 @@ static void test_checksum(void **state)
     expect_st(gpuml_h5_reader_read(r, ctx, "data", t), GPUML_ERR_IO, "cut short", "sum.h5");
     gpuml_tensor_destroy(t);
     gpuml_h5_reader_close(r);
+    check_h5_clean();
+}
+
+/* BLAKE2b against Python's hashlib.blake2b (digest_size 32, and 64 for the
+ * RFC 7693 appendix A value). */
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void test_blake2b_vectors(void **state)
+{
+    (void)state;
+    unsigned char big[1280], d[64];
+    char h[129];
+    for (int i = 0; i < 1280; i++)
+        big[i] = (unsigned char)(i % 256);
+    struct {
+        const void *msg;
+        size_t n, outlen;
+        const char *want;
+    } cases[] = {
+        {"", 0, 32, "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8"},
+        {"abc", 3, 32, "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319"},
+        {big, 1280, 32, "82628cbfc9689e234b0923a531f4578fe2e7138a03e2f81ed6cde97517336650"},
+        {"abc", 3, 64,
+         "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab9"
+         "2386edd4009923"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        /* whole, and fed in uneven pieces across block boundaries */
+        for (size_t piece = 0; piece < 3; piece++) {
+            io_blake2b s;
+            io_blake2b_init(&s, cases[c].outlen);
+            size_t step = piece == 0 ? cases[c].n + 1 : piece == 1 ? 1 : 127;
+            for (size_t at = 0; at < cases[c].n; at += step)
+                io_blake2b_update(&s, (const char *)cases[c].msg + at, at + step < cases[c].n ? step : cases[c].n - at);
+            io_blake2b_final(&s, d);
+            hex(d, cases[c].outlen, h);
+            assert_string_equal(h, cases[c].want);
+        }
+    }
+}
+
+/* The checksum block: present and verified on every file the writer makes;
+ * any change to the file (header fields, digest, HDF5 part, size) is
+ * FORMAT; a file without one is readable and reported unverified. */
+static void test_file_checksum(void **state)
+{
+    (void)state;
+    const char *path = io_path("blk.h5"), *copy = io_path("blk2.h5");
+    float v[32];
+    for (int i = 0; i < 32; i++)
+        v[i] = (float)i;
+    gpuml_h5_writer *w;
+    OK(gpuml_h5_writer_open(path, &w));
+    gpuml_tensor *t = h_tensor(ctx, GPUML_F32, 1, (int64_t[]){32}, v);
+    OK(gpuml_h5_writer_write(w, ctx, "x", t));
+    OK(gpuml_h5_writer_commit(w));
+    int verified = 0;
+    OK(gpuml_file_verify(path, &verified));
+    assert_int_equal(verified, 1);
+    long size = 0;
+    unsigned char *orig = io_read_file(path, &size);
+    assert_memory_equal(orig, "GPUMLSUM", 8);
+    /* one byte changed in each part: version, algorithm, length, digest,
+     * reserved, the HDF5 superblock, the last byte */
+    long spots[] = {8, 12, 16, 23, 24, 55, 56, 511, 512, 520, size - 1};
+    for (size_t i = 0; i < sizeof spots / sizeof spots[0]; i++) {
+        io_write_file(copy, orig, size);
+        unsigned char b = orig[spots[i]] ^ 0x01;
+        io_poke(copy, spots[i], &b, 1);
+        verified = 1;
+        gpuml_status st = gpuml_file_verify(copy, &verified);
+        if (st != GPUML_ERR_FORMAT)
+            fail_msg("byte %ld flipped: %s", spots[i], gpuml_status_string(st));
+        assert_int_equal(verified, 0);
+        gpuml_h5_reader *r = (gpuml_h5_reader *)1;
+        expect_st(gpuml_h5_reader_open(copy, &r), GPUML_ERR_FORMAT, "blk2.h5", NULL);
+        assert_null(r);
+    }
+    /* a byte appended, a byte cut off */
+    io_write_file(copy, orig, size);
+    FILE *f = fopen(copy, "ab");
+    fputc(0, f);
+    fclose(f);
+    expect_st(gpuml_file_verify(copy, &verified), GPUML_ERR_FORMAT, "extended", NULL);
+    io_write_file(copy, orig, size - 1);
+    expect_st(gpuml_file_verify(copy, &verified), GPUML_ERR_FORMAT, "truncated", NULL);
+    /* the magic gone: an unverified file, still readable */
+    io_write_file(copy, orig, size);
+    io_strip_checksum(copy);
+    OK(gpuml_file_verify(copy, &verified));
+    assert_int_equal(verified, 0);
+    gpuml_h5_reader *r;
+    OK(gpuml_h5_reader_open(copy, &r));
+    OK(gpuml_h5_reader_read(r, ctx, "x", t));
+    gpuml_h5_reader_close(r);
+    /* a file HDF5 wrote without a user block; a file too small for one */
+    hid_t hf = H5Fcreate(copy, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(hf);
+    OK(gpuml_file_verify(copy, &verified));
+    assert_int_equal(verified, 0);
+    OK(gpuml_h5_reader_open(copy, &r));
+    gpuml_h5_reader_close(r);
+    io_write_file(copy, "GPUMLSUM", 8);
+    OK(gpuml_file_verify(copy, &verified));
+    assert_int_equal(verified, 0);
+    expect_st(gpuml_file_verify(io_path("none.h5"), &verified), GPUML_ERR_IO, "none.h5", NULL);
+    expect_st(gpuml_file_verify(NULL, &verified), GPUML_ERR_INVALID_ARGUMENT, "path", NULL);
+    expect_st(gpuml_file_verify(path, NULL), GPUML_ERR_INVALID_ARGUMENT, "verified", NULL);
+    free(orig);
+    gpuml_tensor_destroy(t);
     check_h5_clean();
 }
 
@@ -560,6 +693,8 @@ int main(void)
         cmocka_unit_test(test_atomic_commit),
         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_checksum),
+        cmocka_unit_test(test_blake2b_vectors),
+        cmocka_unit_test(test_file_checksum),
         cmocka_unit_test(test_foreign_files),
         cmocka_unit_test(test_error_handler_restored),
     };

@@ -249,27 +249,74 @@ static inline void progress_update(progress *p, int64_t step, double events_per_
     p->last = t;
 }
 
-/* Largest value of an integer per-event field ("event/n_showers"). */
-static inline int64_t field_max_i32(const char *path, const char *field)
+/* Largest value of a per-event count field ("event/n_showers"): one
+ * integer (i32, i64 or u8) per event, each in [0, limit]. The file is
+ * data, not trusted: a field of another dtype or shape is refused rather
+ * than reinterpreted (a u8 field read as i32 runs past the data, a float
+ * one gives absurd counts and allocations). Returns 0 with *out set, or -1
+ * with a message naming the file and field in err. */
+static inline int field_max_count_checked(const char *path, const char *field, int64_t limit, int64_t *out,
+                                          char *err, size_t errsize)
 {
-    gpuml_ctx_config cfg;
-    gpuml_ctx_config_init_defaults(&cfg);
-    cfg.num_threads = 1;
-    gpuml_ctx *ctx;
-    DIE_IF(gpuml_ctx_create(&cfg, &ctx));
     gpuml_dataset *ds;
-    DIE_IF(gpuml_dataset_open(path, &ds));
-    gpuml_tensor *rs, *v;
-    const char *names[1] = {field};
-    DIE_IF(gpuml_dataset_read(ds, ctx, 0, gpuml_dataset_num_events(ds), 1, names, &rs, &v));
-    const int32_t *p = gpuml_tensor_data(v);
+    if (gpuml_dataset_open(path, &ds) != GPUML_OK) {
+        snprintf(err, errsize, "%s", gpuml_last_error());
+        return -1;
+    }
+    int index;
+    gpuml_field_info fi = {0};
+    int rc = -1;
+    if (gpuml_dataset_find(ds, field, &index) != GPUML_OK || gpuml_dataset_field(ds, index, &fi) != GPUML_OK)
+        snprintf(err, errsize, "'%s' has no field '%s'", path, field);
+    else if (!fi.per_event || fi.ndim != 0 || (fi.dtype != GPUML_I32 && fi.dtype != GPUML_I64 && fi.dtype != GPUML_U8))
+        snprintf(err, errsize, "'%s': field '%s' must hold one integer (i32, i64 or u8) per event; it is %s, %s %d-d",
+                 path, field, fi.per_event ? "per event" : "per row", gpuml_dtype_name(fi.dtype), fi.ndim);
+    else
+        rc = 0;
+    gpuml_ctx *ctx = NULL;
+    gpuml_tensor *rs = NULL, *v = NULL;
+    if (rc == 0) {
+        gpuml_ctx_config cfg;
+        gpuml_ctx_config_init_defaults(&cfg);
+        cfg.num_threads = 1;
+        const char *names[1] = {field};
+        if (gpuml_ctx_create(&cfg, &ctx) != GPUML_OK ||
+            gpuml_dataset_read(ds, ctx, 0, gpuml_dataset_num_events(ds), 1, names, &rs, &v) != GPUML_OK) {
+            snprintf(err, errsize, "%s", gpuml_last_error());
+            rc = -1;
+        }
+    }
     int64_t mx = 0;
-    for (int64_t i = 0; i < gpuml_tensor_numel(v); i++)
-        mx = p[i] > mx ? p[i] : mx;
+    for (int64_t i = 0; rc == 0 && i < gpuml_tensor_numel(v); i++) {
+        const void *d = gpuml_tensor_data(v);
+        int64_t x = fi.dtype == GPUML_I32 ? ((const int32_t *)d)[i]
+                    : fi.dtype == GPUML_I64 ? ((const int64_t *)d)[i]
+                                            : ((const uint8_t *)d)[i];
+        if (x < 0 || x > limit) {
+            snprintf(err, errsize, "'%s': field '%s' of event %lld is %lld, not a count in [0, %lld]", path, field,
+                     (long long)i, (long long)x, (long long)limit);
+            rc = -1;
+        }
+        mx = x > mx ? x : mx;
+    }
     gpuml_tensor_destroy(rs);
     gpuml_tensor_destroy(v);
     gpuml_dataset_close(ds);
     gpuml_ctx_destroy(ctx);
+    if (rc == 0)
+        *out = mx;
+    return rc;
+}
+
+/* field_max_count_checked, or exit with its message. */
+static inline int64_t field_max_count(const char *path, const char *field, int64_t limit)
+{
+    char err[1024];
+    int64_t mx = 0;
+    if (field_max_count_checked(path, field, limit, &mx, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        exit(1);
+    }
     return mx;
 }
 

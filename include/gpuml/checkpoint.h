@@ -40,8 +40,12 @@ typedef struct gpuml_train_state {
 GPUML_API gpuml_status gpuml_checkpoint_save(const char *path, const gpuml_model *m, const gpuml_optim *opt,
                                              const gpuml_train_state *state);
 /* Into a model built from the same config and an optimizer of the same
- * kind over its slabs (opt may be NULL to skip it; state may be NULL). On
- * failure nothing is changed. */
+ * kind over its slabs (opt may be NULL to skip it; state may be NULL). The
+ * file's checksum is verified first (see gpuml/model.h), then every value:
+ * /state entries by name (each known name exactly once), steps, epochs and
+ * the loader position in [0, 2^53], tensor shapes. Errors: FORMAT (a bad
+ * or corrupted file, naming it), IO, OUT_OF_MEMORY. On failure nothing is
+ * changed. */
 GPUML_API gpuml_status gpuml_checkpoint_load(const char *path, gpuml_model *m, gpuml_optim *opt,
                                              gpuml_train_state *state);
 

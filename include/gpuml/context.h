@@ -85,6 +85,13 @@ typedef struct gpuml_ctx_config {
     gpuml_log_fn log_fn;   /* NULL: stderr                                   */
     void *log_user;
     gpuml_log_level log_level; /* default GPUML_LOG_WARN                     */
+    int require_checksum;  /* model files and checkpoints read through this
+                              context (gpuml_model_load, _load_weights,
+                              gpuml_checkpoint_load) must carry gpuml's
+                              whole-file checksum: 1 refuses one without
+                              (FORMAT); 0 (default) reads it unverified with
+                              a WARN log. A checksum that does not match is
+                              FORMAT either way.                            */
 } gpuml_ctx_config;
 
 /* Fill cfg with the defaults above. Always call it before setting fields. */

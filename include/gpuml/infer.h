@@ -154,6 +154,9 @@ typedef struct gpuml_engine_config {
     void *log_user;
     gpuml_log_level log_level;    /* default GPUML_LOG_WARN                                        */
     gpuml_engine_clusters clusters; /* object condensation post-processing, see above; off          */
+    int require_checksum;         /* 1: a model file without gpuml's whole-file checksum is refused
+                                     (FORMAT); 0 (default): read with a WARN log. A checksum that
+                                     does not match is FORMAT either way (gpuml_ctx_config)        */
 } gpuml_engine_config;
 
 /* Fill cfg with the defaults above. Always call it before setting fields. */

@@ -8,9 +8,15 @@
  *    "/weights/conv1/weight", plus string / integer / float attributes. The
  *    writer works on a temporary file next to the target and renames it
  *    over the target on commit, so a crash never leaves a half-written file
- *    under the real name. Datasets get Fletcher32 checksums. The reader
- *    trusts nothing in the file: dtype, rank, shape and size are checked
- *    against what the caller expects before anything is allocated.
+ *    under the real name. Datasets get Fletcher32 checksums, and the whole
+ *    file a BLAKE2b-256 checksum in a 512-byte HDF5 user block (h5py and
+ *    h5ls skip it), written on commit. The reader checks that checksum with
+ *    plain file I/O before HDF5 parses anything, so a corrupted file is a
+ *    FORMAT error and never reaches HDF5's own parser (which crashes on some
+ *    corruptions); files without one (h5py, other tools, older gpuml) are
+ *    read as before. It trusts nothing in the file: dtype, rank, shape and
+ *    size are checked against what the caller expects before anything is
+ *    allocated.
  *
  *        gpuml_h5_writer *w;
  *        GPUML_TRY(gpuml_h5_writer_open("model.h5", &w));
@@ -149,8 +155,10 @@ GPUML_API gpuml_status gpuml_h5_writer_commit(gpuml_h5_writer *w);
  * NULL: no-op. */
 GPUML_API void gpuml_h5_writer_abort(gpuml_h5_writer *w);
 
-/* Open an existing file read-only.
- * Errors: IO (missing or unreadable), FORMAT (not HDF5, truncated). */
+/* Open an existing file read-only. A file that carries gpuml's whole-file
+ * checksum is verified first (see gpuml_file_verify).
+ * Errors: IO (missing or unreadable), FORMAT (checksum mismatch, not HDF5,
+ * truncated). */
 GPUML_API gpuml_status gpuml_h5_reader_open(const char *path, gpuml_h5_reader **out);
 GPUML_API void gpuml_h5_reader_close(gpuml_h5_reader *r); /* NULL: no-op */
 
@@ -210,6 +218,15 @@ GPUML_API gpuml_status gpuml_h5_reader_attr_i64_array(gpuml_h5_reader *r, const 
 /* Names of the members of the group at `group`, sorted by name (caller
  * frees with gpuml_strings_free). Errors: NOT_FOUND, FORMAT (not a group). */
 GPUML_API gpuml_status gpuml_h5_reader_list(gpuml_h5_reader *r, const char *group, gpuml_strings *out);
+
+/* Check the whole-file checksum that gpuml's writers put in the HDF5 user
+ * block (model files, checkpoints, datasets), with plain file I/O: HDF5 is
+ * not called. *verified = 1 when the file carries a checksum and it
+ * matches, 0 when the file carries none (written by h5py, another tool or
+ * a gpuml before checksums). Reads the whole file.
+ * Errors: FORMAT (mismatch, size differs from the recorded one, unknown
+ * checksum layout; *verified = 0), IO, INVALID_ARGUMENT. */
+GPUML_API gpuml_status gpuml_file_verify(const char *path, int *verified);
 
 /* ==== 2. ragged event datasets ======================================== */
 
@@ -367,7 +384,9 @@ GPUML_API gpuml_status gpuml_loader_get_position(const gpuml_loader *l, gpuml_lo
 /* Continue from pos (e.g. from a checkpoint): the batches that follow are
  * bitwise those the saved loader would have returned. Discards prefetched
  * batches and a pending error. pos->fingerprint 0 skips the plan check.
- * Errors: INVALID_ARGUMENT (batch out of range), STATE (other plan). */
+ * Errors: INVALID_ARGUMENT (epoch not in [0, GPUML_LOADER_MAX_EPOCH], batch
+ * out of range), STATE (other plan). */
+#define GPUML_LOADER_MAX_EPOCH ((int64_t)1 << 53)
 GPUML_API gpuml_status gpuml_loader_set_position(gpuml_loader *l, const gpuml_loader_position *pos);
 
 /* Testing aid: of the batches gpuml_loader_next returns from now on, the

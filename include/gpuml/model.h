@@ -120,12 +120,17 @@ GPUML_API gpuml_tensor *gpuml_model_buffer_slab(const gpuml_model *m); /* NULL w
  * length the full text needs. */
 GPUML_API size_t gpuml_model_summary(const gpuml_model *m, char *buf, size_t size);
 
-/* ---- model files (HDF5, DESIGN.md section 7) ------------------------------
- * Root attributes format = "gpuml-model", format_version, gpuml_version,
- * config (the normalised JSON); parameters at /weights/<layer>/<param> and
- * buffers at /buffers/<layer>/<name>, with Fletcher32 checksums. Written to
- * a temporary name and renamed: a crash never leaves a half-written file.
- * Readable with h5py. */
+/* ---- model files (HDF5, DESIGN.md section 7; docs/file_formats.md) --------
+ * Root attributes format = "gpuml-model", format_version (2), gpuml_version,
+ * config (the normalised JSON); the parameters as one slab with an index at
+ * /weights/{values,index,names}, buffers likewise at /buffers, with
+ * Fletcher32 checksums; a whole-file checksum in the HDF5 user block.
+ * Written to a temporary name and renamed: a crash never leaves a
+ * half-written file. Readable with h5py. Readers verify the whole-file
+ * checksum before HDF5 parses the file (a mismatch is FORMAT naming the
+ * file); a file without one (format_version 1 files, other tools) is read
+ * with a WARN log, or refused when the context's require_checksum is set.
+ * format_version 1 (one dataset per tensor) is still read. */
 GPUML_API gpuml_status gpuml_model_save(const gpuml_model *m, const char *path);
 /* Build the model stored in `path` on ctx's device and read its weights.
  * Every field is validated (format, version, config, each tensor's dtype and

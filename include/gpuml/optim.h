@@ -83,6 +83,8 @@ GPUML_API gpuml_status gpuml_grad_norm(gpuml_ctx *ctx, const gpuml_tensor *grads
  * owned by the optimizer; the step counter. */
 GPUML_API int gpuml_optim_num_states(const gpuml_optim *opt);
 GPUML_API gpuml_status gpuml_optim_state(const gpuml_optim *opt, int i, const char **name, gpuml_tensor **state);
+/* steps in [0, GPUML_OPTIM_MAX_STEPS]; else INVALID_ARGUMENT, unchanged. */
+#define GPUML_OPTIM_MAX_STEPS ((int64_t)1 << 53)
 GPUML_API gpuml_status gpuml_optim_set_num_steps(gpuml_optim *opt, int64_t steps);
 /* The configuration the optimizer was created with. */
 GPUML_API void gpuml_optim_get_config(const gpuml_optim *opt, gpuml_optim_config *cfg);

@@ -98,6 +98,7 @@ gpuml_status gpuml_ctx_create(const gpuml_ctx_config *cfg, gpuml_ctx **out)
     ctx->log_fn = cfg->log_fn;
     ctx->log_user = cfg->log_user;
     ctx->log_level = cfg->log_level;
+    ctx->require_checksum = cfg->require_checksum != 0;
     ctx->stream = cfg->stream;
 
     gpuml_status st;

@@ -93,6 +93,7 @@ struct gpuml_ctx {
     gpuml_log_fn log_fn;
     void *log_user;
     gpuml_log_level log_level;
+    bool require_checksum; /* gpuml_ctx_config.require_checksum              */
     char last_error[GPUML_MSG_MAX];
 };
 

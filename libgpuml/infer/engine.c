@@ -308,10 +308,17 @@ static gpuml_status load_model(gpuml_ctx *ctx, const char *path, gpuml_model **o
     FILE *f = fopen(path, "rb");
     if (!f)
         return gpuml_fail(NULL, GPUML_ERR_IO, fn, "cannot open model '%s'", path);
+    /* gpuml's files start with their checksum block (io/filesum.h); HDF5's
+     * signature sits at 0 or, after a user block, at 512, 1024, 2048, ... */
     unsigned char head[8] = {0};
-    size_t got = fread(head, 1, sizeof head, f);
+    bool hdf5 = fread(head, 1, sizeof head, f) == sizeof head && !memcmp(head, "GPUMLSUM", 8);
+    for (long at = 0; !hdf5 && at <= (1L << 20); at = at ? 2 * at : 512) {
+        if (fseek(f, at, SEEK_SET) != 0 || fread(head, 1, sizeof head, f) != sizeof head)
+            break;
+        hdf5 = !memcmp(head, hdf5_sig, sizeof head);
+    }
     fclose(f);
-    if (got == sizeof head && !memcmp(head, hdf5_sig, sizeof head))
+    if (hdf5)
         return gpuml_model_load(ctx, path, out);
     return gpuml_model_create_from_file(ctx, path, out);
 }
@@ -332,6 +339,7 @@ gpuml_status gpuml_engine_create(const char *path, const gpuml_engine_config *cf
     cc.log_fn = cfg->log_fn;
     cc.log_user = cfg->log_user;
     cc.log_level = cfg->log_level;
+    cc.require_checksum = cfg->require_checksum;
     gpuml_ctx *ctx;
     GPUML_TRY(gpuml_ctx_create(&cc, &ctx));
     gpuml_model *m = NULL;

@@ -126,6 +126,12 @@ struct gpuml_h5_reader {
     io_file_guard guard;
 };
 
+/* gpuml_h5_reader_open for gpuml's own files (model files, checkpoints):
+ * io_sum_verify(ctx, require) first, so a file without a checksum is
+ * logged (WARN) or, with require, refused (FORMAT). */
+gpuml_status io_reader_open_verified(const gpuml_ctx *ctx, bool require, const char *path, gpuml_h5_reader **out,
+                                     const char *fn);
+
 /* ---- dataset internals (used by the loader) --------------------------- */
 typedef struct io_field {
     char *name;        /* "features", "event/label" */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/filesum.h"
 #include "io/h5.h"
 
 /* Bounds on what an attribute or a group listing may make us allocate. */
@@ -79,7 +80,7 @@ static gpuml_status open_locked(const char *path, gpuml_h5_reader **out, const c
     if (!out)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'out' is NULL");
     *out = NULL;
-    hid_t f;
+    hid_t f = -1;
     GPUML_TRY(io_file_open(path, &f, fn));
     gpuml_h5_reader *r = calloc(1, sizeof *r);
     if (r)
@@ -96,9 +97,40 @@ static gpuml_status open_locked(const char *path, gpuml_h5_reader **out, const c
     return GPUML_OK;
 }
 
+/* The checksum is checked with plain file I/O, outside the HDF5 lock and
+ * before HDF5 sees a byte of the file. */
 gpuml_status gpuml_h5_reader_open(const char *path, gpuml_h5_reader **out)
 {
-    IO_LOCKED_RETURN(open_locked(path, out, "gpuml_h5_reader_open"));
+    static const char fn[] = "gpuml_h5_reader_open";
+    if (out)
+        *out = NULL;
+    if (path && path[0]) {
+        bool verified;
+        GPUML_TRY(io_sum_check(path, &verified, fn));
+    }
+    IO_LOCKED_RETURN(open_locked(path, out, fn));
+}
+
+gpuml_status io_reader_open_verified(const gpuml_ctx *ctx, bool require, const char *path, gpuml_h5_reader **out,
+                                     const char *fn)
+{
+    *out = NULL;
+    if (!path || !path[0])
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'path' is %s", path ? "empty" : "NULL");
+    GPUML_TRY(io_sum_verify(ctx, require, path, fn));
+    IO_LOCKED_RETURN(open_locked(path, out, fn));
+}
+
+gpuml_status gpuml_file_verify(const char *path, int *verified)
+{
+    static const char fn[] = "gpuml_file_verify";
+    if (!path || !path[0] || !verified)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument '%s' is %s", verified ? "path" : "verified",
+                          verified && path ? "empty" : "NULL");
+    bool v = false;
+    gpuml_status st = io_sum_check(path, &v, fn);
+    *verified = v;
+    return st;
 }
 
 void gpuml_h5_reader_close(gpuml_h5_reader *r)

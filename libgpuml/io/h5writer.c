@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/filesum.h"
 #include "io/h5.h"
 
 /* Chunks of about this size: large enough that per-chunk overhead (index
@@ -68,12 +69,16 @@ gpuml_status io_writer_open_locked(const char *path, gpuml_h5_writer **out, cons
      * processes, so two writers of one target never share a temporary. */
     snprintf(w->tmp_path, n, "%s.tmp.%ld.%lx", path, (long)getpid(), (unsigned long)(uintptr_t)w);
     hid_t fapl = file_access_plist();
-    w->file = fapl < 0 ? -1 : H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    /* The user block holds the whole-file checksum, filled in on commit. */
+    hid_t fcpl = fapl < 0 ? -1 : io_sum_fcpl();
+    w->file = fcpl < 0 ? -1 : H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, fapl);
     gpuml_status st = GPUML_OK;
     if (w->file < 0) /* before any other HDF5 call, which would clear HDF5's error stack */
         st = io_h5_fail(NULL, GPUML_ERR_IO, fn, "cannot create '%s' (for '%s')", w->tmp_path, path);
     if (fapl >= 0)
         H5Pclose(fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     if (st != GPUML_OK) {
         unlink(w->tmp_path);
         free(w->tmp_path);
@@ -146,11 +151,11 @@ gpuml_status io_writer_commit_locked(gpuml_h5_writer *w, const char *fn)
         st = io_h5_fail(NULL, GPUML_ERR_HDF5, fn, "cannot close '%s'", w->tmp_path);
         goto fail;
     }
-    int e = fsync_path(w->tmp_path, false);
-    if (e) {
-        st = gpuml_fail(NULL, GPUML_ERR_IO, fn, "cannot fsync '%s': %s", w->tmp_path, strerror(e));
+    /* Checksum the closed file and fsync it: what is renamed is final. */
+    st = io_sum_write(w->tmp_path, fn);
+    if (st != GPUML_OK)
         goto fail;
-    }
+    int e;
     if (rename(w->tmp_path, w->path) != 0) {
         e = errno;
         st = gpuml_fail(NULL, GPUML_ERR_IO, fn, "cannot rename '%s' to '%s': %s", w->tmp_path, w->path, strerror(e));

@@ -633,8 +633,10 @@ gpuml_status gpuml_loader_next(gpuml_loader *l, gpuml_batch **out)
 /* The caller's plan for `epoch` (cached). */
 static gpuml_status caller_plan(gpuml_loader *l, int64_t epoch, const char *fn)
 {
-    if (epoch < 0)
-        return gpuml_fail(l->ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "epoch %" PRId64 " is negative", epoch);
+    /* The bound keeps the prefetch thread's epoch + 1 far from overflow. */
+    if (epoch < 0 || epoch > GPUML_LOADER_MAX_EPOCH)
+        return gpuml_fail(l->ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "epoch %" PRId64 " is %s", epoch,
+                          epoch < 0 ? "negative" : "beyond 2^53");
     if (l->mplan.epoch == epoch)
         return GPUML_OK;
     io_plan_free(&l->mplan);

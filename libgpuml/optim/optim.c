@@ -1,4 +1,5 @@
 /* Optimizers: configuration, schedules, clipping, the fused update. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,9 +140,11 @@ int64_t gpuml_optim_num_steps(const gpuml_optim *o) { return o->steps; }
 
 gpuml_status gpuml_optim_set_num_steps(gpuml_optim *o, int64_t steps)
 {
-    if (!o || steps < 0)
+    /* The bound keeps steps + 1 (and the bias corrections' exponent, a
+     * double) exact and far from overflow. */
+    if (!o || steps < 0 || steps > GPUML_OPTIM_MAX_STEPS)
         return gpuml_fail(o ? o->ctx : NULL, GPUML_ERR_INVALID_ARGUMENT, "gpuml_optim_set_num_steps",
-                          "steps must be >= 0");
+                          "steps %" PRId64 " is not in [0, 2^53]", steps);
     o->steps = steps;
     return GPUML_OK;
 }

@@ -38,7 +38,7 @@ from ._tensor import Tensor, as_tensor
 from .cluster import ClusterEval, clue_cluster, oc_cluster
 from .dist import Communicator, DataParallel
 from .engine import Clusters, Engine
-from .io import Batch, Dataset, Field, Loader, write_dataset
+from .io import Batch, Dataset, Field, Loader, verify_file, write_dataset
 from .model import InputInfo, Model, OutputInfo
 from .ops import (OCLoss, abs, batch_norm, bce_with_logits, binary, cross_entropy, edge_first_linear, edge_mask, elu,
                   exp, gather_rows, gelu, gravnet_aggregate, index_csr, knn, knn_backward, layer_norm, leaky_relu,
@@ -55,7 +55,8 @@ __all__ = [
     "from_dlpack", "gather_rows", "gelu", "gravnet_aggregate", "has_feature", "index_csr", "knn", "knn_backward",
     "layer_norm", "leaky_relu", "library_path", "linear", "log", "matmul", "neg", "neighbour_aggregate",
     "object_condensation", "oc_cluster", "optim_config", "reduce", "relu", "rsqrt", "scatter_add_rows", "segment_ids",
-    "segment_reduce", "sigmoid", "softmax", "softplus", "sqrt", "tanh", "unary", "version", "write_dataset",
+    "segment_reduce", "sigmoid", "softmax", "softplus", "sqrt", "tanh", "unary", "verify_file", "version",
+    "write_dataset",
     # errors
     "Error", "CancelledError", "CublasError", "CudaError", "CudnnError", "DeviceMismatchError", "DtypeError",
     "FormatError", "Hdf5Error", "InternalError", "InvalidArgumentError", "IOError", "MpiError", "NcclError",

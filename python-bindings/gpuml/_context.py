@@ -45,18 +45,22 @@ class Context:
     device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:<index>"``.
     num_threads: CPU threads for ops; None: OMP_NUM_THREADS / all cores.
     seed: seed of the counter-based random generator (dropout, init).
+    require_checksum: refuse (FormatError) model files and checkpoints that
+        carry no gpuml whole-file checksum; by default they are read with a
+        warning. A checksum that does not match is a FormatError either way.
 
     A context must be used by one thread at a time (the C contract). Tensors
     and models made on it keep working after the Context object is gone:
     the C allocator lives until its last tensor is freed.
     """
 
-    def __init__(self, device="cpu", num_threads: int | None = None, seed: int = 0):
+    def __init__(self, device="cpu", num_threads: int | None = None, seed: int = 0, require_checksum: bool = False):
         cfg = CtxConfig()
         lib.gpuml_ctx_config_init_defaults(ctypes.byref(cfg))
         cfg.device = parse_device(device)
         cfg.num_threads = c_int_arg(num_threads or 0, "num_threads", "gpuml.Context")
         cfg.seed = c_int_arg(seed, "seed", "gpuml.Context", c_uint64)
+        cfg.require_checksum = 1 if require_checksum else 0
         h = ctypes.c_void_p()
         lib.gpuml_ctx_create(ctypes.byref(cfg), ctypes.byref(h))
         self._h = h.value

@@ -122,7 +122,8 @@ DELETER = CFUNCTYPE(None, c_void_p, c_void_p)
 class CtxConfig(CStruct):
     _fields_ = [("device", Device), ("stream", c_void_p), ("num_threads", c_int), ("executor", c_void_p),
                 ("seed", c_uint64),
-                ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int)]
+                ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int),
+                ("require_checksum", c_int)]
 
 
 class OcParams(CStruct):
@@ -229,7 +230,8 @@ class EngineConfig(CStruct):
                 ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
                 ("executor", c_void_p), ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int),
-                ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters)]
+                ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters),
+                ("require_checksum", c_int)]
 
 
 class EngineRequest(CStruct):
@@ -458,6 +460,7 @@ _PROTOS = {
     "gpuml_trainer_set_ddp": (None, [P, P]),
     # io
     "gpuml_strings_free": (None, [POINTER(Strings)]),
+    "gpuml_file_verify": (ST, [c_char_p, POINTER(c_int)]),
     "gpuml_dataset_open": (ST, [c_char_p, PP]),
     "gpuml_dataset_close": (None, [P]),
     "gpuml_dataset_num_events": (c_int64, [P]),

@@ -35,6 +35,16 @@ def _strings(s: Strings) -> list[str]:
         lib.gpuml_strings_free(ctypes.byref(s))
 
 
+def verify_file(path) -> bool:
+    """Check the whole-file checksum gpuml writes into its files (model
+    files, checkpoints, datasets), without HDF5. True: it matches; False:
+    the file carries none (h5py, other tools, older gpuml). Raises
+    FormatError when it does not match (the file is corrupted)."""
+    verified = ctypes.c_int(0)
+    lib.gpuml_file_verify(os.fsencode(path), ctypes.byref(verified))
+    return bool(verified.value)
+
+
 def write_dataset(path, row_splits, fields: dict, columns: dict | None = None) -> None:
     """Write a ragged dataset file with the C writer (atomic: the file
     appears under ``path`` when complete).

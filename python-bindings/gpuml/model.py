@@ -115,8 +115,9 @@ class Model:
         return cls(h.value, ctx)
 
     def save(self, path) -> None:
-        """Write an HDF5 model file (config, /weights, /buffers; atomic).
-        Readable by gpuml in C/C++ and by h5py."""
+        """Write an HDF5 model file (config; /weights and /buffers as one
+        slab each with an index; a whole-file checksum; atomic). Readable by
+        gpuml in C/C++ and by h5py (layout: README, "File formats")."""
         with self.lock:
             lib.gpuml_model_save(self.handle, os.fsencode(path))
 

@@ -102,12 +102,26 @@ def test_save_load_round_trip_readable_with_h5py(tmp_path, rng, h5py):
     m = gpuml.Model.from_config(json.dumps(CFG), seed=3)
     path = tmp_path / "model.h5"
     m.save(path)
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f:  # h5py skips the checksum block at the front
         assert f.attrs["format"] in ("gpuml-model", b"gpuml-model")
+        assert int(f.attrs["format_version"]) == 2
         assert json.loads(f.attrs["config"]) == m.config
-        for name, v in m.parameters().items():
-            layer, pname = name.split(".")
-            np.testing.assert_array_equal(f["weights"][layer][pname][...], v)
+        # one slab with an index: names, then per tensor offset, rank, shape
+        names = f["weights/names"][()].tobytes().decode().split("\n")
+        index, values = f["weights/index"][()], f["weights/values"][()]
+        assert sorted(names) == sorted(m.parameters())
+        for name, row in zip(names, index):
+            shape = tuple(int(d) for d in row[2:2 + row[1]])
+            np.testing.assert_array_equal(values[row[0]:row[0] + np.prod(shape)].reshape(shape), m.parameters()[name])
+    assert gpuml.verify_file(path) is True
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(gpuml.FormatError, match="checksum"):
+        gpuml.verify_file(bad)
+    with pytest.raises(gpuml.FormatError, match="bad.h5"):
+        gpuml.Model.load(bad)
     m2 = gpuml.Model.load(path)
     assert m2.config == m.config
     for name, v in m.parameters().items():

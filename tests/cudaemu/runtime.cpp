@@ -318,6 +318,7 @@ EMU_API void gpuml_emu_clear_sticky(int device)
 {
     if (device >= 0 && device < ndevices())
         G().devs[device]->sticky = 0;
+    tl_last = cudaSuccess; /* the calling thread's copy of it */
 }
 EMU_API size_t gpuml_emu_bytes_in_use(int device)
 {

@@ -34,8 +34,9 @@ void gpuml_emu_fail_malloc_after(int n);
 /* The n-th kernel launch from now faults on the device: the context's
  * sticky error becomes cudaErrorIllegalAddress; 0 disarms. */
 void gpuml_emu_fault_launch_after(int n);
-/* Clears a device's sticky error (a real process would have to restart;
- * tests use this to go on after a fault test). */
+/* Clears a device's sticky error and the calling thread's last error (a
+ * real process would have to restart; tests use this to go on after a
+ * fault test). */
 void gpuml_emu_clear_sticky(int device);
 /* Bytes allocated on a device (cudaMalloc). */
 size_t gpuml_emu_bytes_in_use(int device);

@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #define GUARD 16
 static const uint8_t SENTINEL_BYTE = 0xA7; /* guard pattern */
 
@@ -35,6 +41,15 @@ int64_t h_numel(int nd, const int64_t *shape)
     for (int i = 0; i < nd; i++)
         n *= shape[i];
     return n;
+}
+
+/* GPUML_TEST_FILTER=pattern runs only the matching tests of a program
+ * (cmocka's filter; tools/emu_mutations.sh runs single tests this way). */
+__attribute__((constructor)) static void h_test_filter(void)
+{
+    const char *f = getenv("GPUML_TEST_FILTER");
+    if (f && *f)
+        cmocka_set_test_filter(f);
 }
 
 int h_num_backends(void) { return gpuml_cuda_device_count() > 0 ? 2 : 1; }

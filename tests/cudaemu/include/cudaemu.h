@@ -16,6 +16,10 @@
  *                          largest grid-stride iteration count of one thread,
  *                          largest time of one thread (us), launch time (us)
  *   GPUML_EMU_STRICT_ARGS  0: do not check kernel pointer arguments (default 1)
+ *   GPUML_EMU_JITTER_US    each stream operation starts up to this much later
+ *   GPUML_EMU_LEGACY_DELAY_US  each legacy-stream operation starts this much
+ *                          later (work ordered against it only by luck fails)
+ *   GPUML_EMU_STACK_KB     fiber stack size (default 256, 1024 under ASan)
  */
 #ifndef GPUML_CUDAEMU_H
 #define GPUML_CUDAEMU_H

@@ -7,8 +7,8 @@ work that grows with the problem (serial kernels).
 Each DIR holds launches.<pid>.tsv files written by runs with
 GPUML_EMU_LAUNCH_LOG=DIR (tests/cudaemu/include/cudaemu.h): one line per
 launch - kernel, blocks, threads per block, threads, the largest number of
-grid-stride iterations one thread ran, the longest time one thread ran (us),
-the launch's time (us). LARGE_DIR is the same workload with S times the
+grid-stride iterations one thread ran, the most CPU time one thread took
+(us), the launch's wall time (us). LARGE_DIR is the same workload with S times the
 rows (default 4).
 
 Per kernel it prints, for both runs, the launches, the most threads of one
@@ -16,9 +16,9 @@ launch, the largest per-thread grid-stride iteration count and the largest
 per-thread time, and flags a kernel SERIAL when from the small to the large
 run its per-thread iterations grow by more than sqrt(S) (a grid-stride
 loop that does not get more threads), and SERIAL? when its per-thread time
-grows by more than sqrt(S) and by more than 200 us (a loop inside one
+grows by more than sqrt(S) and by more than 100 us (a loop inside one
 thread that is not a grid-stride loop, e.g. over all rows of a column).
-Iterations are exact; times are wall clock, noisy on a loaded machine.
+Iterations are exact; CPU times exclude preemption but still vary.
 Exit status 1 when a kernel is flagged."""
 import glob
 import math
@@ -65,7 +65,7 @@ def main():
             t_growth = l[3] / max(s[3], 1.0)
             if it_growth > lim:
                 verdict = f"SERIAL (iterations x{it_growth:.1f})"
-            elif t_growth > lim and l[3] - s[3] > 200:
+            elif t_growth > lim and l[3] - s[3] > 100:
                 verdict = f"SERIAL? (time x{t_growth:.1f})"
         else:
             verdict = "only in one run"

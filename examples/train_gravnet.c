@@ -10,6 +10,8 @@
  *
  * Metrics go to the JSON-lines file (one object per step, one per
  * evaluation); the final metrics are printed as one JSON line on stdout.
+ * --stop-after N ends the run after step N as a crash would (the schedule
+ * still spans the whole run), for resume tests (tests/test_drivers_cuda.py).
  * --init-out saves the freshly initialised model (before any step), so a
  * peer implementation can start from the same weights (bench/train_peers.py).
  *
@@ -113,12 +115,15 @@ int main(int argc, char **argv)
     driver_opts o;
     driver_opts_defaults(&o, "runs/train_gravnet", cli_data_path("configs/gravnet_oc.json"));
     o.max_rows = 20000;
+    int64_t stop_after = -1;
     gpuml_clue_params clue_defaults;
     gpuml_clue_params_init_defaults(&clue_defaults);
     physics_opts po = {0.1, 0.5, clue_defaults.dc, clue_defaults.rho_c, clue_defaults.seed_delta,
                        clue_defaults.outlier_delta, 1.0};
     cli_opt table[] = {DRIVER_OPTS_COMMON(o),
                        CLI_I64("max-rows", &o.max_rows, 1, INT64_MAX, "hits per batch, at most"),
+                       CLI_I64("stop-after", &stop_after, -1, INT64_MAX,
+                               "end after this step as a crash would (resume tests; -1: never)"),
                        CLI_F64("t-beta", &po.t_beta, 0, 1, "oc_cluster: beta threshold of a condensation point (--val)"),
                        CLI_F64("t-d", &po.t_d, 0, 1e30, "oc_cluster: distance threshold in the clustering space"),
                        CLI_F64("clue-dc", &po.clue_dc, 0, 1e30, "CLUE baseline: density radius [cm]"),
@@ -191,6 +196,8 @@ int main(int argc, char **argv)
             progress_update(&pg, step, eps, "loss %.4f", s.loss);
         if (lead && o.ckpt_every > 0 && (step % o.ckpt_every == 0 || step == total))
             driver_checkpoint(ckpt, ctx, model, tr, loader, &ts, step);
+        if (step == stop_after)
+            break;
     }
     fflush(metrics);
     double train_time = now_s() - t0;

@@ -908,6 +908,8 @@ static void test_batcher_sees_nothing_more_can_arrive(void **state)
     assert_true(st.latency.p50_us < 100000.0);
     assert_true(dt < 0.2 * ROUNDS * 0.75);
     gpuml_engine_destroy(eng);
+}
+
 /* ---- the engine on a CUDA device ---------------------------------------------
  * Where CUDA is there (a GPU, or the emulated CUDA build): two instances,
  * each with its own stream, completion detected through CUDA events; every

@@ -34,7 +34,10 @@ extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int
     gpuml_cuda_scope scope(k->device);
     cublasHandle_t h = (cublasHandle_t)k->cublas;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    int lda = ta ? (int)m : (int)kk, ldb = tb ? (int)kk : (int)n;
+    /* cuBLAS wants ld >= max(1, rows of the stored matrix) even when the
+     * inner dimension is 0 (it returned INVALID_VALUE in the emulated build). */
+    int k1 = kk > 0 ? (int)kk : 1;
+    int lda = ta ? (int)m : k1, ldb = tb ? k1 : (int)n;
     cublasStatus_t s;
     if (batch == 1)
         s = cublasSgemm(h, opb, opa, (int)n, (int)m, (int)kk, &alpha, b, ldb, a, lda, &beta, c, (int)n);

@@ -174,19 +174,34 @@ gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
 
 gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)
 {
+    /* The device error word is read and cleared on the context's stream: on
+     * the legacy stream those copies were unordered with the context's
+     * non-blocking stream, so a clear could wipe a later kernel's report
+     * (found by the emulated CUDA build). */
     gpuml_device_guard g;
+    cudaStream_t stream = (cudaStream_t)ctx->stream;
+    const char *what = "cudaSetDevice";
     cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
-    if (e == cudaSuccess)
-        e = cudaStreamSynchronize((cudaStream_t)ctx->stream);
     int flag = 0;
     if (e == cudaSuccess && ctx->dev_error) {
-        e = cudaMemcpy(&flag, ctx->dev_error, sizeof flag, cudaMemcpyDeviceToHost);
-        if (e == cudaSuccess && flag)
-            e = cudaMemset(ctx->dev_error, 0, sizeof(int));
+        what = "cudaMemcpyAsync of the device error word";
+        e = cudaMemcpyAsync(&flag, ctx->dev_error, sizeof flag, cudaMemcpyDeviceToHost, stream);
+    }
+    if (e == cudaSuccess) {
+        what = "cudaStreamSynchronize";
+        e = cudaStreamSynchronize(stream);
+    }
+    if (e == cudaSuccess && flag) {
+        what = "cudaMemsetAsync of the device error word";
+        e = cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), stream);
+        if (e == cudaSuccess) {
+            what = "cudaStreamSynchronize";
+            e = cudaStreamSynchronize(stream);
+        }
     }
     gpuml_guard_leave(&g);
     if (e != cudaSuccess)
-        return cuda_fail(ctx, e, fn, "cudaStreamSynchronize");
+        return cuda_fail(ctx, e, fn, what);
     if (flag)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn,
                           "a kernel met invalid input on the device (code %d: row_splits not "

@@ -5,13 +5,20 @@
  *   - with N = 1 the result is bitwise plain training;
  *   - with many small buckets, the first bucket's all-reduce starts before
  *     the backward pass ends (overlap is real: order, not speed).
- * Prints "DDP-OK" on rank 0 and exits 0 when all hold. */
+ * Prints "DDP-OK" on rank 0 and exits 0 when all hold.
+ *
+ *   test_ddp          CPU contexts, the MPI backend
+ *   test_ddp cuda     CUDA contexts (device local rank % devices), the NCCL
+ *                     backend bootstrapped over MPI; batches uploaded */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gpuml/gpuml.h>
+
+static bool g_cuda;
 
 #define B 12
 #define F 3
@@ -64,12 +71,21 @@ static void train(gpuml_ctx *ctx, gpuml_model *m, gpuml_ddp *ddp, const batch_da
     for (int e = 0; e <= nev; e++)
         rs[e] = d->rs[e0 + e] - r0;
     gpuml_tensor *tx, *trs, *tl;
-    DIE_IF(gpuml_tensor_wrap(d->x + r0 * F, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_F32, 2,
-                             (int64_t[]){nrows, F}, NULL, NULL, &tx));
-    DIE_IF(gpuml_tensor_wrap(rs, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL,
-                             NULL, &trs));
-    DIE_IF(gpuml_tensor_wrap((void *)(d->labels + e0), (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1,
-                             (int64_t[]){nev}, NULL, NULL, &tl));
+    if (g_cuda) { /* the batch on the device, as the loader would bring it */
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){nrows, F}, &tx));
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){nev + 1}, &trs));
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){nev}, &tl));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, tx, d->x + r0 * F, (size_t)(nrows * F) * sizeof(float)));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, trs, rs, (size_t)(nev + 1) * sizeof(int64_t)));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, tl, d->labels + e0, (size_t)nev * sizeof(int64_t)));
+    } else {
+        DIE_IF(gpuml_tensor_wrap(d->x + r0 * F, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_F32, 2,
+                                 (int64_t[]){nrows, F}, NULL, NULL, &tx));
+        DIE_IF(gpuml_tensor_wrap(rs, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL,
+                                 NULL, &trs));
+        DIE_IF(gpuml_tensor_wrap((void *)(d->labels + e0), (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1,
+                                 (int64_t[]){nev}, NULL, NULL, &tl));
+    }
     gpuml_trainer_config tc;
     gpuml_trainer_config_init_defaults(&tc);
     tc.loss = GPUML_LOSS_CROSS_ENTROPY;
@@ -87,20 +103,32 @@ static void train(gpuml_ctx *ctx, gpuml_model *m, gpuml_ddp *ddp, const batch_da
     gpuml_tensor_destroy(tx);
     gpuml_tensor_destroy(trs);
     gpuml_tensor_destroy(tl);
-    (void)ctx;
 }
 
-int main(void)
+/* The host copy of a tensor (malloc'd). */
+static void *to_host(gpuml_ctx *ctx, const gpuml_tensor *t)
 {
+    void *h = malloc(gpuml_tensor_nbytes(t) + 1);
+    DIE_IF(gpuml_tensor_copy_to_host(ctx, t, h, gpuml_tensor_nbytes(t)));
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    g_cuda = argc > 1 && !strcmp(argv[1], "cuda");
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);
     cc.timeout_s = 60;
+    if (g_cuda)
+        cc.backend = GPUML_COMM_NCCL;
     gpuml_comm *comm;
     DIE_IF(gpuml_comm_create(&cc, &comm));
     int rank = gpuml_comm_rank(comm), size = gpuml_comm_size(comm);
     gpuml_ctx_config xc;
     gpuml_ctx_config_init_defaults(&xc);
     xc.num_threads = 1;
+    if (g_cuda)
+        xc.device = gpuml_comm_device(comm); /* local rank % devices */
     gpuml_ctx *ctx;
     DIE_IF(gpuml_ctx_create(&xc, &ctx));
     batch_data d;
@@ -134,7 +162,8 @@ int main(void)
     DIE_IF(gpuml_tensor_copy(ctx, copy, slab));
     DIE_IF(gpuml_comm_broadcast(comm, ctx, copy, 0));
     int64_t n = gpuml_tensor_numel(slab);
-    if (memcmp(gpuml_tensor_data(copy), gpuml_tensor_data(slab), (size_t)n * sizeof(float)) != 0) {
+    float *hcopy = to_host(ctx, copy), *hslab = to_host(ctx, slab);
+    if (memcmp(hcopy, hslab, (size_t)n * sizeof(float)) != 0) {
         printf("FAIL rank=%d parameters differ from rank 0's\n", rank);
         ok = 0;
     }
@@ -144,13 +173,13 @@ int main(void)
         DIE_IF(gpuml_model_create(ctx, k_cfg, &ref));
         DIE_IF(gpuml_model_init_params(ref, 5));
         train(ctx, ref, NULL, &d, 0, B);
-        const float *a = gpuml_tensor_data(slab), *b = gpuml_tensor_data(gpuml_model_param_slab(ref));
+        const float *a = hslab, *b = to_host(ctx, gpuml_model_param_slab(ref));
         double worst = 0, scale = 0;
         for (int64_t i = 0; i < n; i++)
             scale = fmax(scale, fabs(b[i]));
         for (int64_t i = 0; i < n; i++)
             worst = fmax(worst, fabs(a[i] - b[i]) / scale);
-        printf("DDP ranks=%d buckets=%d max |p_N - p_1| / max|p| = %.3g\n", size, nb, worst);
+        printf("DDP %s ranks=%d buckets=%d max |p_N - p_1| / max|p| = %.3g\n", g_cuda ? "cuda/nccl" : "cpu/mpi", size, nb, worst);
         if (worst > 1e-5) {
             printf("FAIL equivalence: %.3g > 1e-5\n", worst);
             ok = 0;
@@ -159,15 +188,19 @@ int main(void)
             printf("FAIL one rank is not bitwise plain training\n");
             ok = 0;
         }
+        free((void *)b);
         gpuml_model_destroy(ref);
     }
+    free(hcopy);
+    free(hslab);
     int all_ok;
     {
         int32_t v = ok;
         gpuml_tensor *t;
-        DIE_IF(gpuml_tensor_wrap(&v, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I32, 1, (int64_t[]){1}, NULL, NULL,
-                                 &t));
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_I32, 1, (int64_t[]){1}, &t));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, t, &v, sizeof v));
         DIE_IF(gpuml_comm_allreduce(comm, ctx, GPUML_COMM_MIN, t, t));
+        DIE_IF(gpuml_tensor_copy_to_host(ctx, t, &v, sizeof v));
         all_ok = v;
         gpuml_tensor_destroy(t);
     }

@@ -522,17 +522,46 @@ ncclResult_t check_comm(ncclComm_t c)
 
 bool dev_ok(ncclComm_t c, const void *p, size_t n) { return n == 0 || emu::in_alloc(p, n, c->device, false); }
 
+/* GPUML_EMU_NCCL_TRACE=DIR: every operation appends a line to
+ * DIR/nccl.<pid>.trace when it finishes on its stream:
+ *   rank nranks device op bytes t_enqueue t_start t_end
+ * (bytes: the buffer as NCCL counts it - the count times the type size;
+ * sendrecv: the bytes this rank sends; times: CLOCK_MONOTONIC seconds, as
+ * gpuml_dist_now), so tests and docs can see the order in which the work
+ * ran on the emulated streams and what moved. */
+FILE *trace_file()
+{
+    static FILE *f = [] {
+        const char *d = getenv("GPUML_EMU_NCCL_TRACE");
+        if (!d || !*d)
+            return (FILE *)nullptr;
+        std::string p = std::string(d) + "/nccl." + std::to_string(getpid()) + ".trace";
+        return fopen(p.c_str(), "a");
+    }();
+    return f;
+}
+std::mutex trace_m;
+
 /* Queues fn on s; it runs the operation's transfers. */
-ncclResult_t enqueue(ncclComm_t c, cudaStream_t s, std::function<void(State &)> fn)
+ncclResult_t enqueue(ncclComm_t c, cudaStream_t s, std::function<void(State &)> fn, const char *op = "p2p",
+                     size_t bytes = 0)
 {
     emu::StreamP sp;
     if (emu::resolve_stream(s, &sp) != cudaSuccess || sp->device != c->device)
         return fail(c, ncclInvalidArgument, "stream is not a stream of the communicator's device");
     StateP S = c->S;
     S->queued.fetch_add(1);
-    emu::submit(sp, [S, fn] {
+    double t_enq = now_s();
+    int dev = c->device;
+    emu::submit(sp, [S, fn, op, bytes, t_enq, dev] {
+        double t0 = now_s();
         if (!S->aborted.load())
             fn(*S);
+        if (FILE *f = trace_file()) {
+            std::lock_guard<std::mutex> l(trace_m);
+            fprintf(f, "%d %d %d %s %zu %.9f %.9f %.9f\n", S->rank, S->nranks, dev, op, bytes, t_enq, t0, now_s());
+            fflush(f);
+        }
         S->finished.fetch_add(1);
     });
     return ncclSuccess;
@@ -798,7 +827,7 @@ EMU_API ncclResult_t ncclAllReduce(const void *s, void *r, size_t n, ncclDataTyp
             std::vector<char> all((size_t)S.nranks * b);
             if (exchange(S, s, b, true, -1, all.data(), true, -1))
                 reduce_typed(r, all.data(), n, t, op, S.nranks);
-        });
+        }, "allreduce", b);
     });
 }
 
@@ -817,7 +846,7 @@ EMU_API ncclResult_t ncclReduce(const void *s, void *r, size_t n, ncclDataType_t
             std::vector<char> all(me ? (size_t)S.nranks * b : 0);
             if (exchange(S, s, b, false, root, all.data(), me, -1) && me)
                 reduce_typed(r, all.data(), n, t, op, S.nranks);
-        });
+        }, "reduce", b);
     });
 }
 
@@ -841,7 +870,7 @@ EMU_API ncclResult_t ncclBroadcast(const void *s, void *r, size_t n, ncclDataTyp
             }
             if (run_xfers(S, v) && S.rank == root && s != r)
                 memmove(r, s, b);
-        });
+        }, "broadcast", c->rank == root ? b * (size_t)(c->nranks - 1) : 0);
     });
 }
 
@@ -857,7 +886,7 @@ EMU_API ncclResult_t ncclAllGather(const void *s, void *r, size_t n, ncclDataTyp
             std::vector<char> all((size_t)S.nranks * b);
             if (exchange(S, s, b, true, -1, all.data(), true, -1))
                 memcpy(r, all.data(), all.size());
-        });
+        }, "allgather", b);
     });
 }
 
@@ -877,7 +906,7 @@ EMU_API ncclResult_t ncclReduceScatter(const void *s, void *r, size_t n, ncclDat
             }
             if (run_xfers(S, v))
                 reduce_typed(r, all.data(), n, t, op, S.nranks);
-        });
+        }, "reducescatter", b * (size_t)c->nranks);
     });
 }
 
@@ -930,9 +959,12 @@ static ncclResult_t issue_p2p(ncclComm_t c, const std::vector<P2P> &ops)
         cudaEventDestroy(ev);
     }
     std::vector<Xfer> v;
-    for (const P2P &o : ops)
+    size_t sent = 0;
+    for (const P2P &o : ops) {
         v.push_back(Xfer{o.send, o.peer, o.send ? (char *)o.sbuf : (char *)o.rbuf, o.bytes, 0});
-    ncclResult_t r = enqueue(c, main, [v](State &S) mutable { run_xfers(S, v); });
+        sent += o.send ? o.bytes : 0;
+    }
+    ncclResult_t r = enqueue(c, main, [v](State &S) mutable { run_xfers(S, v); }, "sendrecv", sent);
     for (cudaStream_t o : others) {
         cudaEvent_t ev;
         cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);

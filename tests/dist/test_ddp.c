@@ -9,12 +9,20 @@
  *
  *   test_ddp          CPU contexts, the MPI backend
  *   test_ddp cuda     CUDA contexts (device local rank % devices), the NCCL
- *                     backend bootstrapped over MPI; batches uploaded */
+ *                     backend bootstrapped over MPI; batches uploaded.
+ *   test_ddp cuda-emu the same in the emulated build, where the emulated
+ *                     NCCL also traces its
+ *                     operations (GPUML_EMU_NCCL_TRACE): one send/recv
+ *                     group per bucket, queued on the communicator's
+ *                     stream in the reducer's order as the buckets start,
+ *                     the first one before backward ends. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gpuml/gpuml.h>
 
@@ -113,9 +121,52 @@ static void *to_host(gpuml_ctx *ctx, const gpuml_tensor *t)
     return h;
 }
 
+/* The emulated NCCL's trace of this process (see tests/cudaemu/nccl.cpp):
+ * the last step's send/recv groups (the deterministic sum's exchange, one
+ * per bucket) were queued in bucket order, each after its bucket started,
+ * the first one before backward ended. */
+static int check_trace(const char *dir, int rank, int nb, const double *starts, double bend)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/nccl.%d.trace", dir, (int)getpid());
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("FAIL rank=%d no emulated NCCL trace at %s\n", rank, path);
+        return 0;
+    }
+    double enq[256], run0[256];
+    int k = 0, r, nr, dev;
+    char op[32];
+    size_t bytes;
+    double te, ts, tend;
+    while (fscanf(f, "%d %d %d %31s %zu %lf %lf %lf", &r, &nr, &dev, op, &bytes, &te, &ts, &tend) == 8)
+        if (!strcmp(op, "sendrecv") && te >= starts[0] && k < 256) {
+            enq[k] = te;
+            run0[k++] = ts;
+        }
+    fclose(f);
+    int ok = k == nb;
+    for (int i = 0; ok && i < k; i++)
+        ok = enq[i] >= starts[i] && (i == 0 || enq[i] >= enq[i - 1]);
+    ok = ok && enq[0] < bend; /* when it ran depends on the device's backlog: reported, not required */
+    printf("%s rank=%d emulated streams: %d send/recv groups in the last step for %d buckets; the first queued "
+           "%.6f s after its bucket started and %.6f s before backward ended; it started running %.6f s before "
+           "backward ended\n", ok ? "ok" : "FAIL", rank, k, nb, k ? enq[0] - starts[0] : -1.0, k ? bend - enq[0] : -1.0,
+           k ? bend - run0[0] : -1.0);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
-    g_cuda = argc > 1 && !strcmp(argv[1], "cuda");
+    g_cuda = argc > 1 && !strncmp(argv[1], "cuda", 4);
+    char trace_dir[512] = "";
+    if (argc > 1 && !strcmp(argv[1], "cuda-emu")) { /* the emulated NCCL traces its work there */
+        snprintf(trace_dir, sizeof trace_dir, "/tmp/gpuml-ddp-trace-XXXXXX");
+        if (mkdtemp(trace_dir))
+            setenv("GPUML_EMU_NCCL_TRACE", trace_dir, 1);
+        else
+            trace_dir[0] = 0;
+    }
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);
     cc.timeout_s = 60;
@@ -150,6 +201,8 @@ int main(int argc, char **argv)
     int nb = gpuml_ddp_num_buckets(ddp);
     double starts[256], bend;
     gpuml_ddp_last_timeline(ddp, starts, 256, &bend);
+    if (g_cuda && size > 1 && trace_dir[0] && !check_trace(trace_dir, rank, nb, starts, bend))
+        ok = 0;
     if (nb < 3 || !(starts[0] > 0 && starts[0] < bend)) {
         printf("FAIL rank=%d overlap: %d buckets, first started %.6f, backward ended %.6f\n", rank, nb, starts[0],
                bend);
@@ -212,5 +265,11 @@ int main(int argc, char **argv)
     free(d.x);
     gpuml_ctx_destroy(ctx);
     gpuml_comm_destroy(comm);
+    if (trace_dir[0]) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/nccl.%d.trace", trace_dir, (int)getpid());
+        remove(path);
+        rmdir(trace_dir);
+    }
     return all_ok ? 0 : 1;
 }

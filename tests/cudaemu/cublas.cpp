@@ -150,7 +150,7 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
             for (int j = 0; j < n; j++)
                 for (int i = 0; i < m; i++) {
                     double acc = 0.0;
-                    const double *ai = &a[(size_t)i * k], *bj = &bt[(size_t)j * k];
+                    const double *ai = a.data() + (size_t)i * k, *bj = bt.data() + (size_t)j * k; /* k may be 0 */
                     for (int l = 0; l < k; l++)
                         acc += ai[l] * bj[l];
                     float *c = &Cb[(size_t)j * ldc + i];

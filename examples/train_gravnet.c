@@ -169,7 +169,7 @@ int main(int argc, char **argv)
 
     gpuml_train_state ts = {0};
     if (resume)
-        driver_resume(resume, ctx, model, tr, loader, &ts);
+        driver_resume(resume, &de, ctx, model, tr, loader, &ts);
     progress pg;
     progress_init(&pg, total);
     double t0 = now_s(), events = 0;

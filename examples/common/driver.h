@@ -132,6 +132,8 @@ static inline dist_env dist_setup(const driver_opts *o)
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.device = gpuml_comm_device(e.comm); /* CUDA device from the local rank */
+    fprintf(stderr, "rank %d of %d (local rank %d): device %s:%d\n", e.rank, e.size, gpuml_comm_local_rank(e.comm),
+            cfg.device.type == GPUML_DEVICE_CUDA ? "cuda" : "cpu", cfg.device.index);
     cfg.num_threads = o->threads;
     DIE_IF(gpuml_ctx_create(&cfg, &e.ctx));
     return e;
@@ -184,13 +186,33 @@ static inline gpuml_ddp *driver_ddp(const dist_env *e, gpuml_model *model, gpuml
     return ddp;
 }
 
-/* --resume: weights, optimizer, RNG and loader position from a checkpoint. */
-static inline void driver_resume(const char *path, gpuml_ctx *ctx, gpuml_model *model, gpuml_trainer *tr,
-                                 gpuml_loader *loader, gpuml_train_state *ts)
+/* --resume: weights, optimizer, RNG and loader position from a checkpoint.
+ * --distributed with another number of ranks than the run that saved it:
+ * the loader's epoch plan depends on the rank count, so the saved position
+ * does not map onto the new plan (gpuml_loader_set_position refuses it).
+ * Weights, optimizer state, step and RNG still carry over exactly; the
+ * loader continues at the saved epoch and batch index of the new plan
+ * (clamped to its length), and a warning says so: the events seen after
+ * the resume are not those an uninterrupted run would have seen. */
+static inline void driver_resume(const char *path, const dist_env *e, gpuml_ctx *ctx, gpuml_model *model,
+                                 gpuml_trainer *tr, gpuml_loader *loader, gpuml_train_state *ts)
 {
     DIE_IF(gpuml_checkpoint_load(path, model, gpuml_trainer_optim(tr), ts));
     gpuml_ctx_set_rng_state(ctx, ts->rng_seed, ts->rng_counter);
-    DIE_IF(gpuml_loader_set_position(loader, &ts->loader));
+    gpuml_status st = gpuml_loader_set_position(loader, &ts->loader);
+    if (st == GPUML_ERR_STATE && e->comm) {
+        gpuml_loader_position p = ts->loader;
+        int64_t nb = 0;
+        DIE_IF(gpuml_loader_num_batches(loader, p.epoch, &nb));
+        p.fingerprint = 0; /* skip the plan check: the plan changed with the rank count */
+        p.batch = p.batch < nb ? p.batch : nb;
+        if (e->rank == 0)
+            fprintf(stderr, "warning: %s was saved with another data plan (rank count %d now, or another file/seed): "
+                    "resuming epoch %lld at batch %lld of %lld of this run's plan\n", path, e->size,
+                    (long long)p.epoch, (long long)p.batch, (long long)nb);
+        st = gpuml_loader_set_position(loader, &p);
+    }
+    DIE_IF(st);
     fprintf(stderr, "resumed from %s at step %lld\n", path, (long long)ts->step);
 }
 

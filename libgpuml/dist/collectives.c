@@ -392,9 +392,11 @@ gpuml_status gpuml_comm_allgather(gpuml_comm *comm, gpuml_ctx *ctx, const gpuml_
     gpuml_status st = check_in_out(comm, ctx, fn, 0, GPUML_COMM_SUM, in, out, &r);
     if (st == GPUML_OK)
         st = check_rows_like(ctx, fn, in, out);
-    /* Without an MPI header exchange the row counts cannot be compared
-     * across ranks: then every rank must bring the same number. */
-    if (st == GPUML_OK && r != ROUTE_MPI && out->shape[0] != in->shape[0] * comm->size)
+    /* Without MPI the row counts cannot be compared across ranks: then
+     * every rank must bring the same number. (NCCL bootstrapped over MPI
+     * agrees the counts over it: comm_nccl.c, gather_counts.) */
+    bool counts_agreed = r == ROUTE_MPI || (r == ROUTE_NCCL && comm->mpi);
+    if (st == GPUML_OK && !counts_agreed && out->shape[0] != in->shape[0] * comm->size)
         st = gpuml_fail(ctx, GPUML_ERR_SHAPE, fn,
                         "argument 'out' has %lld rows, expected %d x %lld (equal row counts on every rank are required "
                         "without MPI)", (long long)out->shape[0], comm->size, (long long)in->shape[0]);

@@ -6,7 +6,8 @@
  * errors, real barriers and shuffled thread order, atomics across parallel
  * blocks, registry-checked copies, out-of-memory and injected allocation
  * failures, sticky faults, cuBLAS's leading-dimension rules, CUB's
- * temporary-storage protocol, a single-rank NCCL communicator.
+ * temporary-storage protocol, a single-rank NCCL communicator (multi-rank:
+ * test_emu_nccl.cpp).
  *
  * Kernels that must stay on the device until the host has looked spin on a
  * gate word in pinned memory that the host opens. */

@@ -5,13 +5,28 @@
  *   - with N = 1 the result is bitwise plain training;
  *   - with many small buckets, the first bucket's all-reduce starts before
  *     the backward pass ends (overlap is real: order, not speed).
- * Prints "DDP-OK" on rank 0 and exits 0 when all hold. */
+ * Prints "DDP-OK" on rank 0 and exits 0 when all hold.
+ *
+ *   test_ddp          CPU contexts, the MPI backend
+ *   test_ddp cuda     CUDA contexts (device local rank % devices), the NCCL
+ *                     backend bootstrapped over MPI; batches uploaded.
+ *   test_ddp cuda-emu the same in the emulated build, where the emulated
+ *                     NCCL also traces its
+ *                     operations (GPUML_EMU_NCCL_TRACE): one send/recv
+ *                     group per bucket, queued on the communicator's
+ *                     stream in the reducer's order as the buckets start,
+ *                     the first one before backward ends. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gpuml/gpuml.h>
+
+static bool g_cuda;
 
 #define B 12
 #define F 3
@@ -64,12 +79,21 @@ static void train(gpuml_ctx *ctx, gpuml_model *m, gpuml_ddp *ddp, const batch_da
     for (int e = 0; e <= nev; e++)
         rs[e] = d->rs[e0 + e] - r0;
     gpuml_tensor *tx, *trs, *tl;
-    DIE_IF(gpuml_tensor_wrap(d->x + r0 * F, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_F32, 2,
-                             (int64_t[]){nrows, F}, NULL, NULL, &tx));
-    DIE_IF(gpuml_tensor_wrap(rs, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL,
-                             NULL, &trs));
-    DIE_IF(gpuml_tensor_wrap((void *)(d->labels + e0), (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1,
-                             (int64_t[]){nev}, NULL, NULL, &tl));
+    if (g_cuda) { /* the batch on the device, as the loader would bring it */
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){nrows, F}, &tx));
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){nev + 1}, &trs));
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){nev}, &tl));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, tx, d->x + r0 * F, (size_t)(nrows * F) * sizeof(float)));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, trs, rs, (size_t)(nev + 1) * sizeof(int64_t)));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, tl, d->labels + e0, (size_t)nev * sizeof(int64_t)));
+    } else {
+        DIE_IF(gpuml_tensor_wrap(d->x + r0 * F, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_F32, 2,
+                                 (int64_t[]){nrows, F}, NULL, NULL, &tx));
+        DIE_IF(gpuml_tensor_wrap(rs, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL,
+                                 NULL, &trs));
+        DIE_IF(gpuml_tensor_wrap((void *)(d->labels + e0), (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I64, 1,
+                                 (int64_t[]){nev}, NULL, NULL, &tl));
+    }
     gpuml_trainer_config tc;
     gpuml_trainer_config_init_defaults(&tc);
     tc.loss = GPUML_LOSS_CROSS_ENTROPY;
@@ -87,20 +111,75 @@ static void train(gpuml_ctx *ctx, gpuml_model *m, gpuml_ddp *ddp, const batch_da
     gpuml_tensor_destroy(tx);
     gpuml_tensor_destroy(trs);
     gpuml_tensor_destroy(tl);
-    (void)ctx;
 }
 
-int main(void)
+/* The host copy of a tensor (malloc'd). */
+static void *to_host(gpuml_ctx *ctx, const gpuml_tensor *t)
 {
+    void *h = malloc(gpuml_tensor_nbytes(t) + 1);
+    DIE_IF(gpuml_tensor_copy_to_host(ctx, t, h, gpuml_tensor_nbytes(t)));
+    return h;
+}
+
+/* The emulated NCCL's trace of this process (see tests/cudaemu/nccl.cpp):
+ * the last step's send/recv groups (the deterministic sum's exchange, one
+ * per bucket) were queued in bucket order, each after its bucket started,
+ * the first one before backward ended. */
+static int check_trace(const char *dir, int rank, int nb, const double *starts, double bend)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/nccl.%d.trace", dir, (int)getpid());
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("FAIL rank=%d no emulated NCCL trace at %s\n", rank, path);
+        return 0;
+    }
+    double enq[256], run0[256];
+    int k = 0, r, nr, dev;
+    char op[32];
+    size_t bytes;
+    double te, ts, tend;
+    while (fscanf(f, "%d %d %d %31s %zu %lf %lf %lf", &r, &nr, &dev, op, &bytes, &te, &ts, &tend) == 8)
+        if (!strcmp(op, "sendrecv") && te >= starts[0] && k < 256) {
+            enq[k] = te;
+            run0[k++] = ts;
+        }
+    fclose(f);
+    int ok = k == nb;
+    for (int i = 0; ok && i < k; i++)
+        ok = enq[i] >= starts[i] && (i == 0 || enq[i] >= enq[i - 1]);
+    ok = ok && enq[0] < bend; /* when it ran depends on the device's backlog: reported, not required */
+    printf("%s rank=%d emulated streams: %d send/recv groups in the last step for %d buckets; the first queued "
+           "%.6f s after its bucket started and %.6f s before backward ended; it started running %.6f s before "
+           "backward ended\n", ok ? "ok" : "FAIL", rank, k, nb, k ? enq[0] - starts[0] : -1.0, k ? bend - enq[0] : -1.0,
+           k ? bend - run0[0] : -1.0);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    g_cuda = argc > 1 && !strncmp(argv[1], "cuda", 4);
+    char trace_dir[512] = "";
+    if (argc > 1 && !strcmp(argv[1], "cuda-emu")) { /* the emulated NCCL traces its work there */
+        snprintf(trace_dir, sizeof trace_dir, "/tmp/gpuml-ddp-trace-XXXXXX");
+        if (mkdtemp(trace_dir))
+            setenv("GPUML_EMU_NCCL_TRACE", trace_dir, 1);
+        else
+            trace_dir[0] = 0;
+    }
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);
     cc.timeout_s = 60;
+    if (g_cuda)
+        cc.backend = GPUML_COMM_NCCL;
     gpuml_comm *comm;
     DIE_IF(gpuml_comm_create(&cc, &comm));
     int rank = gpuml_comm_rank(comm), size = gpuml_comm_size(comm);
     gpuml_ctx_config xc;
     gpuml_ctx_config_init_defaults(&xc);
     xc.num_threads = 1;
+    if (g_cuda)
+        xc.device = gpuml_comm_device(comm); /* local rank % devices */
     gpuml_ctx *ctx;
     DIE_IF(gpuml_ctx_create(&xc, &ctx));
     batch_data d;
@@ -122,6 +201,8 @@ int main(void)
     int nb = gpuml_ddp_num_buckets(ddp);
     double starts[256], bend;
     gpuml_ddp_last_timeline(ddp, starts, 256, &bend);
+    if (g_cuda && size > 1 && trace_dir[0] && !check_trace(trace_dir, rank, nb, starts, bend))
+        ok = 0;
     if (nb < 3 || !(starts[0] > 0 && starts[0] < bend)) {
         printf("FAIL rank=%d overlap: %d buckets, first started %.6f, backward ended %.6f\n", rank, nb, starts[0],
                bend);
@@ -134,7 +215,8 @@ int main(void)
     DIE_IF(gpuml_tensor_copy(ctx, copy, slab));
     DIE_IF(gpuml_comm_broadcast(comm, ctx, copy, 0));
     int64_t n = gpuml_tensor_numel(slab);
-    if (memcmp(gpuml_tensor_data(copy), gpuml_tensor_data(slab), (size_t)n * sizeof(float)) != 0) {
+    float *hcopy = to_host(ctx, copy), *hslab = to_host(ctx, slab);
+    if (memcmp(hcopy, hslab, (size_t)n * sizeof(float)) != 0) {
         printf("FAIL rank=%d parameters differ from rank 0's\n", rank);
         ok = 0;
     }
@@ -144,13 +226,13 @@ int main(void)
         DIE_IF(gpuml_model_create(ctx, k_cfg, &ref));
         DIE_IF(gpuml_model_init_params(ref, 5));
         train(ctx, ref, NULL, &d, 0, B);
-        const float *a = gpuml_tensor_data(slab), *b = gpuml_tensor_data(gpuml_model_param_slab(ref));
+        const float *a = hslab, *b = to_host(ctx, gpuml_model_param_slab(ref));
         double worst = 0, scale = 0;
         for (int64_t i = 0; i < n; i++)
             scale = fmax(scale, fabs(b[i]));
         for (int64_t i = 0; i < n; i++)
             worst = fmax(worst, fabs(a[i] - b[i]) / scale);
-        printf("DDP ranks=%d buckets=%d max |p_N - p_1| / max|p| = %.3g\n", size, nb, worst);
+        printf("DDP %s ranks=%d buckets=%d max |p_N - p_1| / max|p| = %.3g\n", g_cuda ? "cuda/nccl" : "cpu/mpi", size, nb, worst);
         if (worst > 1e-5) {
             printf("FAIL equivalence: %.3g > 1e-5\n", worst);
             ok = 0;
@@ -159,15 +241,19 @@ int main(void)
             printf("FAIL one rank is not bitwise plain training\n");
             ok = 0;
         }
+        free((void *)b);
         gpuml_model_destroy(ref);
     }
+    free(hcopy);
+    free(hslab);
     int all_ok;
     {
         int32_t v = ok;
         gpuml_tensor *t;
-        DIE_IF(gpuml_tensor_wrap(&v, (gpuml_device){GPUML_DEVICE_CPU, 0}, GPUML_I32, 1, (int64_t[]){1}, NULL, NULL,
-                                 &t));
+        DIE_IF(gpuml_tensor_create(ctx, GPUML_I32, 1, (int64_t[]){1}, &t));
+        DIE_IF(gpuml_tensor_copy_from_host(ctx, t, &v, sizeof v));
         DIE_IF(gpuml_comm_allreduce(comm, ctx, GPUML_COMM_MIN, t, t));
+        DIE_IF(gpuml_tensor_copy_to_host(ctx, t, &v, sizeof v));
         all_ok = v;
         gpuml_tensor_destroy(t);
     }
@@ -179,5 +265,11 @@ int main(void)
     free(d.x);
     gpuml_ctx_destroy(ctx);
     gpuml_comm_destroy(comm);
+    if (trace_dir[0]) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/nccl.%d.trace", trace_dir, (int)getpid());
+        remove(path);
+        rmdir(trace_dir);
+    }
     return all_ok ? 0 : 1;
 }

@@ -12,7 +12,12 @@
  * Every survivor then checks that later calls fail at once with
  * GPUML_ERR_STATE, destroys the communicator (which must not hang: gpuml
  * does not MPI_Finalize after a fault), prints "FAULT-OK rank=R ..." and
- * exits with code 3. Run by mpirun_test.sh fault, under
+ * exits with code 3. With a second argument "nccl" the communicator is the
+ * NCCL backend (bootstrapped over MPI) on CUDA tensors, device local rank %
+ * devices: a dead, exiting or aborting peer then surfaces through
+ * ncclCommGetAsyncError as GPUML_ERR_NCCL (naming the rank), or as the
+ * timeout if that comes first; a stalled one as GPUML_ERR_TIMEOUT.
+ * Run by mpirun_test.sh fault, under
  * `mpirun --enable-recovery` (see include/gpuml/dist.h). gpuml initialises
  * MPI here, as a training driver would let it. */
 #define _POSIX_C_SOURCE 200809L
@@ -44,12 +49,15 @@ static int verdict(int rank, int ok, const char *what, gpuml_status st, double e
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "timeout";
+    bool nccl = argc > 2 && !strcmp(argv[2], "nccl");
     bool fast = !strcmp(mode, "abort");
     double timeout = fast ? 30.0 : 2.0;
     gpuml_comm_config cc;
     gpuml_comm_config_init_defaults(&cc);
     cc.timeout_s = timeout;
     cc.log_level = GPUML_LOG_OFF; /* the test prints its own verdict */
+    if (nccl)
+        cc.backend = GPUML_COMM_NCCL;
     gpuml_comm *comm = NULL;
     if (gpuml_comm_create(&cc, &comm) != GPUML_OK) {
         printf("FAULT-BAD rank=? create: %s\n", gpuml_last_error());
@@ -60,6 +68,8 @@ int main(int argc, char **argv)
     gpuml_ctx_config xc;
     gpuml_ctx_config_init_defaults(&xc);
     xc.num_threads = 1;
+    if (nccl)
+        xc.device = gpuml_comm_device(comm);
     gpuml_ctx *ctx = NULL;
     gpuml_ctx_create(&xc, &ctx);
     int64_t count = 100000;
@@ -114,7 +124,8 @@ int main(int argc, char **argv)
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", gpuml_last_error());
     /* A dead peer on a TCP link may also surface as an MPI error. */
-    int ok = (st == want || (st == GPUML_ERR_MPI && want == GPUML_ERR_TIMEOUT && strcmp(mode, "timeout"))) &&
+    int ok = (st == want || (st == GPUML_ERR_MPI && want == GPUML_ERR_TIMEOUT && strcmp(mode, "timeout")) ||
+              (nccl && st == GPUML_ERR_NCCL && !victim)) &&
              elapsed <= limit;
     char what[64];
     snprintf(what, sizeof what, "mode %s%s", mode, victim ? " (the misbehaving rank)" : "");

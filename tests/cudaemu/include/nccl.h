@@ -1,7 +1,8 @@
 /* tests/cudaemu/include/nccl.h - the emulated NCCL: the calls gpuml makes,
  * with the real result codes, data types and config struct layout.
- * Implementation: tests/cudaemu/nccl.cpp (single-rank communicators here;
- * the transport between ranks is the part a multi-rank version replaces). */
+ * Implementation: tests/cudaemu/nccl.cpp: ranks are processes (one per
+ * rank, e.g. under mpirun) or threads, meeting in a POSIX shared-memory
+ * segment named by the unique id; see the comment at its top. */
 #ifndef GPUML_CUDAEMU_NCCL_H
 #define GPUML_CUDAEMU_NCCL_H
 

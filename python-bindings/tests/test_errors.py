@@ -33,8 +33,10 @@ def test_c_message_and_status_reach_python(tmp_path):
     assert "node 'd1'" in str(e.value) and "'out'" in str(e.value)
     with pytest.raises(gpuml.FormatError):
         gpuml.Model.from_config("{not json")
-    with pytest.raises(gpuml.NoDeviceError if gpuml.cuda_device_count() == 0 else gpuml.InvalidArgumentError):
+    # no GPU at all, or fewer than 98 (the emulated build has 2): no such device
+    with pytest.raises(gpuml.NoDeviceError) as e:
         gpuml.Context("cuda:97")
+    assert "97" in str(e.value)
 
 
 def test_bad_inputs_never_crash(rng):

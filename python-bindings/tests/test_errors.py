@@ -36,7 +36,7 @@ def test_c_message_and_status_reach_python(tmp_path):
     # no GPU at all, or fewer than 98 (the emulated build has 2): no such device
     with pytest.raises(gpuml.NoDeviceError) as e:
         gpuml.Context("cuda:97")
-    assert "97" in str(e.value)
+    assert ("97" in str(e.value)) == (gpuml.cuda_device_count() > 0)  # names the index where devices exist
 
 
 def test_bad_inputs_never_crash(rng):

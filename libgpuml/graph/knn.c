@@ -16,17 +16,6 @@ void gpuml_knn_params_init_defaults(gpuml_knn_params *p)
     p->algo = GPUML_KNN_AUTO;
 }
 
-static bool overlaps(const gpuml_tensor *a, const gpuml_tensor *b)
-{
-    if (!a || !b)
-        return false;
-    size_t na = gpuml_tensor_nbytes(a), nb = gpuml_tensor_nbytes(b);
-    if (!na || !nb)
-        return false;
-    const char *pa = a->data, *pb = b->data;
-    return pa < pb + nb && pb < pa + na;
-}
-
 /* t must be [rows, cols] of dtype dt. */
 static gpuml_status check_matrix(gpuml_ctx *ctx, const char *fn, const char *arg, const gpuml_tensor *t,
                                  gpuml_dtype dt, int64_t rows, int64_t cols)
@@ -116,11 +105,11 @@ static gpuml_status knn_run(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *
     const char *out_names[] = {"idx", "dist2", "rev_rowptr", "rev_col"};
     for (int o = 0; o < 4; o++) {
         for (int i = 0; i < 2; i++)
-            if (overlaps(outs[o], ins[i]))
+            if (gpuml_tensors_overlap(outs[o], ins[i]))
                 return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "output '%s' overlaps input '%s'",
                                   out_names[o], i ? "row_splits" : "coords");
         for (int o2 = 0; o2 < o; o2++)
-            if (overlaps(outs[o], outs[o2]))
+            if (gpuml_tensors_overlap(outs[o], outs[o2]))
                 return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "outputs '%s' and '%s' overlap",
                                   out_names[o2], out_names[o]);
     }
@@ -204,7 +193,7 @@ gpuml_status gpuml_knn_backward(gpuml_ctx *ctx, const gpuml_tensor *coords, cons
     const gpuml_tensor *ins[] = {coords, idx, grad_dist2, rev_rowptr, rev_col};
     const char *in_names[] = {"coords", "idx", "grad_dist2", "rev_rowptr", "rev_col"};
     for (int i = 0; i < 5; i++)
-        if (overlaps(grad_coords, ins[i]))
+        if (gpuml_tensors_overlap(grad_coords, ins[i]))
             return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "output 'grad_coords' overlaps input '%s'",
                               in_names[i]);
     if (n == 0)

@@ -16,17 +16,6 @@ void gpuml_oc_cluster_params_init_defaults(gpuml_oc_cluster_params *p)
     p->energy_column = 0;
 }
 
-static bool overlaps(const gpuml_tensor *a, const gpuml_tensor *b)
-{
-    if (!a || !b)
-        return false;
-    size_t na = gpuml_tensor_nbytes(a), nb = gpuml_tensor_nbytes(b);
-    if (!na || !nb)
-        return false;
-    const char *pa = a->data, *pb = b->data;
-    return pa < pb + nb && pb < pa + na;
-}
-
 /* t must hold n elements of dtype dt as [n] or [n, 1]. */
 static gpuml_status check_vec(gpuml_ctx *ctx, const char *fn, const char *arg, const gpuml_tensor *t, gpuml_dtype dt,
                               int64_t n)
@@ -92,11 +81,11 @@ gpuml_status gpuml_oc_cluster(gpuml_ctx *ctx, const gpuml_tensor *beta, const gp
     const char *out_names[] = {"cluster_id", "cluster_cp", "cluster_energy", "cluster_count"};
     for (int o = 0; o < 4; o++) {
         for (int i = 0; i < 4; i++)
-            if (overlaps(outs[o], ins[i]))
+            if (gpuml_tensors_overlap(outs[o], ins[i]))
                 return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "output '%s' overlaps input '%s'",
                                   out_names[o], in_names[i]);
         for (int o2 = 0; o2 < o; o2++)
-            if (overlaps(outs[o], outs[o2]))
+            if (gpuml_tensors_overlap(outs[o], outs[o2]))
                 return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "outputs '%s' and '%s' overlap",
                                   out_names[o2], out_names[o]);
     }

@@ -41,4 +41,17 @@ static inline gpuml_status gpuml_launch_done(gpuml_ctx *ctx, gpuml_status st)
 #define GPUML_LAUNCH(ctx, name, ...) \
     gpuml_launch_done((ctx), GPUML_BACKEND_CALL_(ctx, ((gpuml_kctx[]){gpuml_kctx_of(ctx)}), name, __VA_ARGS__))
 
+/* True when the bytes of two tensors (NULL: none) overlap: an output that
+ * aliases an input is refused by ops that read inputs after writing. */
+static inline bool gpuml_tensors_overlap(const gpuml_tensor *a, const gpuml_tensor *b)
+{
+    if (!a || !b)
+        return false;
+    size_t na = gpuml_tensor_nbytes(a), nb = gpuml_tensor_nbytes(b);
+    if (!na || !nb)
+        return false;
+    const char *pa = a->data, *pb = b->data;
+    return pa < pb + nb && pb < pa + na;
+}
+
 #endif

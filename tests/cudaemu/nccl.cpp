@@ -202,6 +202,7 @@ bool run_xfers(State &S, std::vector<Xfer> &v)
     const size_t cap = S.chan;
     double last_check = now_s(), hang = env_double("GPUML_EMU_NCCL_HANG_S", 600), t0 = last_check;
     unsigned idle = 0;
+    bool suspect = false;
     std::vector<char> busy_s(S.nranks), busy_r(S.nranks);
     for (;;) {
         bool progress = false, all = true;
@@ -249,6 +250,7 @@ bool run_xfers(State &S, std::vector<Xfer> &v)
             return true;
         if (progress) {
             idle = 0;
+            suspect = false;
             continue;
         }
         if (S.aborted.load())
@@ -256,12 +258,25 @@ bool run_xfers(State &S, std::vector<Xfer> &v)
         double t = now_s();
         if (t - last_check > 1e-3) {
             last_check = t;
+            /* A peer that finished its part of this operation may destroy its
+             * communicator between our scan of the channels and this check;
+             * the bytes it pushed before leaving are then already in the
+             * ring. So a gone peer is an error only when a whole scan made
+             * after seeing it gone still moved nothing (suspect). */
+            bool gone = false;
             for (const Xfer &x : v)
                 if (x.done < x.n && x.peer != S.rank) {
                     std::string why = S.peer_problem(x.peer);
-                    if (!why.empty())
-                        S.set_error(ncclRemoteError, "rank " + std::to_string(S.rank) + ": " + why);
+                    if (!why.empty()) {
+                        gone = true;
+                        if (suspect)
+                            S.set_error(ncclRemoteError, "rank " + std::to_string(S.rank) + ": " + why);
+                    }
                 }
+            if (gone && !suspect) {
+                suspect = true;
+                continue; /* scan once more before blaming the peer */
+            }
             if (t - t0 > hang) {
                 S.set_error(ncclSystemError, "emulated NCCL: an operation waited longer than GPUML_EMU_NCCL_HANG_S");
                 return false;

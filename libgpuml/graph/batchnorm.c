@@ -7,7 +7,7 @@
 #include <math.h>
 
 #include "batchnorm.h"
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
 void gpuml_batch_norm_params_init_defaults(gpuml_batch_norm_params *p)
 {

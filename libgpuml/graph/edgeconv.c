@@ -1,7 +1,7 @@
 /* EdgeConv's fused ops: the first edge-network layer computed per node
  * (kernels/edgeconv.h) and the reduction over each node's edges
  * (kernels/neighbour.h). */
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
 static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 

@@ -1,7 +1,7 @@
-/* libgpuml/nnops/graph_common.h - argument checks and the reverse adjacency
+/* libgpuml/graph/graph_common.h - argument checks and the reverse adjacency
  * shared by the graph ops. */
-#ifndef GPUML_NNOPS_GRAPH_COMMON_H
-#define GPUML_NNOPS_GRAPH_COMMON_H
+#ifndef GPUML_GRAPH_GRAPH_COMMON_H
+#define GPUML_GRAPH_GRAPH_COMMON_H
 
 #include "ops/dispatch.h"
 

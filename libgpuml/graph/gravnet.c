@@ -1,7 +1,7 @@
 /* GravNet's neighbour aggregation (kernels/gravnet.h). */
 #include <math.h>
 
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
 /* h [N, P], idx [N, k] i32, dist2 [N, k]. */
 static gpuml_status check_inputs(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *h, const gpuml_tensor *idx,

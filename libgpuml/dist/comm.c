@@ -13,13 +13,6 @@
 #include "dist/dist_internal.h"
 #include "dist/rendezvous.h"
 
-double gpuml_dist_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 void gpuml_dist_backoff(double waited)
 {
     /* Short waits are the common case (a collective a few microseconds from
@@ -49,12 +42,10 @@ void gpuml_comm_log(const gpuml_comm *comm, gpuml_log_level level, const char *f
     va_start(ap, fmt);
     vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
     va_end(ap);
-    if (comm && comm->log_fn) {
+    if (comm && comm->log_fn)
         comm->log_fn(comm->log_user, level, buf);
-    } else {
-        static const char *const names[] = {"debug", "info", "warning", "error"};
-        fprintf(stderr, "gpuml %s: %s\n", names[level], buf);
-    }
+    else
+        gpuml_log_default(level, buf);
 }
 
 const char *gpuml_coll_kind_name(coll_kind k)
@@ -472,12 +463,12 @@ gpuml_status gpuml_comm_test(gpuml_comm_request *req, int *done)
 gpuml_status gpuml_req_wait(gpuml_comm_request *req, double timeout_s)
 {
     gpuml_comm *comm = req->comm;
-    double t0 = gpuml_dist_now();
+    double t0 = gpuml_clock_s();
     while (!req->done) {
         progress_all(comm);
         if (req->done)
             break;
-        double waited = gpuml_dist_now() - t0;
+        double waited = gpuml_clock_s() - t0;
         if (waited >= timeout_s) {
             char what[160];
             gpuml_shape_str(req->c.ndim, req->c.shape, what, sizeof what);

@@ -115,7 +115,7 @@ static ncclResult_t settle(const gpuml_nccl_state *s, ncclResult_t r, double tim
 {
     ncclComm_t nc = s->nc;
     *timed_out = false;
-    double t0 = gpuml_dist_now();
+    double t0 = gpuml_clock_s();
     while (r == ncclInProgress) {
         ncclResult_t async = ncclSuccess;
         ncclResult_t q = s->api.CommGetAsyncError(nc, &async);
@@ -124,7 +124,7 @@ static ncclResult_t settle(const gpuml_nccl_state *s, ncclResult_t r, double tim
         r = async;
         if (r != ncclInProgress)
             break;
-        double waited = gpuml_dist_now() - t0;
+        double waited = gpuml_clock_s() - t0;
         if (waited >= timeout_s) {
             *timed_out = true;
             break;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "gpuml/dist.h"
 #include "gpuml_config.h"
 
@@ -98,7 +99,6 @@ struct gpuml_comm {
 };
 
 /* ---- comm.c services for the backends ---------------------------------- */
-double gpuml_dist_now(void); /* monotonic seconds */
 void gpuml_comm_log(const gpuml_comm *comm, gpuml_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

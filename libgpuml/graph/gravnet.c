@@ -26,7 +26,7 @@ static gpuml_status check_inputs(gpuml_ctx *ctx, const char *fn, const gpuml_ten
 static gpuml_status weights(gpuml_ctx *ctx, const char *fn, int64_t n, int64_t k, void **ws, size_t *bytes, float **w,
                             int32_t **cnt)
 {
-    size_t wb = ((size_t)(n * k) * sizeof(float) + 255) / 256 * 256;
+    size_t wb = gpuml_align_up((size_t)(n * k) * sizeof(float));
     *bytes = wb + (size_t)n * sizeof(int32_t);
     GPUML_TRY(gpuml_scratch_alloc(ctx, *bytes, ws, fn));
     *w = *ws;

@@ -12,13 +12,6 @@
 /* Events per batch on the CPU when the caller does not say. */
 #define GPUML_ENGINE_CPU_BATCH_EVENTS 8
 
-int64_t eng_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void gpuml_engine_config_init_defaults(gpuml_engine_config *cfg)
 {
     if (!cfg)

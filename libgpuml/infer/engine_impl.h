@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "gpuml/infer.h"
 
 #define ENG_STAGES 2        /* batches in flight per instance */
@@ -207,7 +208,8 @@ void eng_release_inputs(gpuml_engine *e, eng_batch *b);
 void eng_cancel_waiting_locked(gpuml_engine *e, gpuml_status status);
 
 /* ---- engine.c ---- */
-int64_t eng_now_us(void);
+/* The engine's clock (deadlines, timings, the batcher's timed wait). */
+static inline int64_t eng_now_us(void) { return gpuml_clock_us(); }
 /* A context for the engine's device with its configured threads and log. */
 gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out);
 
@@ -237,18 +239,44 @@ void eng_stats_batch(gpuml_engine *e, const eng_batch *b, const gpuml_status *st
 /* ---- direct.c ---- */
 void eng_lanes_fini(gpuml_engine *e);
 
-/* ---- CUDA helpers (infer_cuda.c, or infer_cuda_stub.c without CUDA) ----
+/* ---- CUDA calls (core/runtime.h), in the engine's name -------------------
  * Each selects `device` for the call and restores the thread's device. */
-typedef enum { ENG_H2D = 1, ENG_D2H = 2, ENG_D2D = 3 } eng_copy_kind;
-gpuml_status eng_cuda_set_device(int device);
-gpuml_status eng_cuda_event_create(int device, void **ev);
-void eng_cuda_event_destroy(int device, void *ev);
-gpuml_status eng_cuda_event_record(int device, void *ev, void *stream);
+typedef gpuml_copy_kind eng_copy_kind;
+#define ENG_H2D GPUML_COPY_H2D
+#define ENG_D2H GPUML_COPY_D2H
+#define ENG_D2D GPUML_COPY_D2D
+#define ENG_FN "gpuml_engine"
+/* For the engine's own threads: the device stays current. */
+static inline gpuml_status eng_cuda_set_device(int device) { return gpuml_cuda_rt_set_device(device, ENG_FN); }
+/* Blocking sync: a waiting completion thread sleeps instead of spinning
+ * on a core the host framework needs. */
+static inline gpuml_status eng_cuda_event_create(int device, void **ev)
+{
+    return gpuml_cuda_rt_event_create(device, GPUML_EVENT_BLOCKING, ev, ENG_FN);
+}
+static inline void eng_cuda_event_destroy(int device, void *ev) { gpuml_cuda_rt_event_destroy(device, ev); }
+static inline gpuml_status eng_cuda_event_record(int device, void *ev, void *stream)
+{
+    return gpuml_cuda_rt_event_record(device, ev, stream, ENG_FN);
+}
 /* Blocks until the event's work is done; reports the stream's error. */
-gpuml_status eng_cuda_event_sync(int device, void *ev);
-gpuml_status eng_cuda_stream_wait(int device, void *stream, void *ev);
-gpuml_status eng_cuda_stream_sync(int device, void *stream);
+static inline gpuml_status eng_cuda_event_sync(int device, void *ev)
+{
+    return gpuml_cuda_rt_event_sync(device, ev, ENG_FN);
+}
+static inline gpuml_status eng_cuda_stream_wait(int device, void *stream, void *ev)
+{
+    return gpuml_cuda_rt_stream_wait(device, stream, ev, ENG_FN);
+}
+static inline gpuml_status eng_cuda_stream_sync(int device, void *stream)
+{
+    return gpuml_cuda_rt_stream_sync(device, stream, ENG_FN);
+}
 /* Never synchronises (D2H into pageable memory is synchronous in CUDA itself). */
-gpuml_status eng_cuda_memcpy_async(int device, void *dst, const void *src, size_t n, eng_copy_kind kind, void *stream);
+static inline gpuml_status eng_cuda_memcpy_async(int device, void *dst, const void *src, size_t n,
+                                                 eng_copy_kind kind, void *stream)
+{
+    return gpuml_cuda_rt_memcpy_async(device, dst, src, n, kind, stream, ENG_FN);
+}
 
 #endif

@@ -312,3 +312,13 @@ void gpuml_pinned_free(gpuml_ctx *ctx, void *ptr)
     char *base = (char *)ptr - PINNED_HEADER;
     gpuml_allocator_free(ctx->pinned, base, *(size_t *)base);
 }
+
+gpuml_status gpuml_ctx_create_shared(const gpuml_ctx_config *cfg, int share, gpuml_ctx **out)
+{
+    GPUML_TRY(gpuml_ctx_create(cfg, out));
+    if (!cfg->executor && cfg->num_threads <= 0 && share > 0) {
+        int nt = gpuml_ctx_num_threads(*out) / share;
+        (void)gpuml_ctx_set_num_threads(*out, nt > 0 ? nt : 1);
+    }
+    return GPUML_OK;
+}

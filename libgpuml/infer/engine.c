@@ -96,25 +96,6 @@ static void resolve_defaults(gpuml_engine_config *c)
         c->max_batch_events = cuda ? 64 : GPUML_ENGINE_CPU_BATCH_EVENTS;
 }
 
-/* ---- contexts ---------------------------------------------------------------- */
-gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out)
-{
-    gpuml_ctx_config cc;
-    gpuml_ctx_config_init_defaults(&cc);
-    cc.device = e->cfg.device;
-    cc.num_threads = e->cfg.cpu_threads;
-    cc.executor = e->cfg.executor;
-    cc.log_fn = e->cfg.log_fn;
-    cc.log_user = e->cfg.log_user;
-    cc.log_level = e->cfg.log_level;
-    GPUML_TRY(gpuml_ctx_create(&cc, out));
-    if (!e->cfg.executor && e->cfg.cpu_threads <= 0) {
-        int nt = gpuml_ctx_num_threads(*out) / e->n_inst;
-        (void)gpuml_ctx_set_num_threads(*out, nt > 0 ? nt : 1);
-    }
-    return GPUML_OK;
-}
-
 /* ---- create / shutdown / destroy ----------------------------------------------------- */
 static gpuml_status describe_model(gpuml_engine *e, const gpuml_model *m)
 {

@@ -1,7 +1,10 @@
 /* libgpuml/infer/engine_impl.h - the inference engine's internals, shared by
- * engine.c (creation, instances, worker and completion threads), queue.c
- * (submit, priority queue, input pool, batch formation), stats.c and
- * direct.c.
+ * engine.c (creation, shutdown), queue.c (submit, priority queue, batch
+ * formation), slots.c (the slot lifecycle and the input pool), instance.c
+ * (instances and their workers), completion.c (completion threads),
+ * stats.c, clusters.c and direct.c. Files call only down this list's
+ * order: engine, direct, instance, completion, queue, slots, stats,
+ * clusters (tools/check_layers.py checks that no two call each other).
  *
  * A request's life (one state machine for CPU and CUDA):
  *   submit:     slot from the free list, inputs copied into the pool, pushed on the heap
@@ -192,26 +195,51 @@ static inline const float *eng_out_src(const gpuml_engine *e, gpuml_var *const *
     return o < e->n_mout ? (const float *)gpuml_tensor_data(gpuml_var_value(outs[o])) : cl[o - e->n_mout];
 }
 
+/* ---- slots.c: the slot lifecycle ---- */
+/* A free slot and, for rows > 0, that many rows of the input pool
+ * (*pool_off; -1 when rows = 0). NULL when either is exhausted, then
+ * nothing is taken. Lock held. */
+eng_slot *eng_slot_take_locked(gpuml_engine *e, int64_t rows, int64_t *pool_off);
+/* Finish a slot outside any batch (TIMEOUT / CANCELLED): lock held. */
+void eng_finish_slot_locked(gpuml_engine *e, eng_slot *s, gpuml_status status);
+/* Give back the pool rows of the batch's copied inputs (after gathering). */
+void eng_release_inputs(gpuml_engine *e, eng_batch *b);
+/* Return a slot (and its pool rows) to the free lists. Lock held. */
+void eng_slot_free_locked(gpuml_engine *e, eng_slot *s);
+/* Call back a list of finished slots (no lock held). */
+void eng_complete_finished(gpuml_engine *e, eng_slot *list);
+/* Set the thread's last error for a failed request (msg NULL or empty: the
+ * status's own text), then call done. No lock held. */
+void eng_call_done(gpuml_engine_done_fn done, void *user, gpuml_status st, const char *msg);
+
 /* ---- queue.c ---- */
 gpuml_status eng_queue_init(gpuml_engine *e);
 void eng_queue_fini(gpuml_engine *e);
 /* Check a request against the model and the engine (fn names the caller). */
 gpuml_status eng_check_request(gpuml_engine *e, const gpuml_engine_request *req, const char *fn);
-/* Return a slot (and its pool rows) to the free lists. Lock held. */
-void eng_slot_free_locked(gpuml_engine *e, eng_slot *s);
 /* Fill the stage `b` with the next batch; waits for requests. Returns false
  * when the engine is stopping and nothing is left for this worker. */
 bool eng_take_batch(gpuml_engine *e, eng_batch *b);
-/* Give back the pool rows of the batch's copied inputs (after gathering). */
-void eng_release_inputs(gpuml_engine *e, eng_batch *b);
 /* Move every waiting request to the finished list with `status`. Lock held. */
 void eng_cancel_waiting_locked(gpuml_engine *e, gpuml_status status);
 
 /* ---- engine.c ---- */
 /* The engine's clock (deadlines, timings, the batcher's timed wait). */
 static inline int64_t eng_now_us(void) { return gpuml_clock_us(); }
-/* A context for the engine's device with its configured threads and log. */
-gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out);
+/* A context for the engine's device with its configured threads and log
+ * (the default threads shared among the instances). */
+static inline gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out)
+{
+    gpuml_ctx_config cc;
+    gpuml_ctx_config_init_defaults(&cc);
+    cc.device = e->cfg.device;
+    cc.num_threads = e->cfg.cpu_threads;
+    cc.executor = e->cfg.executor;
+    cc.log_fn = e->cfg.log_fn;
+    cc.log_user = e->cfg.log_user;
+    cc.log_level = e->cfg.log_level;
+    return gpuml_ctx_create_shared(&cc, e->n_inst, out);
+}
 
 /* ---- instance.c ---- */
 gpuml_status eng_instance_init(gpuml_engine *e, eng_instance *in, const gpuml_model *src);
@@ -221,10 +249,6 @@ gpuml_status eng_warm_up(eng_instance *in);
 void *eng_worker_main(void *instance);
 
 /* ---- completion.c ---- */
-/* Finish a slot outside any batch (TIMEOUT / CANCELLED): lock held. */
-void eng_finish_slot_locked(gpuml_engine *e, eng_slot *s, gpuml_status status);
-/* Call back a list of finished slots (no lock held). */
-void eng_complete_finished(gpuml_engine *e, eng_slot *list);
 void *eng_completion_main(void *cthread);
 
 /* ---- stats.c ---- */

@@ -261,7 +261,14 @@ gpuml_status gpuml_mpi_create(gpuml_comm *comm, const gpuml_comm_config *cfg, co
         free(m);
         return st;
     }
+    static const gpuml_dist_backend_i mpi_i = {
+        .progress = gpuml_mpi_progress,
+        .notify = gpuml_mpi_notify,
+        .abandon = gpuml_mpi_abandon,
+        .req_free = gpuml_mpi_req_free,
+    };
     comm->mpi = m;
+    comm->mpi_i = &mpi_i;
     return GPUML_OK;
 }
 

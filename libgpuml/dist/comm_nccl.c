@@ -337,7 +337,13 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
      * rank has read the id file: remove it, so no later job can pick it up. */
     if (cfg->bootstrap == GPUML_BOOTSTRAP_FILE && comm->rank == 0)
         unlink(cfg->bootstrap_path);
+    static const gpuml_dist_backend_i nccl_i = {
+        .poll = gpuml_nccl_poll,
+        .abort = gpuml_nccl_abort,
+        .req_free = gpuml_nccl_req_free,
+    };
     comm->nccl = s;
+    comm->nccl_i = &nccl_i;
     return GPUML_OK;
 }
 

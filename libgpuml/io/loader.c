@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpuml/testing.h"
 #include "io/devsync.h"
 #include "io/h5.h"
 #include "io/plan.h"

@@ -58,7 +58,7 @@ GPUML_REG_STATIC_ASSERT((int)GPUML_REDUCE_COUNT_ == (int)GPUML_REG_REDUCE_COUNT_
 /* The families of GPUML_OPS (its `kind` column). */
 #define GPUML_OP_KINDS(X)                                                             \
     X(UNARY) X(BINARY) X(ELEMENTWISE) X(REDUCE) X(MATMUL) X(ROWS) X(SEGMENT) X(NORM)  \
-    X(RANDOM) X(LOSS) X(GRAPH) X(CLUSTER)
+    X(RANDOM) X(LOSS) X(GRAPH) X(CLUSTER) X(OPTIM)
 #define GPUML_OPK_ENUM_(K) GPUML_OPK_##K,
 typedef enum gpuml_op_kind { GPUML_OP_KINDS(GPUML_OPK_ENUM_) GPUML_OPK_COUNT_ } gpuml_op_kind;
 

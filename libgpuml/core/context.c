@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "gpuml/testing.h"
 #include "gpuml_config.h"
 
 const char *gpuml_version(void) { return GPUML_VERSION_STRING; }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "infer/engine_impl.h"
+#include "gpuml/testing.h"
 
 /* Events per batch on the CPU when the caller does not say. */
 #define GPUML_ENGINE_CPU_BATCH_EVENTS 8

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/runtime.h"
+#include "gpuml/testing.h"
 #include "io/devsync.h"
 #include "io/h5.h"
 #include "io/plan.h"

@@ -377,11 +377,12 @@ typedef struct gpuml_k_knn_grp {
 } gpuml_k_knn_grp;
 
 /* ---- expanded distance (weaver compatibility) -----------------------------------
- * weaver's ParticleNet ranks neighbours by
- *     pd = -xx - inner - xx^T,  inner = -2 x^T x,  xx = sum_d x^2,
- * in float32, and takes top-k of pd along the candidates j. Negated (exact
- * in rounding) that is dist(q, j) = (|x_j|^2 - 2 q.x_j) + |q|^2, with the
- * dot product accumulated in dimension order by fused multiply-adds (what
+ * weaver's ParticleNet (weaver-core 0.5) ranks neighbours by
+ *     pairwise_distance = (xx^T + inner + xx).clamp(min=0),
+ *     inner = -2 x^T x,  xx = sum_d x^2,
+ * in float32, and takes the k+1 smallest, dropping the first. Per query q
+ * and candidate j that is max((|q|^2 - 2 q.x_j) + |x_j|^2, 0), with the dot
+ * product accumulated in dimension order by fused multiply-adds (what
  * torch's CPU matmul computes, measured for D = 2 .. 128) and |x|^2 a plain
  * float32 sum of rounded squares in dimension order (torch's sum for D <= 3;
  * from D = 8 torch sums in a vectorised order that is not reproduced). */
@@ -401,10 +402,11 @@ GPUML_HD static inline float gpuml_k_knn_norm2(const float *a, int64_t sa, int D
     }
     return acc;
 }
-GPUML_HD static inline float gpuml_k_knn_expanded(float xx_j, float dot, float qq)
+GPUML_HD static inline float gpuml_k_knn_expanded(float qq, float dot, float xx_j)
 {
-    float t = xx_j - 2.0f * dot;
-    return t + qq;
+    float t = qq - 2.0f * dot;
+    float v = t + xx_j;
+    return v > 0.0f ? v : (v == v ? 0.0f : v); /* clamp(min=0), -0 to +0; NaN stays */
 }
 
 GPUML_K_INLINE void gpuml_k_knn_insert(gpuml_k_knn_grp *G, int g, uint64_t key)
@@ -461,8 +463,8 @@ GPUML_K_INLINE void gpuml_k_knn_scan(gpuml_k_knn_grp *G, int D, int DB, int64_t 
         if (G->expanded) {
             const float *q = G->col0 + G->p[g];
             for (int l = 0; l < GPUML_KNN_B; l++)
-                acc[l] = gpuml_k_knn_expanded(gpuml_k_knn_norm2(G->col0 + p0 + l, G->cs, D),
-                                              gpuml_k_knn_dot(q, G->cs, G->col0 + p0 + l, G->cs, D), G->qq[g]);
+                acc[l] = gpuml_k_knn_expanded(G->qq[g], gpuml_k_knn_dot(q, G->cs, G->col0 + p0 + l, G->cs, D),
+                                              gpuml_k_knn_norm2(G->col0 + p0 + l, G->cs, D));
         } else {
             for (int l = 0; l < GPUML_KNN_B; l++)
                 acc[l] = 0.0f;

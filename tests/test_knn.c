@@ -429,8 +429,8 @@ static void test_large_threads(void **state)
 
 /* ---- weaver's expanded distance (GPUML_KNN_DIST_EXPANDED) ----------------------
  * Reference: weaver ParticleNet's knn() as written - every point of the
- * event, the query included, ranked by (|x_j|^2 - 2 x_i.x_j) + |x_i|^2 in
- * float32 (dot by fused multiply-adds in dimension order, |x|^2 a float sum
+ * event, the query included, ranked by max((|x_i|^2 - 2 x_i.x_j) + |x_j|^2,
+ * 0) in float32 (dot by fused multiply-adds in dimension order, |x|^2 a float sum
  * of rounded squares), top k taken, the first dropped - with ties by row. */
 static float ref_norm2(const float *a, int d)
 {
@@ -447,8 +447,9 @@ static float ref_expanded(const float *a, const float *b, int d)
     float dot = 0.0f;
     for (int c = 0; c < d; c++)
         dot = fmaf(a[c], b[c], dot);
-    float t = ref_norm2(b, d) - 2.0f * dot;
-    return t + ref_norm2(a, d);
+    float t = ref_norm2(a, d) - 2.0f * dot;
+    float v = t + ref_norm2(b, d);
+    return v < 0.0f ? 0.0f : v + 0.0f; /* torch's clamp(min=0); -0 as +0 */
 }
 
 static void ref_knn_expanded(const float *x, int d, const int64_t *splits, int64_t nev, int k, int32_t *idx,
@@ -507,7 +508,8 @@ static gpuml_status run_knn_dist(int nthreads, const float *x, int64_t n, int d,
 
 /* Jets far from the origin (eta, phi ~ 300, particles 0.01 apart): the
  * expansion picks other neighbours than the exact distance, and rounding
- * ranks other particles before the query itself. The expanded mode equals
+ * (and the clamp at 0, ties broken by row) ranks other particles before the
+ * query itself. The expanded mode equals
  * the reference bit for bit, for every algo and thread count. */
 static void test_expanded_distance(void **state)
 {

@@ -148,6 +148,62 @@ def test_pad_neighbours_reproduces_padded_mean():
     assert "pad_neighbours" in json.dumps(gc.from_torch(m).config)
 
 
+def _weaver_knn_values(x):
+    """weaver's ranking value for one jet's points [2, P] (torch, CPU)."""
+    from weaver.nn.model.ParticleNet import pairwise_distance
+    return pairwise_distance(torch.tensor(x[None]))[0].numpy()
+
+
+def test_expanded_knn_reproduces_weaver_neighbours():
+    """weaver ranks neighbours by max(|a|^2 - 2a.b + |b|^2, 0) in float32. On jets
+    away from the origin (eta, phi ~ 20, particles ~0.05 apart) that picks
+    other neighbours than the exact distance: converted with
+    knn_distance="exact" the model differs from weaver, with the default
+    ("expanded") it matches. Jets where torch.topk would have to break a tie
+    at the k-th neighbour or at the dropped first place are left out (its
+    order among equal values is unspecified)."""
+    m = weaver_pn("lite", 11)
+    k = m.edge_convs[0].k
+    from weaver.nn.model.ParticleNet import knn as weaver_knn
+    rng = np.random.default_rng(12)
+    P, picked = 20, []
+    for _ in range(400):
+        x = (20 + 0.05 * rng.normal(size=(2, P))).astype(np.float32)
+        v = np.sort(_weaver_knn_values(x), axis=1)
+        if (v[:, 0] == v[:, 1]).any() or (v[:, k] == v[:, k + 1]).any():
+            continue
+        pts = x.T.astype(np.float64)
+        exact = np.argsort(((pts[:, None] - pts[None]) ** 2).sum(-1) + np.diag(np.full(P, -1.0)), axis=1)[:, 1:k + 1]
+        wk = weaver_knn(torch.tensor(x[None]), k).numpy()[0]
+        if any(set(exact[i]) != set(wk[i]) for i in range(P)):
+            picked.append(x)
+        if len(picked) == 6:
+            break
+    assert len(picked) >= 3, "the data should hold jets where the two distances disagree"
+    B = len(picked)
+    pts = np.stack(picked)
+    fts = np.random.default_rng(13).normal(size=(B, 7, P)).astype(np.float32)
+    mask = np.ones((B, 1, P), np.float32)
+    with torch.no_grad():
+        ref = m(torch.tensor(pts), torch.tensor(fts), torch.tensor(mask)).numpy()
+    rp = pts.transpose(0, 2, 1).reshape(-1, 2)
+    rf = fts.transpose(0, 2, 1).reshape(-1, 7)
+    sp = splits_of([P] * B)
+    # the first block's graph: gpuml's expanded kNN lists weaver's neighbours
+    idx, _ = gpuml.ops.knn(rp, k + 1, sp, distance="expanded")
+    wk = weaver_knn(torch.tensor(pts), k).numpy()
+    for b in range(B):
+        for i in range(P):
+            assert set(np.asarray(idx)[b * P + i, 1:] - b * P) == set(wk[b, i])
+    out = gc.from_torch(m)([rp, rf], sp)
+    exact = gc.from_torch(m, knn_distance="exact")([rp, rf], sp)
+    err, err_exact = np.abs(out - ref).max(), np.abs(exact - ref).max(axis=1)
+    print(f"expanded: max |gpuml - weaver| = {err:.3g}; exact distance: per jet {err_exact}")
+    assert err < TOL
+    assert (err_exact > TOL).any()  # measured: 1.4e-4 .. 3.6e-4 per jet
+    assert '"knn_distance": "expanded"' in json.dumps(gc.from_torch(m).config)
+
+
 def test_particlenet_softmax_and_no_fts_bn():
     m = weaver_pn("lite", 5, use_fts_bn=False, for_inference=True)
     sizes = [3, 12, 25]

@@ -20,6 +20,10 @@ Semantics (docs/convert.md lists every difference and its test):
   * use_counts=True pools by the real particle count, which is gpuml's
     global mean pool (an empty jet gives 0 in both). use_counts=False (mean
     over the padded length, which weaver trims per batch) is refused.
+  * kNN: weaver ranks neighbours by (xx^T + inner + xx).clamp(min=0)
+    (|a|^2 - 2a.b + |b|^2) in float32; the blocks get
+    knn_distance="expanded", which computes that value in the same float
+    order (see gpuml/knn.h), unless knn_distance="exact" is asked for.
   * for_inference=True appends weaver's softmax.
   * preprocess.json: per variable y = clip((x - median) * norm_factor,
     lower_bound, upper_bound) becomes a "standardize" node on each input.
@@ -103,7 +107,9 @@ def _block_params(path, blk):
 
 
 def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = None,
-                      points_features: int = 2) -> Graph:
+                      points_features: int = 2, knn_distance: str = "expanded") -> Graph:
+    if knn_distance not in ("expanded", "exact"):
+        raise ConversionError(f"knn_distance must be 'expanded' (weaver's) or 'exact', got {knn_distance!r}")
     net, base, args = _unwrap(module)
     p = (base + ".") if base else ""
     g = Graph()
@@ -124,7 +130,7 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
             fts.append(g.node(f"{grp}_conv_masked", "mul", [f, m], g.features(f)))
         coords = g.node("points", "add", pts, g.features(pts[0]))
         feats = g.node("features", "add", fts, g.features(fts[0]))
-        _particlenet_body(g, pn, f"{p}pn.", coords, feats, pad_neighbours)
+        _particlenet_body(g, pn, f"{p}pn.", coords, feats, pad_neighbours, knn_distance)
     else:
         pn = net
         in_feat = pn.bn_fts.num_features if pn.use_fts_bn else pn.edge_convs[0].convs[0].in_channels // 2
@@ -136,11 +142,12 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
             if pads:
                 raise ConversionError(f"preprocess.json: {pre.names['features']} pads with {pads}; without "
                                       f"use_fts_bn, ParticleNet does not zero padded features")
-        _particlenet_body(g, pn, p, coords, feats, pad_neighbours)
+        _particlenet_body(g, pn, p, coords, feats, pad_neighbours, knn_distance)
     if pre.lengths:
         g.meta["max_particles"] = pre.lengths
     g.meta["converted_from"] = f"{type(module).__module__}.{type(module).__qualname__}"
     g.meta["pad_neighbours"] = bool(pad_neighbours)
+    g.meta["knn_distance"] = knn_distance
     return g
 
 
@@ -174,7 +181,7 @@ class _Inputs:
         return x
 
 
-def _particlenet_body(g, pn, p, coords, fts, pad_neighbours):
+def _particlenet_body(g, pn, p, coords, fts, pad_neighbours, knn_distance):
     base = p[:-1]
     if pn.for_segmentation:
         raise ConversionError(f"{where(base, pn)}: for_segmentation=True (per-particle outputs) is not supported")
@@ -197,7 +204,7 @@ def _particlenet_body(g, pn, p, coords, fts, pad_neighbours):
                                   f"gets {g.features(fts)}")
         fts = g.node(f"edge_conv{i}", "particlenet_block", [coords, fts], widths[-1], params=params,
                      buffers=buffers, k=int(blk.k), widths=widths, pad_neighbours=bool(pad_neighbours), eps=eps,
-                     momentum=mom)
+                     momentum=mom, knn_distance=knn_distance)
         coords = fts
         outs.append(fts)
     if pn.use_fusion:
@@ -269,7 +276,7 @@ def _load_network(network, preprocess, network_options):
 
 
 def from_weaver(state_dict_path, network_module_or_config, preprocess_json=None, *, network_options=None,
-                pad_neighbours=True, ctx=None):
+                pad_neighbours=True, knn_distance="expanded", ctx=None):
     """Convert a weaver checkpoint (*_state.pt, a state_dict) of a ParticleNet
     network into a gpuml.Model.
 
@@ -278,7 +285,9 @@ def from_weaver(state_dict_path, network_module_or_config, preprocess_json=None,
     preprocess_json), or a dict / JSON file {"model": "ParticleNet",
     "kwargs": {...}}. preprocess_json (path or dict): weaver's exported
     preprocess.json; its standardisation becomes model ops and its input
-    names the model's input names."""
+    names the model's input names. knn_distance "expanded" (default)
+    ranks neighbours by weaver's |a|^2 - 2a.b + |b|^2 in float32, "exact"
+    by gpuml's exact distance (docs/convert.md)."""
     import torch
 
     pp = preprocess_json
@@ -295,5 +304,5 @@ def from_weaver(state_dict_path, network_module_or_config, preprocess_json=None,
     _check_eval(model)
     if not is_weaver_model(model):
         raise ConversionError(f"{where('', model)}: not a weaver ParticleNet (or a one-child wrapper of one)")
-    g = particlenet_graph(model, pad_neighbours=pad_neighbours, preprocess=pp)
+    g = particlenet_graph(model, pad_neighbours=pad_neighbours, preprocess=pp, knn_distance=knn_distance)
     return g.build(type(model).__name__.lower(), ctx)

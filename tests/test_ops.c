@@ -39,6 +39,7 @@ static double ref_unary1(int op, double x, double a)
     case GPUML_UNARY_TANH: return tanh(x);
     case GPUML_UNARY_SIGMOID: return 1 / (1 + exp(-x));
     case GPUML_UNARY_SOFTPLUS: return x > 20 ? x : log1p(exp(x));
+    case GPUML_UNARY_NAN_TO_ZERO: return isnan(x) ? 0 : x;
     }
     return NAN;
 }

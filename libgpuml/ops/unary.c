@@ -3,6 +3,7 @@
 
 static const char *const unary_names[GPUML_UNARY_COUNT_] = {
     "neg", "abs", "exp", "log", "sqrt", "rsqrt", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softplus",
+    "nan_to_zero",
 };
 
 const char *gpuml_unary_op_name(gpuml_unary_op op)

@@ -25,7 +25,7 @@ _KNN_ALGOS = {"auto": 0, "brute": 1, "grid": 2}
 _KNN_DISTANCES = {"exact": 0, "expanded": 1}
 _REDUCE = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 _UNARY = ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid",
-          "softplus"]
+          "softplus", "nan_to_zero"]
 _BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 
 

@@ -316,13 +316,14 @@ def preprocess_json(rng, length=20):
 
 
 def weaver_preprocess(x, grp):
-    """weaver's standardisation in numpy float32: clip((x - median) * norm_factor)."""
+    """weaver's standardisation in numpy float32: clip((x - median) * norm_factor),
+    then NaN -> 0 (its nan_to_num)."""
     out = np.empty_like(x)
     for c, v in enumerate(grp["var_names"]):
         i = grp["var_infos"][v]
         out[:, c] = np.clip((x[:, c] - np.float32(i["median"])) * np.float32(i["norm_factor"]),
                             np.float32(i["lower_bound"]), np.float32(i["upper_bound"]))
-    return out
+    return np.where(np.isnan(out), np.float32(0), out)
 
 
 @pytest.fixture
@@ -379,6 +380,42 @@ def test_from_weaver_with_preprocess(weaver_checkpoint, tmp_path):
     assert np.abs(out - ref).max() < TOL
     # the clipping is exercised
     assert (np.abs(weaver_preprocess(np.concatenate(rows_f), pp["pf_features"])) == np.float32(2.5)).any()
+
+
+def test_from_weaver_var_length_and_nan(weaver_checkpoint):
+    """weaver cuts every jet to its first var_length (20) particles and turns
+    NaN inputs into 0 after the clipping: jets longer than 20, fed whole and
+    with NaNs, match weaver fed the cut, padded, cleaned input (the model's
+    truncate node and standardize's nan_to_zero)."""
+    d, pp, model = weaver_checkpoint
+    m = gc.from_weaver(d / "net_best_epoch_state.pt", d / "particlenet_pf.py", d / "preprocess.json")
+    ops = [n["op"] for n in m.config["nodes"]]
+    assert ops.count("truncate") == 2
+    assert all(n.get("nan_to_zero") for n in m.config["nodes"] if n["op"] == "standardize")
+    L = pp["pf_points"]["var_length"]
+    sizes = [3, L, L + 1, 45, 0, 7]
+    rows_p, rows_f = _raw_jets(sizes, 15)
+    rows_f[1][4, 2] = np.nan
+    rows_f[5][0, :] = np.nan
+    rows_f[3][30, 1] = np.nan  # past the cut: never seen
+    ref = _weaver_reference(model, pp, [p[:L] for p in rows_p], [f[:L] for f in rows_f])
+    assert np.isfinite(ref).all()
+    out = m([np.concatenate(rows_p), np.concatenate(rows_f)], splits_of(sizes))
+    err = np.abs(out - ref).max(axis=1)
+    print(f"var_length / NaN: per-jet max |gpuml - weaver| = {err}")
+    assert err.max() < TOL
+    # without the cut, the long jets differ (the test can fail)
+    whole = _weaver_reference_len(model, pp, rows_p, rows_f)
+    assert np.abs(whole - ref)[[2, 3]].max() > 1e-3
+
+
+def _weaver_reference_len(model, pp, rows_p, rows_f):
+    """weaver's network on jets padded to their own maximum length (no cut)."""
+    P = max(len(p) for p in rows_p)
+    pp2 = json.loads(json.dumps(pp))
+    for g in ("pf_points", "pf_features", "pf_mask"):
+        pp2[g]["var_length"] = P
+    return _weaver_reference(model, pp2, rows_p, rows_f)
 
 
 def test_command_line(weaver_checkpoint, tmp_path, capsys):

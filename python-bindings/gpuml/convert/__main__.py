@@ -19,9 +19,11 @@ Two routes:
                   or a JSON file {"model": "ParticleNet", "kwargs": {...}}
     --preprocess  weaver's exported preprocess.json: its standardisation
                   (median, norm_factor, clip bounds) becomes model ops, so
-                  the model takes raw inputs; its input names name the
-                  model's inputs. The padding length is not applied: feed at
-                  most var_length particles per jet.
+                  the model takes raw inputs (NaN becomes 0 as in weaver);
+                  its input names name the model's inputs. ParticleNet: each
+                  jet is cut to its first var_length particles in the model
+                  (ParticleNetTagger: not applied; feed at most var_length
+                  PF candidates and SVs per jet).
     --network-option key=value (JSON value), repeatable: passed to get_model.
 
   torch (from_torch(module, **hints)):

@@ -26,10 +26,12 @@ Semantics (docs/convert.md lists every difference and its test):
     order (see gpuml/knn.h), unless knn_distance="exact" is asked for.
   * for_inference=True appends weaver's softmax.
   * preprocess.json: per variable y = clip((x - median) * norm_factor,
-    lower_bound, upper_bound) becomes a "standardize" node on each input.
-    The truncation to var_length is NOT part of the model: feed at most
-    var_length particles per jet, the first ones in weaver's order (the
-    converted model's meta.max_particles records the length).
+    lower_bound, upper_bound), NaN then 0 (weaver's nan_to_num), becomes a
+    "standardize" node (nan_to_zero) on each input. ParticleNet: weaver's
+    cut of every jet to its first var_length particles becomes a "truncate"
+    node on each input (meta.max_particles records the length).
+    ParticleNetTagger: the PF and SV lengths are not applied (one row set
+    holds both collections): feed at most var_length of each.
 """
 from __future__ import annotations
 
@@ -114,7 +116,10 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
     p = (base + ".") if base else ""
     g = Graph()
     cls = _weaver_classes()
-    pre = _Inputs(g, args, preprocess)
+    # weaver cuts every jet to var_length particles; with one collection that
+    # is gpuml's truncate op. The tagger's PF and SV collections have their
+    # own lengths on one row set per jet: not expressible, not applied.
+    pre = _Inputs(g, args, preprocess, truncate=type(net) is not cls[1])
     if type(net) is cls[1]:  # ParticleNetTagger: PF candidates and SVs, one row set
         pn = net.pn
         pfd, svd = net.pf_conv.conv[0].num_features, net.sv_conv.conv[0].num_features
@@ -156,8 +161,8 @@ class _Inputs:
     preprocess.json's groups (matched by position) when one is given, with
     its standardisation applied; masks are taken as they are."""
 
-    def __init__(self, g, args, preprocess):
-        self.g, self.args, self.pp = g, args, preprocess
+    def __init__(self, g, args, preprocess, truncate):
+        self.g, self.args, self.pp, self.truncate = g, args, preprocess, truncate
         self.names, self.lengths = {}, {}
 
     def get(self, arg, features):
@@ -176,7 +181,13 @@ class _Inputs:
         self.names[arg] = name
         x = self.g.input(name, features)
         if grp is not None and not arg.endswith("mask"):
-            self.lengths[name] = int(grp["var_length"])
+            length = int(grp["var_length"])
+            if self.truncate:
+                if self.lengths and set(self.lengths.values()) != {length}:
+                    raise ConversionError(f"preprocess.json: {name} has var_length {length}, other inputs "
+                                          f"{self.lengths}; weaver needs one length per jet")
+                x = self.g.node(f"{name}_truncate", "truncate", [x], features, length=length)
+            self.lengths[name] = length
             x = _standardize(self.g, x, name, grp)
         return x
 
@@ -224,7 +235,7 @@ def _standardize(g: Graph, x: str, group: str, grp: dict) -> str:
         raise ConversionError(f"preprocess.json: {group} has {len(names)} variables, the input {g.features(x)}")
     c, s, lo, hi = (np.array([float(infos[v][k]) for v in names])
                     for k in ("median", "norm_factor", "lower_bound", "upper_bound"))
-    return g.node(f"{group}_standardize", "standardize", [x], len(names),
+    return g.node(f"{group}_standardize", "standardize", [x], len(names), nan_to_zero=True,
                   buffers={"center": c, "scale": s, "lower": lo, "upper": hi})
 
 

@@ -124,6 +124,7 @@ def test_particlenet_matches_weaver(kind, tmp_path):
     loaded = gpuml.Model.load(path)  # gpuml_model_load
     out = loaded([rp, rf], splits_of(sizes))
     err = np.abs(out - ref).max(axis=1)
+    print(f"max |gpuml - torch| (ParticleNet): {err.max():.3g}")
     assert err.max() < TOL, f"per-jet max |gpuml - weaver|: {err}"
     # the engine (batched, from the file) gives the same outputs
     sp = splits_of(sizes)
@@ -263,6 +264,7 @@ def test_particlenet_tagger_matches_weaver():
                                           "sv_mask"]
     out = g({k: np.concatenate(v) for k, v in rows.items()}, splits_of([n + m for n, m in zip(npf, nsv)]))
     assert 0.5 < np.abs(ref).max() < 20
+    print(f"max |gpuml - torch| (ParticleNetTagger): {np.abs(out - ref).max():.3g}")
     assert np.abs(out - ref).max() < TOL, np.abs(out - ref).max(axis=1)
 
 
@@ -485,6 +487,7 @@ def test_pyg_gravnet_clustering_model(tmp_path):
     g.save(tmp_path / "gravnet.h5")
     out = gpuml.Model.load(tmp_path / "gravnet.h5")(x.numpy(), splits_of(sizes))
     assert np.abs(ref).max() > 0.3
+    print(f"max |gpuml - torch| (GravNet clustering): {np.abs(out - ref).max():.3g}")
     assert np.abs(out - ref).max() < TOL
 
 
@@ -509,6 +512,7 @@ def test_pyg_dynamic_edgeconv_classifier(tmp_path):
     path = tmp_path / "dgcnn.h5"
     out = gpuml.Model.load(path)(x.numpy(), splits_of(sizes))
     assert 0.3 < np.abs(ref).max() < 30
+    print(f"max |gpuml - torch| (DynamicEdgeConv classifier): {np.abs(out - ref).max():.3g}")
     assert np.abs(out - ref).max() < TOL
     sp = splits_of(sizes)
     with gpuml.Engine(str(path), max_batch_rows=4096, warmup=0) as eng:
@@ -529,6 +533,7 @@ def test_plain_torch_chain():
         h = model[5](h[:, :, None])[:, :, 0]
         ref = model[8](model[7](model[6](h))).numpy()
     out = gc.from_torch(model)(x.numpy())
+    print(f"max |gpuml - torch| (plain chain): {np.abs(out - ref).max():.3g}")
     assert np.abs(out - ref).max() < 1e-5
 
 

@@ -406,6 +406,13 @@ def test_from_weaver_var_length_and_nan(weaver_checkpoint):
     err = np.abs(out - ref).max(axis=1)
     print(f"var_length / NaN: per-jet max |gpuml - weaver| = {err}")
     assert err.max() < TOL
+    # the engine (batches of jets of different lengths, from the file) too
+    path = d / "cut.h5"
+    m.save(path)
+    with gpuml.Engine(str(path), max_batch_events=4, max_batch_rows=4096, warmup=0) as eng:
+        futs = [eng.submit([p, f]) for p, f in zip(rows_p, rows_f)]
+        eout = np.concatenate([f.result(timeout=60) for f in futs])
+    assert np.abs(eout - ref).max() < TOL
     # without the cut, the long jets differ (the test can fail)
     whole = _weaver_reference_len(model, pp, rows_p, rows_f)
     assert np.abs(whole - ref)[[2, 3]].max() > 1e-3

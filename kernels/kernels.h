@@ -73,7 +73,9 @@ GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, con
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 GPUML_K_DECLARE(segment_ids, const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
 /* knn.h: ws of gpuml_{cpu,cuda}_knn_workspace(n, d, nev, kk, nthreads) bytes; r2 = max_radius^2 or +inf;
- * algo a gpuml_knn_algo. grad: rowptr [n+1] / col [n*kk], the reverse CSR of idx. */
+ * algo a gpuml_knn_algo, or'ed with GPUML_K_KNN_ALGO_EXPANDED for weaver's expanded distance
+ * (GPUML_KNN_DIST_EXPANDED). grad: rowptr [n+1] / col [n*kk], the reverse CSR of idx. */
+#define GPUML_K_KNN_ALGO_EXPANDED 0x100
 GPUML_K_DECLARE(knn, const float *x, int64_t n, int d, const int64_t *row_splits, int64_t nev, int kk, float r2,
                 int algo, int32_t *idx, float *dist2, void *ws)
 size_t gpuml_cpu_knn_workspace(int64_t n, int d, int64_t nev, int kk, int nthreads);

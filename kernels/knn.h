@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "gpuml/knn.h"
+#include "kernels.h" /* GPUML_K_KNN_ALGO_EXPANDED */
 
 #ifdef __CUDACC__
 #define GPUML_K_INLINE static __device__ __host__ __forceinline__
@@ -48,6 +49,9 @@
 
 #define GPUML_KNN_MODE_BRUTE 0
 #define GPUML_KNN_MODE_GRID 1
+/* Brute force with weaver's expanded distance (see "expanded distance"
+ * below). No box bounds: they hold for the exact distance only. */
+#define GPUML_KNN_MODE_EXPANDED 2
 
 /* AUTO uses the binned search for events of at least this many points when
  * D <= GPUML_KNN_GRID_MAXD. Measured on the CPU (bench/README.md): it wins
@@ -168,6 +172,8 @@ GPUML_HD static inline int64_t gpuml_k_knn_event_of_pos(const gpuml_k_knn_event 
 /* algo: a gpuml_knn_algo. */
 GPUML_HD static inline int gpuml_k_knn_mode(int64_t n, int d, int algo)
 {
+    if (algo & GPUML_K_KNN_ALGO_EXPANDED)
+        return GPUML_KNN_MODE_EXPANDED;
     if (algo == GPUML_KNN_BRUTE)
         return GPUML_KNN_MODE_BRUTE;
     if (algo == GPUML_KNN_GRID)
@@ -269,8 +275,8 @@ GPUML_HD static inline void gpuml_k_knn_make_box(const gpuml_k_knn_view *v, int6
  * code with groups of one.
  *
  * A query's list is k-1 packed keys (dist2 bits << 32 | row), ascending:
- * for dist2 >= 0 the float bits order like the values, so one unsigned
- * compare is the (dist2, row) order. Empty slots hold a sentinel: (r2,
+ * the bits are mapped to order like the values (gpuml_k_knn_pack), so one
+ * unsigned compare is the (dist2, row) order. Empty slots hold a sentinel: (r2,
  * INT32_MAX) admits points at dist2 == r2, (+inf, 0) admits nothing
  * infinite. */
 #ifndef GPUML_KNN_GMAX
@@ -294,6 +300,9 @@ GPUML_HD static inline int gpuml_k_knn_ctz(uint32_t m)
 #endif
 }
 
+/* The float's bits made to order like its value for either sign (the
+ * expanded distance can be negative): sign bit set on positives, all bits
+ * flipped on negatives. */
 GPUML_HD static inline uint64_t gpuml_k_knn_pack(float d2, int32_t j)
 {
 #ifdef __CUDA_ARCH__
@@ -306,19 +315,22 @@ GPUML_HD static inline uint64_t gpuml_k_knn_pack(float d2, int32_t j)
     cv.f = d2;
     uint32_t b = cv.u;
 #endif
+    b ^= (b & 0x80000000u) ? 0xffffffffu : 0x80000000u;
     return ((uint64_t)b << 32) | (uint32_t)j;
 }
 
 GPUML_HD static inline float gpuml_k_knn_key_d2(uint64_t key)
 {
+    uint32_t b = (uint32_t)(key >> 32);
+    b ^= (b & 0x80000000u) ? 0x80000000u : 0xffffffffu;
 #ifdef __CUDA_ARCH__
-    return __uint_as_float((uint32_t)(key >> 32));
+    return __uint_as_float(b);
 #else
     union {
         float f;
         uint32_t u;
     } cv;
-    cv.u = (uint32_t)(key >> 32);
+    cv.u = b;
     return cv.f;
 #endif
 }
@@ -351,6 +363,7 @@ typedef struct gpuml_k_knn_grp {
     int64_t ls;          /* list stride: 1 (CPU), positions (CUDA)        */
     int64_t cs;          /* column stride                                 */
     int k, n;            /* neighbours; queries                           */
+    int expanded;        /* GPUML_KNN_MODE_EXPANDED: weaver's distance    */
     uint32_t live;       /* bit g: query g searches                      */
     float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN]; /* box of live queries */
     float qx[GPUML_KNN_MAXBIN][GPUML_KNN_GMAX];        /* first coordinates */
@@ -358,13 +371,57 @@ typedef struct gpuml_k_knn_grp {
     uint64_t wk[GPUML_KNN_GMAX];  /* worst key (slot k-2 of the list)       */
     int cnt[GPUML_KNN_GMAX];      /* filled slots                           */
     int64_t p[GPUML_KNN_GMAX];    /* positions                              */
+    float qq[GPUML_KNN_GMAX];     /* expanded: |q|^2                        */
+    uint64_t over[GPUML_KNN_GMAX]; /* expanded: the k-th best key, kept out of
+                                     the list (the sentinel until it is full) */
 } gpuml_k_knn_grp;
+
+/* ---- expanded distance (weaver compatibility) -----------------------------------
+ * weaver's ParticleNet (weaver-core 0.5) ranks neighbours by
+ *     pairwise_distance = (xx^T + inner + xx).clamp(min=0),
+ *     inner = -2 x^T x,  xx = sum_d x^2,
+ * in float32, and takes the k+1 smallest, dropping the first. Per query q
+ * and candidate j that is max((|q|^2 - 2 q.x_j) + |x_j|^2, 0), with the dot
+ * product accumulated in dimension order by fused multiply-adds (what
+ * torch's CPU matmul computes, measured for D = 2 .. 128) and |x|^2 a plain
+ * float32 sum of rounded squares in dimension order (torch's sum for D <= 3;
+ * from D = 8 torch sums in a vectorised order that is not reproduced). */
+GPUML_HD static inline float gpuml_k_knn_dot(const float *a, int64_t sa, const float *b, int64_t sb, int D)
+{
+    float acc = 0.0f;
+    for (int d = 0; d < D; d++)
+        acc = fmaf(a[d * sa], b[d * sb], acc);
+    return acc;
+}
+GPUML_HD static inline float gpuml_k_knn_norm2(const float *a, int64_t sa, int D)
+{
+    float acc = 0.0f;
+    for (int d = 0; d < D; d++) {
+        float t = a[d * sa] * a[d * sa];
+        acc += t;
+    }
+    return acc;
+}
+GPUML_HD static inline float gpuml_k_knn_expanded(float qq, float dot, float xx_j)
+{
+    float t = qq - 2.0f * dot;
+    float v = t + xx_j;
+    return v > 0.0f ? v : (v == v ? 0.0f : v); /* clamp(min=0), -0 to +0; NaN stays */
+}
 
 GPUML_K_INLINE void gpuml_k_knn_insert(gpuml_k_knn_grp *G, int g, uint64_t key)
 {
     int km = G->k - 1;
     uint64_t *L = G->lists + (int64_t)g * km;
     int64_t ls = G->ls;
+    if (G->expanded && G->cnt[g] == km) { /* full: the key or the list's last becomes the k-th */
+        uint64_t last = L[(km - 1) * ls];
+        G->over[g] = key > last ? key : last;
+        G->wk[g] = G->over[g];
+        G->wd[g] = gpuml_k_knn_key_d2(G->wk[g]);
+        if (key > last)
+            return;
+    }
     int s = G->cnt[g] < km ? G->cnt[g] : km - 1; /* only the filled prefix moves */
     while (s > 0 && key < L[(s - 1) * ls]) {
         L[s * ls] = L[(s - 1) * ls];
@@ -372,7 +429,7 @@ GPUML_K_INLINE void gpuml_k_knn_insert(gpuml_k_knn_grp *G, int g, uint64_t key)
     }
     L[s * ls] = key;
     G->cnt[g] += G->cnt[g] < km;
-    G->wk[g] = L[(km - 1) * ls];
+    G->wk[g] = G->expanded ? G->over[g] : L[(km - 1) * ls];
     G->wd[g] = gpuml_k_knn_key_d2(G->wk[g]);
 }
 
@@ -403,14 +460,21 @@ GPUML_K_INLINE void gpuml_k_knn_scan(gpuml_k_knn_grp *G, int D, int DB, int64_t 
         int g = gpuml_k_knn_ctz(todo);
         todo &= todo - 1;
         float acc[GPUML_KNN_B];
-        for (int l = 0; l < GPUML_KNN_B; l++)
-            acc[l] = 0.0f;
-        for (int d = 0; d < D; d++) {
-            const float *col = G->col0 + d * G->cs + p0;
-            float qd = d < GPUML_KNN_MAXBIN ? G->qx[d < GPUML_KNN_MAXBIN ? d : 0][g] : G->col0[d * G->cs + G->p[g]];
-            for (int l = 0; l < GPUML_KNN_B; l++) {
-                float t = qd - col[l];
-                acc[l] += t * t;
+        if (G->expanded) {
+            const float *q = G->col0 + G->p[g];
+            for (int l = 0; l < GPUML_KNN_B; l++)
+                acc[l] = gpuml_k_knn_expanded(G->qq[g], gpuml_k_knn_dot(q, G->cs, G->col0 + p0 + l, G->cs, D),
+                                              gpuml_k_knn_norm2(G->col0 + p0 + l, G->cs, D));
+        } else {
+            for (int l = 0; l < GPUML_KNN_B; l++)
+                acc[l] = 0.0f;
+            for (int d = 0; d < D; d++) {
+                const float *col = G->col0 + d * G->cs + p0;
+                float qd = d < GPUML_KNN_MAXBIN ? G->qx[d < GPUML_KNN_MAXBIN ? d : 0][g] : G->col0[d * G->cs + G->p[g]];
+                for (int l = 0; l < GPUML_KNN_B; l++) {
+                    float t = qd - col[l];
+                    acc[l] += t * t;
+                }
             }
         }
         float wd = G->wd[g];
@@ -530,6 +594,7 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
     G.cs = gpuml_k_knn_colstride(ev->n);
     G.k = k;
     G.n = 0;
+    G.expanded = ev->mode == GPUML_KNN_MODE_EXPANDED;
     G.live = 0;
     uint64_t sentinel = v->r2 < INFINITY ? gpuml_k_knn_pack(v->r2, GPUML_KNN_J_RADIUS) : gpuml_k_knn_pack(INFINITY, 0);
     for (int d = 0; d < GPUML_KNN_MAXBIN; d++)
@@ -538,8 +603,10 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
         int64_t p = (c << GPUML_KNN_LB) + g0 + g;
         bool in = g < gn && p < ev->n;
         G.p[g] = p;
+        G.qq[g] = in && G.expanded ? gpuml_k_knn_norm2(G.col0 + p, G.cs, D) : 0.0f;
         G.cnt[g] = 0;
         G.wk[g] = sentinel;
+        G.over[g] = sentinel;
         G.wd[g] = -INFINITY;
         for (int d = 0; d < GPUML_KNN_MAXBIN; d++)
             G.qx[d][g] = in && d < D ? G.col0[d * G.cs + p] : 0.0f;
@@ -575,9 +642,26 @@ GPUML_K_INLINE void gpuml_k_knn_cell(const gpuml_k_knn_view *v, int64_t e, int64
     for (int g = 0; g < G.n; g++) {
         int64_t i = G.perm[G.p[g]];
         const uint64_t *L = lists + (int64_t)g * km;
-        for (int s = 0; s < km; s++) {
+        /* expanded: weaver takes the top k of all points, the query
+         * included, and drops the first. The query's own distance need not
+         * be the smallest (rounding): when a key S[0] beats it, S[0] is
+         * dropped and the query takes its place in order among S[1..], the
+         * list followed by the k-th best key. */
+        int drop = 0, ns = G.cnt[g] + (G.expanded && G.over[g] != sentinel);
+        uint64_t self = 0;
+        if (G.expanded && G.cnt[g] > 0 && ((G.live >> g) & 1u)) {
+            const float *q = G.col0 + G.p[g];
+            self = gpuml_k_knn_pack(gpuml_k_knn_expanded(G.qq[g], gpuml_k_knn_dot(q, G.cs, q, G.cs, D), G.qq[g]),
+                                    (int32_t)i);
+            drop = L[0] < self;
+        }
+        for (int s = 0, r = drop; s < km; s++) {
             bool real = s < G.cnt[g];
-            uint64_t key = L[s * ls];
+            uint64_t key = r < G.cnt[g] ? L[r * ls] : r < ns ? G.over[g] : 0;
+            if (drop && (r >= ns || self < key))
+                key = self, drop = 0; /* the query, in its place */
+            else
+                r++;
             idx[i * k + 1 + s] = real ? (int32_t)(uint32_t)key : -1;
             dist2[i * k + 1 + s] = real ? gpuml_k_knn_key_d2(key) : INFINITY;
         }

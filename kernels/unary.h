@@ -41,6 +41,7 @@ GPUML_HD static inline float gpuml_k_unary(int op, float x, float alpha)
     case GPUML_UNARY_TANH: return tanhf(x);
     case GPUML_UNARY_SIGMOID: return gpuml_k_sigmoid(x);
     case GPUML_UNARY_SOFTPLUS: return gpuml_k_softplus(x);
+    case GPUML_UNARY_NAN_TO_ZERO: return x == x ? x : 0.0f;
     default: return NAN;
     }
 }
@@ -75,6 +76,7 @@ GPUML_HD static inline float gpuml_k_unary_grad(int op, float x, float alpha, fl
         return gy * s * (1.0f - s);
     }
     case GPUML_UNARY_SOFTPLUS: return x > 20.0f ? gy : gy * gpuml_k_sigmoid(x);
+    case GPUML_UNARY_NAN_TO_ZERO: return x == x ? gy : 0.0f;
     default: return NAN;
     }
 }

@@ -8,7 +8,8 @@
  * it (float32, summed in dimension order) and sorts all candidates by
  * (dist2, row): random, clustered, duplicate, lattice (ties), far-from-origin
  * data, NaN/Inf, radius, every event size, k 1..256, D 1..128, brute force vs
- * binned search, and error paths.
+ * binned search, and error paths. Weaver's expanded distance
+ * (GPUML_KNN_DIST_EXPANDED) against its own float32 reference, exactly.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -426,6 +427,211 @@ static void test_large_threads(void **state)
     free(c), free(a), free(b), free(da), free(dbb), free(x);
 }
 
+/* ---- weaver's expanded distance (GPUML_KNN_DIST_EXPANDED) ----------------------
+ * Reference: weaver ParticleNet's knn() as written - every point of the
+ * event, the query included, ranked by max((|x_i|^2 - 2 x_i.x_j) + |x_j|^2,
+ * 0) in float32 (dot by fused multiply-adds in dimension order, |x|^2 a float sum
+ * of rounded squares), top k taken, the first dropped - with ties by row. */
+static float ref_norm2(const float *a, int d)
+{
+    float acc = 0.0f;
+    for (int c = 0; c < d; c++) {
+        float t = a[c] * a[c];
+        acc += t;
+    }
+    return acc;
+}
+
+static float ref_expanded(const float *a, const float *b, int d)
+{
+    float dot = 0.0f;
+    for (int c = 0; c < d; c++)
+        dot = fmaf(a[c], b[c], dot);
+    float t = ref_norm2(a, d) - 2.0f * dot;
+    float v = t + ref_norm2(b, d);
+    return v < 0.0f ? 0.0f : v + 0.0f; /* torch's clamp(min=0); -0 as +0 */
+}
+
+static void ref_knn_expanded(const float *x, int d, const int64_t *splits, int64_t nev, int k, int32_t *idx,
+                             float *dist2)
+{
+    for (int64_t e = 0; e < nev; e++) {
+        int64_t s = splits[e], t = splits[e + 1];
+        cand *c = malloc((size_t)(t - s + 1) * sizeof *c);
+        for (int64_t i = s; i < t; i++) {
+            int m = 0;
+            if (row_finite(x + i * d, d))
+                for (int64_t j = s; j < t; j++) {
+                    float v = row_finite(x + j * d, d) ? ref_expanded(x + i * d, x + j * d, d) : NAN;
+                    if (v < INFINITY)
+                        c[m++] = (cand){v, (int32_t)j};
+                }
+            qsort(c, (size_t)m, sizeof *c, cand_cmp);
+            idx[i * k] = (int32_t)i;
+            dist2[i * k] = 0.0f;
+            for (int sl = 1; sl < k; sl++) { /* c[0] is dropped */
+                idx[i * k + sl] = sl < m ? c[sl].j : -1;
+                dist2[i * k + sl] = sl < m ? c[sl].d2 : INFINITY;
+            }
+        }
+        free(c);
+    }
+}
+
+static gpuml_status run_knn_dist(int nthreads, const float *x, int64_t n, int d, const int64_t *splits, int64_t nev,
+                                 int k, gpuml_knn_algo algo, gpuml_knn_distance dist, int32_t *idx, float *dist2)
+{
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, nthreads);
+    gpuml_tensor *tx = h_tensor_f32(ctx, 2, SHAPE(n, d), x);
+    gpuml_tensor *ts = h_tensor(ctx, GPUML_I64, 1, SHAPE(nev + 1), splits);
+    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(n, k), NULL);
+    gpuml_tensor *td = h_tensor(ctx, GPUML_F32, 2, SHAPE(n, k), NULL);
+    gpuml_knn_params p;
+    gpuml_knn_params_init_defaults(&p);
+    p.k = k;
+    p.algo = algo;
+    p.distance = dist;
+    gpuml_status st = gpuml_knn_ex(ctx, tx, ts, &p, ti, td, NULL, NULL);
+    if (st == GPUML_OK) {
+        gpuml_tensor_copy_to_host(ctx, ti, idx, (size_t)(n * k) * sizeof *idx);
+        gpuml_tensor_copy_to_host(ctx, td, dist2, (size_t)(n * k) * sizeof *dist2);
+    } else {
+        printf("gpuml_knn_ex: %s\n", gpuml_last_error());
+    }
+    gpuml_tensor_destroy(tx);
+    gpuml_tensor_destroy(ts);
+    gpuml_tensor_destroy(ti);
+    gpuml_tensor_destroy(td);
+    gpuml_ctx_destroy(ctx);
+    return st;
+}
+
+/* Jets far from the origin (eta, phi ~ 300, particles 0.01 apart): the
+ * expansion picks other neighbours than the exact distance, and rounding
+ * (and the clamp at 0, ties broken by row) ranks other particles before the
+ * query itself. The expanded mode equals
+ * the reference bit for bit, for every algo and thread count. */
+static void test_expanded_distance(void **state)
+{
+    (void)state;
+    uint64_t s = 77;
+    const int d_list[] = {2, 3, 7};
+    for (int di = 0; di < 3; di++) {
+        int d = d_list[di], k = 9;
+        int64_t splits[] = {0, 1, 3, 9, 10, 60, 200, 260}, nev = 7, n = splits[nev];
+        float *x = malloc((size_t)(n * d) * sizeof *x);
+        for (int64_t i = 0; i < n * d; i++)
+            x[i] = (float)(300.0 + 0.01 * floor(h_rand_uniform(&s, 0, 10)) + 1e-4 * h_rand_normal(&s));
+        size_t nk = (size_t)(n * k);
+        int32_t *ri = malloc(nk * sizeof *ri), *gi = malloc(nk * sizeof *gi), *ei = malloc(nk * sizeof *ei);
+        float *rd = malloc(nk * sizeof *rd), *gd = malloc(nk * sizeof *gd), *ed = malloc(nk * sizeof *ed);
+        ref_knn_expanded(x, d, splits, nev, k, ri, rd);
+        int bad = 0;
+        const gpuml_knn_algo algos[] = {GPUML_KNN_AUTO, GPUML_KNN_BRUTE, GPUML_KNN_GRID, GPUML_KNN_AUTO};
+        for (int a = 0; a < 4; a++) {
+            char label[96];
+            snprintf(label, sizeof label, "expanded D=%d algo %d threads %d", d, (int)algos[a], a == 3 ? 1 : 2);
+            assert_int_equal(
+                run_knn_dist(a == 3 ? 1 : 2, x, n, d, splits, nev, k, algos[a], GPUML_KNN_DIST_EXPANDED, gi, gd),
+                GPUML_OK);
+            bad += diff_lists(label, n, k, ri, rd, gi, gd);
+        }
+        assert_int_equal(bad, 0);
+        /* the data tells the two distances apart, and the query itself is
+         * among its own neighbours somewhere */
+        assert_int_equal(run_knn_dist(2, x, n, d, splits, nev, k, GPUML_KNN_AUTO, GPUML_KNN_DIST_EXACT, ei, ed),
+                         GPUML_OK);
+        int64_t differ = 0, self_in = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int sl = 1; sl < k; sl++) {
+                differ += ei[i * k + sl] != gi[i * k + sl];
+                self_in += gi[i * k + sl] == (int32_t)i;
+            }
+        printf("expanded D=%d: %lld of %lld slots differ from the exact distance, %lld rows list themselves\n", d,
+               (long long)differ, (long long)(n * (k - 1)), (long long)self_in);
+        assert_true(differ > 0);
+        assert_true(self_in > 0);
+        free(x), free(ri), free(gi), free(ei), free(rd), free(gd), free(ed);
+    }
+    /* a bad distance is refused */
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 1);
+    float x1[2] = {0, 0};
+    gpuml_tensor *tx = h_tensor_f32(ctx, 2, SHAPE(1, 2), x1), *ts = h_tensor(ctx, GPUML_I64, 1, SHAPE(2),
+                                                                               (int64_t[]){0, 1});
+    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(1, 1), NULL), *td = h_tensor(ctx, GPUML_F32, 2, SHAPE(1, 1),
+                                                                                      NULL);
+    gpuml_knn_params p;
+    gpuml_knn_params_init_defaults(&p);
+    p.k = 1;
+    p.distance = (gpuml_knn_distance)7;
+    assert_int_equal(gpuml_knn_ex(ctx, tx, ts, &p, ti, td, NULL, NULL), GPUML_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(gpuml_last_error(), "distance"));
+    gpuml_tensor_destroy(tx), gpuml_tensor_destroy(ts), gpuml_tensor_destroy(ti), gpuml_tensor_destroy(td);
+    gpuml_ctx_destroy(ctx);
+}
+
+/* Op-table rows for the expanded distance (every backend, CUDA included):
+ * integer coordinates near 3000 (|x|^2 > 2^24: the expansion rounds, with
+ * ties and queries ranked behind others), small integers, N(0, 1). */
+static void setup_knn_expanded(int v, h_case_io *io)
+{
+    static const int64_t cfg[][6] = {
+        /* N, D, k, events, lo, hi (lo == hi: N(0, 1)) */
+        {60, 2, 8, 3, 2900, 2960}, {50, 3, 6, 2, -40, 40}, {40, 5, 10, 1, 0, 0}, {0, 2, 4, 2, 0, 0},
+        {30, 2, 1, 3, 0, 0},       {200, 2, 16, 1, 4000, 4060}, {64, 40, 12, 2, 0, 0},
+    };
+    const int64_t *c = cfg[v];
+    int64_t n = c[0], d = c[1], k = c[2], b = c[3];
+    io->in_dt[0] = GPUML_F32, io->in_kind[0] = c[4] == c[5] ? V_NORMAL : V_INDEX, io->in_nd[0] = 2;
+    io->in_shape[0][0] = n, io->in_shape[0][1] = d;
+    io->index_lo[0] = c[4], io->index_hi[0] = c[5];
+    io->diff_in[0] = 0;
+    io->in_dt[1] = GPUML_I64, io->in_kind[1] = V_SPLITS, io->in_nd[1] = 1;
+    io->in_shape[1][0] = b + 1, io->index_lo[1] = b, io->index_hi[1] = n;
+    io->n_in = 2;
+    io->out_dt[0] = GPUML_I32, io->out_nd[0] = 2, io->out_shape[0][0] = n, io->out_shape[0][1] = k;
+    io->out_dt[1] = GPUML_F32, io->out_nd[1] = 2, io->out_shape[1][0] = n, io->out_shape[1][1] = k;
+    io->n_out = 2;
+    io->ip[0] = (int)k, io->ip[1] = v % 3; /* algo: ignored with this distance */
+}
+
+static void ref_knn_expanded_table(const h_case_io *io, double *const *in, double *const *out)
+{
+    int64_t n = io->in_shape[0][0], nev = io->in_shape[1][0] - 1;
+    int d = (int)io->in_shape[0][1], k = io->ip[0];
+    float *x = malloc((size_t)(n * d + 1) * sizeof *x);
+    int64_t *sp = malloc((size_t)(nev + 1) * sizeof *sp);
+    int32_t *ri = malloc((size_t)(n * k + 1) * sizeof *ri);
+    float *rd = malloc((size_t)(n * k + 1) * sizeof *rd);
+    for (int64_t e = 0; e < n * d; e++)
+        x[e] = (float)in[0][e];
+    for (int64_t e = 0; e <= nev; e++)
+        sp[e] = (int64_t)in[1][e];
+    ref_knn_expanded(x, d, sp, nev, k, ri, rd);
+    for (int64_t e = 0; e < n * k; e++)
+        out[0][e] = (double)ri[e], out[1][e] = (double)rd[e];
+    free(x), free(sp), free(ri), free(rd);
+}
+
+static gpuml_status run_knn_expanded_table(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in,
+                                           gpuml_tensor *const *out)
+{
+    gpuml_knn_params p;
+    gpuml_knn_params_init_defaults(&p);
+    p.k = io->ip[0];
+    p.algo = (gpuml_knn_algo)io->ip[1];
+    p.distance = GPUML_KNN_DIST_EXPANDED;
+    return gpuml_knn_ex(ctx, in[0], in[1], &p, out[0], out[1], NULL, NULL);
+}
+
+static void test_table_expanded(void **state)
+{
+    (void)state;
+    h_case c = {"knn_expanded", 7, setup_knn_expanded, ref_knn_expanded_table, run_knn_expanded_table, NULL, 0.0,
+                0.0, 2e-3};
+    assert_int_equal(harness_run_case(&c), 0);
+}
+
 /* ---- op-table rows -------------------------------------------------------------
  * Inputs: coords [N, D] f32, row_splits. Outputs: idx [N, k] i32 (exact),
  * dist2 [N, k] f32. The reference picks neighbours by float32 dist2 (the
@@ -707,6 +913,8 @@ int main(int argc, char **argv)
         return 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_table_expanded),
+        cmocka_unit_test(test_expanded_distance),
         cmocka_unit_test(test_event_sizes),
         cmocka_unit_test(test_random_and_clustered),
         cmocka_unit_test(test_duplicates_and_equal),

@@ -568,6 +568,148 @@ static void test_mul_layer(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+/* truncate (weaver's var_length): events keep their first L rows; nodes
+ * after it pool over the kept rows (the row_splits switch per node), on
+ * every backend, against a double reference. Also the build errors. */
+static void test_truncate_layer(void **state)
+{
+    (void)state;
+    const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 2}],"
+                      " \"nodes\": [{\"name\": \"all\", \"op\": \"global_pool\", \"inputs\": [\"x\"], \"reduce\": \"sum\"},"
+                      "  {\"name\": \"t\", \"op\": \"truncate\", \"inputs\": [\"x\"], \"length\": 3},"
+                      "  {\"name\": \"p\", \"op\": \"global_pool\", \"inputs\": [\"t\"], \"reduce\": \"sum\"},"
+                      "  {\"name\": \"mx\", \"op\": \"global_pool\", \"inputs\": [\"t\"], \"reduce\": \"max\"},"
+                      "  {\"name\": \"b\", \"op\": \"broadcast\", \"inputs\": [\"mx\"]},"
+                      "  {\"name\": \"c\", \"op\": \"concat\", \"inputs\": [\"t\", \"b\"]},"
+                      "  {\"name\": \"q\", \"op\": \"global_pool\", \"inputs\": [\"c\"], \"reduce\": \"mean\"},"
+                      "  {\"name\": \"all2\", \"op\": \"global_pool\", \"inputs\": [\"x\"], \"reduce\": \"mean\"}],"
+                      " \"outputs\": [\"all\", \"p\", \"q\", \"all2\"]}";
+    enum { B = 6, L = 3 };
+    const int64_t sizes[B] = {0, 1, 3, 5, 2, 7};
+    int64_t rs[B + 1] = {0};
+    for (int e = 0; e < B; e++)
+        rs[e + 1] = rs[e] + sizes[e];
+    int64_t n = rs[B];
+    float x[18 * 2];
+    uint64_t seed = 5;
+    for (int64_t i = 0; i < n * 2; i++)
+        x[i] = (float)h_rand_uniform(&seed, -2, 2);
+    for (int bk = 0; bk < h_num_backends(); bk++) {
+        gpuml_ctx *ctx = h_ctx(h_backend(bk), 2);
+        gpuml_model *m;
+        CHECK(gpuml_model_create(ctx, cfg, &m));
+        gpuml_tensor *tx = h_tensor_f32(ctx, 2, (int64_t[]){n, 2}, x);
+        gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){B + 1}, rs);
+        gpuml_tape *t;
+        CHECK(gpuml_tape_create(ctx, &t));
+        gpuml_var *outs[4];
+        const gpuml_tensor *ins[1] = {tx};
+        CHECK(gpuml_model_forward(m, t, ins, trs, outs));
+        float *all = h_read(ctx, gpuml_var_value(outs[0])), *p = h_read(ctx, gpuml_var_value(outs[1]));
+        float *q = h_read(ctx, gpuml_var_value(outs[2])), *all2 = h_read(ctx, gpuml_var_value(outs[3]));
+        for (int e = 0; e < B; e++) {
+            int64_t kept = sizes[e] < L ? sizes[e] : L;
+            for (int c = 0; c < 2; c++) {
+                double sa = 0, sp = 0, mx = -INFINITY;
+                for (int64_t r = rs[e]; r < rs[e + 1]; r++) {
+                    sa += x[r * 2 + c];
+                    if (r - rs[e] < L)
+                        sp += x[r * 2 + c], mx = fmax(mx, x[r * 2 + c]);
+                }
+                assert_float_equal(all[e * 2 + c], sa, 1e-5);
+                assert_float_equal(all2[e * 2 + c], sizes[e] ? sa / (double)sizes[e] : 0.0, 1e-5);
+                assert_float_equal(p[e * 2 + c], sp, 1e-5);
+                assert_float_equal(q[e * 4 + c], kept ? sp / (double)kept : 0.0, 1e-5);
+                assert_float_equal(q[e * 4 + 2 + c], kept ? mx : 0.0, 1e-5);
+            }
+        }
+        free(all), free(p), free(q), free(all2);
+        gpuml_tape_destroy(t);
+        gpuml_tensor_destroy(tx);
+        gpuml_tensor_destroy(trs);
+        gpuml_model_destroy(m);
+        gpuml_ctx_destroy(ctx);
+    }
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 1);
+#define TRUNC_CFG(nodes, outs) \
+    "{\"inputs\": [{\"name\": \"x\", \"features\": 2}], \"nodes\": [" nodes "], \"outputs\": [" outs "]}"
+    expect_error(ctx,
+                 TRUNC_CFG("{\"name\": \"t\", \"op\": \"truncate\", \"inputs\": [\"x\"], \"length\": 3},"
+                           "{\"name\": \"c\", \"op\": \"concat\", \"inputs\": [\"t\", \"x\"]},"
+                           "{\"name\": \"p\", \"op\": \"global_pool\", \"inputs\": [\"c\"]}",
+                           "\"p\""),
+                 "node 'c'", "mix rows before and after a truncate");
+    expect_error(ctx,
+                 TRUNC_CFG("{\"name\": \"t\", \"op\": \"truncate\", \"inputs\": [\"x\"], \"length\": 3},"
+                           "{\"name\": \"u\", \"op\": \"truncate\", \"inputs\": [\"x\"], \"length\": 4},"
+                           "{\"name\": \"p\", \"op\": \"global_pool\", \"inputs\": [\"u\"]}",
+                           "\"p\""),
+                 "node 'u'", "differs from an earlier truncate");
+    expect_error(ctx, TRUNC_CFG("{\"name\": \"t\", \"op\": \"truncate\", \"inputs\": [\"x\"], \"length\": 3}", "\"t\""),
+                 "outputs[0]", "per row after a truncate");
+    expect_error(ctx, TRUNC_CFG("{\"name\": \"t\", \"op\": \"truncate\", \"inputs\": [\"x\"]}", "\"t\""), "node 't'",
+                 "length");
+#undef TRUNC_CFG
+    gpuml_ctx_destroy(ctx);
+}
+
+/* standardize's nan_to_zero: NaN after the clipping becomes 0 (weaver);
+ * +-inf are clipped to the bounds first; without it NaN stays NaN. On
+ * every backend. */
+static void test_standardize_nan_to_zero(void **state)
+{
+    (void)state;
+    const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 2}],"
+                      " \"nodes\": [{\"name\": \"s\", \"op\": \"standardize\", \"inputs\": [\"x\"], \"nan_to_zero\": true},"
+                      "  {\"name\": \"r\", \"op\": \"standardize\", \"inputs\": [\"x\"]}],"
+                      " \"outputs\": [\"s\", \"r\"]}";
+    float x[4 * 2] = {NAN, 1.0f, INFINITY, -INFINITY, 0.5f, NAN, -3.0f, 2.0f};
+    int64_t rs[3] = {0, 1, 4};
+    for (int bk = 0; bk < h_num_backends(); bk++) {
+        gpuml_ctx *ctx = h_ctx(h_backend(bk), 2);
+        gpuml_model *m;
+        CHECK(gpuml_model_create(ctx, cfg, &m));
+        const float C[2] = {0.25f, -1.0f}, S[2] = {2.0f, 0.5f}, LO[2] = {-5.0f, -1.0f}, HI[2] = {5.0f, 1.0f};
+        for (int layer = 0; layer < 2; layer++) {
+            const char *pre = layer ? "r." : "s.";
+            const char *names[4] = {"center", "scale", "lower", "upper"};
+            const float *vals[4] = {C, S, LO, HI};
+            for (int k = 0; k < 4; k++) {
+                char nm[32];
+                snprintf(nm, sizeof nm, "%s%s", pre, names[k]);
+                for (int i = 0; i < gpuml_model_num_buffers(m); i++) {
+                    const char *bn;
+                    gpuml_tensor *bv;
+                    CHECK(gpuml_model_buffer(m, i, &bn, &bv));
+                    if (!strcmp(bn, nm))
+                        CHECK(gpuml_tensor_copy_from_host(ctx, bv, vals[k], sizeof C));
+                }
+            }
+        }
+        gpuml_tensor *tx = h_tensor_f32(ctx, 2, (int64_t[]){4, 2}, x);
+        gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){3}, rs);
+        gpuml_tape *t;
+        CHECK(gpuml_tape_create(ctx, &t));
+        gpuml_tape_set_training(t, 0);
+        gpuml_var *outs[2];
+        const gpuml_tensor *ins[1] = {tx};
+        CHECK(gpuml_model_forward(m, t, ins, trs, outs));
+        float *Y = h_read(ctx, gpuml_var_value(outs[0])), *R = h_read(ctx, gpuml_var_value(outs[1]));
+        for (int i = 0; i < 8; i++) {
+            int c = i % 2;
+            float v = (x[i] - C[c]) * S[c];
+            double want = isnan(v) ? NAN : fmin(fmax(v, LO[c]), HI[c]);
+            assert_true(isnan(x[i]) ? Y[i] == 0.0f && isnan(R[i]) : Y[i] == (float)want && R[i] == (float)want);
+        }
+        free(Y), free(R);
+        gpuml_tape_destroy(t);
+        gpuml_tensor_destroy(tx);
+        gpuml_tensor_destroy(trs);
+        gpuml_model_destroy(m);
+        gpuml_ctx_destroy(ctx);
+    }
+}
+
 static void test_model_learns(void **state)
 {
     (void)state;
@@ -584,6 +726,8 @@ int main(void)
         cmocka_unit_test(test_standardize_softmax),
         cmocka_unit_test(test_particlenet_pad_neighbours),
         cmocka_unit_test(test_mul_layer),
+        cmocka_unit_test(test_truncate_layer),
+        cmocka_unit_test(test_standardize_nan_to_zero),
         cmocka_unit_test(test_model_learns),
         cmocka_unit_test(test_build_is_linear_in_nodes),
     };

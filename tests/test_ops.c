@@ -39,6 +39,7 @@ static double ref_unary1(int op, double x, double a)
     case GPUML_UNARY_TANH: return tanh(x);
     case GPUML_UNARY_SIGMOID: return 1 / (1 + exp(-x));
     case GPUML_UNARY_SOFTPLUS: return x > 20 ? x : log1p(exp(x));
+    case GPUML_UNARY_NAN_TO_ZERO: return isnan(x) ? 0 : x;
     }
     return NAN;
 }
@@ -1122,6 +1123,7 @@ const h_case h_cases[] = {
     {"unary.tanh", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_TANH},
     {"unary.sigmoid", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_SIGMOID},
     {"unary.softplus", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_SOFTPLUS},
+    {"unary.nan_to_zero", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_NAN_TO_ZERO},
     {"binary.add", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_ADD},
     {"binary.sub", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_SUB},
     {"binary.mul", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_MUL},

@@ -169,6 +169,10 @@ typedef struct gpuml_ad_graph {
  * differentiable with respect to coords. */
 GPUML_API gpuml_status gpuml_ad_knn(gpuml_tape *t, gpuml_var *coords, const gpuml_tensor *row_splits, int k,
                                     float max_radius, gpuml_ad_graph **graph, gpuml_var **dist2);
+/* gpuml_ad_knn with all of gpuml_knn_params (the distance among them; p
+ * must not be NULL). */
+GPUML_API gpuml_status gpuml_ad_knn_ex(gpuml_tape *t, gpuml_var *coords, const gpuml_tensor *row_splits,
+                                       const gpuml_knn_params *p, gpuml_ad_graph **graph, gpuml_var **dist2);
 /* [N, 2P] = [mean, max] of exp(-alpha dist2) h_j over the graph. */
 GPUML_API gpuml_status gpuml_ad_gravnet_aggregate(gpuml_tape *t, gpuml_var *h, const gpuml_ad_graph *g,
                                                   gpuml_var *dist2, float alpha, int exclude_self, gpuml_var **out);

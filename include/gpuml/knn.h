@@ -68,11 +68,33 @@ typedef enum gpuml_knn_algo {
     GPUML_KNN_ALGO_COUNT_
 } gpuml_knn_algo;
 
+/* How distances are computed (gpuml_knn_params.distance). */
+typedef enum gpuml_knn_distance {
+    GPUML_KNN_DIST_EXACT = 0, /* sum_d (a_d - b_d)^2, the contract above        */
+    /* weaver compatibility: dist2[i, s] = max((|x_i|^2 - 2 x_i.x_j) + |x_j|^2,
+     * 0) in float32, the dot product accumulated in dimension order by fused
+     * multiply-adds, |x|^2 a float32 sum of the rounded squares in dimension
+     * order: weaver ParticleNet's pairwise_distance ((xx^T + inner +
+     * xx).clamp(min=0), weaver-core 0.5) as torch computes it on the CPU, bit
+     * for bit for D <= 3 (for larger D torch's |x|^2 reduction order is not
+     * reproduced). The value is 0 or positive for coincident points and can
+     * be 0 for distinct ones. Like weaver, the k smallest of all points of the
+     * event, the point itself included, are taken and the first is dropped:
+     * slot 0 is still the point itself (dist2 0), and when another point
+     * ranks before it, that point is dropped and the point itself appears
+     * among slots 1 .. k-1. Ties: (value, row) as always (torch.topk's order
+     * among equal values is not specified). Brute force only (algo is
+     * ignored); max_radius compares this value. */
+    GPUML_KNN_DIST_EXPANDED,
+    GPUML_KNN_DIST_COUNT_
+} gpuml_knn_distance;
+
 typedef struct gpuml_knn_params {
     int k;             /* neighbours per point, self included; default 16  */
     float max_radius;  /* <= 0: no limit (default 0). Else neighbours need
                           dist2 <= max_radius * max_radius (float32)        */
     gpuml_knn_algo algo; /* default GPUML_KNN_AUTO                          */
+    gpuml_knn_distance distance; /* default GPUML_KNN_DIST_EXACT           */
 } gpuml_knn_params;
 
 /* Fill p with the defaults above. */

@@ -33,7 +33,15 @@
  *   softmax       log=false                            over the features
  *   standardize   (buffers center, scale, lower, upper, [F] each)
  *                 min(max((x - center) * scale, lower), upper) per column:
- *                 weaver's preprocess.json as a model op (gpuml.convert)
+ *                 weaver's preprocess.json as a model op (gpuml.convert);
+ *                 nan_to_zero=false: NaN results become 0 (weaver's
+ *                 nan_to_num after the clipping)
+ *   truncate      length                               every event keeps its
+ *                 first `length` rows (weaver's var_length); later nodes on
+ *                 its output run on the kept rows. All truncate nodes of a
+ *                 model share one length; values from before and after one
+ *                 cannot be mixed; per-row model outputs cannot follow one.
+ *                 On CUDA it reads row_splits back (one synchronisation)
  * Graph layers (semantics in gpuml/graph.h):
  *   batchnorm     momentum=0.1, eps=1e-5               over rows; running stats
  *   gravnet       out, space, prop, k, alpha=10, exclude_self=false,
@@ -41,6 +49,9 @@
  *   edgeconv / dynamic_edgeconv   k, widths, aggr="max"|"mean",
  *                 exclude_self=false, batchnorm=true   PyG EdgeConv /
  *                 DynamicEdgeConv (edgeconv: inputs [coords, features])
+ *                 knn_distance="exact"|"expanded" (also particlenet_block):
+ *                 "expanded" ranks neighbours by weaver's float32
+ *                 |a|^2 - 2a.b + |b|^2 (GPUML_KNN_DIST_EXPANDED, gpuml/knn.h)
  *   particlenet_block  (inputs [coords, features]) k, widths,
  *                 pad_neighbours=false                 ParticleNet's EdgeConv
  *                 block; pad_neighbours reproduces weaver's padded layout

@@ -43,6 +43,7 @@ typedef enum gpuml_unary_op {
     GPUML_UNARY_TANH,
     GPUML_UNARY_SIGMOID,
     GPUML_UNARY_SOFTPLUS,   /* log(1+exp(x)), linear above x > 20 as PyTorch  */
+    GPUML_UNARY_NAN_TO_ZERO, /* NaN -> 0, else x (weaver's preprocessing)     */
     GPUML_UNARY_COUNT_
 } gpuml_unary_op;
 

@@ -275,7 +275,7 @@ static void build_event(const gpuml_kctx *k, const gpuml_k_knn_view *v, const cp
     int64_t pb = gpuml_k_knn_pbase(start, e), cs = gpuml_k_knn_colstride(n);
     float *col0 = w->xs + pb * D;
     int32_t *pm = w->perm + pb, *rows = w->rows + start;
-    if (ev->mode == GPUML_KNN_MODE_BRUTE) {
+    if (ev->mode != GPUML_KNN_MODE_GRID) { /* brute force, either distance */
         for (int64_t p = 0; p < n; p++)
             rows[p] = (int32_t)(start + p);
         ev->nscan = n;

@@ -20,9 +20,20 @@ static gpuml_status bw_knn(gpuml_tape *t, gpuml_node *n)
 gpuml_status gpuml_ad_knn(gpuml_tape *t, gpuml_var *coords, const gpuml_tensor *row_splits, int k, float max_radius,
                           gpuml_ad_graph **graph, gpuml_var **dist2)
 {
-    static const char fn[] = "gpuml_ad_knn";
-    GPUML_TRY(ad_nonnull(t, fn, 4, "coords", (const void *)coords, "row_splits", (const void *)row_splits, "graph",
-                         (const void *)graph, "dist2", (const void *)dist2));
+    gpuml_knn_params p;
+    gpuml_knn_params_init_defaults(&p);
+    p.k = k;
+    p.max_radius = max_radius;
+    return gpuml_ad_knn_ex(t, coords, row_splits, &p, graph, dist2);
+}
+
+gpuml_status gpuml_ad_knn_ex(gpuml_tape *t, gpuml_var *coords, const gpuml_tensor *row_splits,
+                             const gpuml_knn_params *params, gpuml_ad_graph **graph, gpuml_var **dist2)
+{
+    static const char fn[] = "gpuml_ad_knn_ex";
+    GPUML_TRY(ad_nonnull(t, fn, 5, "coords", (const void *)coords, "row_splits", (const void *)row_splits, "graph",
+                         (const void *)graph, "dist2", (const void *)dist2, "p", (const void *)params));
+    int k = params->k;
     if (coords->value.ndim != 2)
         return gpuml_fail(t->ctx, GPUML_ERR_SHAPE, fn, "coords must be [N, D]");
     int64_t n = coords->value.shape[0], shape[2] = {n, k > 0 ? k : 1};
@@ -42,11 +53,7 @@ gpuml_status gpuml_ad_knn(gpuml_tape *t, gpuml_var *coords, const gpuml_tensor *
         GPUML_TRY(gpuml_ad_new_tensor(t, GPUML_I64, 1, &rp, &g->rowptr, fn));
         GPUML_TRY(gpuml_ad_new_tensor(t, GPUML_I64, 1, &nc, &g->col, fn));
     }
-    gpuml_knn_params p;
-    gpuml_knn_params_init_defaults(&p);
-    p.k = k;
-    p.max_radius = max_radius;
-    GPUML_TRY(gpuml_knn_ex(t->ctx, &coords->value, row_splits, &p, g->idx, &d2->value, g->rowptr, g->col));
+    GPUML_TRY(gpuml_knn_ex(t->ctx, &coords->value, row_splits, params, g->idx, &d2->value, g->rowptr, g->col));
     if (record) {
         gpuml_node *node;
         GPUML_TRY(gpuml_ad_record(t, "knn", bw_knn, &coords, 1, &d2, 1, &node, fn));

@@ -15,6 +15,7 @@ void gpuml_knn_params_init_defaults(gpuml_knn_params *p)
     p->k = 16;
     p->max_radius = 0.0f;
     p->algo = GPUML_KNN_AUTO;
+    p->distance = GPUML_KNN_DIST_EXACT;
 }
 
 /* t must be [rows, cols] of dtype dt. */
@@ -98,6 +99,9 @@ static gpuml_status knn_run(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *
     if ((int)p->algo < 0 || p->algo >= GPUML_KNN_ALGO_COUNT_)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'algo' = %d is not a gpuml_knn_algo",
                           (int)p->algo);
+    if ((int)p->distance < 0 || p->distance >= GPUML_KNN_DIST_COUNT_)
+        return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'distance' = %d is not a gpuml_knn_distance",
+                          (int)p->distance);
     GPUML_TRY(gpuml_check_row_splits(ctx, fn, "row_splits", row_splits, n, &nev));
     GPUML_TRY(check_matrix(ctx, fn, "idx", idx, GPUML_I32, n, p->k));
     GPUML_TRY(check_matrix(ctx, fn, "dist2", dist2, GPUML_F32, n, p->k));
@@ -127,8 +131,9 @@ static gpuml_status knn_run(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *
 #endif
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));
-    gpuml_status st = GPUML_LAUNCH(ctx, knn, coords->data, n, d, row_splits->data, nev, p->k, r2, (int)p->algo,
-                                   idx->data, dist2->data, ws);
+    int algo = (int)p->algo | (p->distance == GPUML_KNN_DIST_EXPANDED ? GPUML_K_KNN_ALGO_EXPANDED : 0);
+    gpuml_status st = GPUML_LAUNCH(ctx, knn, coords->data, n, d, row_splits->data, nev, p->k, r2, algo, idx->data,
+                                   dist2->data, ws);
     gpuml_scratch_free(ctx, ws, ws_bytes);
     if (st == GPUML_OK && rev_rowptr)
         st = gpuml_knn_reverse(ctx, idx, rev_rowptr, rev_col);

@@ -18,6 +18,8 @@ typedef enum { GPUML_FEAT_ROW = 0, GPUML_FEAT_EVENT = 1 } gpuml_feat_kind;
 typedef struct gpuml_feat {
     int64_t features;
     gpuml_feat_kind kind;
+    int rows; /* per-row values: 0 the model's input rows, 1 the rows kept by
+                 a truncate node (set by the builder, not by layers) */
 } gpuml_feat;
 
 typedef struct gpuml_layer gpuml_layer;
@@ -86,9 +88,16 @@ struct gpuml_fwd {
     gpuml_model *m;
     gpuml_tape *tape;
     gpuml_ctx *ctx;
-    const gpuml_tensor *row_splits;
+    const gpuml_tensor *row_splits; /* of the rows the current layer runs on */
     int64_t n_rows, n_events;
     gpuml_tensor *event_ids; /* [N] i32, computed on first use */
+    /* the two row sets (gpuml_feat.rows): [0] the inputs', [1] truncate's
+     * (trunc_len 0 until the first truncate node ran) */
+    const gpuml_tensor *rs[2];
+    int64_t nr[2];
+    gpuml_tensor *ids[2];
+    gpuml_tensor *trunc_idx; /* [nr[1]] i64: input row of each kept row */
+    int64_t trunc_len;
 };
 gpuml_var *gpuml_fwd_param(gpuml_fwd *f, const gpuml_layer *l, int k);
 gpuml_tensor *gpuml_fwd_buffer(gpuml_fwd *f, const gpuml_layer *l, int k);
@@ -101,6 +110,6 @@ extern const gpuml_layer_i gpuml_layer_batchnorm, gpuml_layer_gravnet, gpuml_lay
 extern const gpuml_layer_i gpuml_layer_linear, gpuml_layer_layernorm, gpuml_layer_dropout, gpuml_layer_concat,
     gpuml_layer_add, gpuml_layer_global_pool, gpuml_layer_broadcast, gpuml_layer_relu, gpuml_layer_gelu,
     gpuml_layer_tanh, gpuml_layer_sigmoid, gpuml_layer_softplus, gpuml_layer_elu, gpuml_layer_leaky_relu,
-    gpuml_layer_softmax, gpuml_layer_standardize, gpuml_layer_mul;
+    gpuml_layer_softmax, gpuml_layer_standardize, gpuml_layer_mul, gpuml_layer_truncate;
 
 #endif

@@ -1,6 +1,8 @@
 /* Basic layer types: linear, layernorm, dropout, activations, concat, add,
  * global pooling, broadcast. */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/layer.h"
@@ -227,14 +229,18 @@ const gpuml_layer_i gpuml_layer_softmax = {"softmax", 1, 1, softmax_build, softm
  * y = min(max((x - center[c]) * scale[c], lower[c]), upper[c]), in float32 in
  * that order (the same rounding as numpy's float32 arithmetic). The four
  * vectors are buffers (not trained), saved with the model; a fresh layer has
- * center 0, scale 1, lower -inf, upper +inf. NaN inputs stay NaN (weaver
- * turns them into 0 after clipping; CMSSW's preprocessing replaces them
- * before; gpuml leaves that to the caller). */
+ * center 0, scale 1, lower -inf, upper +inf. NaN inputs stay NaN unless
+ * nan_to_zero (iattr 0) is set: then a NaN result becomes 0 after the
+ * clipping, as weaver's preprocessing does (its fused kernel and
+ * np.nan_to_num; +-inf are clipped to the bounds before). */
 static gpuml_status standardize_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in,
                                       gpuml_feat *out)
 {
     (void)n_in;
     int64_t c = in[0].features;
+    int nan0 = 0;
+    GPUML_TRY(gpuml_attr_bool(b, l, "nan_to_zero", 0, &nan0));
+    l->iattr[0] = nan0;
     GPUML_TRY(gpuml_build_buffer(b, l, "center", 1, &c, GPUML_INIT_ZEROS));
     GPUML_TRY(gpuml_build_buffer(b, l, "scale", 1, &c, GPUML_INIT_ONES));
     GPUML_TRY(gpuml_build_buffer(b, l, "lower", 1, &c, GPUML_INIT_NEG_INF));
@@ -253,7 +259,10 @@ static gpuml_status standardize_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var 
     GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_SUB, in[0], v[0], &y));
     GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_MUL, y, v[1], &y));
     GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_MAXIMUM, y, v[2], &y));
-    return gpuml_ad_binary(f->tape, GPUML_BINARY_MINIMUM, y, v[3], out);
+    if (!l->iattr[0])
+        return gpuml_ad_binary(f->tape, GPUML_BINARY_MINIMUM, y, v[3], out);
+    GPUML_TRY(gpuml_ad_binary(f->tape, GPUML_BINARY_MINIMUM, y, v[3], &y));
+    return gpuml_ad_unary(f->tape, GPUML_UNARY_NAN_TO_ZERO, 0.0f, y, out);
 }
 
 const gpuml_layer_i gpuml_layer_standardize = {"standardize", 1, 1, standardize_build, standardize_forward};
@@ -280,3 +289,76 @@ static gpuml_status mul_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *
 }
 
 const gpuml_layer_i gpuml_layer_mul = {"mul", 2, 2, mul_build, mul_forward};
+
+/* ---- truncate ------------------------------------------------------------------
+ * weaver's var_length: every event keeps its first `length` rows (weaver
+ * pads or cuts each jet to that length before the network sees it). The
+ * rows after the cut are a second row set: nodes on truncated values run on
+ * the truncated row_splits (model.c switches them per node; values from
+ * before and after a truncate cannot be mixed, and all truncate nodes of a
+ * model share one length). Differentiable (a row gather). The new row count
+ * sizes the tensors, so on CUDA the batch's row_splits are read back once
+ * per forward (one stream synchronisation). */
+static gpuml_status truncate_build(gpuml_build *b, gpuml_layer *l, const gpuml_feat *in, int n_in, gpuml_feat *out)
+{
+    (void)n_in;
+    GPUML_TRY(gpuml_attr_int(b, l, "length", 1, 0, 1, INT32_MAX, &l->iattr[0]));
+    if (in[0].kind != GPUML_FEAT_ROW || in[0].rows != 0)
+        return gpuml_build_fail(b, l, GPUML_ERR_FORMAT, "input must be per row, before any truncate node");
+    *out = in[0];
+    return GPUML_OK;
+}
+
+/* The kept rows of the batch (f->rs[1], f->nr[1], f->trunc_idx), once. */
+static gpuml_status truncate_rows(gpuml_fwd *f, int64_t len)
+{
+    static const char fn[] = "truncate";
+    int64_t nb = f->n_events, *rs = NULL, *idx = NULL, *ns = NULL;
+    gpuml_status st = GPUML_ERR_OUT_OF_MEMORY;
+    rs = malloc((size_t)(nb + 1) * sizeof *rs);
+    ns = malloc((size_t)(nb + 1) * sizeof *ns);
+    idx = malloc((size_t)(f->nr[0] + 1) * sizeof *idx);
+    gpuml_tensor *trs = NULL, *tidx = NULL;
+    if (!rs || !ns || !idx) {
+        st = gpuml_fail(f->ctx, st, fn, "out of host memory for %lld events", (long long)nb);
+        goto done;
+    }
+    st = gpuml_tensor_copy_to_host(f->ctx, f->rs[0], rs, (size_t)(nb + 1) * sizeof *rs);
+    if (st != GPUML_OK)
+        goto done;
+    int64_t m = 0;
+    ns[0] = 0;
+    for (int64_t e = 0; e < nb; e++) {
+        if (rs[e + 1] < rs[e] || rs[e] < 0 || rs[e + 1] > f->nr[0]) {
+            st = gpuml_fail(f->ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "row_splits[%lld .. %lld] = %lld .. %lld is invalid",
+                            (long long)e, (long long)e + 1, (long long)rs[e], (long long)rs[e + 1]);
+            goto done;
+        }
+        for (int64_t r = rs[e]; r < rs[e + 1] && r - rs[e] < len; r++)
+            idx[m++] = r;
+        ns[e + 1] = m;
+    }
+    if ((st = gpuml_tape_tensor(f->tape, GPUML_I64, 1, (int64_t[]){nb + 1}, &trs)) != GPUML_OK ||
+        (st = gpuml_tape_tensor(f->tape, GPUML_I64, 1, (int64_t[]){m}, &tidx)) != GPUML_OK ||
+        (st = gpuml_tensor_copy_from_host(f->ctx, trs, ns, (size_t)(nb + 1) * sizeof *ns)) != GPUML_OK ||
+        (m > 0 && (st = gpuml_tensor_copy_from_host(f->ctx, tidx, idx, (size_t)m * sizeof *idx)) != GPUML_OK))
+        goto done;
+    f->rs[1] = trs;
+    f->nr[1] = m;
+    f->ids[1] = NULL;
+    f->trunc_idx = tidx;
+    f->trunc_len = len;
+done:
+    free(rs), free(ns), free(idx);
+    return st;
+}
+
+static gpuml_status truncate_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *const *in, int n_in, gpuml_var **out)
+{
+    (void)n_in;
+    if (!f->trunc_len)
+        GPUML_TRY(truncate_rows(f, l->iattr[0]));
+    return gpuml_ad_gather_rows(f->tape, in[0], f->trunc_idx, out);
+}
+
+const gpuml_layer_i gpuml_layer_truncate = {"truncate", 1, 1, truncate_build, truncate_forward};

@@ -141,7 +141,14 @@ const gpuml_layer_i gpuml_layer_gravnet = {"gravnet", 1, 1, gravnet_build, gravn
  * (the graph is the kNN of the input features); two: [coords, features],
  * the graph from coords. iattr: 0 k, 1 aggr op, 2 layers, 3 exclude_self,
  * 4 batchnorm, 5 particlenet shortcut (0 none, 1 identity, 2 linear + bn),
- * 6 pad_neighbours, 8.. widths. fattr: 0 momentum, 1 eps.
+ * 6 pad_neighbours, 7 knn_distance (a gpuml_knn_distance), 8.. widths.
+ * fattr: 0 momentum, 1 eps.
+ *
+ * knn_distance "expanded" (weaver compatibility, any of the three layers):
+ * the graph ranks neighbours by weaver's |x_j|^2 - 2 x_i.x_j + |x_i|^2 in
+ * float32 instead of the exact distance (GPUML_KNN_DIST_EXPANDED in
+ * gpuml/knn.h), so that near-ties and coordinates far from the origin pick
+ * the neighbours weaver picks.
  *
  * pad_neighbours (particlenet_block only; weaver compatibility): weaver runs
  * ParticleNet on jets padded to a fixed length, padded particles having all
@@ -152,7 +159,7 @@ const gpuml_layer_i gpuml_layer_gravnet = {"gravnet", 1, 1, gravnet_build, gravn
  * computed once per node and the mean is (sum over valid edges + (k - n_i)
  * q_i) / k. Inference only (the padded layout's batch statistics are not
  * reproduced), so a training tape is refused. */
-enum { EC_K = 0, EC_AGGR, EC_LAYERS, EC_EXCL, EC_BN, EC_SC, EC_PAD, EC_W0 = 8 };
+enum { EC_K = 0, EC_AGGR, EC_LAYERS, EC_EXCL, EC_BN, EC_SC, EC_PAD, EC_DIST, EC_W0 = 8 };
 
 static gpuml_status edge_mlp_declare(gpuml_build *b, gpuml_layer *l, int64_t f)
 {
@@ -192,6 +199,10 @@ static gpuml_status edgeconv_common_build(gpuml_build *b, gpuml_layer *l, const 
         GPUML_TRY(gpuml_attr_bool(b, l, "pad_neighbours", 0, &pad));
         l->iattr[EC_PAD] = pad;
     }
+    static const char *const dists[] = {"exact", "expanded", NULL}; /* gpuml_knn_distance order */
+    int dist = 0;
+    GPUML_TRY(gpuml_attr_enum(b, l, "knn_distance", "exact", dists, &dist));
+    l->iattr[EC_DIST] = dist;
     l->iattr[EC_AGGR] = aggr == 0 ? GPUML_REDUCE_MAX : GPUML_REDUCE_MEAN;
     l->iattr[EC_EXCL] = ex;
     l->iattr[EC_BN] = bn;
@@ -280,7 +291,11 @@ static gpuml_status edgeconv_forward(gpuml_fwd *f, gpuml_layer *l, gpuml_var *co
     int ex = (int)l->iattr[EC_EXCL], bn = (int)l->iattr[EC_BN];
     int k = (int)l->iattr[EC_K] + ex; /* self sits in slot 0: one more slot when excluded */
     gpuml_ad_graph *g;
-    GPUML_TRY(gpuml_ad_knn(t, coords, f->row_splits, k, 0.0f, &g, &d2));
+    gpuml_knn_params kp;
+    gpuml_knn_params_init_defaults(&kp);
+    kp.k = k;
+    kp.distance = (gpuml_knn_distance)l->iattr[EC_DIST];
+    GPUML_TRY(gpuml_ad_knn_ex(t, coords, f->row_splits, &kp, &g, &d2));
     (void)d2; /* the graph is a selection: no gradient flows through the kNN */
     int pad = (int)l->iattr[EC_PAD];
     if (pad && gpuml_tape_training(t))

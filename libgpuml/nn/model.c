@@ -15,7 +15,7 @@ static const gpuml_layer_i *const gpuml_layer_types[] = {
     &gpuml_layer_gelu,       &gpuml_layer_tanh,      &gpuml_layer_sigmoid,   &gpuml_layer_softplus,
     &gpuml_layer_elu,        &gpuml_layer_leaky_relu, &gpuml_layer_batchnorm, &gpuml_layer_gravnet,
     &gpuml_layer_edgeconv,   &gpuml_layer_dynamic_edgeconv, &gpuml_layer_particlenet_block,
-    &gpuml_layer_softmax,    &gpuml_layer_standardize, &gpuml_layer_mul,
+    &gpuml_layer_softmax,    &gpuml_layer_standardize, &gpuml_layer_mul, &gpuml_layer_truncate,
 };
 #define NUM_TYPES ((int)(sizeof gpuml_layer_types / sizeof gpuml_layer_types[0]))
 
@@ -84,6 +84,7 @@ struct gpuml_build {
     int n_seen;
     int cap_params, cap_buffers;
     name_table names;
+    int64_t trunc_len; /* length of the truncate nodes built so far, or 0 */
 };
 
 static void mark_seen(gpuml_build *b, const char *key)
@@ -340,6 +341,7 @@ static gpuml_feat value_feat(const gpuml_model *m, int id)
     if (id < m->n_inputs) {
         f.features = m->inputs[id].features;
         f.kind = GPUML_FEAT_ROW;
+        f.rows = 0;
         return f;
     }
     return m->layers[id - m->n_inputs].out;
@@ -460,6 +462,27 @@ static gpuml_status parse_nodes(gpuml_build *b, json_t *root)
         b->node = node;
         b->n_seen = 0;
         gpuml_status st = l->iface->build(b, l, feats, l->n_in, &l->out);
+        /* Row sets: per-row inputs must share one; truncate moves to set 1;
+         * a per-row value made from per-event ones only (broadcast) is on
+         * the rows of the last truncate built so far, if any. */
+        int rows = -1;
+        for (int i = 0; st == GPUML_OK && i < l->n_in; i++) {
+            if (feats[i].kind != GPUML_FEAT_ROW)
+                continue;
+            if (rows >= 0 && feats[i].rows != rows)
+                st = gpuml_build_fail(b, l, GPUML_ERR_FORMAT,
+                                      "inputs mix rows before and after a truncate node (input %d)", i);
+            rows = feats[i].rows;
+        }
+        if (st == GPUML_OK && l->iface == &gpuml_layer_truncate) {
+            if (b->trunc_len && b->trunc_len != l->iattr[0])
+                st = gpuml_build_fail(b, l, GPUML_ERR_FORMAT,
+                                      "length %lld differs from an earlier truncate node's %lld: one row set only",
+                                      (long long)l->iattr[0], (long long)b->trunc_len);
+            b->trunc_len = l->iattr[0];
+            rows = 1;
+        }
+        l->out.rows = rows >= 0 ? rows : b->trunc_len > 0;
         free(feats);
         if (st != GPUML_OK)
             return st;
@@ -496,6 +519,11 @@ static gpuml_status parse_outputs(gpuml_build *b, json_t *root)
         if (id < 0)
             return gpuml_build_fail(b, NULL, GPUML_ERR_FORMAT, "outputs[%d] ('%s') is not a node or input", i,
                                     name ? name : "(not a string)");
+        gpuml_feat f = value_feat(m, id);
+        if (f.kind == GPUML_FEAT_ROW && f.rows != 0) /* callers split per-row outputs by the input rows */
+            return gpuml_build_fail(b, NULL, GPUML_ERR_FORMAT,
+                                    "outputs[%d] ('%s') is per row after a truncate node: only per-event outputs "
+                                    "may follow one", i, name);
         m->outputs[i] = id;
     }
     return GPUML_OK;
@@ -879,7 +907,8 @@ gpuml_status gpuml_model_forward(gpuml_model *m, gpuml_tape *tape, const gpuml_t
     }
     int64_t batch;
     GPUML_TRY(gpuml_check_row_splits(ctx, fn, "row_splits", row_splits, n_rows, &batch));
-    gpuml_fwd f = {m, tape, ctx, row_splits, n_rows, batch, NULL};
+    gpuml_fwd f = {m, tape, ctx, row_splits, n_rows, batch, NULL, {row_splits, NULL}, {n_rows, 0}, {NULL, NULL},
+                   NULL, 0};
     gpuml_tape_track_params(tape, m->param_vars, m->n_params);
     /* one var per value id, in the tape's arena: concurrent forwards of one
      * model on different tapes share nothing mutable */
@@ -900,6 +929,11 @@ gpuml_status gpuml_model_forward(gpuml_model *m, gpuml_tape *tape, const gpuml_t
         }
         for (int i = 0; i < l->n_in; i++)
             in[i] = values[l->inputs[i]];
+        int rs = (l->iface == &gpuml_layer_truncate || !f.trunc_len) ? 0 : l->out.rows; /* rows it runs on */
+        if (f.row_splits != f.rs[rs]) {
+            f.ids[rs ^ 1] = f.event_ids;
+            f.row_splits = f.rs[rs], f.n_rows = f.nr[rs], f.event_ids = f.ids[rs];
+        }
         gpuml_status st = l->iface->forward(&f, l, in, l->n_in, &values[m->n_inputs + j]);
         if (st != GPUML_OK)
             return gpuml_fail(ctx, st, fn, "node '%s' (%s): %s", l->name, l->iface->op, gpuml_last_error());

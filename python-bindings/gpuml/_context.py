@@ -12,6 +12,7 @@ import threading
 
 from ctypes import c_uint64
 
+from ._errors import StateError
 from ._lib import AllocStats, CtxConfig, Device, c_int_arg, lib
 
 CPU, CUDA = 0, 1
@@ -69,7 +70,7 @@ class Context:
     @property
     def handle(self) -> int:
         if not self._h:
-            raise ValueError("the context is closed")
+            raise StateError("gpuml.Context: the context is closed")
         return self._h
 
     @property

@@ -161,7 +161,7 @@ class ClueParams(CStruct):
 
 
 class KnnParams(CStruct):
-    _fields_ = [("k", c_int), ("max_radius", c_float), ("algo", c_int)]
+    _fields_ = [("k", c_int), ("max_radius", c_float), ("algo", c_int), ("distance", c_int)]
 
 
 class BatchNormParams(CStruct):

@@ -33,7 +33,7 @@ from ctypes import c_int64, c_void_p
 import numpy as np
 
 from ._context import CPU, CUDA, Context, device_str, resolve
-from ._errors import DtypeError, InvalidArgumentError, ShapeError
+from ._errors import DtypeError, InvalidArgumentError, ShapeError, StateError
 from ._lib import DELETER, MAX_DIMS, Device, lib
 
 F32, F16, BF16, F64, I32, I64, U8, BOOL = range(8)
@@ -134,7 +134,7 @@ class Tensor:
     @property
     def handle(self) -> int:
         if not self._h:
-            raise ValueError("the tensor is closed")
+            raise StateError("gpuml.Tensor: the tensor is closed")
         return self._h
 
     @property

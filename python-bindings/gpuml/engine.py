@@ -113,6 +113,9 @@ class Engine:
         energy_input, energy_column, t_beta, t_d): every result is then a
         :class:`Clusters` (showers from gpuml_oc_cluster on the engine's
         device) instead of the raw outputs.
+    require_checksum : refuse (FormatError) a model file without gpuml's
+        whole-file checksum, as gpuml_engine_config.require_checksum (default
+        False: such files load with a warning).
 
     Results are bitwise those of running each event alone on the CPU. Every
     method may be called from any thread. ``close()`` (or leaving a ``with``
@@ -121,12 +124,13 @@ class Engine:
 
     def __init__(self, model, *, device="cpu", num_instances=None, max_batch_events=None, max_batch_rows=None,
                  max_queue_delay_us=None, queue_capacity=None, queue_rows=None, completion_threads=None,
-                 cpu_threads=None, max_direct_lanes=None, warmup=None, clusters=None):
+                 cpu_threads=None, max_direct_lanes=None, warmup=None, clusters=None, require_checksum=False):
         need("gpuml_engine_create", "gpuml_engine_submit")
         cfg = EngineConfig()
         lib.gpuml_engine_config_init_defaults(ctypes.byref(cfg))
         cfg.device = parse_device(device)
         cfg.on_destroy = _DRAIN
+        cfg.require_checksum = 1 if require_checksum else 0
         opts = dict(num_instances=num_instances, max_batch_events=max_batch_events, max_batch_rows=max_batch_rows,
                     max_queue_delay_us=max_queue_delay_us, queue_capacity=queue_capacity, queue_rows=queue_rows,
                     completion_threads=completion_threads, cpu_threads=cpu_threads,

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._context import Context, resolve
-from ._errors import InvalidArgumentError, ShapeError
+from ._errors import InvalidArgumentError, ShapeError, StateError
 from ._lib import FieldInfo, LoaderConfig, LoaderPosition, Strings, c_int_arg, lib
 from ._tensor import _NAMES, Tensor, borrowed, dtype_code
 
@@ -172,7 +172,7 @@ class Batch:
     @property
     def handle(self) -> int:
         if not self._h:
-            raise ValueError("the batch is closed")
+            raise StateError("gpuml.Batch: the batch is closed")
         return self._h
 
     @property
@@ -248,7 +248,7 @@ class Loader:
     @property
     def handle(self) -> int:
         if not self._h:
-            raise ValueError("the loader is closed")
+            raise StateError("gpuml.Loader: the loader is closed")
         return self._h
 
     def num_batches(self, epoch: int | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._context import Context
-from ._errors import InvalidArgumentError, ShapeError
+from ._errors import InvalidArgumentError, ShapeError, StateError
 from ._lib import c_int_arg, lib
 from ._tensor import Tensor, as_tensor, borrowed, row_splits_for, view_memory
 
@@ -135,7 +135,7 @@ class Model:
     @property
     def handle(self) -> int:
         if not self._h:
-            raise ValueError("the model is closed")
+            raise StateError("gpuml.Model: the model is closed")
         return self._h
 
     @property

@@ -22,9 +22,10 @@ from ._tensor import as_tensor, new_output, row_splits_for
 
 KNN_MAX_K = 1024  # GPUML_KNN_MAX_K in gpuml/knn.h (tests/test_abi.py checks)
 _KNN_ALGOS = {"auto": 0, "brute": 1, "grid": 2}
+_KNN_DISTANCES = {"exact": 0, "expanded": 1}
 _REDUCE = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 _UNARY = ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid",
-          "softplus"]
+          "softplus", "nan_to_zero"]
 _BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 
 
@@ -48,7 +49,7 @@ def _f32(x, ctx, arg, func, ndim=None):
 
 # ---- kNN ---------------------------------------------------------------------
 def knn(coords, k: int, row_splits=None, max_radius: float | None = None, *, algo: str = "auto",
-        ctx: Context | None = None):
+        distance: str = "exact", ctx: Context | None = None):
     """Exact k nearest neighbours of every point within its event.
 
     Parameters
@@ -62,6 +63,9 @@ def knn(coords, k: int, row_splits=None, max_radius: float | None = None, *, alg
         limit); compared as dist2 <= max_radius**2 in float32.
     algo : "auto" (default; per event by size, k and D), "brute" or "grid".
         All give identical results.
+    distance : "exact" (default) or "expanded": weaver ParticleNet's
+        float32 (|x_j|^2 - 2 x_i.x_j) + |x_i|^2 with its top-k semantics
+        (brute force; see gpuml/knn.h, GPUML_KNN_DIST_EXPANDED).
 
     Returns
     -------
@@ -89,6 +93,7 @@ def knn(coords, k: int, row_splits=None, max_radius: float | None = None, *, alg
     p.k = k
     p.max_radius = 0.0 if max_radius is None else float(max_radius)
     p.algo = _choice(algo, _KNN_ALGOS, "algo", fn)
+    p.distance = _choice(distance, _KNN_DISTANCES, "distance", fn)
     ti, idx = new_output(ctx, (n, k), "int32")
     td, dist2 = new_output(ctx, (n, k), "float32")
     lib.gpuml_knn_ex(ctx.handle, x.handle, rs.handle, ctypes.byref(p), ti.handle, td.handle, None, None)

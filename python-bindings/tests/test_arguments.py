@@ -160,3 +160,44 @@ def test_communicator_timeouts():
     with pytest.raises(gpuml.InvalidArgumentError, match="'seconds'"):
         comm.set_timeout(math.inf)  # a finite number of seconds
     comm.set_timeout(5)
+
+
+# ---- Engine(require_checksum=...) -------------------------------------------------
+def test_engine_require_checksum(model, rng, tmp_path):
+    """A model file without gpuml's checksum (its first 8 bytes zeroed, as an
+    old file) is served with a warning by default and refused with
+    require_checksum=True, as gpuml_engine_config.require_checksum."""
+    path = tmp_path / "plain.h5"
+    model.save(path)
+    raw = bytearray(path.read_bytes())
+    raw[:8] = bytes(8)
+    path.write_bytes(bytes(raw))
+    hits = rng.normal(size=(4, 3)).astype(np.float32)
+    with gpuml.Engine(str(path)) as eng:
+        assert eng.config["require_checksum"] == 0
+        eng.run(hits)
+    with pytest.raises(gpuml.FormatError, match="require_checksum"):
+        gpuml.Engine(str(path), require_checksum=True)
+    good = tmp_path / "good.h5"
+    model.save(good)
+    with gpuml.Engine(str(good), require_checksum=True) as eng:
+        assert eng.config["require_checksum"] == 1
+        eng.run(hits)
+
+
+# ---- closed objects ------------------------------------------------------------
+def test_closed_objects_raise_state_error(model, rng):
+    """Use after the C object is freed (__del__, which runs when collected)
+    raises gpuml.StateError, as a closed Engine does, naming the class."""
+    ctx = gpuml.Context()
+    ctx.__del__()
+    with pytest.raises(gpuml.StateError, match="gpuml.Context: the context is closed"):
+        ctx.handle
+    m = gpuml.Model.from_config(ENGINE_CFG, seed=1)
+    m.__del__()
+    with pytest.raises(gpuml.StateError, match="gpuml.Model: the model is closed"):
+        m(rng.normal(size=(4, 3)).astype(np.float32))
+    t = gpuml.Tensor.empty((2, 2))
+    t.__del__()
+    with pytest.raises(gpuml.StateError, match="gpuml.Tensor: the tensor is closed"):
+        t.handle

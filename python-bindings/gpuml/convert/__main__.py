@@ -19,9 +19,11 @@ Two routes:
                   or a JSON file {"model": "ParticleNet", "kwargs": {...}}
     --preprocess  weaver's exported preprocess.json: its standardisation
                   (median, norm_factor, clip bounds) becomes model ops, so
-                  the model takes raw inputs; its input names name the
-                  model's inputs. The padding length is not applied: feed at
-                  most var_length particles per jet.
+                  the model takes raw inputs (NaN becomes 0 as in weaver);
+                  its input names name the model's inputs. ParticleNet: each
+                  jet is cut to its first var_length particles in the model
+                  (ParticleNetTagger: not applied; feed at most var_length
+                  PF candidates and SVs per jet).
     --network-option key=value (JSON value), repeatable: passed to get_model.
 
   torch (from_torch(module, **hints)):
@@ -35,7 +37,9 @@ Two routes:
                   of a plain chain)
 
 Options for both: --no-pad-neighbours (ParticleNet: ragged semantics for jets
-of at most k particles instead of weaver's padded ones). Anything without an
+of at most k particles instead of weaver's padded ones); --knn-distance
+expanded|exact (ParticleNet: rank neighbours by weaver's float32
+|a|^2 - 2a.b + |b|^2, the default, or by gpuml's exact distance). Anything without an
 exact gpuml equivalent is an error naming the module's path and type.
 """
 
@@ -62,6 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--module", help="FILE.py:FUNCTION or a torch.save'd module")
     p.add_argument("--input-features", action="append", default=[], metavar="NAME=F")
     p.add_argument("--no-pad-neighbours", action="store_true")
+    p.add_argument("--knn-distance", choices=["expanded", "exact"], default="expanded")
     a = p.parse_args(argv)
 
     try:
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
             if not a.state or not a.network:
                 p.error("weaver needs --state and --network")
             m = from_weaver(a.state, a.network, a.preprocess, network_options=_kv(a.network_option, True),
-                            pad_neighbours=not a.no_pad_neighbours)
+                            pad_neighbours=not a.no_pad_neighbours, knn_distance=a.knn_distance)
         else:
             if not a.module:
                 p.error("torch needs --module")
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
             mod.eval()
             feats = _kv(a.input_features, False)
             m = from_torch(mod, input_features=feats or None, input_name=next(iter(feats), "x"),
-                           pad_neighbours=not a.no_pad_neighbours)
+                           pad_neighbours=not a.no_pad_neighbours, knn_distance=a.knn_distance)
     except ConversionError as e:
         print(f"gpuml.convert: {e}", file=sys.stderr)
         return 2

@@ -376,7 +376,7 @@ def convert_pyg_sequential(module, g: Graph, input_features: dict, batch_names=(
 
 
 def from_torch(module, *, input_features=None, input_name: str = "x", batch_names=("batch",),
-               pad_neighbours: bool = True, name: str | None = None, ctx=None):
+               pad_neighbours: bool = True, knn_distance: str = "expanded", name: str | None = None, ctx=None):
     """Convert a PyTorch module (in eval mode) into a gpuml.Model.
 
     module: one of
@@ -387,7 +387,9 @@ def from_torch(module, *, input_features=None, input_name: str = "x", batch_name
       - torch_geometric.nn.GravNetConv or DynamicEdgeConv alone;
       - weaver's ParticleNet or ParticleNetTagger (see gpuml.convert.weaver;
         pad_neighbours selects weaver's padded-layout semantics for jets of
-        at most k particles).
+        at most k particles; knn_distance "expanded" ranks neighbours by
+        weaver's float32 |a|^2 - 2a.b + |b|^2, "exact" by gpuml's exact
+        distance; both are ignored for other modules).
     Returns a gpuml.Model on a CPU context (save it with model.save(path)).
     Raises ConversionError naming the module path and type of anything that
     has no exact gpuml equivalent.
@@ -396,7 +398,7 @@ def from_torch(module, *, input_features=None, input_name: str = "x", batch_name
 
     _check_eval(module)
     if _weaver.is_weaver_model(module):
-        g = _weaver.particlenet_graph(module, pad_neighbours=pad_neighbours)
+        g = _weaver.particlenet_graph(module, pad_neighbours=pad_neighbours, knn_distance=knn_distance)
         return g.build(name or type(module).__name__.lower(), ctx)
     pyg = _pyg_classes()
     g = Graph()

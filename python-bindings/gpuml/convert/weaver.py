@@ -20,12 +20,18 @@ Semantics (docs/convert.md lists every difference and its test):
   * use_counts=True pools by the real particle count, which is gpuml's
     global mean pool (an empty jet gives 0 in both). use_counts=False (mean
     over the padded length, which weaver trims per batch) is refused.
+  * kNN: weaver ranks neighbours by (xx^T + inner + xx).clamp(min=0)
+    (|a|^2 - 2a.b + |b|^2) in float32; the blocks get
+    knn_distance="expanded", which computes that value in the same float
+    order (see gpuml/knn.h), unless knn_distance="exact" is asked for.
   * for_inference=True appends weaver's softmax.
   * preprocess.json: per variable y = clip((x - median) * norm_factor,
-    lower_bound, upper_bound) becomes a "standardize" node on each input.
-    The truncation to var_length is NOT part of the model: feed at most
-    var_length particles per jet, the first ones in weaver's order (the
-    converted model's meta.max_particles records the length).
+    lower_bound, upper_bound), NaN then 0 (weaver's nan_to_num), becomes a
+    "standardize" node (nan_to_zero) on each input. ParticleNet: weaver's
+    cut of every jet to its first var_length particles becomes a "truncate"
+    node on each input (meta.max_particles records the length).
+    ParticleNetTagger: the PF and SV lengths are not applied (one row set
+    holds both collections): feed at most var_length of each.
 """
 from __future__ import annotations
 
@@ -103,12 +109,17 @@ def _block_params(path, blk):
 
 
 def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = None,
-                      points_features: int = 2) -> Graph:
+                      points_features: int = 2, knn_distance: str = "expanded") -> Graph:
+    if knn_distance not in ("expanded", "exact"):
+        raise ConversionError(f"knn_distance must be 'expanded' (weaver's) or 'exact', got {knn_distance!r}")
     net, base, args = _unwrap(module)
     p = (base + ".") if base else ""
     g = Graph()
     cls = _weaver_classes()
-    pre = _Inputs(g, args, preprocess)
+    # weaver cuts every jet to var_length particles; with one collection that
+    # is gpuml's truncate op. The tagger's PF and SV collections have their
+    # own lengths on one row set per jet: not expressible, not applied.
+    pre = _Inputs(g, args, preprocess, truncate=type(net) is not cls[1])
     if type(net) is cls[1]:  # ParticleNetTagger: PF candidates and SVs, one row set
         pn = net.pn
         pfd, svd = net.pf_conv.conv[0].num_features, net.sv_conv.conv[0].num_features
@@ -124,7 +135,7 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
             fts.append(g.node(f"{grp}_conv_masked", "mul", [f, m], g.features(f)))
         coords = g.node("points", "add", pts, g.features(pts[0]))
         feats = g.node("features", "add", fts, g.features(fts[0]))
-        _particlenet_body(g, pn, f"{p}pn.", coords, feats, pad_neighbours)
+        _particlenet_body(g, pn, f"{p}pn.", coords, feats, pad_neighbours, knn_distance)
     else:
         pn = net
         in_feat = pn.bn_fts.num_features if pn.use_fts_bn else pn.edge_convs[0].convs[0].in_channels // 2
@@ -136,11 +147,12 @@ def particlenet_graph(module, *, pad_neighbours=True, preprocess: dict | None = 
             if pads:
                 raise ConversionError(f"preprocess.json: {pre.names['features']} pads with {pads}; without "
                                       f"use_fts_bn, ParticleNet does not zero padded features")
-        _particlenet_body(g, pn, p, coords, feats, pad_neighbours)
+        _particlenet_body(g, pn, p, coords, feats, pad_neighbours, knn_distance)
     if pre.lengths:
         g.meta["max_particles"] = pre.lengths
     g.meta["converted_from"] = f"{type(module).__module__}.{type(module).__qualname__}"
     g.meta["pad_neighbours"] = bool(pad_neighbours)
+    g.meta["knn_distance"] = knn_distance
     return g
 
 
@@ -149,8 +161,8 @@ class _Inputs:
     preprocess.json's groups (matched by position) when one is given, with
     its standardisation applied; masks are taken as they are."""
 
-    def __init__(self, g, args, preprocess):
-        self.g, self.args, self.pp = g, args, preprocess
+    def __init__(self, g, args, preprocess, truncate):
+        self.g, self.args, self.pp, self.truncate = g, args, preprocess, truncate
         self.names, self.lengths = {}, {}
 
     def get(self, arg, features):
@@ -169,12 +181,18 @@ class _Inputs:
         self.names[arg] = name
         x = self.g.input(name, features)
         if grp is not None and not arg.endswith("mask"):
-            self.lengths[name] = int(grp["var_length"])
+            length = int(grp["var_length"])
+            if self.truncate:
+                if self.lengths and set(self.lengths.values()) != {length}:
+                    raise ConversionError(f"preprocess.json: {name} has var_length {length}, other inputs "
+                                          f"{self.lengths}; weaver needs one length per jet")
+                x = self.g.node(f"{name}_truncate", "truncate", [x], features, length=length)
+            self.lengths[name] = length
             x = _standardize(self.g, x, name, grp)
         return x
 
 
-def _particlenet_body(g, pn, p, coords, fts, pad_neighbours):
+def _particlenet_body(g, pn, p, coords, fts, pad_neighbours, knn_distance):
     base = p[:-1]
     if pn.for_segmentation:
         raise ConversionError(f"{where(base, pn)}: for_segmentation=True (per-particle outputs) is not supported")
@@ -197,7 +215,7 @@ def _particlenet_body(g, pn, p, coords, fts, pad_neighbours):
                                   f"gets {g.features(fts)}")
         fts = g.node(f"edge_conv{i}", "particlenet_block", [coords, fts], widths[-1], params=params,
                      buffers=buffers, k=int(blk.k), widths=widths, pad_neighbours=bool(pad_neighbours), eps=eps,
-                     momentum=mom)
+                     momentum=mom, knn_distance=knn_distance)
         coords = fts
         outs.append(fts)
     if pn.use_fusion:
@@ -217,7 +235,7 @@ def _standardize(g: Graph, x: str, group: str, grp: dict) -> str:
         raise ConversionError(f"preprocess.json: {group} has {len(names)} variables, the input {g.features(x)}")
     c, s, lo, hi = (np.array([float(infos[v][k]) for v in names])
                     for k in ("median", "norm_factor", "lower_bound", "upper_bound"))
-    return g.node(f"{group}_standardize", "standardize", [x], len(names),
+    return g.node(f"{group}_standardize", "standardize", [x], len(names), nan_to_zero=True,
                   buffers={"center": c, "scale": s, "lower": lo, "upper": hi})
 
 
@@ -269,7 +287,7 @@ def _load_network(network, preprocess, network_options):
 
 
 def from_weaver(state_dict_path, network_module_or_config, preprocess_json=None, *, network_options=None,
-                pad_neighbours=True, ctx=None):
+                pad_neighbours=True, knn_distance="expanded", ctx=None):
     """Convert a weaver checkpoint (*_state.pt, a state_dict) of a ParticleNet
     network into a gpuml.Model.
 
@@ -278,7 +296,9 @@ def from_weaver(state_dict_path, network_module_or_config, preprocess_json=None,
     preprocess_json), or a dict / JSON file {"model": "ParticleNet",
     "kwargs": {...}}. preprocess_json (path or dict): weaver's exported
     preprocess.json; its standardisation becomes model ops and its input
-    names the model's input names."""
+    names the model's input names. knn_distance "expanded" (default)
+    ranks neighbours by weaver's |a|^2 - 2a.b + |b|^2 in float32, "exact"
+    by gpuml's exact distance (docs/convert.md)."""
     import torch
 
     pp = preprocess_json
@@ -295,5 +315,5 @@ def from_weaver(state_dict_path, network_module_or_config, preprocess_json=None,
     _check_eval(model)
     if not is_weaver_model(model):
         raise ConversionError(f"{where('', model)}: not a weaver ParticleNet (or a one-child wrapper of one)")
-    g = particlenet_graph(model, pad_neighbours=pad_neighbours, preprocess=pp)
+    g = particlenet_graph(model, pad_neighbours=pad_neighbours, preprocess=pp, knn_distance=knn_distance)
     return g.build(type(model).__name__.lower(), ctx)

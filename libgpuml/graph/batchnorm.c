@@ -49,15 +49,14 @@ static gpuml_status check_common(gpuml_ctx *ctx, const char *fn, const gpuml_bat
     return GPUML_OK;
 }
 
-/* cuDNN fits: asked for, on CUDA, built in, no mask, sizes it takes. */
+#if GPUML_HAVE_CUDNN
+/* cuDNN fits: asked for, on CUDA, no mask, sizes it takes. */
 static bool cudnn_fits(const gpuml_ctx *ctx, const gpuml_batch_norm_params *p, const gpuml_tensor *mask, int64_t R,
                        int64_t C)
 {
-    return GPUML_HAVE_CUDNN && p->use_cudnn && gpuml_on_cuda(ctx) && !mask && R >= 2 && C >= 1 && R <= INT_MAX &&
-           C <= INT_MAX;
+    return p->use_cudnn && gpuml_on_cuda(ctx) && !mask && R >= 2 && C >= 1 && R <= INT_MAX && C <= INT_MAX;
 }
 
-#if GPUML_HAVE_CUDNN
 /* Forward through cuDNN; ones / zeros stand in for a NULL gamma / beta. */
 static gpuml_status cudnn_forward(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
                                   const gpuml_tensor *x, const gpuml_tensor *gamma, const gpuml_tensor *beta,

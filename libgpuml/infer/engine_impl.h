@@ -77,6 +77,9 @@ typedef struct eng_batch {
 struct eng_instance {
     gpuml_engine *eng;
     int index;
+    int device;                 /* CUDA ordinal of its context (0 on the CPU)      */
+    bool taking;                /* its worker is in eng_take_batch (engine lock)   */
+    uint64_t n_batches, n_failed, n_events, n_rows; /* its share (stats_lock)      */
     gpuml_ctx *ctx;
     gpuml_model *model;
     gpuml_tape *tape;
@@ -162,6 +165,8 @@ struct gpuml_engine {
 
     eng_instance *inst;
     int n_inst;
+    int *devices;               /* [n_devices] the resolved cfg.devices, or NULL   */
+    int n_devices;              /* distinct devices of the instances (1: one)      */
     eng_cthread *cthreads;
     int n_cthreads;
 
@@ -208,8 +213,9 @@ void eng_cancel_waiting_locked(gpuml_engine *e, gpuml_status status);
 
 /* ---- engine.c ---- */
 int64_t eng_now_us(void);
-/* A context for the engine's device with its configured threads and log. */
-gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out);
+/* A context on CUDA device `device` (ignored on the CPU) with the engine's
+ * configured threads and log. */
+gpuml_status eng_make_ctx(gpuml_engine *e, int device, gpuml_ctx **out);
 
 /* ---- instance.c ---- */
 gpuml_status eng_instance_init(gpuml_engine *e, eng_instance *in, const gpuml_model *src);

@@ -105,7 +105,8 @@ static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
         if (e->cuda)
             GPUML_TRY(eng_cuda_memcpy_async(dev, dst, src, (size_t)(b->n_rows * e->f_in[i]) * sizeof(float), ENG_H2D,
                                             stream));
-        gpuml_tensor_init_view(&b->in_view[i], dst, gpuml_ctx_device(in->ctx), GPUML_F32, 2, (int64_t[]){b->n_rows, e->f_in[i]});
+        gpuml_tensor_init_view(&b->in_view[i], dst, gpuml_ctx_device(in->ctx), GPUML_F32, 2,
+                               (int64_t[]){b->n_rows, e->f_in[i]});
     }
     int64_t ns = b->n_events + 1;
     int64_t *splits = e->cuda ? gpuml_tensor_data(b->d_splits) : b->h_splits;

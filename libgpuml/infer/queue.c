@@ -179,12 +179,6 @@ gpuml_status eng_check_request(gpuml_engine *e, const gpuml_engine_request *req,
         if (kinds[k] == GPUML_DEVICE_CUDA && !e->cuda)
             return gpuml_fail(NULL, GPUML_ERR_DEVICE_MISMATCH, fn,
                               "req->%s is CUDA but the engine runs on the CPU: pass host memory", what);
-        /* The queue picks the device later: device memory is on one of them. */
-        if (kinds[k] == GPUML_DEVICE_CUDA && e->n_devices > 1 && strcmp(fn, "gpuml_engine_run_direct") != 0)
-            return gpuml_fail(NULL, GPUML_ERR_DEVICE_MISMATCH, fn,
-                              "req->%s is CUDA but the engine spreads its instances over %d devices: pass host "
-                              "memory (or use gpuml_engine_run_direct, which runs on device %d)",
-                              what, e->n_devices, e->cfg.device.index);
     }
     return GPUML_OK;
 }
@@ -200,6 +194,14 @@ gpuml_status gpuml_engine_submit(gpuml_engine *e, const gpuml_engine_request *re
     GPUML_TRY(eng_check_request(e, req, fn));
     if (!done)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'done' is NULL");
+    /* The queue picks the device later: device memory is on one of them
+     * (direct mode runs on devices[0] and takes it). */
+    if (e->n_devices > 1 && (req->inputs_on == GPUML_DEVICE_CUDA || req->outputs_on == GPUML_DEVICE_CUDA))
+        return gpuml_fail(NULL, GPUML_ERR_DEVICE_MISMATCH, fn,
+                          "req->%s is CUDA but the engine spreads its instances over %d devices: pass host "
+                          "memory (or use gpuml_engine_run_direct, which runs on device %d)",
+                          req->inputs_on == GPUML_DEVICE_CUDA ? "inputs_on" : "outputs_on", e->n_devices,
+                          e->cfg.device.index);
     bool copy = req->inputs_on == GPUML_DEVICE_CPU && !req->borrow_inputs && req->rows > 0;
 
     pthread_mutex_lock(&e->lock);

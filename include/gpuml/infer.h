@@ -56,7 +56,7 @@
  * the host's pool) and batches of up to 8 events: small events do not split
  * well over threads, and instances overlap one another's serial parts
  * (bench/README-engine.md has the measurements). A CUDA engine runs one
- * instance with batches of up to 64. Set the fields to override.
+ * instance per device with batches of up to 64. Set the fields to override.
  *
  * Execution. Each of num_instances instances has its own context (and
  * CUDA stream), its own copy of the model, a tape and buffers reserved at

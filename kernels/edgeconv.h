@@ -14,7 +14,7 @@
 #define GPUML_KERNELS_EDGECONV_H
 
 #include "common.h"
-#include "gravnet.h" /* gpuml_k_edge_valid, gpuml_k_csr_range */
+#include "graph_common.h"
 
 /* wcat[r, f] for r in [0, 2C): W1 - W2 above, W2 below. W is [C, 2F]. */
 GPUML_HD static inline void gpuml_k_edge_wcat_elem(const float *GPUML_RESTRICT w, int64_t C, int64_t F, int64_t r,

@@ -11,24 +11,7 @@
 #define GPUML_KERNELS_GRAVNET_H
 
 #include "common.h"
-
-GPUML_HD static inline bool gpuml_k_edge_valid(const int32_t *GPUML_RESTRICT idx, int64_t n, int64_t k, int first,
-                                               int64_t e)
-{
-    int64_t s = e % k;
-    int32_t j = idx[e];
-    return s >= first && j >= 0 && (int64_t)j < n;
-}
-
-/* CSR entries of target t, clamped into [0, m] so that a bad CSR stays in
- * bounds. */
-GPUML_HD static inline void gpuml_k_csr_range(const int64_t *GPUML_RESTRICT rowptr, int64_t t, int64_t m,
-                                              int64_t *begin, int64_t *end)
-{
-    int64_t b = gpuml_k_min64(gpuml_k_max64(rowptr[t], 0), m);
-    *begin = b;
-    *end = gpuml_k_min64(gpuml_k_max64(rowptr[t + 1], b), m);
-}
+#include "graph_common.h"
 
 /* w[i, s] (0 on padding) and cnt[i] = number of valid slots. */
 GPUML_HD static inline void gpuml_k_gravnet_weights_row(const int32_t *GPUML_RESTRICT idx,

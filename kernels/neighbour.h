@@ -6,7 +6,7 @@
 
 #include "common.h"
 #include "gpuml/ops.h"
-#include "gravnet.h" /* gpuml_k_edge_valid */
+#include "graph_common.h"
 
 /* out[i, c] and, for MAX, am[i, c]. Sum in double in slot order; MAX: NaN
  * wins, else the first largest. No valid edge: 0 (am -1). */

@@ -608,6 +608,7 @@ int harness_run_case(const h_case *c)
         memset(&io, 0, sizeof io);
         for (int i = 0; i < H_MAXT; i++)
             io.inout[i] = -1;
+        io.op = c->op;
         c->setup(v, &io);
         uint64_t seed = 0x5EED0000ull + (uint64_t)v * 7919u;
         inputs in;
@@ -771,4 +772,66 @@ int h_compare_scaled(const char *what, const gpuml_tensor *got, const gpuml_tens
         if (!(fabs(a[i] - b[i]) <= tol * (scale + fabs(b[i])) + 1e-6) && bad++ < 4)
             printf("%s[%lld]: gpuml %.8g, %s %.8g\n", what, (long long)i, a[i], peer, b[i]);
     return bad ? 1 : 0;
+}
+
+/* ---- op tables --------------------------------------------------------- */
+#define H_MAX_ROWS 256
+static const h_case *g_table;
+static bool g_row_ran[H_MAX_ROWS];
+
+static bool name_matches(const char *name, const char *pat)
+{
+    size_t k = strlen(pat);
+    return !strncmp(name, pat, k) && (name[k] == 0 || name[k] == '.');
+}
+
+int h_run_cases(const h_case *cases, int n, ...)
+{
+    int fails = 0;
+    if (n > H_MAX_ROWS || (g_table && g_table != cases)) {
+        printf("FAIL h_run_cases: one table of at most %d rows per test program\n", H_MAX_ROWS);
+        return 1;
+    }
+    g_table = cases;
+    va_list ap;
+    va_start(ap, n);
+    for (const char *pat = va_arg(ap, const char *); pat; pat = va_arg(ap, const char *)) {
+        int matched = 0;
+        for (int i = 0; i < n; i++)
+            if (name_matches(cases[i].name, pat)) {
+                matched++;
+                g_row_ran[i] = true;
+                fails += harness_run_case(&cases[i]);
+            }
+        if (!matched) {
+            printf("FAIL h_run_cases: no row of the table is named '%s'\n", pat);
+            fails++;
+        }
+    }
+    va_end(ap);
+    return fails;
+}
+
+int h_list_cases(int argc, char **argv, const h_case *cases, int n)
+{
+    if (argc < 2 || strcmp(argv[1], "--list-cases"))
+        return 0;
+    int cuda = h_num_backends() > 1;
+    for (int i = 0; i < n; i++)
+        printf("case %s %d %d %d\n", cases[i].name, cases[i].nvariants, cases[i].run_bwd != NULL, cuda);
+    return 1;
+}
+
+int h_table_done(int rc, const h_case *cases, int n)
+{
+    if (rc)
+        return rc;
+    int missed = 0;
+    for (int i = 0; i < n && i < H_MAX_ROWS; i++)
+        if (!g_row_ran[i]) {
+            printf("FAIL: table row '%s' is not run by any test (add its name to an h_run_cases call)\n",
+                   cases[i].name);
+            missed++;
+        }
+    return missed ? 1 : 0;
 }

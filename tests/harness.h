@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include <gpuml/gpuml.h>
+#include <gpuml/testing.h> /* fault injection, loop cutting: tests only */
 
 #define H_MAXT 6
 
@@ -56,6 +57,7 @@ typedef struct h_case_io {
     int ip[6];             /* op parameters                              */
     double fp[4];
     h_gen_fn gen;          /* for V_CUSTOM inputs                        */
+    int op;                /* the case's h_case.op, set before setup     */
 } h_case_io;
 
 typedef struct h_case {
@@ -71,6 +73,7 @@ typedef struct h_case {
                             gpuml_tensor *const *out, gpuml_tensor *const *gout, gpuml_tensor *const *gin);
     double atol, rtol;       /* forward bound: |got-ref| <= atol + rtol*|ref| */
     double grad_tol;         /* backward: relative to max |fd| (default 2e-3) */
+    int op;                  /* copied to io->op: the enum value of a family row */
 } h_case;
 
 /* ---- general helpers -------------------------------------------------- */
@@ -100,6 +103,47 @@ int64_t h_numel(int nd, const int64_t *shape);
 /* Run one case on all backends; returns the number of failures (and
  * prints each). */
 int harness_run_case(const h_case *c);
+
+/* ---- op tables keyed by the op registry (kernels/ops.def) -------------
+ * A test file keeps its cases in one table, each row named by its op's
+ * registry name ("unary.neg", "knn"; c->op carries the enum value for
+ * family rows):
+ *
+ *     const h_case h_cases[] = {
+ *         {"unary.neg", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_NEG},
+ *         ...
+ *     };
+ *     const int h_ncases = H_N(h_cases);
+ *     static void test_unary(void **s) { assert_int_equal(H_RUN("unary"), 0); }
+ *     int main(int argc, char **argv)
+ *     {
+ *         if (H_LIST_CASES(argc, argv))
+ *             return 0;
+ *         ...
+ *         return H_TABLE_DONE(cmocka_run_group_tests_name(...));
+ *     }
+ *
+ * `test_x --list-cases` prints the table (one line per row: name,
+ * variants, whether it checks a backward, whether it runs on CUDA) for
+ * tests/test_registry.c, which fails when a registry op has no row. */
+#define H_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+/* The table of the test program that defines it (const h_case h_cases[] =
+ * {...}; const int h_ncases = H_N(h_cases);), and shorthands for it. */
+extern const h_case h_cases[];
+extern const int h_ncases;
+#define H_RUN(...) h_run_cases(h_cases, h_ncases, __VA_ARGS__, (const char *)NULL)
+#define H_LIST_CASES(argc, argv) h_list_cases(argc, argv, h_cases, h_ncases)
+#define H_TABLE_DONE(rc) h_table_done(rc, h_cases, h_ncases)
+/* Run every row whose name is one of the NULL-terminated patterns, or
+ * starts with a pattern and a dot ("unary" runs "unary.neg", ...). Returns
+ * the number of failures; a pattern that matches no row is one. */
+int h_run_cases(const h_case *cases, int n, ...);
+/* With argv[1] == "--list-cases": print the table to stdout, return 1. */
+int h_list_cases(int argc, char **argv, const h_case *cases, int n);
+/* The exit status of main: rc, or 1 (with a message) when rc is 0 but a
+ * row of the table was never run by h_run_cases - a row listed but not
+ * run would satisfy test_registry without testing anything. */
+int h_table_done(int rc, const h_case *cases, int n);
 
 /* Declaring a case's inputs and outputs in a setup function:
  * IN(io, 0, GPUML_F32, V_NORMAL, 10, 3) is input 0, f32 [10, 3];

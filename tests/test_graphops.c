@@ -223,7 +223,6 @@ static gpuml_status bwd_edge_linear(gpuml_ctx *ctx, const h_case_io *io, gpuml_t
 /* ======================= neighbour_aggregate ============================ *
  * in: 0 edges [N, ke, C], 1 idx, 2 dist2 (unused); out: 0 [N, C], 1 argmax
  * (MAX). ip[0] exclude_self, ip[1] op. */
-static int g_nb_op;
 static void setup_neighbour(int v, h_case_io *io)
 {
     static const struct {
@@ -237,7 +236,7 @@ static void setup_neighbour(int v, h_case_io *io)
     };
     int64_t n = V[v].n, c = V[v].c, k = V[v].k;
     io->ip[0] = V[v].excl;
-    io->ip[1] = g_nb_op;
+    io->ip[1] = io->op;
     io->ip[IP_MAXEV] = (int)V[v].maxev;
     io->fp[FP_STEP] = 0.1;
     io->gen = gen_graph;
@@ -246,7 +245,7 @@ static void setup_neighbour(int v, h_case_io *io)
     IN(io, 2, GPUML_F32, V_CUSTOM, n, k);
     io->diff_in[1] = io->diff_in[2] = 0;
     OUT(io, 0, GPUML_F32, n, c);
-    if (g_nb_op == GPUML_REDUCE_MAX) {
+    if (io->op == GPUML_REDUCE_MAX) {
         OUT(io, 1, GPUML_I32, n, c);
         if (V[v].kind == V_TIES)
             io->diff_in[0] = 0;
@@ -424,27 +423,27 @@ static gpuml_status bwd_bn(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *co
 }
 
 /* ======================= the table ====================================== */
+/* One row per registry op (kernels/ops.def) this file checks, by its name;
+ * h_case.op is the gpuml_reduce_op of a neighbour_aggregate row. */
+const h_case h_cases[] = {
+    {"gravnet_aggregate", 9, setup_gravnet, ref_gravnet, run_gravnet, bwd_gravnet, 1e-5, 1e-5, 2e-3, 0},
+    {"edge_first_linear", 7, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear, 2e-5, 2e-5, 2e-3, 0},
+    {"neighbour_aggregate.sum", 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3,
+     GPUML_REDUCE_SUM},
+    {"neighbour_aggregate.mean", 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3,
+     GPUML_REDUCE_MEAN},
+    {"neighbour_aggregate.max", 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3,
+     GPUML_REDUCE_MAX},
+    {"edge_mask", 3, setup_mask, ref_mask, run_mask, NULL, 0, 0, 0, 0},
+    {"batch_norm", 9, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3, 0},
+};
+const int h_ncases = H_N(h_cases);
+
 static void test_table(void **state)
 {
     (void)state;
-    int fails = 0;
-    h_case gn = {"gravnet_aggregate", 9, setup_gravnet, ref_gravnet, run_gravnet, bwd_gravnet, 1e-5, 1e-5, 2e-3};
-    fails += harness_run_case(&gn);
-    h_case el = {"edge_first_linear", 7, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear,
-                 2e-5, 2e-5, 2e-3};
-    fails += harness_run_case(&el);
-    static const int ops[] = {GPUML_REDUCE_SUM, GPUML_REDUCE_MEAN, GPUML_REDUCE_MAX};
-    static const char *names[] = {"neighbour_aggregate.sum", "neighbour_aggregate.mean", "neighbour_aggregate.max"};
-    for (int i = 0; i < 3; i++) {
-        g_nb_op = ops[i];
-        h_case nb = {names[i], 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3};
-        fails += harness_run_case(&nb);
-    }
-    h_case mk = {"edge_mask", 3, setup_mask, ref_mask, run_mask, NULL, 0, 0, 0};
-    fails += harness_run_case(&mk);
-    h_case bn = {"batch_norm", 9, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3};
-    fails += harness_run_case(&bn);
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("gravnet_aggregate", "edge_first_linear", "neighbour_aggregate", "edge_mask", "batch_norm"),
+                     0);
 }
 
 /* ======================= edge cases ===================================== */
@@ -861,8 +860,10 @@ static void test_allocation_failures(void **state)
         allocation_failures_on(h_backend(b));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (H_LIST_CASES(argc, argv))
+        return 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_gravnet_ties),
@@ -872,5 +873,5 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_allocation_failures),
     };
-    return cmocka_run_group_tests_name("graphops", tests, NULL, NULL);
+    return H_TABLE_DONE(cmocka_run_group_tests_name("graphops", tests, NULL, NULL));
 }

@@ -43,10 +43,9 @@ static double ref_unary1(int op, double x, double a)
     return NAN;
 }
 
-static int g_unary_op;
 static void setup_unary(int v, h_case_io *io)
 {
-    int op = g_unary_op;
+    int op = io->op;
     bool pos = op == GPUML_UNARY_LOG || op == GPUML_UNARY_SQRT || op == GPUML_UNARY_RSQRT;
     h_kind k = pos ? V_POS : V_WIDE;
     io->ip[0] = op;
@@ -78,15 +77,7 @@ static gpuml_status bwd_unary(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor 
 static void test_unary(void **state)
 {
     (void)state;
-    int fails = 0;
-    for (int op = 0; op < GPUML_UNARY_COUNT_; op++) {
-        char name[64];
-        snprintf(name, sizeof name, "unary.%s", gpuml_unary_op_name((gpuml_unary_op)op));
-        g_unary_op = op;
-        h_case c = {name, 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3};
-        fails += harness_run_case(&c);
-    }
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("unary"), 0);
 }
 
 /* ======================= binary ========================================= */
@@ -121,10 +112,9 @@ static int64_t bcast_off(const h_case_io *io, int which, int o, int64_t e)
     return off;
 }
 
-static int g_binary_op;
 static void setup_binary(int v, h_case_io *io)
 {
-    int op = g_binary_op;
+    int op = io->op;
     io->ip[0] = op;
     h_kind kb = op == GPUML_BINARY_DIV ? V_POS : V_NORMAL;
     switch (v) {
@@ -163,15 +153,7 @@ static gpuml_status bwd_binary(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor
 static void test_binary(void **state)
 {
     (void)state;
-    int fails = 0;
-    for (int op = 0; op < GPUML_BINARY_COUNT_; op++) {
-        char name[64];
-        snprintf(name, sizeof name, "binary.%s", gpuml_binary_op_name((gpuml_binary_op)op));
-        g_binary_op = op;
-        h_case c = {name, 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3};
-        fails += harness_run_case(&c);
-    }
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("binary"), 0);
     /* An empty out at the address of a non-empty input broadcast to it (a
      * batch of one event of 0 rows: the arena hands out one address for
      * empty blocks) writes nothing and is no aliasing error; a non-empty
@@ -257,9 +239,7 @@ static gpuml_status run_scale(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor 
 static void test_sum_to_scale_axpy(void **state)
 {
     (void)state;
-    h_case c1 = {"sum_to_shape", 6, setup_sum_to, ref_sum_to, run_sum_to, NULL, 1e-6, 1e-6, 0};
-    h_case c2 = {"scale/axpy", 4, setup_scale, ref_scale, run_scale, NULL, 1e-6, 1e-6, 0};
-    assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2), 0);
+    assert_int_equal(H_RUN("sum_to_shape", "scale/axpy"), 0);
 }
 
 /* ======================= fill, cast ===================================== */
@@ -306,16 +286,13 @@ static gpuml_status run_cast(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *
 static void test_fill_cast(void **state)
 {
     (void)state;
-    h_case c1 = {"fill", 8 * GPUML_DTYPE_COUNT_, setup_fill, ref_fill, run_fill, NULL, 0, 0, 0};
-    h_case c2 = {"cast", GPUML_DTYPE_COUNT_ * GPUML_DTYPE_COUNT_, setup_cast, ref_cast, run_cast, NULL, 0, 0, 0};
-    assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2), 0);
+    assert_int_equal(H_RUN("fill", "cast"), 0);
 }
 
 /* ======================= reductions ===================================== */
-static int g_reduce_op;
 static void setup_reduce(int v, h_case_io *io)
 {
-    int op = g_reduce_op;
+    int op = io->op;
     bool arg = op == GPUML_REDUCE_MAX || op == GPUML_REDUCE_MIN;
     io->ip[0] = op;
     switch (v) {
@@ -375,21 +352,13 @@ static gpuml_status bwd_reduce(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor
 static void test_reduce(void **state)
 {
     (void)state;
-    static const char *names[] = {"reduce.sum", "reduce.mean", "reduce.max", "reduce.min"};
-    int fails = 0;
-    for (int op = 0; op < GPUML_REDUCE_COUNT_; op++) {
-        g_reduce_op = op;
-        h_case c = {names[op], 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3};
-        fails += harness_run_case(&c);
-    }
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("reduce"), 0);
 }
 
 /* ======================= softmax ======================================== */
-static int g_log_softmax;
 static void setup_softmax(int v, h_case_io *io)
 {
-    io->ip[0] = g_log_softmax;
+    io->ip[0] = io->op; /* 1: log_softmax */
     switch (v) {
     case 0: IN(io, 0, GPUML_F32, V_WIDE, 7, 13); OUT(io, 0, GPUML_F32, 7, 13); break;
     case 1: IN(io, 0, GPUML_F32, V_WIDE, 4, 1); OUT(io, 0, GPUML_F32, 4, 1); break;
@@ -427,14 +396,7 @@ static gpuml_status bwd_softmax(gpuml_ctx *ctx, const h_case_io *io, gpuml_tenso
 static void test_softmax(void **state)
 {
     (void)state;
-    int fails = 0;
-    for (int lg = 0; lg < 2; lg++) {
-        g_log_softmax = lg;
-        h_case c = {lg ? "log_softmax" : "softmax", 5, setup_softmax, ref_softmax, run_softmax, bwd_softmax,
-                    2e-6, 2e-5, 2e-3};
-        fails += harness_run_case(&c);
-    }
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("softmax", "log_softmax"), 0);
 }
 
 /* ======================= matmul, linear ================================= */
@@ -595,11 +557,7 @@ static void test_linear_weight_grad_accumulate(void **state)
 static void test_matmul_linear(void **state)
 {
     (void)state;
-    h_case c1 = {"matmul", 20, setup_matmul, ref_matmul, run_matmul, bwd_matmul, 1e-5, 1e-5, 2e-3};
-    h_case c2 = {"linear", 6, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3};
-    int fails = harness_run_case(&c1);
-    fails += harness_run_case(&c2);
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("matmul", "linear"), 0);
 }
 
 /* ======================= gather / scatter =============================== */
@@ -737,28 +695,21 @@ static void test_index_csr_skips_padding(void)
 static void test_gather_scatter(void **state)
 {
     (void)state;
-    h_case c1 = {"gather_rows", 6, setup_gather, ref_gather, run_gather, bwd_gather, 0, 0, 2e-3};
-    h_case c2 = {"scatter_add_rows", 4, setup_scatter, ref_scatter, run_scatter, bwd_scatter, 1e-5, 1e-5, 2e-3};
-    h_case c3 = {"index_csr", 4, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0};
-    int fails = harness_run_case(&c1);
-    fails += harness_run_case(&c2);
-    fails += harness_run_case(&c3);
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("gather_rows", "scatter_add_rows", "index_csr"), 0);
     test_index_csr_skips_padding();
 }
 
 /* ======================= segment reductions ============================= */
-static int g_segment_op;
 static void setup_segment(int v, h_case_io *io)
 {
     int64_t n = v == 1 ? 3000 : v == 2 ? 0 : 23, c = v == 1 ? 16 : 4, b = v == 1 ? 50 : v == 2 ? 3 : 6;
-    io->ip[0] = g_segment_op;
+    io->ip[0] = io->op;
     IN(io, 0, GPUML_F32, v == 3 ? V_TIES : V_NORMAL, n, c);
     IN(io, 1, GPUML_I64, V_SPLITS, b + 1);
     io->index_lo[1] = b;
     io->index_hi[1] = n;
     OUT(io, 0, GPUML_F32, b, c);
-    if (g_segment_op == GPUML_REDUCE_MAX) {
+    if (io->op == GPUML_REDUCE_MAX) {
         OUT(io, 1, GPUML_I64, b, c);
         io->diff_out[1] = 0;
         if (v == 3)
@@ -826,17 +777,7 @@ static gpuml_status run_segment_ids(gpuml_ctx *ctx, const h_case_io *io, gpuml_t
 static void test_segment(void **state)
 {
     (void)state;
-    static const int ops[] = {GPUML_REDUCE_SUM, GPUML_REDUCE_MEAN, GPUML_REDUCE_MAX};
-    static const char *names[] = {"segment_reduce.sum", "segment_reduce.mean", "segment_reduce.max"};
-    int fails = 0;
-    for (int i = 0; i < 3; i++) {
-        g_segment_op = ops[i];
-        h_case c = {names[i], 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3};
-        fails += harness_run_case(&c);
-    }
-    h_case ids = {"segment_ids", 2, setup_segment_ids, ref_segment_ids, run_segment_ids, NULL, 0, 0, 0};
-    fails += harness_run_case(&ids);
-    assert_int_equal(fails, 0);
+    assert_int_equal(H_RUN("segment_reduce", "segment_ids"), 0);
 }
 
 /* ======================= concat / split ================================= */
@@ -927,8 +868,7 @@ static void test_concat_many(void)
 static void test_concat_split(void **state)
 {
     (void)state;
-    h_case c = {"concat/split", 8, setup_concat, ref_concat, run_concat, bwd_concat, 0, 0, 2e-3};
-    assert_int_equal(harness_run_case(&c), 0);
+    assert_int_equal(H_RUN("concat/split"), 0);
     test_concat_many();
 }
 
@@ -994,8 +934,7 @@ static void test_rand(void **state)
     uint32_t c2[4] = {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, k2[2] = {0xa4093822u, 0x299f31d0u};
     philox_ref(c2, k2);
     assert_true(c2[0] == 0xd16cfe09u && c2[1] == 0x94fdccebu && c2[2] == 0x5001e420u && c2[3] == 0x24126ea1u);
-    h_case c = {"rand", 4, setup_rand, ref_rand, run_rand, NULL, 2e-5, 2e-5, 0};
-    assert_int_equal(harness_run_case(&c), 0);
+    assert_int_equal(H_RUN("rand"), 0);
 }
 
 /* ======================= affine, layernorm, dropout ===================== */
@@ -1106,10 +1045,7 @@ static gpuml_status bwd_dropout(gpuml_ctx *ctx, const h_case_io *io, gpuml_tenso
 static void test_affine_layernorm_dropout(void **state)
 {
     (void)state;
-    h_case c1 = {"affine", 2, setup_affine, ref_affine, run_affine, NULL, 1e-6, 1e-6, 0};
-    h_case c2 = {"layernorm", 5, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3};
-    h_case c3 = {"dropout", 3, setup_dropout, ref_dropout, run_dropout, bwd_dropout, 1e-6, 1e-6, 2e-3};
-    assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2) + harness_run_case(&c3), 0);
+    assert_int_equal(H_RUN("affine", "layernorm", "dropout"), 0);
 }
 
 /* ======================= losses ========================================= */
@@ -1186,13 +1122,66 @@ static gpuml_status bwd_ce(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *co
 static void test_losses(void **state)
 {
     (void)state;
-    h_case c1 = {"bce_logits", 4, setup_bce, ref_bce, run_bce, bwd_bce, 1e-6, 2e-6, 2e-3};
-    h_case c2 = {"cross_entropy", 4, setup_ce, ref_ce, run_ce, bwd_ce, 2e-6, 2e-6, 2e-3};
-    assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2), 0);
+    assert_int_equal(H_RUN("bce_logits", "cross_entropy"), 0);
 }
 
-int main(void)
+/* ======================= the table ====================================== */
+/* One row per op of the registry (kernels/ops.def), by its name; h_case.op
+ * is the enum value of a family row. tests/test_registry.c fails when a
+ * registry op has no row here or in the other op tables. */
+const h_case h_cases[] = {
+    {"unary.neg", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_NEG},
+    {"unary.abs", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_ABS},
+    {"unary.exp", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_EXP},
+    {"unary.log", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_LOG},
+    {"unary.sqrt", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_SQRT},
+    {"unary.rsqrt", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_RSQRT},
+    {"unary.relu", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_RELU},
+    {"unary.leaky_relu", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_LEAKY_RELU},
+    {"unary.elu", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_ELU},
+    {"unary.gelu", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_GELU},
+    {"unary.tanh", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_TANH},
+    {"unary.sigmoid", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_SIGMOID},
+    {"unary.softplus", 5, setup_unary, ref_unary, run_unary, bwd_unary, 1e-6, 2e-6, 2e-3, GPUML_UNARY_SOFTPLUS},
+    {"binary.add", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_ADD},
+    {"binary.sub", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_SUB},
+    {"binary.mul", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_MUL},
+    {"binary.div", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_DIV},
+    {"binary.maximum", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_MAXIMUM},
+    {"binary.minimum", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_MINIMUM},
+    {"sum_to_shape", 6, setup_sum_to, ref_sum_to, run_sum_to, NULL, 1e-6, 1e-6, 0, 0},
+    {"scale/axpy", 4, setup_scale, ref_scale, run_scale, NULL, 1e-6, 1e-6, 0, 0},
+    {"fill", 8 * GPUML_DTYPE_COUNT_, setup_fill, ref_fill, run_fill, NULL, 0, 0, 0, 0},
+    {"cast", GPUML_DTYPE_COUNT_ * GPUML_DTYPE_COUNT_, setup_cast, ref_cast, run_cast, NULL, 0, 0, 0, 0},
+    {"reduce.sum", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_SUM},
+    {"reduce.mean", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MEAN},
+    {"reduce.max", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MAX},
+    {"reduce.min", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MIN},
+    {"softmax", 5, setup_softmax, ref_softmax, run_softmax, bwd_softmax, 2e-6, 2e-5, 2e-3, 0},
+    {"log_softmax", 5, setup_softmax, ref_softmax, run_softmax, bwd_softmax, 2e-6, 2e-5, 2e-3, 1},
+    {"matmul", 20, setup_matmul, ref_matmul, run_matmul, bwd_matmul, 1e-5, 1e-5, 2e-3, 0},
+    {"linear", 6, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3, 0},
+    {"gather_rows", 6, setup_gather, ref_gather, run_gather, bwd_gather, 0, 0, 2e-3, 0},
+    {"scatter_add_rows", 4, setup_scatter, ref_scatter, run_scatter, bwd_scatter, 1e-5, 1e-5, 2e-3, 0},
+    {"index_csr", 4, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0, 0},
+    {"segment_reduce.sum", 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_SUM},
+    {"segment_reduce.mean", 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_MEAN},
+    {"segment_reduce.max", 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_MAX},
+    {"segment_ids", 2, setup_segment_ids, ref_segment_ids, run_segment_ids, NULL, 0, 0, 0, 0},
+    {"concat/split", 8, setup_concat, ref_concat, run_concat, bwd_concat, 0, 0, 2e-3, 0},
+    {"rand", 4, setup_rand, ref_rand, run_rand, NULL, 2e-5, 2e-5, 0, 0},
+    {"affine", 2, setup_affine, ref_affine, run_affine, NULL, 1e-6, 1e-6, 0, 0},
+    {"layernorm", 5, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3, 0},
+    {"dropout", 3, setup_dropout, ref_dropout, run_dropout, bwd_dropout, 1e-6, 1e-6, 2e-3, 0},
+    {"bce_logits", 4, setup_bce, ref_bce, run_bce, bwd_bce, 1e-6, 2e-6, 2e-3, 0},
+    {"cross_entropy", 4, setup_ce, ref_ce, run_ce, bwd_ce, 2e-6, 2e-6, 2e-3, 0},
+};
+const int h_ncases = H_N(h_cases);
+
+int main(int argc, char **argv)
 {
+    if (H_LIST_CASES(argc, argv))
+        return 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_binary),
@@ -1209,5 +1198,5 @@ int main(void)
         cmocka_unit_test(test_affine_layernorm_dropout),
         cmocka_unit_test(test_losses),
     };
-    return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
+    return H_TABLE_DONE(cmocka_run_group_tests_name("ops", tests, NULL, NULL));
 }

@@ -1,6 +1,7 @@
 /* tests/test_optim.c - the fused optimizer updates against a double-precision
  * transcription of PyTorch's formulas; schedules; global-norm clipping; on
- * every backend present. */
+ * every backend present. The op table (optim.sgd, optim.adam, grad_norm)
+ * runs the updates through the harness as well. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -160,6 +161,125 @@ static void test_adam_adamw(void **state)
     run_config(&c, 7, 100.0); /* warm-up, cosine, past the end; clipping */
 }
 
+/* ======================= the op table ===================================
+ * One optimizer update of a slab (or a few, with the same gradient) and the
+ * global norm, through the harness (guards, thread counts, executors, every
+ * backend), against ref_step. in: 0 params (also output 0's initial value),
+ * 1 grads. ip: 0 kind, 1 steps, 2 nesterov; fp: 0 lr, 1 weight decay,
+ * 2 momentum, 3 dampening (SGD) or clip norm (Adam). */
+static void optim_config_of(const h_case_io *io, gpuml_optim_config *c)
+{
+    gpuml_optim_config_init_defaults(c);
+    c->kind = (gpuml_optim_kind)io->ip[0];
+    c->lr = (float)io->fp[0];
+    c->weight_decay = (float)io->fp[1];
+    if (c->kind == GPUML_OPTIM_SGD) {
+        c->momentum = (float)io->fp[2];
+        c->dampening = (float)io->fp[3];
+        c->nesterov = io->ip[2];
+    } else {
+        c->clip_norm = (float)io->fp[3];
+    }
+}
+
+static void setup_optim(int v, h_case_io *io)
+{
+    static const struct {
+        int64_t n;
+        int sgd_steps, nesterov;
+        double sgd[4]; /* lr, wd, momentum, dampening */
+        int adam_kind, adam_steps;
+        double adam[4]; /* lr, wd, -, clip */
+    } V[] = {
+        {7, 1, 0, {0.05, 0, 0, 0}, GPUML_OPTIM_ADAMW, 1, {1e-3, 0.01, 0, 0}},
+        {1000, 3, 0, {0.05, 1e-3, 0.9, 0}, GPUML_OPTIM_ADAM, 3, {1e-3, 0.05, 0, 0}},
+        {333, 3, 1, {0.05, 1e-3, 0.9, 0}, GPUML_OPTIM_ADAMW, 3, {1e-2, 0.01, 0, 0}},
+        {70000, 3, 0, {0.05, 0, 0.9, 0.3}, GPUML_OPTIM_ADAMW, 2, {1e-3, 0.01, 0, 5.0}},
+    };
+    int sgd = io->op == GPUML_OPTIM_SGD;
+    io->ip[0] = sgd ? GPUML_OPTIM_SGD : V[v].adam_kind;
+    io->ip[1] = sgd ? V[v].sgd_steps : V[v].adam_steps;
+    io->ip[2] = sgd ? V[v].nesterov : 0;
+    for (int i = 0; i < 4; i++)
+        io->fp[i] = sgd ? V[v].sgd[i] : V[v].adam[i];
+    IN(io, 0, GPUML_F32, V_NORMAL, V[v].n);
+    IN(io, 1, GPUML_F32, V_NORMAL, V[v].n);
+    OUT(io, 0, GPUML_F32, V[v].n);
+    io->inout[0] = 0;
+    io->diff_in[0] = io->diff_in[1] = io->diff_out[0] = 0;
+}
+
+static void ref_optim(const h_case_io *io, double *const *in, double *const *out)
+{
+    gpuml_optim_config c;
+    optim_config_of(io, &c);
+    int64_t n = h_numel(io->in_nd[1], io->in_shape[1]);
+    double norm2 = 0, scale = 1.0;
+    for (int64_t i = 0; i < n; i++)
+        norm2 += in[1][i] * in[1][i];
+    if (c.clip_norm > 0) {
+        double coef = c.clip_norm / (sqrt(norm2) + 1e-6);
+        scale = coef < 1 ? coef : 1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        ref_state st = {out[0][i], 0, 0, 0};
+        for (int s = 0; s < io->ip[1]; s++)
+            ref_step(&c, &st, in[1][i] * scale, s, (float)c.lr);
+        out[0][i] = st.p;
+    }
+}
+
+static gpuml_status run_optim(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in, gpuml_tensor *const *out)
+{
+    gpuml_optim_config c;
+    optim_config_of(io, &c);
+    gpuml_optim *opt = NULL;
+    gpuml_status st = gpuml_optim_create(ctx, &c, out[0], in[1], &opt);
+    for (int s = 0; st == GPUML_OK && s < io->ip[1]; s++)
+        st = gpuml_optim_step(opt);
+    gpuml_optim_destroy(opt);
+    return st;
+}
+
+static void setup_grad_norm(int v, h_case_io *io)
+{
+    static const int64_t n[] = {7, 4097, 70000};
+    IN(io, 0, GPUML_F32, v == 1 ? V_HUGE : V_NORMAL, n[v]);
+    OUT(io, 0, GPUML_F32, 1);
+    io->diff_in[0] = io->diff_out[0] = 0;
+}
+
+static void ref_grad_norm(const h_case_io *io, double *const *in, double *const *out)
+{
+    double s = 0;
+    for (int64_t i = 0; i < h_numel(io->in_nd[0], io->in_shape[0]); i++)
+        s += in[0][i] * in[0][i];
+    out[0][0] = sqrt(s);
+}
+
+static gpuml_status run_grad_norm(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *const *in,
+                                  gpuml_tensor *const *out)
+{
+    (void)io;
+    float norm = 0;
+    gpuml_status st = gpuml_grad_norm(ctx, in[0], &norm);
+    return st == GPUML_OK ? gpuml_fill(ctx, out[0], norm) : st;
+}
+
+/* One row per registry op (kernels/ops.def) this file checks. */
+const h_case h_cases[] = {
+    {"optim.sgd", 4, setup_optim, ref_optim, run_optim, NULL, 1e-6, 1e-5, 0, GPUML_OPTIM_SGD},
+    {"optim.adam", 4, setup_optim, ref_optim, run_optim, NULL, 1e-6, 1e-5, 0, GPUML_OPTIM_ADAM},
+    {"grad_norm", 3, setup_grad_norm, ref_grad_norm, run_grad_norm, NULL, 0, 1e-6, 0, 0},
+};
+const int h_ncases = H_N(h_cases);
+
+static void test_table(void **state)
+{
+    (void)state;
+    assert_int_equal(H_RUN("optim", "grad_norm"), 0);
+}
+
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -207,12 +327,15 @@ static void test_config_errors(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (H_LIST_CASES(argc, argv))
+        return 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgd),
         cmocka_unit_test(test_adam_adamw),
+        cmocka_unit_test(test_table),
         cmocka_unit_test(test_config_errors),
     };
-    return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
+    return H_TABLE_DONE(cmocka_run_group_tests_name("optim", tests, NULL, NULL));
 }

@@ -12,6 +12,7 @@
 #include "gpuml_tbb_executor.h"
 
 #include <gpuml/gpuml.h>
+#include <gpuml/testing.h>
 
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_group.h>

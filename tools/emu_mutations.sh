@@ -28,7 +28,7 @@ ninja -C "$src/build" >/dev/null
 muts=(
   "barrier|kernels/cuda/knn.cu|            __syncthreads();|            /* mutation: barrier removed */|test_knn|"
   "block|kernels/cuda/knn.cu|#define EV_BLOCK 256|#define EV_BLOCK 2048|test_knn|"
-  "sync|libgpuml/infer/infer_cuda.c|        e = cudaEventSynchronize((cudaEvent_t)ev);|        (void)ev; /* mutation: no wait */|test_engine|test_cuda_engine"
+  "sync|libgpuml/core/cuda_rt.c|        e = cudaEventSynchronize((cudaEvent_t)ev);|        (void)ev; /* mutation: no wait */|test_engine|test_cuda_engine"
   "legacy|kernels/cuda/unary.cu|GPUML_CUDA_LAUNCH(unary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))|GPUML_CUDA_LAUNCH(unary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, (cudaStream_t)0)|test_ops|test_unary"
   "offbyone|kernels/cuda/unary.cu|GPUML_GRID_STRIDE(i, n) y[i]|GPUML_GRID_STRIDE(i, n + 1) y[i]|test_ops|test_unary"
 )

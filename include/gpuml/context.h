@@ -145,12 +145,6 @@ GPUML_API int gpuml_cuda_device_count(void);
  * "nccl", "mpi", "openmp", "blas"), else 0. */
 GPUML_API int gpuml_has_feature(const char *name);
 
-/* Testing aid: CPU loops of more than `work` element operations are cut
- * into pieces of about work/4 and handed to the executor (default, and
- * work <= 0: 32768). Tests set 1 so that every loop of two or more
- * iterations is split, to check that results do not depend on the cut. */
-GPUML_API void gpuml_ctx_set_parallel_threshold(gpuml_ctx *ctx, int64_t work);
-
 /* ---- random numbers ---------------------------------------------------
  * Counter-based (Philox-4x32-10): element i of a draw depends only on
  * (seed, counter, i), so CPU and CUDA give the same numbers and the result
@@ -179,11 +173,6 @@ GPUML_API void gpuml_ctx_reset_peak(gpuml_ctx *ctx);
 
 /* Return all cached (unused) blocks to the system. */
 GPUML_API void gpuml_ctx_release_cached(gpuml_ctx *ctx);
-
-/* Testing aid: make the n-th allocation request from now (device, pinned
- * or arena, counted together) fail with GPUML_ERR_OUT_OF_MEMORY, then
- * continue normally. n <= 0 disables. */
-GPUML_API void gpuml_ctx_fail_allocation_after(gpuml_ctx *ctx, long n);
 
 /* Pinned (page-locked) host memory for staging: cudaHostAlloc on a CUDA
  * context, ordinary aligned memory on the CPU. Cached like device memory.

@@ -349,11 +349,6 @@ GPUML_API const char *gpuml_engine_last_error(gpuml_engine *e, char *buf, size_t
 GPUML_API gpuml_status gpuml_engine_alloc_stats(gpuml_engine *e, int pinned, gpuml_alloc_stats *out,
                                                 size_t *arena_bytes);
 
-/* Testing aid: the n-th batch started from now fails in its forward pass
- * with GPUML_ERR_OUT_OF_MEMORY (message: "injected"), then batches run
- * normally again. n <= 0 disables. */
-GPUML_API void gpuml_engine_fail_batch_after(gpuml_engine *e, long n);
-
 #ifdef __cplusplus
 }
 #endif

@@ -389,12 +389,6 @@ GPUML_API gpuml_status gpuml_loader_get_position(const gpuml_loader *l, gpuml_lo
 #define GPUML_LOADER_MAX_EPOCH ((int64_t)1 << 53)
 GPUML_API gpuml_status gpuml_loader_set_position(gpuml_loader *l, const gpuml_loader_position *pos);
 
-/* Testing aid: of the batches gpuml_loader_next returns from now on, the
- * n-th fails to read (GPUML_ERR_IO), as a prefetch thread's read error
- * would. Prefetched batches are dropped and read again, so the count does
- * not depend on timing. n <= 0 disables. */
-GPUML_API void gpuml_loader_fail_read_after(gpuml_loader *l, long n);
-
 /* A batch of b events and n rows. Its tensors belong to the batch (views
  * made from them keep their memory alive). */
 GPUML_API int64_t gpuml_batch_num_events(const gpuml_batch *b);

@@ -3,6 +3,7 @@
  * compiler can vectorise (a switch per element costs several times the
  * arithmetic of relu). */
 #include "../kernels.h"
+#include "../registry.h"
 #include "../unary.h"
 #include "parallel.h"
 
@@ -24,11 +25,10 @@ typedef struct unary_args {
             a->y[i] = gpuml_k_unary_grad(OP, a->x[i], a->alpha, a->gy[i]);              \
     }
 
-#define ALL_UNARY(M)                                                                    \
-    M(GPUML_UNARY_NEG) M(GPUML_UNARY_ABS) M(GPUML_UNARY_EXP) M(GPUML_UNARY_LOG)         \
-    M(GPUML_UNARY_SQRT) M(GPUML_UNARY_RSQRT) M(GPUML_UNARY_RELU) M(GPUML_UNARY_LEAKY_RELU) \
-    M(GPUML_UNARY_ELU) M(GPUML_UNARY_GELU) M(GPUML_UNARY_TANH) M(GPUML_UNARY_SIGMOID)   \
-    M(GPUML_UNARY_SOFTPLUS)
+/* Every gpuml_unary_op, from the op registry (kernels/ops.def): an op added
+ * there gets its range functions and its case here. */
+#define UNARY_OP_(M, E, n, d) M(GPUML_UNARY_##E)
+#define ALL_UNARY(M) GPUML_UNARY_OPS(UNARY_OP_, M)
 
 ALL_UNARY(UNARY_RANGES)
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "autograd/ad_common.h"
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
 /* ---- kNN ------------------------------------------------------------------ */
 static gpuml_status bw_knn(gpuml_tape *t, gpuml_node *n)

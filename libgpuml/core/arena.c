@@ -11,8 +11,8 @@
 
 #include "core/internal.h"
 #include "core/arena.h"
+#include "core/runtime.h"
 
-#define ARENA_ALIGN 256
 #define META_ALIGN 16
 
 typedef struct chunk {
@@ -174,7 +174,7 @@ gpuml_status gpuml_arena_create(gpuml_ctx *ctx, size_t initial_bytes, gpuml_aren
     gpuml_allocator_retain(a->alloc);
     if (initial_bytes > 0) {
         void *p;
-        gpuml_status st = region_alloc(a, true, &a->dev, initial_bytes, ARENA_ALIGN, &p, fn);
+        gpuml_status st = region_alloc(a, true, &a->dev, initial_bytes, GPUML_ALIGN, &p, fn);
         if (st != GPUML_OK) {
             gpuml_arena_destroy(a);
             return st;
@@ -211,7 +211,7 @@ gpuml_ctx *gpuml_arena_ctx(const gpuml_arena *a) { return a->ctx; }
 
 gpuml_status gpuml_arena_alloc(gpuml_arena *a, size_t nbytes, void **out, const char *fn)
 {
-    return region_alloc(a, true, &a->dev, nbytes ? nbytes : 1, ARENA_ALIGN, out, fn);
+    return region_alloc(a, true, &a->dev, nbytes ? nbytes : 1, GPUML_ALIGN, out, fn);
 }
 
 gpuml_status gpuml_arena_alloc_meta(gpuml_arena *a, size_t nbytes, void **out, const char *fn)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "gpuml/testing.h"
 #include "gpuml_config.h"
 
 const char *gpuml_version(void) { return GPUML_VERSION_STRING; }
@@ -311,4 +312,14 @@ void gpuml_pinned_free(gpuml_ctx *ctx, void *ptr)
         return;
     char *base = (char *)ptr - PINNED_HEADER;
     gpuml_allocator_free(ctx->pinned, base, *(size_t *)base);
+}
+
+gpuml_status gpuml_ctx_create_shared(const gpuml_ctx_config *cfg, int share, gpuml_ctx **out)
+{
+    GPUML_TRY(gpuml_ctx_create(cfg, out));
+    if (!cfg->executor && cfg->num_threads <= 0 && share > 0) {
+        int nt = gpuml_ctx_num_threads(*out) / share;
+        (void)gpuml_ctx_set_num_threads(*out, nt > 0 ? nt : 1);
+    }
+    return GPUML_OK;
 }

@@ -11,6 +11,7 @@
 #include "core/cuda_guard.h"
 
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "gpuml_config.h"
 
 #if GPUML_HAVE_CUDNN
@@ -249,13 +250,18 @@ gpuml_status gpuml_cuda_rt_host_alloc(size_t n, void **p, const char *fn)
 
 void gpuml_cuda_rt_host_free(void *p) { cudaFreeHost(p); }
 
+static enum cudaMemcpyKind copy_kind(gpuml_copy_kind kind)
+{
+    return kind == GPUML_COPY_H2D   ? cudaMemcpyHostToDevice
+           : kind == GPUML_COPY_D2H ? cudaMemcpyDeviceToHost
+           : kind == GPUML_COPY_D2D ? cudaMemcpyDeviceToDevice
+                                    : cudaMemcpyHostToHost;
+}
+
 gpuml_status gpuml_cuda_rt_memcpy(gpuml_ctx *ctx, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
                                   const char *fn)
 {
-    enum cudaMemcpyKind k = kind == GPUML_COPY_H2D   ? cudaMemcpyHostToDevice
-                            : kind == GPUML_COPY_D2H ? cudaMemcpyDeviceToHost
-                            : kind == GPUML_COPY_D2D ? cudaMemcpyDeviceToDevice
-                                                     : cudaMemcpyHostToHost;
+    enum cudaMemcpyKind k = copy_kind(kind);
     gpuml_device_guard g;
     cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
     if (e == cudaSuccess)
@@ -286,4 +292,90 @@ gpuml_status gpuml_cuda_rt_check_launch(gpuml_ctx *ctx, const char *fn)
     if (e != cudaSuccess)
         return cuda_fail(ctx, e, fn, "kernel launch");
     return GPUML_OK;
+}
+
+/* ---- on a device, outside a context (core/runtime.h) ------------------- */
+gpuml_status gpuml_cuda_rt_set_device(int device, const char *fn)
+{
+    cudaError_t e = cudaSetDevice(device);
+    return e == cudaSuccess ? GPUML_OK : cuda_fail(NULL, e, fn, "cudaSetDevice");
+}
+
+gpuml_status gpuml_cuda_rt_event_create(int device, int flags, void **ev, const char *fn)
+{
+    unsigned f = cudaEventDisableTiming | ((flags & GPUML_EVENT_BLOCKING) ? cudaEventBlockingSync : 0u);
+    cudaEvent_t event = NULL;
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&event, f);
+    gpuml_guard_leave(&g);
+    if (e != cudaSuccess)
+        return cuda_fail(NULL, e, fn, "cudaEventCreateWithFlags");
+    *ev = event;
+    return GPUML_OK;
+}
+
+void gpuml_cuda_rt_event_destroy(int device, void *ev)
+{
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, device) == cudaSuccess) {
+        (void)cudaEventSynchronize((cudaEvent_t)ev);
+        cudaEventDestroy((cudaEvent_t)ev);
+    }
+    gpuml_guard_leave(&g);
+}
+
+gpuml_status gpuml_cuda_rt_event_record(int device, void *ev, void *stream, const char *fn)
+{
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)stream);
+    gpuml_guard_leave(&g);
+    return e == cudaSuccess ? GPUML_OK : cuda_fail(NULL, e, fn, "cudaEventRecord");
+}
+
+gpuml_status gpuml_cuda_rt_event_sync(int device, void *ev, const char *fn)
+{
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaEventSynchronize((cudaEvent_t)ev);
+    gpuml_guard_leave(&g);
+    return e == cudaSuccess ? GPUML_OK
+                            : cuda_fail(NULL, e, fn, "cudaEventSynchronize (a kernel or copy before the event failed)");
+}
+
+gpuml_status gpuml_cuda_rt_stream_wait(int device, void *stream, void *ev, const char *fn)
+{
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)ev, 0);
+    gpuml_guard_leave(&g);
+    return e == cudaSuccess ? GPUML_OK : cuda_fail(NULL, e, fn, "cudaStreamWaitEvent");
+}
+
+gpuml_status gpuml_cuda_rt_stream_sync(int device, void *stream, const char *fn)
+{
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize((cudaStream_t)stream);
+    gpuml_guard_leave(&g);
+    return e == cudaSuccess ? GPUML_OK : cuda_fail(NULL, e, fn, "cudaStreamSynchronize");
+}
+
+gpuml_status gpuml_cuda_rt_memcpy_async(int device, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
+                                        void *stream, const char *fn)
+{
+    if (n == 0)
+        return GPUML_OK;
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(dst, src, n, copy_kind(kind), (cudaStream_t)stream);
+    gpuml_guard_leave(&g);
+    return e == cudaSuccess ? GPUML_OK : cuda_fail(NULL, e, fn, "cudaMemcpyAsync");
 }

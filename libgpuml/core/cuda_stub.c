@@ -1,6 +1,7 @@
 /* The CUDA runtime layer of a build without CUDA: no device exists, and
  * nothing here can be reached with a CUDA context (none can be created). */
 #include "core/internal.h"
+#include "core/runtime.h"
 
 int gpuml_cuda_rt_device_count(void) { return 0; }
 
@@ -41,3 +42,41 @@ gpuml_status gpuml_cuda_rt_memset(gpuml_ctx *ctx, void *dst, int value, size_t n
     return no_cuda(ctx, fn);
 }
 gpuml_status gpuml_cuda_rt_check_launch(gpuml_ctx *ctx, const char *fn) { return no_cuda(ctx, fn); }
+
+gpuml_status gpuml_cuda_rt_set_device(int device, const char *fn)
+{
+    (void)device;
+    return no_cuda(NULL, fn);
+}
+gpuml_status gpuml_cuda_rt_event_create(int device, int flags, void **ev, const char *fn)
+{
+    (void)device, (void)flags, (void)ev;
+    return no_cuda(NULL, fn);
+}
+void gpuml_cuda_rt_event_destroy(int device, void *ev) { (void)device, (void)ev; }
+gpuml_status gpuml_cuda_rt_event_record(int device, void *ev, void *stream, const char *fn)
+{
+    (void)device, (void)ev, (void)stream;
+    return no_cuda(NULL, fn);
+}
+gpuml_status gpuml_cuda_rt_event_sync(int device, void *ev, const char *fn)
+{
+    (void)device, (void)ev;
+    return no_cuda(NULL, fn);
+}
+gpuml_status gpuml_cuda_rt_stream_wait(int device, void *stream, void *ev, const char *fn)
+{
+    (void)device, (void)stream, (void)ev;
+    return no_cuda(NULL, fn);
+}
+gpuml_status gpuml_cuda_rt_stream_sync(int device, void *stream, const char *fn)
+{
+    (void)device, (void)stream;
+    return no_cuda(NULL, fn);
+}
+gpuml_status gpuml_cuda_rt_memcpy_async(int device, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
+                                        void *stream, const char *fn)
+{
+    (void)device, (void)dst, (void)src, (void)n, (void)kind, (void)stream;
+    return no_cuda(NULL, fn);
+}

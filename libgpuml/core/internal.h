@@ -97,6 +97,11 @@ struct gpuml_ctx {
     char last_error[GPUML_MSG_MAX];
 };
 
+/* gpuml_ctx_create for one of `share` workers that split the machine (an
+ * engine's instances and direct lanes): unless cfg names an executor or a
+ * thread count, the default thread count divided by share (at least 1). */
+gpuml_status gpuml_ctx_create_shared(const gpuml_ctx_config *cfg, int share, gpuml_ctx **out);
+
 /* True when the testing countdown says this allocation must fail (and
  * records the OUT_OF_MEMORY error). */
 bool gpuml_ctx_alloc_should_fail(gpuml_ctx *ctx, const char *fn);

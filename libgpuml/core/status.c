@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/runtime.h"
 
 /* The last error is per thread, like errno: a context may be used by one
  * thread at a time, but functions without a context (and the engine, which
@@ -47,9 +48,8 @@ const char *gpuml_last_error(void) { return tl_last_error; }
 
 void gpuml_clear_error(void) { tl_last_error[0] = '\0'; }
 
-static void default_log(void *user, gpuml_log_level level, const char *msg)
+void gpuml_log_default(gpuml_log_level level, const char *msg)
 {
-    (void)user;
     static const char *const names[] = {"debug", "info", "warning", "error"};
     fprintf(stderr, "gpuml %s: %s\n", names[level < GPUML_LOG_OFF ? level : GPUML_LOG_ERROR], msg);
 }
@@ -62,7 +62,7 @@ static void log_message(const gpuml_ctx *ctx, gpuml_log_level level, const char 
     if (ctx && ctx->log_fn)
         ctx->log_fn(ctx->log_user, level, msg);
     else
-        default_log(NULL, level, msg);
+        gpuml_log_default(level, msg);
 }
 
 void gpuml_ctx_log(const gpuml_ctx *ctx, gpuml_log_level level, const char *fmt, ...)

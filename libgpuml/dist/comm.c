@@ -1,6 +1,9 @@
-/* Communicator: creation, the request pool, faults, waiting with a deadline.
- * The collectives themselves are in collectives.c, the backends in
- * comm_mpi.c and comm_nccl.c. */
+/* Communicator services: the request pool, faults, progress and waiting
+ * with a deadline, logging. The backends (comm_mpi.c, comm_nccl.c) call
+ * these, and are called back only through their gpuml_dist_backend_i, so
+ * that no backend and this file call each other. Creation and destruction,
+ * which call the backends, are in comm_create.c; the collectives in
+ * collectives.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <sched.h>
@@ -11,14 +14,6 @@
 #include <time.h>
 
 #include "dist/dist_internal.h"
-#include "dist/rendezvous.h"
-
-double gpuml_dist_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 void gpuml_dist_backoff(double waited)
 {
@@ -49,12 +44,10 @@ void gpuml_comm_log(const gpuml_comm *comm, gpuml_log_level level, const char *f
     va_start(ap, fmt);
     vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
     va_end(ap);
-    if (comm && comm->log_fn) {
+    if (comm && comm->log_fn)
         comm->log_fn(comm->log_user, level, buf);
-    } else {
-        static const char *const names[] = {"debug", "info", "warning", "error"};
-        fprintf(stderr, "gpuml %s: %s\n", names[level], buf);
-    }
+    else
+        gpuml_log_default(level, buf);
 }
 
 const char *gpuml_coll_kind_name(coll_kind k)
@@ -96,140 +89,13 @@ void gpuml_comm_shard_rows(int64_t rows, int size, int rank, int64_t *start, int
         *count = c;
 }
 
-static gpuml_status check_config(const gpuml_comm_config *cfg, const char *fn)
+void gpuml_req_free_bs(gpuml_comm_request *r)
 {
-    if ((unsigned)cfg->backend > GPUML_COMM_NCCL)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->backend %d is not a backend", (int)cfg->backend);
-    if (!(cfg->timeout_s > 0) || !isfinite(cfg->timeout_s))
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->timeout_s = %g must be > 0 and finite",
-                          cfg->timeout_s);
-    if ((int)cfg->log_level < GPUML_LOG_DEBUG || cfg->log_level > GPUML_LOG_OFF)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->log_level %d is out of range",
-                          (int)cfg->log_level);
-    if (cfg->backend == GPUML_COMM_NCCL) {
-        if ((unsigned)cfg->bootstrap > GPUML_BOOTSTRAP_ENV)
-            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->bootstrap %d is not a bootstrap method",
-                              (int)cfg->bootstrap);
-        if (cfg->bootstrap == GPUML_BOOTSTRAP_FILE && (!cfg->bootstrap_path || !*cfg->bootstrap_path))
-            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn,
-                              "cfg->bootstrap is GPUML_BOOTSTRAP_FILE but cfg->bootstrap_path is not set");
-    }
-    if (cfg->size == 0 || cfg->size < -1 || cfg->rank < -1 || cfg->local_rank < -1 || cfg->device < -1)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn,
-                          "cfg->rank %d / size %d / local_rank %d / device %d: use -1 for 'from the environment'",
-                          cfg->rank, cfg->size, cfg->local_rank, cfg->device);
-    if (cfg->size > 0 && cfg->rank >= cfg->size)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "cfg->rank %d is not in [0, cfg->size = %d)",
-                          cfg->rank, cfg->size);
-    return GPUML_OK;
-}
-
-#if GPUML_HAVE_NCCL
-static gpuml_status create_nccl(gpuml_comm *comm, const gpuml_comm_config *cfg, const char *fn)
-{
-    if (gpuml_cuda_device_count() <= 0)
-        return gpuml_fail(NULL, GPUML_ERR_NO_DEVICE, fn,
-                          "the NCCL backend needs a CUDA device, and none is usable here (no driver, no GPU, or "
-                          "CUDA_VISIBLE_DEVICES hides them); use GPUML_COMM_MPI for CPU tensors");
-    if (cfg->bootstrap == GPUML_BOOTSTRAP_MPI) {
-#if GPUML_HAVE_MPI
-        GPUML_TRY(gpuml_mpi_create(comm, cfg, fn));
-#else
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
-                          "GPUML_BOOTSTRAP_MPI needs MPI, and this gpuml was built without it; use "
-                          "GPUML_BOOTSTRAP_FILE or GPUML_BOOTSTRAP_ENV");
-#endif
-    } else {
-        char err[512];
-        int rank = cfg->rank, size = cfg->size, local = cfg->local_rank;
-        if (gpuml_rdv_env_ranks(&rank, &size, &local, err, sizeof err) != 0)
-            return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "%s", err);
-        comm->rank = rank;
-        comm->size = size;
-        comm->local_rank = local;
-        comm->local_size = -1; /* unknown without MPI */
-    }
-    gpuml_status st = gpuml_nccl_create(comm, cfg, fn);
-#if GPUML_HAVE_MPI
-    if (st != GPUML_OK && comm->mpi)
-        gpuml_mpi_destroy(comm);
-#endif
-    return st;
-}
-#endif
-
-gpuml_status gpuml_comm_create(const gpuml_comm_config *cfg, gpuml_comm **out)
-{
-    static const char fn[] = "gpuml_comm_create";
-    if (!out)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'out' is NULL");
-    *out = NULL;
-    if (!cfg)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'cfg' is NULL");
-    GPUML_TRY(check_config(cfg, fn));
-
-    gpuml_comm *comm = calloc(1, sizeof *comm);
-    if (!comm)
-        return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the communicator");
-    comm->backend = cfg->backend;
-    comm->timeout_s = cfg->timeout_s;
-    comm->deterministic = cfg->deterministic != 0;
-    comm->validate = cfg->validate != 0;
-    comm->log_fn = cfg->log_fn;
-    comm->log_user = cfg->log_user;
-    comm->log_level = cfg->log_level;
-    comm->device.type = GPUML_DEVICE_CPU;
-    comm->rank = 0;
-    comm->size = comm->local_size = 1;
-
-    gpuml_status st = GPUML_OK;
-    switch (cfg->backend) {
-    case GPUML_COMM_SELF:
-        if (cfg->size > 1)
-            st = gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "GPUML_COMM_SELF has one rank, cfg->size is %d",
-                            cfg->size);
-        break;
-    case GPUML_COMM_MPI:
-#if GPUML_HAVE_MPI
-        st = gpuml_mpi_create(comm, cfg, fn);
-#else
-        st = gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
-                        "this gpuml was built without MPI (configure with an MPI installation, e.g. Debian's "
-                        "libopenmpi-dev, and -Dmpi=enabled); GPUML_COMM_SELF works for a single process");
-#endif
-        break;
-    case GPUML_COMM_NCCL:
-#if GPUML_HAVE_NCCL
-        st = create_nccl(comm, cfg, fn);
-#else
-        st = gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
-                        "this gpuml was built without NCCL (it needs the CUDA toolkit and NCCL under "
-                        "-Dtoolkit_root, and -Dnccl=enabled); use GPUML_COMM_MPI for CPU tensors");
-#endif
-        break;
-    }
-    if (st != GPUML_OK) {
-        free(comm);
-        return st;
-    }
-    gpuml_comm_log(comm, GPUML_LOG_INFO, "communicator up: %s, rank %d of %d, local rank %d of %d, device %s:%d",
-                   comm->backend == GPUML_COMM_NCCL ? "NCCL" : comm->backend == GPUML_COMM_MPI ? "MPI" : "self",
-                   comm->rank, comm->size, comm->local_rank, comm->local_size,
-                   comm->device.type == GPUML_DEVICE_CUDA ? "cuda" : "cpu", comm->device.index);
-    *out = comm;
-    return GPUML_OK;
-}
-
-static void req_free_backend(gpuml_comm_request *r)
-{
-#if GPUML_HAVE_MPI
-    if (r->bs_kind == GPUML_BS_MPI)
-        gpuml_mpi_req_free(r);
-#endif
-#if GPUML_HAVE_NCCL
-    if (r->bs_kind == GPUML_BS_NCCL)
-        gpuml_nccl_req_free(r);
-#endif
+    const gpuml_comm *comm = r->comm;
+    if (r->bs_kind == GPUML_BS_MPI && comm->mpi_i)
+        comm->mpi_i->req_free(r);
+    if (r->bs_kind == GPUML_BS_NCCL && comm->nccl_i)
+        comm->nccl_i->req_free(r);
     r->bs = NULL;
     r->bs_kind = GPUML_BS_NONE;
 }
@@ -237,42 +103,8 @@ static void req_free_backend(gpuml_comm_request *r)
 void gpuml_req_claim_bs(gpuml_comm_request *req, int kind)
 {
     if (req->bs && req->bs_kind != kind)
-        req_free_backend(req);
+        gpuml_req_free_bs(req);
     req->bs_kind = kind;
-}
-
-void gpuml_comm_destroy(gpuml_comm *comm)
-{
-    if (!comm)
-        return;
-    /* Requests never waited for: their collective may still run, so they
-     * are abandoned like those of a broken communicator. */
-    for (gpuml_comm_request *r = comm->inflight_head; r; r = r->next) {
-        r->abandoned = true;
-#if GPUML_HAVE_MPI
-        if (!r->on_nccl)
-            gpuml_mpi_abandon(r);
-#endif
-    }
-    if (comm->inflight_head && comm->broken == GPUML_OK)
-        gpuml_comm_log(comm, GPUML_LOG_WARN, "gpuml_comm_destroy: collectives still in flight were abandoned");
-#if GPUML_HAVE_NCCL
-    if (comm->nccl)
-        gpuml_nccl_destroy(comm);
-#endif
-#if GPUML_HAVE_MPI
-    if (comm->mpi)
-        gpuml_mpi_destroy(comm);
-#endif
-    gpuml_comm_request *r = comm->all;
-    while (r) {
-        gpuml_comm_request *next = r->all_next;
-        if (!r->abandoned)
-            req_free_backend(r);
-        free(r);
-        r = next;
-    }
-    free(comm);
 }
 
 int gpuml_comm_rank(const gpuml_comm *comm) { return comm ? comm->rank : -1; }
@@ -389,22 +221,15 @@ void gpuml_comm_break(gpuml_comm *comm, gpuml_status st, bool notify, const char
     vsnprintf(comm->broken_msg, sizeof comm->broken_msg, fmt, ap);
     va_end(ap);
     gpuml_comm_log(comm, GPUML_LOG_ERROR, "communicator broken (%s): %s", gpuml_status_string(st), comm->broken_msg);
-#if GPUML_HAVE_MPI
     if (notify && comm->mpi)
-        gpuml_mpi_notify(comm, st);
-#endif
-#if GPUML_HAVE_NCCL
+        comm->mpi_i->notify(comm, st);
     if (comm->nccl)
-        gpuml_nccl_abort(comm);
-#endif
-    (void)notify;
+        comm->nccl_i->abort(comm);
     while (comm->inflight_head) {
         gpuml_comm_request *r = comm->inflight_head;
         r->abandoned = true;
-#if GPUML_HAVE_MPI
-        if (!r->on_nccl)
-            gpuml_mpi_abandon(r);
-#endif
+        if (!r->on_nccl && comm->mpi_i) /* in flight and not NCCL's: MPI's */
+            comm->mpi_i->abandon(r);
         gpuml_req_finish(r, st, "%s", comm->broken_msg);
     }
 }
@@ -420,22 +245,17 @@ void gpuml_comm_abort(gpuml_comm *comm)
 /* Advance everything in flight; a fault breaks the communicator. */
 static void progress_all(gpuml_comm *comm)
 {
-#if GPUML_HAVE_MPI
     if (comm->mpi)
-        gpuml_mpi_progress(comm);
-#endif
-#if GPUML_HAVE_NCCL
+        comm->mpi_i->progress(comm);
     if (comm->nccl) {
         gpuml_comm_request *r = comm->inflight_head;
         while (r) {
             gpuml_comm_request *next = r->next; /* r may finish and leave the list */
             if (r->on_nccl)
-                gpuml_nccl_poll(comm, r);
+                comm->nccl_i->poll(comm, r);
             r = next;
         }
     }
-#endif
-    (void)comm;
 }
 
 gpuml_status gpuml_comm_progress(gpuml_comm *comm)
@@ -472,12 +292,12 @@ gpuml_status gpuml_comm_test(gpuml_comm_request *req, int *done)
 gpuml_status gpuml_req_wait(gpuml_comm_request *req, double timeout_s)
 {
     gpuml_comm *comm = req->comm;
-    double t0 = gpuml_dist_now();
+    double t0 = gpuml_clock_s();
     while (!req->done) {
         progress_all(comm);
         if (req->done)
             break;
-        double waited = gpuml_dist_now() - t0;
+        double waited = gpuml_clock_s() - t0;
         if (waited >= timeout_s) {
             char what[160];
             gpuml_shape_str(req->c.ndim, req->c.shape, what, sizeof what);
@@ -502,19 +322,4 @@ gpuml_status gpuml_comm_wait(gpuml_comm_request *req, double timeout_s)
     if (isnan(timeout_s))
         timeout_s = -1;
     return gpuml_req_wait(req, timeout_s < 0 ? req->comm->timeout_s : timeout_s);
-}
-
-gpuml_status gpuml_comm_nccl_unique_id(char hex[257])
-{
-    static const char fn[] = "gpuml_comm_nccl_unique_id";
-    if (!hex)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'hex' is NULL");
-#if GPUML_HAVE_NCCL
-    unsigned char id[128];
-    GPUML_TRY(gpuml_nccl_unique_id_bytes(id, fn));
-    gpuml_rdv_hex_encode(id, sizeof id, hex);
-    return GPUML_OK;
-#else
-    return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn, "this gpuml was built without NCCL");
-#endif
 }

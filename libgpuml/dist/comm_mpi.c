@@ -104,7 +104,7 @@ static MPI_Op mpi_op(gpuml_comm_op op)
  * exchanges, outside the request queue). */
 static gpuml_status wait_one(MPI_Request *r, double timeout_s, const char *fn, const char *what)
 {
-    double t0 = gpuml_dist_now();
+    double t0 = gpuml_clock_s();
     for (;;) {
         int flag = 0;
         int e = MPI_Test(r, &flag, MPI_STATUS_IGNORE);
@@ -112,7 +112,7 @@ static gpuml_status wait_one(MPI_Request *r, double timeout_s, const char *fn, c
             return mpi_fail(fn, e, what);
         if (flag)
             return GPUML_OK;
-        double waited = gpuml_dist_now() - t0;
+        double waited = gpuml_clock_s() - t0;
         if (waited >= timeout_s)
             return gpuml_fail(NULL, GPUML_ERR_TIMEOUT, fn,
                               "%s did not complete within %.3g s: not every rank arrived (a rank missing, stuck, dead, "
@@ -261,7 +261,14 @@ gpuml_status gpuml_mpi_create(gpuml_comm *comm, const gpuml_comm_config *cfg, co
         free(m);
         return st;
     }
+    static const gpuml_dist_backend_i mpi_i = {
+        .progress = gpuml_mpi_progress,
+        .notify = gpuml_mpi_notify,
+        .abandon = gpuml_mpi_abandon,
+        .req_free = gpuml_mpi_req_free,
+    };
     comm->mpi = m;
+    comm->mpi_i = &mpi_i;
     return GPUML_OK;
 }
 
@@ -273,9 +280,9 @@ void gpuml_mpi_destroy(gpuml_comm *comm)
     if (m->ctl_posted) {
         MPI_Cancel(&m->ctl_req);
         /* A cancelled receive completes at once; do not trust that blindly. */
-        double t0 = gpuml_dist_now();
+        double t0 = gpuml_clock_s();
         int flag = 0;
-        while (!flag && gpuml_dist_now() - t0 < 1.0)
+        while (!flag && gpuml_clock_s() - t0 < 1.0)
             if (MPI_Test(&m->ctl_req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
                 break;
     }

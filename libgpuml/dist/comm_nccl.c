@@ -115,7 +115,7 @@ static ncclResult_t settle(const gpuml_nccl_state *s, ncclResult_t r, double tim
 {
     ncclComm_t nc = s->nc;
     *timed_out = false;
-    double t0 = gpuml_dist_now();
+    double t0 = gpuml_clock_s();
     while (r == ncclInProgress) {
         ncclResult_t async = ncclSuccess;
         ncclResult_t q = s->api.CommGetAsyncError(nc, &async);
@@ -124,7 +124,7 @@ static ncclResult_t settle(const gpuml_nccl_state *s, ncclResult_t r, double tim
         r = async;
         if (r != ncclInProgress)
             break;
-        double waited = gpuml_dist_now() - t0;
+        double waited = gpuml_clock_s() - t0;
         if (waited >= timeout_s) {
             *timed_out = true;
             break;
@@ -337,7 +337,13 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
      * rank has read the id file: remove it, so no later job can pick it up. */
     if (cfg->bootstrap == GPUML_BOOTSTRAP_FILE && comm->rank == 0)
         unlink(cfg->bootstrap_path);
+    static const gpuml_dist_backend_i nccl_i = {
+        .poll = gpuml_nccl_poll,
+        .abort = gpuml_nccl_abort,
+        .req_free = gpuml_nccl_req_free,
+    };
     comm->nccl = s;
+    comm->nccl_i = &nccl_i;
     return GPUML_OK;
 }
 

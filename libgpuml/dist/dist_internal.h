@@ -4,7 +4,11 @@
  * the entry points of the MPI and NCCL backends (comm_mpi.c, comm_nccl.c;
  * each compiled only when its library was found).
  *
- * Life of a request: comm.c validates the arguments locally, fills a
+ * Files, each calling only those after it: comm_create.c (create, destroy),
+ * collectives.c, comm_nccl.c, comm_mpi.c, rank_sum.c, comm.c (services),
+ * rendezvous.c. comm.c reaches the backends through gpuml_dist_backend_i.
+ *
+ * Life of a request: collectives.c validates the arguments locally, fills a
  * gpuml_coll, takes a request from the communicator's pool and hands it to
  * a backend's start. The request sits on comm->inflight (in start order)
  * until it is done; comm_progress advances the backends; gpuml_comm_wait
@@ -20,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "gpuml/dist.h"
 #include "gpuml_config.h"
 
@@ -77,6 +82,18 @@ enum { GPUML_BS_NONE = 0, GPUML_BS_MPI = 1, GPUML_BS_NCCL = 2 };
 typedef struct gpuml_mpi_state gpuml_mpi_state;
 typedef struct gpuml_nccl_state gpuml_nccl_state;
 
+/* What comm.c's services call back in a backend. The backend's create
+ * puts its table in the communicator (comm->mpi_i, comm->nccl_i), so that
+ * comm.c, which the backends call, never names their functions. */
+typedef struct gpuml_dist_backend_i {
+    void (*progress)(gpuml_comm *comm);                      /* advance all (MPI), or NULL */
+    void (*poll)(gpuml_comm *comm, gpuml_comm_request *req); /* advance one (NCCL), or NULL */
+    void (*notify)(gpuml_comm *comm, gpuml_status st);       /* tell the peers of a fault, or NULL */
+    void (*abort)(gpuml_comm *comm);                         /* stop the backend's work, or NULL */
+    void (*abandon)(gpuml_comm_request *req);                /* forget buffers it may still write, or NULL */
+    void (*req_free)(gpuml_comm_request *req);               /* free req->bs */
+} gpuml_dist_backend_i;
+
 struct gpuml_comm {
     gpuml_comm_backend backend;
     int rank, size, local_rank, local_size;
@@ -92,13 +109,13 @@ struct gpuml_comm {
     gpuml_log_level log_level;
     gpuml_mpi_state *mpi;       /* NULL unless MPI is in use                 */
     gpuml_nccl_state *nccl;     /* NULL unless NCCL is in use                */
+    const gpuml_dist_backend_i *mpi_i, *nccl_i; /* set with mpi / nccl, kept */
     gpuml_comm_request *inflight_head, *inflight_tail;
     gpuml_comm_request *pool;   /* idle requests                             */
     gpuml_comm_request *all;    /* every request ever allocated              */
 };
 
 /* ---- comm.c services for the backends ---------------------------------- */
-double gpuml_dist_now(void); /* monotonic seconds */
 void gpuml_comm_log(const gpuml_comm *comm, gpuml_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -117,6 +134,8 @@ void gpuml_req_release(gpuml_comm_request *req);
 /* Make req->bs empty unless it belongs to backend `kind` (a request may
  * serve MPI once and NCCL the next time on a communicator with both). */
 void gpuml_req_claim_bs(gpuml_comm_request *req, int kind);
+/* Free req->bs through its backend's table (at reuse and destroy). */
+void gpuml_req_free_bs(gpuml_comm_request *req);
 
 /* Finish a request: done, with status and (for errors) message. Removes it
  * from the in-flight list and releases its holds unless abandoned. */
@@ -158,7 +177,8 @@ static inline bool gpuml_coll_is_det(const gpuml_comm *comm, const gpuml_coll *c
 gpuml_status gpuml_dist_rank_sum(gpuml_ctx *ctx, const char *fn, gpuml_dtype dtype, gpuml_comm_op op,
                                  const void *src, int n, int64_t len, void *dst);
 
-/* AVG after a native sum: x[i] /= n for count elements of a CPU tensor. */
+/* AVG after a native sum: x[i] /= n for count elements of a CPU tensor.
+ * (rank_sum.c, both) */
 void gpuml_dist_divide(gpuml_ctx *ctx, gpuml_dtype dtype, void *x, int64_t count, int n);
 
 /* ---- MPI backend (comm_mpi.c) ------------------------------------------ */

@@ -1,6 +1,7 @@
 /* Rendezvous without MPI: launcher environment and the id file. See
  * rendezvous.h. */
 #define _POSIX_C_SOURCE 200809L
+#include "core/runtime.h" /* gpuml_clock_s, inline: no gpuml symbol */
 #include "rendezvous.h"
 
 #include <ctype.h>
@@ -205,17 +206,10 @@ static int read_id_file(const char *path, const char *tag, unsigned char *id, si
     return gpuml_rdv_hex_decode(hex, id, n) == 0 ? 0 : -1;
 }
 
-static double mono_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int gpuml_rdv_file_wait(const char *path, const char *tag, unsigned char *id, size_t n, double timeout_s,
                         char *err, size_t errlen)
 {
-    double t0 = mono_now();
+    double t0 = gpuml_clock_s();
     char other[256] = "";
     int malformed = 0;
     for (;;) {
@@ -224,7 +218,7 @@ int gpuml_rdv_file_wait(const char *path, const char *tag, unsigned char *id, si
             return 0;
         /* A malformed file may be a foreign file; keep polling, say so at the end. */
         malformed |= r < 0;
-        double waited = mono_now() - t0;
+        double waited = gpuml_clock_s() - t0;
         if (waited >= timeout_s)
             break;
         /* Shared file systems: a few polls per second are plenty. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "ops/dispatch.h"
 
 void gpuml_knn_params_init_defaults(gpuml_knn_params *p)
@@ -204,7 +205,7 @@ gpuml_status gpuml_knn_backward(gpuml_ctx *ctx, const gpuml_tensor *coords, cons
     size_t ws_bytes = 0;
     const int64_t *rp = rev_rowptr ? rev_rowptr->data : NULL, *col = rev_col ? rev_col->data : NULL;
     if (!rp) {
-        size_t rp_bytes = ((size_t)(n + 1) * sizeof(int64_t) + 255) / 256 * 256;
+        size_t rp_bytes = gpuml_align_up((size_t)(n + 1) * sizeof(int64_t));
         ws_bytes = rp_bytes + (size_t)(n * k) * sizeof(int64_t);
         GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));
         gpuml_tensor trp, tcol;

@@ -5,34 +5,6 @@
 
 #include "infer/engine_impl.h"
 
-void eng_finish_slot_locked(gpuml_engine *e, eng_slot *s, gpuml_status status)
-{
-    s->status = status;
-    s->next = NULL;
-    if (e->fin_tail)
-        e->fin_tail->next = s;
-    else
-        e->fin_head = s;
-    e->fin_tail = s;
-    pthread_cond_signal(&e->done_cv);
-}
-
-static const char *status_text(gpuml_status st)
-{
-    return st == GPUML_ERR_TIMEOUT     ? "the request's deadline passed before its batch was computed"
-           : st == GPUML_ERR_CANCELLED ? "the engine shut down before the request was computed"
-                                       : "the request failed";
-}
-
-static void call_done(gpuml_engine_done_fn done, void *user, gpuml_status st, const char *msg)
-{
-    if (st != GPUML_OK)
-        gpuml_fail(NULL, st, "gpuml_engine", "%s", msg && *msg ? msg : status_text(st));
-    else
-        gpuml_clear_error();
-    done(user, st);
-}
-
 static void complete_batch(eng_cthread *ct, eng_batch *b)
 {
     gpuml_engine *e = ct->eng;
@@ -79,26 +51,7 @@ static void complete_batch(eng_cthread *ct, eng_batch *b)
     pthread_cond_signal(&in->stage_cv);
     pthread_mutex_unlock(&e->lock);
     for (int k = 0; k < n; k++)
-        call_done(ct->done[k], ct->user[k], ct->status[k], ct->status[k] == GPUML_ERR_TIMEOUT ? NULL : ct->msg);
-}
-
-void eng_complete_finished(gpuml_engine *e, eng_slot *list)
-{
-    while (list) {
-        eng_slot *s = list;
-        list = s->next;
-        gpuml_engine_done_fn done = s->done;
-        void *user = s->user;
-        gpuml_status st = s->status;
-        int64_t t_submit = s->t_submit;
-        pthread_mutex_lock(&e->stats_lock);
-        eng_stats_request_locked(e, st, t_submit, -1, eng_now_us());
-        pthread_mutex_unlock(&e->stats_lock);
-        pthread_mutex_lock(&e->lock);
-        eng_slot_free_locked(e, s);
-        pthread_mutex_unlock(&e->lock);
-        call_done(done, user, st, NULL);
-    }
+        eng_call_done(ct->done[k], ct->user[k], ct->status[k], ct->status[k] == GPUML_ERR_TIMEOUT ? NULL : ct->msg);
 }
 
 void *eng_completion_main(void *arg)

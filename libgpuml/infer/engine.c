@@ -8,16 +8,10 @@
 #include <time.h>
 
 #include "infer/engine_impl.h"
+#include "gpuml/testing.h"
 
 /* Events per batch on the CPU when the caller does not say. */
 #define GPUML_ENGINE_CPU_BATCH_EVENTS 8
-
-int64_t eng_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 void gpuml_engine_config_init_defaults(gpuml_engine_config *cfg)
 {
@@ -143,27 +137,6 @@ static void resolve_defaults(gpuml_engine_config *c)
     }
     if (c->max_batch_events == 0)
         c->max_batch_events = cuda ? 64 : GPUML_ENGINE_CPU_BATCH_EVENTS;
-}
-
-/* ---- contexts ---------------------------------------------------------------- */
-gpuml_status eng_make_ctx(gpuml_engine *e, int device, gpuml_ctx **out)
-{
-    gpuml_ctx_config cc;
-    gpuml_ctx_config_init_defaults(&cc);
-    cc.device = e->cfg.device;
-    if (e->cuda)
-        cc.device.index = device;
-    cc.num_threads = e->cfg.cpu_threads;
-    cc.executor = e->cfg.executor;
-    cc.log_fn = e->cfg.log_fn;
-    cc.log_user = e->cfg.log_user;
-    cc.log_level = e->cfg.log_level;
-    GPUML_TRY(gpuml_ctx_create(&cc, out));
-    if (!e->cfg.executor && e->cfg.cpu_threads <= 0) {
-        int nt = gpuml_ctx_num_threads(*out) / e->n_inst;
-        (void)gpuml_ctx_set_num_threads(*out, nt > 0 ? nt : 1);
-    }
-    return GPUML_OK;
 }
 
 /* ---- create / shutdown / destroy ----------------------------------------------------- */

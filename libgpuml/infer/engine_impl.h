@@ -1,7 +1,10 @@
 /* libgpuml/infer/engine_impl.h - the inference engine's internals, shared by
- * engine.c (creation, instances, worker and completion threads), queue.c
- * (submit, priority queue, input pool, batch formation), stats.c and
- * direct.c.
+ * engine.c (creation, shutdown), queue.c (submit, priority queue, batch
+ * formation), slots.c (the slot lifecycle and the input pool), instance.c
+ * (instances and their workers), completion.c (completion threads),
+ * stats.c, clusters.c and direct.c. Files call only down this list's
+ * order: engine, direct, instance, completion, queue, slots, stats,
+ * clusters (tools/check_layers.py checks that no two call each other).
  *
  * A request's life (one state machine for CPU and CUDA):
  *   submit:     slot from the free list, inputs copied into the pool, pushed on the heap
@@ -24,6 +27,7 @@
 #include <stdatomic.h>
 
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "gpuml/infer.h"
 
 #define ENG_STAGES 2        /* batches in flight per instance */
@@ -196,26 +200,54 @@ static inline const float *eng_out_src(const gpuml_engine *e, gpuml_var *const *
     return o < e->n_mout ? (const float *)gpuml_tensor_data(gpuml_var_value(outs[o])) : cl[o - e->n_mout];
 }
 
+/* ---- slots.c: the slot lifecycle ---- */
+/* A free slot and, for rows > 0, that many rows of the input pool
+ * (*pool_off; -1 when rows = 0). NULL when either is exhausted, then
+ * nothing is taken. Lock held. */
+eng_slot *eng_slot_take_locked(gpuml_engine *e, int64_t rows, int64_t *pool_off);
+/* Finish a slot outside any batch (TIMEOUT / CANCELLED): lock held. */
+void eng_finish_slot_locked(gpuml_engine *e, eng_slot *s, gpuml_status status);
+/* Give back the pool rows of the batch's copied inputs (after gathering). */
+void eng_release_inputs(gpuml_engine *e, eng_batch *b);
+/* Return a slot (and its pool rows) to the free lists. Lock held. */
+void eng_slot_free_locked(gpuml_engine *e, eng_slot *s);
+/* Call back a list of finished slots (no lock held). */
+void eng_complete_finished(gpuml_engine *e, eng_slot *list);
+/* Set the thread's last error for a failed request (msg NULL or empty: the
+ * status's own text), then call done. No lock held. */
+void eng_call_done(gpuml_engine_done_fn done, void *user, gpuml_status st, const char *msg);
+
 /* ---- queue.c ---- */
 gpuml_status eng_queue_init(gpuml_engine *e);
 void eng_queue_fini(gpuml_engine *e);
 /* Check a request against the model and the engine (fn names the caller). */
 gpuml_status eng_check_request(gpuml_engine *e, const gpuml_engine_request *req, const char *fn);
-/* Return a slot (and its pool rows) to the free lists. Lock held. */
-void eng_slot_free_locked(gpuml_engine *e, eng_slot *s);
 /* Fill the stage `b` with the next batch; waits for requests. Returns false
  * when the engine is stopping and nothing is left for this worker. */
 bool eng_take_batch(gpuml_engine *e, eng_batch *b);
-/* Give back the pool rows of the batch's copied inputs (after gathering). */
-void eng_release_inputs(gpuml_engine *e, eng_batch *b);
 /* Move every waiting request to the finished list with `status`. Lock held. */
 void eng_cancel_waiting_locked(gpuml_engine *e, gpuml_status status);
 
 /* ---- engine.c ---- */
-int64_t eng_now_us(void);
+/* The engine's clock (deadlines, timings, the batcher's timed wait). */
+static inline int64_t eng_now_us(void) { return gpuml_clock_us(); }
 /* A context on CUDA device `device` (ignored on the CPU) with the engine's
- * configured threads and log. */
-gpuml_status eng_make_ctx(gpuml_engine *e, int device, gpuml_ctx **out);
+ * configured threads and log (the default threads shared among the
+ * instances). */
+static inline gpuml_status eng_make_ctx(gpuml_engine *e, int device, gpuml_ctx **out)
+{
+    gpuml_ctx_config cc;
+    gpuml_ctx_config_init_defaults(&cc);
+    cc.device = e->cfg.device;
+    if (e->cuda)
+        cc.device.index = device;
+    cc.num_threads = e->cfg.cpu_threads;
+    cc.executor = e->cfg.executor;
+    cc.log_fn = e->cfg.log_fn;
+    cc.log_user = e->cfg.log_user;
+    cc.log_level = e->cfg.log_level;
+    return gpuml_ctx_create_shared(&cc, e->n_inst, out);
+}
 
 /* ---- instance.c ---- */
 gpuml_status eng_instance_init(gpuml_engine *e, eng_instance *in, const gpuml_model *src);
@@ -225,10 +257,6 @@ gpuml_status eng_warm_up(eng_instance *in);
 void *eng_worker_main(void *instance);
 
 /* ---- completion.c ---- */
-/* Finish a slot outside any batch (TIMEOUT / CANCELLED): lock held. */
-void eng_finish_slot_locked(gpuml_engine *e, eng_slot *s, gpuml_status status);
-/* Call back a list of finished slots (no lock held). */
-void eng_complete_finished(gpuml_engine *e, eng_slot *list);
 void *eng_completion_main(void *cthread);
 
 /* ---- stats.c ---- */
@@ -243,18 +271,44 @@ void eng_stats_batch(gpuml_engine *e, const eng_batch *b, const gpuml_status *st
 /* ---- direct.c ---- */
 void eng_lanes_fini(gpuml_engine *e);
 
-/* ---- CUDA helpers (infer_cuda.c, or infer_cuda_stub.c without CUDA) ----
+/* ---- CUDA calls (core/runtime.h), in the engine's name -------------------
  * Each selects `device` for the call and restores the thread's device. */
-typedef enum { ENG_H2D = 1, ENG_D2H = 2, ENG_D2D = 3 } eng_copy_kind;
-gpuml_status eng_cuda_set_device(int device);
-gpuml_status eng_cuda_event_create(int device, void **ev);
-void eng_cuda_event_destroy(int device, void *ev);
-gpuml_status eng_cuda_event_record(int device, void *ev, void *stream);
+typedef gpuml_copy_kind eng_copy_kind;
+#define ENG_H2D GPUML_COPY_H2D
+#define ENG_D2H GPUML_COPY_D2H
+#define ENG_D2D GPUML_COPY_D2D
+#define ENG_FN "gpuml_engine"
+/* For the engine's own threads: the device stays current. */
+static inline gpuml_status eng_cuda_set_device(int device) { return gpuml_cuda_rt_set_device(device, ENG_FN); }
+/* Blocking sync: a waiting completion thread sleeps instead of spinning
+ * on a core the host framework needs. */
+static inline gpuml_status eng_cuda_event_create(int device, void **ev)
+{
+    return gpuml_cuda_rt_event_create(device, GPUML_EVENT_BLOCKING, ev, ENG_FN);
+}
+static inline void eng_cuda_event_destroy(int device, void *ev) { gpuml_cuda_rt_event_destroy(device, ev); }
+static inline gpuml_status eng_cuda_event_record(int device, void *ev, void *stream)
+{
+    return gpuml_cuda_rt_event_record(device, ev, stream, ENG_FN);
+}
 /* Blocks until the event's work is done; reports the stream's error. */
-gpuml_status eng_cuda_event_sync(int device, void *ev);
-gpuml_status eng_cuda_stream_wait(int device, void *stream, void *ev);
-gpuml_status eng_cuda_stream_sync(int device, void *stream);
+static inline gpuml_status eng_cuda_event_sync(int device, void *ev)
+{
+    return gpuml_cuda_rt_event_sync(device, ev, ENG_FN);
+}
+static inline gpuml_status eng_cuda_stream_wait(int device, void *stream, void *ev)
+{
+    return gpuml_cuda_rt_stream_wait(device, stream, ev, ENG_FN);
+}
+static inline gpuml_status eng_cuda_stream_sync(int device, void *stream)
+{
+    return gpuml_cuda_rt_stream_sync(device, stream, ENG_FN);
+}
 /* Never synchronises (D2H into pageable memory is synchronous in CUDA itself). */
-gpuml_status eng_cuda_memcpy_async(int device, void *dst, const void *src, size_t n, eng_copy_kind kind, void *stream);
+static inline gpuml_status eng_cuda_memcpy_async(int device, void *dst, const void *src, size_t n,
+                                                 eng_copy_kind kind, void *stream)
+{
+    return gpuml_cuda_rt_memcpy_async(device, dst, src, n, kind, stream, ENG_FN);
+}
 
 #endif

@@ -47,67 +47,6 @@ static eng_slot *heap_pop(gpuml_engine *e)
     return top;
 }
 
-/* ---- the input pool: first fit over sorted free extents (rows) -------------
- * Free extents never outnumber the allocated ones plus one, so arrays of
- * queue_capacity + 2 entries suffice and nothing is allocated here. */
-static int64_t pool_alloc_locked(gpuml_engine *e, int64_t rows)
-{
-    for (int i = 0; i < e->n_ext; i++) {
-        if (e->ext_len[i] < rows)
-            continue;
-        int64_t off = e->ext_off[i];
-        e->ext_off[i] += rows;
-        e->ext_len[i] -= rows;
-        if (e->ext_len[i] == 0) {
-            memmove(e->ext_off + i, e->ext_off + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_off);
-            memmove(e->ext_len + i, e->ext_len + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_len);
-            e->n_ext--;
-        }
-        return off;
-    }
-    return -1;
-}
-
-static void pool_free_locked(gpuml_engine *e, int64_t off, int64_t rows)
-{
-    int i = 0;
-    while (i < e->n_ext && e->ext_off[i] < off)
-        i++;
-    bool prev = i > 0 && e->ext_off[i - 1] + e->ext_len[i - 1] == off;
-    bool next = i < e->n_ext && off + rows == e->ext_off[i];
-    if (prev && next) {
-        e->ext_len[i - 1] += rows + e->ext_len[i];
-        memmove(e->ext_off + i, e->ext_off + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_off);
-        memmove(e->ext_len + i, e->ext_len + i + 1, (size_t)(e->n_ext - i - 1) * sizeof *e->ext_len);
-        e->n_ext--;
-    } else if (prev) {
-        e->ext_len[i - 1] += rows;
-    } else if (next) {
-        e->ext_off[i] = off;
-        e->ext_len[i] += rows;
-    } else {
-        memmove(e->ext_off + i + 1, e->ext_off + i, (size_t)(e->n_ext - i) * sizeof *e->ext_off);
-        memmove(e->ext_len + i + 1, e->ext_len + i, (size_t)(e->n_ext - i) * sizeof *e->ext_len);
-        e->ext_off[i] = off;
-        e->ext_len[i] = rows;
-        e->n_ext++;
-    }
-}
-
-void eng_slot_free_locked(gpuml_engine *e, eng_slot *s)
-{
-    if (s->pool_off >= 0)
-        pool_free_locked(e, s->pool_off, s->rows);
-    s->pool_off = -1;
-    s->next = e->free_slots;
-    e->free_slots = s;
-    /* Requests in flight as one completes: in a steady state, how many the
-     * callers keep submitted (see nothing_more_can_arrive). */
-    if (e->in_flight > e->pop_cur)
-        e->pop_cur = e->in_flight;
-    e->in_flight--;
-}
-
 gpuml_status eng_queue_init(gpuml_engine *e)
 {
     static const char fn[] = "gpuml_engine_create";
@@ -210,7 +149,8 @@ gpuml_status gpuml_engine_submit(gpuml_engine *e, const gpuml_engine_request *re
         return gpuml_fail(NULL, GPUML_ERR_STATE, fn, "the engine is shutting down");
     }
     int64_t off = -1;
-    if (!e->free_slots || (copy && (off = pool_alloc_locked(e, req->rows)) < 0)) {
+    eng_slot *s = eng_slot_take_locked(e, copy ? req->rows : 0, &off);
+    if (!s) {
         bool slots = !e->free_slots;
         pthread_mutex_unlock(&e->lock);
         pthread_mutex_lock(&e->stats_lock);
@@ -223,9 +163,6 @@ gpuml_status gpuml_engine_submit(gpuml_engine *e, const gpuml_engine_request *re
                           "no room for %" PRId64 " rows in the input pool (queue_rows = %" PRId64 ")", req->rows,
                           e->pool_rows);
     }
-    eng_slot *s = e->free_slots;
-    e->free_slots = s->next;
-    e->in_flight++;
     e->submitting++;
     pthread_mutex_unlock(&e->lock);
 
@@ -404,16 +341,4 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
     pthread_cond_broadcast(&e->turn_cv);
     pthread_mutex_unlock(&e->lock);
     return b->n_events > 0;
-}
-
-void eng_release_inputs(gpuml_engine *e, eng_batch *b)
-{
-    pthread_mutex_lock(&e->lock);
-    for (int i = 0; i < b->n_events; i++) {
-        eng_slot *s = b->items[i];
-        if (s->pool_off >= 0)
-            pool_free_locked(e, s->pool_off, s->rows);
-        s->pool_off = -1;
-    }
-    pthread_mutex_unlock(&e->lock);
 }

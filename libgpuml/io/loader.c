@@ -17,11 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime.h"
+#include "gpuml/testing.h"
 #include "io/devsync.h"
 #include "io/h5.h"
 #include "io/plan.h"
 
-#define ALIGN 256
 
 typedef struct slot {
     void *mem;        /* pinned block holding everything below             */
@@ -267,7 +268,6 @@ static void *producer_main(void *arg)
 
 /* ---- creation and destruction ----------------------------------------- */
 
-static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
 static void loader_free(gpuml_loader *l)
 {
@@ -371,10 +371,10 @@ static gpuml_status setup_slots(gpuml_loader *l, const char *fn)
         l->rows_cap = l->ds->nrows;
     l->events_cap = l->pcfg.max_events < l->ds->nevents ? l->pcfg.max_events : l->ds->nevents;
     size_t ec = (size_t)l->events_cap;
-    size_t bytes = 4 * align_up((ec + 1) * sizeof(int64_t));
+    size_t bytes = 4 * gpuml_align_up((ec + 1) * sizeof(int64_t));
     for (int i = 0; i < l->nfields; i++) {
         const io_field *f = &l->ds->fields[l->fidx[i]];
-        bytes += align_up((size_t)(f->per_event ? l->events_cap : l->rows_cap) * f->unit_bytes);
+        bytes += gpuml_align_up((size_t)(f->per_event ? l->events_cap : l->rows_cap) * f->unit_bytes);
     }
     l->nslots = l->prefetch + 1;
     l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
@@ -392,17 +392,17 @@ static gpuml_status setup_slots(gpuml_loader *l, const char *fn)
         GPUML_TRY(io_event_create(l->ctx, &s->event, fn));
         char *p = s->mem;
         s->rs = (int64_t *)p;
-        p += align_up((ec + 1) * sizeof(int64_t));
+        p += gpuml_align_up((ec + 1) * sizeof(int64_t));
         s->ids = (int64_t *)p;
-        p += align_up((ec + 1) * sizeof(int64_t));
+        p += gpuml_align_up((ec + 1) * sizeof(int64_t));
         s->run_start = (int64_t *)p;
-        p += align_up((ec + 1) * sizeof(int64_t));
+        p += gpuml_align_up((ec + 1) * sizeof(int64_t));
         s->run_len = (int64_t *)p;
-        p += align_up((ec + 1) * sizeof(int64_t));
+        p += gpuml_align_up((ec + 1) * sizeof(int64_t));
         for (int f = 0; f < l->nfields; f++) {
             const io_field *fd = &l->ds->fields[l->fidx[f]];
             s->field[f] = p;
-            p += align_up((size_t)(fd->per_event ? l->events_cap : l->rows_cap) * fd->unit_bytes);
+            p += gpuml_align_up((size_t)(fd->per_event ? l->events_cap : l->rows_cap) * fd->unit_bytes);
         }
         l->free_slots[l->nfree++] = s;
     }

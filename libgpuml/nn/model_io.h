@@ -1,6 +1,6 @@
 /*
  * libgpuml/nn/model_io.h - what model files (nn/model_file.c) share with
- * checkpoints (nn/checkpoint.c): the header, the weights and buffers in
+ * checkpoints (train/checkpoint.c): the header, the weights and buffers in
  * both layouts, and the staging that lets a bad file change nothing.
  *
  * Layouts (format_version):

@@ -3,8 +3,9 @@
 #include <string.h>
 
 #include "ops/dispatch.h"
+#include "registry.h"
 
-static const char *const binary_names[GPUML_BINARY_COUNT_] = {"add", "sub", "mul", "div", "maximum", "minimum"};
+static const char *const binary_names[GPUML_BINARY_COUNT_] = {GPUML_REG_NAMES(BINARY)};
 
 const char *gpuml_binary_op_name(gpuml_binary_op op)
 {

@@ -1,6 +1,7 @@
 /* Object condensation loss: validation and dispatch (kernels/condensation.h). */
 #include <math.h>
 
+#include "core/runtime.h"
 #include "kernels/condensation.h"
 #include "ops/dispatch.h"
 
@@ -80,7 +81,7 @@ gpuml_status gpuml_object_condensation(gpuml_ctx *ctx, const gpuml_tensor *beta,
             return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "components must have three elements");
     }
     /* workspace: vertex terms [N] and the loss + components [4] */
-    size_t vbytes = ((size_t)(n ? n : 1) * sizeof(float) + 255) / 256 * 256, bytes = vbytes + 4 * sizeof(float);
+    size_t vbytes = gpuml_align_up((size_t)(n ? n : 1) * sizeof(float)), bytes = vbytes + 4 * sizeof(float);
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *out4 = (float *)((char *)ws + vbytes);
@@ -117,8 +118,8 @@ gpuml_status gpuml_object_condensation_backward(gpuml_ctx *ctx, const gpuml_tens
         GPUML_TRY(gpuml_check_same_shape(ctx, fn, "coords", coords, "gcoords", gcoords));
     }
     /* workspace: object accumulators, and whichever gradient the caller skips */
-    size_t acc = ((size_t)(batch * p->max_objects * (1 + d)) * sizeof(float) + 255) / 256 * 256;
-    size_t gb = gbeta ? 0 : ((size_t)n * sizeof(float) + 255) / 256 * 256;
+    size_t acc = gpuml_align_up((size_t)(batch * p->max_objects * (1 + d)) * sizeof(float));
+    size_t gb = gbeta ? 0 : gpuml_align_up((size_t)n * sizeof(float));
     size_t gc = gcoords ? 0 : (size_t)(n * d) * sizeof(float);
     size_t bytes = acc + gb + gc + 4;
     void *ws = NULL;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "ops/dispatch.h"
 
 static int64_t row_elems(const gpuml_tensor *t) { return t->ndim ? gpuml_numel(t->ndim - 1, t->shape + 1) : 1; }
@@ -94,7 +95,7 @@ gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src, con
     int64_t m = src->shape[0], nt = out->shape[0], ncols = row_elems(out);
     if (m == 0 || nt == 0 || ncols == 0)
         return GPUML_OK;
-    size_t ptr_bytes = ((size_t)(nt + 1) * sizeof(int64_t) + 255) / 256 * 256;
+    size_t ptr_bytes = gpuml_align_up((size_t)(nt + 1) * sizeof(int64_t));
     size_t bytes = ptr_bytes + (size_t)m * sizeof(int64_t);
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));

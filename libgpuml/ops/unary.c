@@ -1,9 +1,8 @@
 /* Element-wise unary ops: validation and dispatch (kernels/unary.h). */
 #include "ops/dispatch.h"
+#include "registry.h"
 
-static const char *const unary_names[GPUML_UNARY_COUNT_] = {
-    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softplus",
-};
+static const char *const unary_names[GPUML_UNARY_COUNT_] = {GPUML_REG_NAMES(UNARY)};
 
 const char *gpuml_unary_op_name(gpuml_unary_op op)
 {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "gpuml/optim.h"
 #include "kernels/optim.h"
 #include "ops/dispatch.h"
@@ -198,10 +199,10 @@ gpuml_status gpuml_grad_norm(gpuml_ctx *ctx, const gpuml_tensor *grads, float *n
     int64_t n = gpuml_tensor_numel(grads), nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK, two = 2;
     if (nb < 1)
         nb = 1;
-    size_t bytes = (size_t)nb * sizeof(double) + 2 * sizeof(float) + 256;
+    size_t bytes = (size_t)nb * sizeof(double) + 2 * sizeof(float) + GPUML_ALIGN;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
-    float *out = (float *)((char *)ws + ((size_t)nb * sizeof(double) + 255) / 256 * 256);
+    float *out = (float *)((char *)ws + gpuml_align_up((size_t)nb * sizeof(double)));
     gpuml_status st = GPUML_LAUNCH(ctx, grad_norm, n, grads->data, (double *)ws, 0.0f, out);
     float v[2] = {0, 0};
     if (st == GPUML_OK) {

@@ -6,6 +6,7 @@
 
 #include "autograd/tape_impl.h"
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "gpuml/ddp.h"
 
 typedef struct {
@@ -31,13 +32,6 @@ struct gpuml_ddp {
     gpuml_status fault;    /* first error met in a hook */
     double backward_end;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void gpuml_ddp_config_init_defaults(gpuml_ddp_config *c)
 {
@@ -147,7 +141,7 @@ static void start_ready(gpuml_ddp *d)
         bucket *k = &d->buckets[d->next_start];
         if (k->ready < k->n_params)
             break;
-        k->started_at = now_s();
+        k->started_at = gpuml_clock_s();
         gpuml_status st = gpuml_comm_allreduce_start(d->comm, d->ctx, GPUML_COMM_AVG, &k->view, &k->view, &k->req);
         if (st != GPUML_OK) {
             d->fault = st;
@@ -206,7 +200,7 @@ gpuml_status gpuml_ddp_end(gpuml_ddp *d)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ddp' is NULL");
     if (!d->active)
         return d->fault;
-    d->backward_end = now_s();
+    d->backward_end = gpuml_clock_s();
     /* Parameters whose hook never fired (no backward ran) still belong to
      * their buckets: mark everything ready and start in order. */
     for (int b = 0; b < d->n_buckets; b++)

@@ -316,7 +316,7 @@ _PROTOS = {
     "gpuml_ctx_set_rng_state": (None, [P, c_uint64, c_uint64]),
     "gpuml_ctx_alloc_stats": (None, [P, I, POINTER(AllocStats)]),
     "gpuml_ctx_release_cached": (None, [P]),
-    "gpuml_ctx_fail_allocation_after": (None, [P, c_long]),
+    "gpuml_ctx_fail_allocation_after": (None, [P, c_long]),  # gpuml/testing.h: tests only, unstable
     # tensors
     "gpuml_dtype_size": (c_size_t, [I]),
     "gpuml_tensor_create": (ST, [P, I, I, I64P, PP]),
@@ -443,7 +443,7 @@ _PROTOS = {
     "gpuml_engine_batch_histogram": (ST, [P, POINTER(c_uint64), I]),
     "gpuml_engine_reset_stats": (None, [P]),
     "gpuml_engine_last_error": (c_char_p, [P, c_char_p, c_size_t]),
-    "gpuml_engine_fail_batch_after": (None, [P, c_long]),
+    "gpuml_engine_fail_batch_after": (None, [P, c_long]),  # gpuml/testing.h: tests only, unstable
     # communicators, data parallel (gpuml/dist.h, ddp.h)
     "gpuml_comm_config_init_defaults": (None, [POINTER(CommConfig)]),
     "gpuml_comm_create": (ST, [POINTER(CommConfig), PP]),

@@ -542,7 +542,7 @@ bool dev_ok(ncclComm_t c, const void *p, size_t n) { return n == 0 || emu::in_al
  *   rank nranks device op bytes t_enqueue t_start t_end
  * (bytes: the buffer as NCCL counts it - the count times the type size;
  * sendrecv: the bytes this rank sends; times: CLOCK_MONOTONIC seconds, as
- * gpuml_dist_now), so tests and docs can see the order in which the work
+ * gpuml_clock_s in core/runtime.h), so tests and docs can see the order in which the work
  * ran on the emulated streams and what moved. */
 FILE *trace_file()
 {

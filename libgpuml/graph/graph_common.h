@@ -1,8 +1,9 @@
-/* libgpuml/nnops/graph_common.h - argument checks and the reverse adjacency
+/* libgpuml/graph/graph_common.h - argument checks and the reverse adjacency
  * shared by the graph ops. */
-#ifndef GPUML_NNOPS_GRAPH_COMMON_H
-#define GPUML_NNOPS_GRAPH_COMMON_H
+#ifndef GPUML_GRAPH_GRAPH_COMMON_H
+#define GPUML_GRAPH_GRAPH_COMMON_H
 
+#include "core/runtime.h"
 #include "ops/dispatch.h"
 
 /* t is f32 [d0, d1] (d1 < 0: any). */
@@ -67,7 +68,7 @@ static inline gpuml_status gpuml_g_csr(gpuml_ctx *ctx, const char *fn, const gpu
         *cl = col->data;
         return GPUML_OK;
     }
-    size_t ptr_bytes = ((size_t)(n + 1) * sizeof(int64_t) + 255) / 256 * 256;
+    size_t ptr_bytes = gpuml_align_up((size_t)(n + 1) * sizeof(int64_t));
     size_t bytes = ptr_bytes + (size_t)(n * k) * sizeof(int64_t);
     void *p = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &p, fn));

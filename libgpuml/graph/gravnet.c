@@ -1,7 +1,7 @@
 /* GravNet's neighbour aggregation (kernels/gravnet.h). */
 #include <math.h>
 
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
 /* h [N, P], idx [N, k] i32, dist2 [N, k]. */
 static gpuml_status check_inputs(gpuml_ctx *ctx, const char *fn, const gpuml_tensor *h, const gpuml_tensor *idx,
@@ -26,7 +26,7 @@ static gpuml_status check_inputs(gpuml_ctx *ctx, const char *fn, const gpuml_ten
 static gpuml_status weights(gpuml_ctx *ctx, const char *fn, int64_t n, int64_t k, void **ws, size_t *bytes, float **w,
                             int32_t **cnt)
 {
-    size_t wb = ((size_t)(n * k) * sizeof(float) + 255) / 256 * 256;
+    size_t wb = gpuml_align_up((size_t)(n * k) * sizeof(float));
     *bytes = wb + (size_t)n * sizeof(int32_t);
     GPUML_TRY(gpuml_scratch_alloc(ctx, *bytes, ws, fn));
     *w = *ws;

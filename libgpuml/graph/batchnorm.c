@@ -7,7 +7,7 @@
 #include <math.h>
 
 #include "batchnorm.h"
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
 void gpuml_batch_norm_params_init_defaults(gpuml_batch_norm_params *p)
 {
@@ -18,8 +18,6 @@ void gpuml_batch_norm_params_init_defaults(gpuml_batch_norm_params *p)
     p->training = 1;
     p->use_cudnn = 0;
 }
-
-static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 /* x [..., C] f32 as R rows; mask NULL or u8/bool with R elements; gamma NULL or [C]. */
 static gpuml_status check_common(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
@@ -171,8 +169,8 @@ gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_ba
         return cudnn_forward(ctx, fn, p, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, R, C);
 #endif
     int64_t nch = gpuml_k_bn_chunks(R);
-    size_t pb = align256((size_t)(nch * C) * sizeof(double)), cb = align256((size_t)C * sizeof(double));
-    size_t fb = align256((size_t)C * sizeof(float));
+    size_t pb = gpuml_align_up((size_t)(nch * C) * sizeof(double)), cb = gpuml_align_up((size_t)C * sizeof(double));
+    size_t fb = gpuml_align_up((size_t)C * sizeof(float));
     size_t bytes = (p->training ? 2 * pb + 2 * cb : 0) + 2 * fb;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
@@ -271,7 +269,7 @@ gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const
     }
 #endif
     int64_t nch = gpuml_k_bn_chunks(R);
-    size_t pb = align256((size_t)(nch * C) * sizeof(double)), cf = align256((size_t)(2 * C) * sizeof(float));
+    size_t pb = gpuml_align_up((size_t)(nch * C) * sizeof(double)), cf = gpuml_align_up((size_t)(2 * C) * sizeof(float));
     size_t bytes = 3 * pb + cf + (agg >= 0 ? (size_t)(R / group * C) * sizeof(float) : 0);
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));

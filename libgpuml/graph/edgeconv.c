@@ -1,9 +1,8 @@
 /* EdgeConv's fused ops: the first edge-network layer computed per node
  * (kernels/edgeconv.h) and the reduction over each node's edges
  * (kernels/neighbour.h). */
-#include "nnops/graph_common.h"
+#include "graph/graph_common.h"
 
-static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 /* edges [N, ke, C] f32; *C receives C. */
 static gpuml_status check_edges(gpuml_ctx *ctx, const char *fn, const char *arg, const gpuml_tensor *t, int64_t n,
@@ -57,7 +56,7 @@ gpuml_status gpuml_edge_first_linear(gpuml_ctx *ctx, const gpuml_tensor *x, cons
     GPUML_TRY(check_edges(ctx, fn, "out", out, n, k - first, C, &Co));
     if (n * (k - first) * C == 0)
         return GPUML_OK;
-    size_t wb = align256((size_t)(2 * C * F) * sizeof(float)), bytes = wb + (size_t)(n * 2 * C) * sizeof(float);
+    size_t wb = gpuml_align_up((size_t)(2 * C * F) * sizeof(float)), bytes = wb + (size_t)(n * 2 * C) * sizeof(float);
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *wcat = ws, *pn = (float *)((char *)ws + wb);
@@ -95,7 +94,7 @@ gpuml_status gpuml_edge_first_linear_backward(gpuml_ctx *ctx, const gpuml_tensor
     void *csr_ws = NULL;
     size_t csr_bytes = 0;
     GPUML_TRY(gpuml_g_csr(ctx, fn, idx, n, k, rowptr, col, &rp, &cl, &csr_ws, &csr_bytes));
-    size_t wb = align256((size_t)(2 * C * F) * sizeof(float)), pb = align256((size_t)(n * 2 * C) * sizeof(float));
+    size_t wb = gpuml_align_up((size_t)(2 * C * F) * sizeof(float)), pb = gpuml_align_up((size_t)(n * 2 * C) * sizeof(float));
     size_t bytes = 2 * wb + pb;
     void *ws = NULL;
     gpuml_status st = gpuml_scratch_alloc(ctx, bytes, &ws, fn);

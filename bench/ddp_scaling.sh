@@ -10,6 +10,9 @@
 #
 # Defaults: build 3 2 2 (one process with 2 threads against 2 processes
 # with 1 thread each: the same 2 cores).
+# CPU ranks only; what a step does on GPUs (launches, NCCL calls and bytes)
+# is counted by bench/ddp_step_counts.sh, and docs/scaling.md's model uses
+# those counts.
 set -euo pipefail
 b=${1:-build} rounds=${2:-3} ranks=${3:-2} threads=${4:-2}
 cfg=$(dirname "$0")/../examples/configs/gravnet_oc.json

@@ -1,102 +1,122 @@
 #!/usr/bin/env python3
-"""Cost model of gpuml's data-parallel training (docs/scaling.md): predicted
-step time and efficiency of the GravNet driver on N GPUs, from stated inputs.
+"""Cost model of gpuml's data-parallel training (docs/scaling.md): step time
+and efficiency of the GravNet and ParticleNet drivers on 4 and 8 H100s and
+on two nodes, from the per-step counts measured on the emulated CUDA
+platform (bench/ddp_step_counts.sh -> counts.json; a copy of the committed
+run is bench/ddp_step_counts.json) and from named assumptions.
 
-    python3 bench/scaling_model.py [--params 24512] [--t-compute-ms 5.0]
-                                   [--backward-frac 0.6] [--check-cpu T1 TN]
+    python3 bench/scaling_model.py [--counts FILE] [--t-kernel-us 4] [--t-gemm-us 6]
+        [--t-copy-us 8] [--t-memset-us 2] [--rows 8000] [--latency-scale 1]
 
-Step time on N ranks with a fixed per-rank batch (weak scaling):
+Measured (counts, not times): per rank and step, the kernels gpuml
+launches, the cuBLAS GEMMs, copies and memsets; the NCCL operations and
+their bytes: the gradient buckets (one all-reduce each) and the per-step
+broadcast of the model's buffers.
 
-    T(N) = T_compute + T_exposed(N)
-    T_allreduce(S, N) = steps(N) * alpha + S * 2 (N - 1) / N / busbw
-    T_exposed = T_allreduce of the last bucket + max(0, sum over the other
-                buckets of T_allreduce - the backward time left after each
-                started)  (buckets start in reverse layer order from the
-                gradient hook; see include/gpuml/ddp.h)
+Assumed (no GPU here; every number below is an input, not a measurement):
 
-S is the gradient slab in bytes (f32). With the default buckets (1 MiB
-first, then 25 MiB) a model of under 1 MiB of gradients is one bucket,
-which can only start when backward has finished: nothing overlaps, the
-whole all-reduce is exposed. Everything here is an assumption unless it
-says "measured".
+    T_compute  = n_kernel * t_kernel + n_gemm * t_gemm + n_copy * t_copy
+                 + n_memset * t_memset, each op at least its memory time
+                 (rows * 64 floats * 8 B / HBM bandwidth): launch-bound below
+                 ~50 000 rows per batch on an H100
+    T_allreduce(S, N) = calls * L(N) + S * 2 (N - 1) / N / busbw    (ring)
+    T_broadcast(B, N) = L(N) + B / busbw
+    T_exposed  = every bucket's all-reduce after backward (the buckets are
+                 final only at the end of backward for these models, see
+                 counts: one bucket each) + the buffers' broadcast
+    efficiency = T_compute / (T_compute + T_exposed)   (weak scaling)
+
+calls = 2 per bucket with the deterministic sum (the drivers' default: one
+grouped send/recv, one group of N broadcasts), 1 with NCCL's own all-reduce
+(gpuml_comm_config.deterministic = 0); the bytes on the links are the same.
 """
 import argparse
+import json
+import os
 
-# Interconnects: (name, ranks, per-hop latency alpha in s, hops as a
-# function of N, all-reduce bus bandwidth in B/s).
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Interconnects: name, ranks, per-call latency L (s), all-reduce bus
+# bandwidth (B/s). ASSUMPTIONS: busbw as nccl-tests reports for large
+# messages - ~370 GB/s on H100 SXM with NVLink 4 / NVSwitch inside a node;
+# two nodes with one 200 Gb/s (HDR) InfiniBand NIC per GPU ~22 GB/s (90 % of
+# 25 GB/s), the inter-node hop being the ring's slowest link. L: the time of
+# one small NCCL call issued from a stream (kernel launch, protocol
+# hand-shakes, the ring's or tree's hops): ~15 us on 4 NVLink GPUs, ~20 us on
+# 8, ~30 us across two nodes - orders of magnitude of nccl-tests' small-
+# message latencies, not measured here.
 LINKS = [
-    # NVLink inside one H100 node: ~370 GB/s all-reduce busbw (issue 8's
-    # figure, nccl-tests on NVLink 4 / NVSwitch); small-message latency of
-    # NCCL's ring / tree on NVLink ~ 5 us per step (assumption).
-    ("4 x H100, NVLink", 4, 5e-6, lambda n: 2 * (n - 1), 370e9),
-    ("8 x H100, NVLink", 8, 5e-6, lambda n: 2 * (n - 1), 370e9),
-    # Two nodes, 4 GPUs each, one 200 Gb/s InfiniBand NIC per GPU: the
-    # inter-node ring runs at ~ 22 GB/s busbw (HDR NIC line rate 25 GB/s,
-    # ~90 % achievable; assumption), latency ~ 10 us per inter-node step,
-    # and NCCL's tree gives ~ 2 log2(N) latency steps for small messages.
-    ("2 nodes x 4 H100, IB HDR", 8, 10e-6, lambda n: 2 * max(1, (n - 1).bit_length()), 22e9),
+    ("4 x H100, NVLink/NVSwitch", 4, 15e-6, 370e9),
+    ("8 x H100, NVLink/NVSwitch", 8, 20e-6, 370e9),
+    ("2 nodes x 4 H100, IB HDR", 8, 30e-6, 22e9),
 ]
+HBM_BPS = 3.0e12  # H100 SXM HBM3 ~3.35 TB/s peak; assumed 3 TB/s reachable
 
 
-def allreduce_s(nbytes, n, alpha, hops, busbw):
-    if n == 1:
-        return 0.0
-    return hops(n) * alpha + nbytes * 2 * (n - 1) / n / busbw
+def load(path):
+    with open(path) as f:
+        return json.load(f)
 
 
-def exposed_s(buckets, n, alpha, hops, busbw, t_backward):
-    """Buckets in the order they start (reverse layer order); bucket i
-    starts when a fraction start[i] of backward is done."""
-    t = 0.0  # when the link is free
-    last_start = 0.0
-    for nbytes, start_frac in buckets:
-        start = start_frac * t_backward
-        t = max(t, start) + allreduce_s(nbytes, n, alpha, hops, busbw)
-        last_start = start
-    return max(0.0, t - t_backward) if buckets else 0.0
-
-
-def buckets_of(slab_bytes, first=1 << 20, rest=25 << 20):
-    """Bucket sizes and the fraction of backward done when each is final
-    (gradients assumed to finish uniformly along backward)."""
-    out, done = [], 0
-    size = first
-    while done < slab_bytes:
-        b = min(size, slab_bytes - done)
-        done += b
-        out.append((b, done / slab_bytes))
-        size = rest
-    return out
+def step_ops(counts, driver):
+    """Per-step counts of rank 0 at the largest measured rank count."""
+    runs = sorted((int(k.split(".np")[1]), k) for k in counts if k.startswith(driver + ".np"))
+    if not runs:
+        raise SystemExit(f"no {driver} runs in the counts file")
+    np_, key = runs[-1]
+    r0 = counts[key][0]
+    per = r0["per_step"]
+    buckets = [b["bytes"] for b in r0["buckets"]]
+    # broadcasts outside the buckets' all-gathers: from rank 0, bytes > 0, not
+    # right after a send/recv group (those are the reduced chunks)
+    extra, in_gather = [], 0
+    for op, nbytes in r0["ops"]:
+        if op in ("sendrecv", "allreduce"):
+            in_gather = np_ if op == "sendrecv" else 0
+        elif op == "broadcast" and in_gather > 0:
+            in_gather -= 1
+        elif op == "broadcast":
+            extra.append(nbytes)
+    return key, np_, per, buckets, extra
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--params", type=int, default=24512,
-                    help="gradient slab in floats (measured: the GravNet driver's model, 'slab 24512 floats')")
-    ap.add_argument("--t-compute-ms", type=float, default=5.0,
-                    help="forward+backward+optimizer per step on one GPU (NOT measured: no GPU here)")
-    ap.add_argument("--backward-frac", type=float, default=0.6, help="share of the step that is backward")
-    ap.add_argument("--check-cpu", nargs=3, type=float, metavar=("EPS1", "EPSN", "RANKS"),
-                    help="measured events/s at 1 and N ranks on this machine, to compare with the model")
+    ap.add_argument("--counts", default=os.path.join(HERE, "ddp_step_counts.json"))
+    ap.add_argument("--t-kernel-us", type=float, default=4.0, help="ASSUMED time of one small gpuml kernel")
+    ap.add_argument("--t-gemm-us", type=float, default=6.0, help="ASSUMED time of one small cuBLAS GEMM")
+    ap.add_argument("--t-copy-us", type=float, default=8.0, help="ASSUMED time of one small copy (H2D/D2H/D2D)")
+    ap.add_argument("--t-memset-us", type=float, default=2.0, help="ASSUMED time of one memset")
+    ap.add_argument("--rows", type=int, default=8000, help="rows (hits, particles) per batch and rank")
+    ap.add_argument("--latency-scale", type=float, default=1.0, help="multiply every link latency L")
+    ap.add_argument("--deterministic", type=int, default=1, help="1: gpuml's rank-order sum (2 calls/bucket)")
     a = ap.parse_args()
-    S = a.params * 4
-    bk = buckets_of(S)
-    tc = a.t_compute_ms * 1e-3
-    tb = a.backward_frac * tc
-    print(f"gradient slab {S / 1024:.1f} KiB in {len(bk)} bucket(s); compute {a.t_compute_ms:.2f} ms/step "
-          f"(backward {tb * 1e3:.2f} ms)")
-    print(f"{'interconnect':28s} {'N':>3s} {'all-reduce us':>14s} {'exposed us':>11s} {'step ms':>8s} "
-          f"{'efficiency':>10s} {'speed-up':>8s}")
-    for name, n, alpha, hops, busbw in LINKS:
-        ar = sum(allreduce_s(b, n, alpha, hops, busbw) for b, _ in bk)
-        ex = exposed_s(bk, n, alpha, hops, busbw, tb)
-        step = tc + ex
-        eff = tc / step
-        print(f"{name:28s} {n:3d} {ar * 1e6:14.1f} {ex * 1e6:11.1f} {step * 1e3:8.3f} {eff:10.3f} "
-              f"{n * eff:8.2f}")
-    if a.check_cpu:
-        e1, en, r = a.check_cpu
-        print(f"this machine: measured {en / e1:.2f}x events/s at {int(r)} ranks vs 1 (same 2 cores in total)")
+    counts = load(a.counts)
+    t_mem = a.rows * 64 * 8 / HBM_BPS  # one op's memory time at 64 features in and out
+    for driver in ("gravnet", "particlenet"):
+        key, np_, per, buckets, extra = step_ops(counts, driver)
+        n_kernel = per.get("kernel", 0) + per.get("cudnn", 0)
+        n_gemm = per.get("cublas", 0)
+        n_copy = sum(v for k, v in per.items() if k.startswith("memcpy"))
+        n_memset = per.get("memset", 0)
+        t_c = (n_kernel * max(a.t_kernel_us * 1e-6, t_mem) + n_gemm * max(a.t_gemm_us * 1e-6, t_mem) +
+               n_copy * a.t_copy_us * 1e-6 + n_memset * a.t_memset_us * 1e-6)
+        print(f"{driver} (counts of {key}, rank 0, per step): {n_kernel:g} kernels, {n_gemm:g} GEMMs, "
+              f"{n_copy:g} copies, {n_memset:g} memsets; {len(buckets)} bucket(s) of {buckets} B; "
+              f"buffer broadcasts {extra} B")
+        print(f"  T_compute = {t_c * 1e3:.2f} ms (assumed op times; memory time per op {t_mem * 1e6:.2f} us "
+              f"at {a.rows} rows)")
+        print(f"  {'interconnect':28s} {'N':>3s} {'all-reduce us':>14s} {'broadcast us':>12s} {'step ms':>8s} "
+              f"{'efficiency':>10s} {'speed-up':>8s}")
+        calls = 2 if a.deterministic else 1
+        for name, n, lat, busbw in LINKS:
+            lat *= a.latency_scale
+            ar = sum(calls * lat + s * 2 * (n - 1) / n / busbw for s in buckets)
+            bc = sum(lat + b / busbw for b in extra)
+            step = t_c + ar + bc
+            eff = t_c / step
+            print(f"  {name:28s} {n:3d} {ar * 1e6:14.1f} {bc * 1e6:12.1f} {step * 1e3:8.3f} {eff:10.3f} "
+                  f"{n * eff:8.2f}")
 
 
 if __name__ == "__main__":

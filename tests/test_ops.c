@@ -155,6 +155,27 @@ static void test_binary(void **state)
 {
     (void)state;
     assert_int_equal(H_RUN("binary"), 0);
+    /* An empty out at the address of a non-empty input broadcast to it (a
+     * batch of one event of 0 rows: the arena hands out one address for
+     * empty blocks) writes nothing and is no aliasing error; a non-empty
+     * out of another shape at an input's address still is. */
+    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 1);
+    float buf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    gpuml_device cpu = {GPUML_DEVICE_CPU, 0};
+    gpuml_tensor *a, *b, *out;
+    assert_int_equal(gpuml_tensor_wrap(buf, cpu, GPUML_F32, 2, (int64_t[]){0, 4}, NULL, NULL, &a), GPUML_OK);
+    assert_int_equal(gpuml_tensor_wrap(buf, cpu, GPUML_F32, 2, (int64_t[]){1, 4}, NULL, NULL, &b), GPUML_OK);
+    assert_int_equal(gpuml_tensor_wrap(buf, cpu, GPUML_F32, 2, (int64_t[]){0, 4}, NULL, NULL, &out), GPUML_OK);
+    assert_int_equal(gpuml_binary(ctx, GPUML_BINARY_ADD, a, b, out), GPUML_OK);
+    assert_true(buf[0] == 1 && buf[3] == 4);
+    gpuml_tensor_destroy(out);
+    assert_int_equal(gpuml_tensor_wrap(buf, cpu, GPUML_F32, 2, (int64_t[]){2, 4}, NULL, NULL, &out), GPUML_OK);
+    assert_int_equal(gpuml_binary(ctx, GPUML_BINARY_ADD, b, out, out), GPUML_ERR_INVALID_ARGUMENT);
+    assert_true(buf[0] == 1 && buf[3] == 4);
+    gpuml_tensor_destroy(a);
+    gpuml_tensor_destroy(b);
+    gpuml_tensor_destroy(out);
+    gpuml_ctx_destroy(ctx);
 }
 
 /* ======================= sum_to_shape, scale, axpy ====================== */

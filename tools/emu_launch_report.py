@@ -8,7 +8,8 @@ Each DIR holds launches.<pid>.tsv files written by runs with
 GPUML_EMU_LAUNCH_LOG=DIR (tests/cudaemu/include/cudaemu.h): one line per
 launch - kernel, blocks, threads per block, threads, the largest number of
 grid-stride iterations one thread ran, the most CPU time one thread took
-(us), the launch's wall time (us). LARGE_DIR is the same workload with S times the
+(us), the launch's wall time (us); cuBLAS, cuDNN, copies and memsets appear as
+"library:op" lines with zero threads. LARGE_DIR is the same workload with S times the
 rows (default 4).
 
 Per kernel it prints, for both runs, the launches, the most threads of one

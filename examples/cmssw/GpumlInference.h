@@ -3,8 +3,12 @@
 // Header only; drop it into a package (e.g. RecoTracker/GpumlTagger/plugins/)
 // whose BuildFile.xml has <use name="gpuml"/> (SCRAM tool file: gpuml.xml here).
 //
-//   - gpuml::cmssw::Engine: the engine, one per job, held in the module's
-//     GlobalCache and shared by every stream (it is thread-safe);
+//   - gpuml::cmssw::Engine: one engine (thread-safe), on one GPU or spread over
+//     several;
+//   - gpuml::cmssw::Engines: the engines of the job, held in the module's
+//     GlobalCache and shared by every stream; with several GPUs either one
+//     engine over all of them, or one engine per GPU with stream s on GPU
+//     s % nDevices (see the class);
 //   - gpuml::cmssw::Request: one event's request, a member of the stream module;
 //     submit() in acquire(), results ready in produce();
 //   - GpumlTaggerExample: an edm::stream::EDProducer<edm::ExternalWork,
@@ -33,6 +37,7 @@
 #include "FWCore/Framework/interface/stream/EDProducer.h"
 #include "FWCore/ParameterSet/interface/ParameterSet.h"
 #include "FWCore/Utilities/interface/Exception.h"
+#include "FWCore/Utilities/interface/StreamID.h"
 
 #include <gpuml/gpuml.h>
 
@@ -49,15 +54,22 @@ namespace gpuml {
     }
 
     // Owns a gpuml_engine. Configured from the module's ParameterSet:
-    //   modelPath (string), device ("cpu" | "cuda"), cudaDevice, instances,
-    //   maxBatchEvents, maxBatchRows, maxQueueDelayUs, queueCapacity.
+    //   modelPath (string), device ("cpu" | "cuda"), instances (0: one per
+    //   core on the CPU, one per GPU on CUDA), maxBatchEvents, maxBatchRows,
+    //   maxQueueDelayUs, queueCapacity;
+    // and by Engines: the GPU `cudaDevice`, or with `spreadOver` not empty a
+    // multi-device engine whose instances are spread over those GPUs.
     class Engine {
     public:
-      explicit Engine(edm::ParameterSet const& ps) {
+      Engine(edm::ParameterSet const& ps, int cudaDevice, std::vector<int> const& spreadOver = {}) {
         gpuml_engine_config cfg;
         gpuml_engine_config_init_defaults(&cfg);
         cfg.device.type = ps.getParameter<std::string>("device") == "cuda" ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
-        cfg.device.index = ps.getParameter<int>("cudaDevice");
+        cfg.device.index = cudaDevice;
+        if (!spreadOver.empty()) {
+          cfg.devices = spreadOver.data();  // copied by gpuml_engine_create
+          cfg.n_devices = static_cast<int>(spreadOver.size());
+        }
         cfg.num_instances = ps.getParameter<int>("instances");
         cfg.max_batch_events = ps.getParameter<int>("maxBatchEvents");
         cfg.max_batch_rows = ps.getParameter<int>("maxBatchRows");
@@ -97,6 +109,51 @@ namespace gpuml {
       };
       gpuml::tbb_executor executor_;  // declared first: outlives engine_
       std::unique_ptr<gpuml_engine, Deleter> engine_;
+    };
+
+    // The engines of the job (the module's GlobalCache). GPUs: `cudaDevices`
+    // (vint32); empty: `cudaDevice` alone, or every visible GPU when
+    // cudaDevice is -1. With several GPUs, `perStreamDevice` chooses how
+    // streams use them:
+    //   true:  one single-device engine per GPU, and stream s uses GPU
+    //          s % nDevices - the choice ONNX Runtime's session cache makes in
+    //          CMSSW. A stream always runs on the same GPU; each engine batches
+    //          only the events of its own streams.
+    //   false: one engine whose instances are spread over the GPUs
+    //          (gpuml_engine_config.devices). It batches the events of every
+    //          stream and hands each batch to a GPU with nothing in flight
+    //          first, so no GPU idles while another has work queued; results
+    //          do not depend on the GPU (identical GPUs), only on the batch.
+    class Engines {
+    public:
+      explicit Engines(edm::ParameterSet const& ps) {
+        std::vector<int> devices;
+        if (ps.getParameter<std::string>("device") == "cuda") {
+          devices = ps.getParameter<std::vector<int>>("cudaDevices");
+          int one = ps.getParameter<int>("cudaDevice");
+          if (devices.empty() && one >= 0)
+            devices.push_back(one);
+          for (int d = 0; devices.empty() && d < gpuml_cuda_device_count(); ++d)
+            devices.push_back(d);  // cudaDevice -1: every visible GPU ...
+          if (devices.empty())
+            devices.push_back(0);  // ... none: creation reports GPUML_ERR_NO_DEVICE
+        } else {
+          devices.push_back(0);  // the CPU
+        }
+        if (devices.size() == 1)
+          engines_.push_back(std::make_unique<Engine>(ps, devices[0]));
+        else if (ps.getParameter<bool>("perStreamDevice"))
+          for (int d : devices)
+            engines_.push_back(std::make_unique<Engine>(ps, d));
+        else
+          engines_.push_back(std::make_unique<Engine>(ps, devices[0], devices));
+      }
+      // The engine stream `streamID` uses: GPU streamID % nDevices when there
+      // is one engine per GPU, else the one engine.
+      Engine const& forStream(unsigned int streamID) const { return *engines_[streamID % engines_.size()]; }
+
+    private:
+      std::vector<std::unique_ptr<Engine>> engines_;
     };
 
     // One event's inference: a member of the stream module (one event at a
@@ -170,24 +227,28 @@ namespace gpuml {
 // An example module: per-hit features in, a per-hit score and a per-event
 // classification out. Products are plain vectors to keep the example short.
 class GpumlTaggerExample
-    : public edm::stream::EDProducer<edm::ExternalWork, edm::GlobalCache<gpuml::cmssw::Engine>> {
+    : public edm::stream::EDProducer<edm::ExternalWork, edm::GlobalCache<gpuml::cmssw::Engines>> {
 public:
-  GpumlTaggerExample(edm::ParameterSet const& ps, gpuml::cmssw::Engine const* engine)
+  GpumlTaggerExample(edm::ParameterSet const& ps, gpuml::cmssw::Engines const* engines)
       : hitsToken_(consumes<std::vector<float>>(ps.getParameter<edm::InputTag>("hits"))),
         scoreToken_(produces<std::vector<float>>("hitScore")),
         classToken_(produces<std::vector<float>>("eventClass")),
-        features_(engine->inputFeatures(0)) {}
+        features_(engines->forStream(0).inputFeatures(0)) {}
 
-  static std::unique_ptr<gpuml::cmssw::Engine> initializeGlobalCache(edm::ParameterSet const& ps) {
-    return std::make_unique<gpuml::cmssw::Engine>(ps.getParameterSet("gpuml"));
+  static std::unique_ptr<gpuml::cmssw::Engines> initializeGlobalCache(edm::ParameterSet const& ps) {
+    return std::make_unique<gpuml::cmssw::Engines>(ps.getParameterSet("gpuml"));
   }
-  static void globalEndJob(gpuml::cmssw::Engine const*) {}
+  static void globalEndJob(gpuml::cmssw::Engines const*) {}
+
+  // The stream's engine, fixed for the job: with one engine per GPU this is
+  // GPU streamID % nDevices.
+  void beginStream(edm::StreamID id) override { engine_ = &globalCache()->forStream(id.value()); }
 
   void acquire(edm::Event const& event, edm::EventSetup const&, edm::WaitingTaskWithArenaHolder holder) override {
     std::vector<float> const& hits = event.get(hitsToken_);  // [rows, features], kept by the event
     if (hits.size() % static_cast<size_t>(features_) != 0)
       throw cms::Exception("GpumlError") << "hits has " << hits.size() << " values, not a multiple of " << features_;
-    request_.submit(*globalCache(), static_cast<int64_t>(hits.size()) / features_, {hits.data()}, std::move(holder));
+    request_.submit(*engine_, static_cast<int64_t>(hits.size()) / features_, {hits.data()}, std::move(holder));
   }
 
   void produce(edm::Event& event, edm::EventSetup const&) override {
@@ -201,6 +262,7 @@ private:
   edm::EDPutTokenT<std::vector<float>> scoreToken_;
   edm::EDPutTokenT<std::vector<float>> classToken_;
   int64_t features_;
+  gpuml::cmssw::Engine const* engine_ = nullptr;  // set in beginStream
   gpuml::cmssw::Request request_;
 };
 

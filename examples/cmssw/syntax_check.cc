@@ -4,4 +4,5 @@
 #include "GpumlInference.h"
 
 template class std::unique_ptr<gpuml::cmssw::Engine>;
+template class std::unique_ptr<gpuml::cmssw::Engines>;
 static_assert(sizeof(GpumlTaggerExample) > 0, "the example module is a complete type");

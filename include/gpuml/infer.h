@@ -56,7 +56,7 @@
  * the host's pool) and batches of up to 8 events: small events do not split
  * well over threads, and instances overlap one another's serial parts
  * (bench/README-engine.md has the measurements). A CUDA engine runs one
- * instance with batches of up to 64. Set the fields to override.
+ * instance per device with batches of up to 64. Set the fields to override.
  *
  * Execution. Each of num_instances instances has its own context (and
  * CUDA stream), its own copy of the model, a tape and buffers reserved at
@@ -69,6 +69,25 @@
  * allocates: request slots come from a pool of queue_capacity, copied
  * inputs from a pinned pool of queue_rows rows, and the tapes' arenas are
  * warmed by a largest-batch forward at creation.
+ *
+ * Several devices. With cfg.devices / cfg.n_devices a CUDA engine places
+ * instance i on devices[i % n_devices] (one instance per device by
+ * default), each with its own context, stream, staging and copy of the
+ * model on that device. All instances take batches from the one queue, and
+ * an instance takes a batch only when it has a free stage (two per
+ * instance), so work goes to the devices that finish it (back-pressure per
+ * device: a slow or busy device simply takes less); when an instance that
+ * has nothing in flight is waiting, one that already has a batch in flight
+ * lets it form the next batch first (least loaded first). A batch's result
+ * does not depend on the device it ran on: the same kernels with the same
+ * launch shapes on identical devices give bitwise the same outputs, so with
+ * max_batch_events = 1 every result equals gpuml_engine_run_direct on any
+ * one device bitwise (batched results are as described under Batching).
+ * gpuml_engine_get_instance_stats shows the balance. Requests with device
+ * memory (inputs_on / outputs_on CUDA) need a single-device engine: on a
+ * multi-device engine submit refuses them (DEVICE_MISMATCH) since the
+ * device is chosen later; gpuml_engine_run_direct runs on devices[0] and
+ * accepts its memory. Devices of different kinds may round differently.
  *
  * Errors. A request that is accepted gets exactly one `done(user, status)`
  * call, on an engine thread, after its outputs are written: GPUML_OK, the
@@ -130,11 +149,21 @@ typedef struct gpuml_engine_clusters {
     float t_beta, t_d;  /* gpuml_oc_cluster_params; default 0.1, 0.5                    */
 } gpuml_engine_clusters;
 
+/* cfg.n_devices: spread the instances over every visible CUDA device. */
+#define GPUML_ENGINE_ALL_DEVICES (-1)
+
 typedef struct gpuml_engine_config {
     gpuml_device device;          /* default: CPU                                                  */
+    const int *devices;           /* CUDA: ordinals to spread the instances over, instance i on
+                                     devices[i % n_devices] (read during create only; distinct,
+                                     each < gpuml_cuda_device_count()). NULL (default): all on
+                                     device.index                                                 */
+    int n_devices;                /* entries of devices; 0 (default): device.index only;
+                                     GPUML_ENGINE_ALL_DEVICES: devices 0 .. count - 1             */
     int num_instances;            /* execution instances (model copies, streams); 0 (default): CPU
                                      one per core (gpuml_default_num_threads, or the executor's
-                                     max_workers), CUDA 1                                          */
+                                     max_workers), CUDA 1 per device; with several devices at
+                                     least one per device                                          */
     int max_batch_events;         /* events per batch; 0 (default): CPU 8, CUDA 64                 */
     int64_t max_batch_rows;       /* rows per batch, also the largest request; default 65536       */
     int64_t max_queue_delay_us;   /* wait for more events after the first; default 1000 (0: none)  */
@@ -253,7 +282,9 @@ GPUML_API gpuml_status gpuml_engine_run_direct(gpuml_engine *e, const gpuml_engi
 GPUML_API const gpuml_model *gpuml_engine_model(const gpuml_engine *e);
 
 /* The configuration the engine runs with, automatic choices (num_instances,
- * max_batch_events, queue_rows 0) resolved. Errors: INVALID_ARGUMENT. */
+ * max_batch_events, queue_rows 0, n_devices) resolved. With several devices,
+ * devices points to the engine's own list (valid until destroy), n_devices
+ * counts them and device.index is devices[0]. Errors: INVALID_ARGUMENT. */
 GPUML_API gpuml_status gpuml_engine_get_config(const gpuml_engine *e, gpuml_engine_config *out);
 
 /* ---- statistics ---------------------------------------------------------- */
@@ -283,6 +314,23 @@ typedef struct gpuml_engine_stats {
 
 /* Snapshot of the counters since creation (or the last reset). */
 GPUML_API gpuml_status gpuml_engine_get_stats(gpuml_engine *e, gpuml_engine_stats *out);
+
+/* One instance's share of the work, to see how it is balanced over the
+ * instances and devices. */
+typedef struct gpuml_engine_instance_stats {
+    gpuml_device device;     /* where the instance runs                            */
+    uint64_t batches;        /* forward passes (failed ones included)              */
+    uint64_t failed_batches;
+    uint64_t batch_events;   /* events in those batches                            */
+    uint64_t batch_rows;
+    int in_flight_batches;   /* batches taken and not yet completed, now (0..2)    */
+} gpuml_engine_instance_stats;
+
+/* Counters of instance `instance` (0 .. num_instances - 1 of
+ * gpuml_engine_get_config) since creation or the last reset. Errors:
+ * INVALID_ARGUMENT (NULL, instance out of range). */
+GPUML_API gpuml_status gpuml_engine_get_instance_stats(gpuml_engine *e, int instance,
+                                                       gpuml_engine_instance_stats *out);
 
 /* Batch-size histogram: counts[k] = batches of k events, for k < n - 1;
  * counts[n - 1] = batches of n - 1 events or more. */

@@ -9,7 +9,7 @@ static void complete_batch(eng_cthread *ct, eng_batch *b)
 {
     gpuml_engine *e = ct->eng;
     if (b->event_recorded) {
-        gpuml_status st = eng_cuda_event_sync(e->cfg.device.index, b->event);
+        gpuml_status st = eng_cuda_event_sync(b->inst->device, b->event);
         if (st != GPUML_OK && b->status == GPUML_OK) {
             b->status = st;
             b->computed = false;

@@ -66,7 +66,7 @@ static void lane_fini(gpuml_engine *e, eng_lane *l)
 
 static gpuml_status lane_init(gpuml_engine *e, eng_lane *l)
 {
-    gpuml_status st = eng_make_ctx(e, &l->ctx);
+    gpuml_status st = eng_make_ctx(e, e->cfg.device.index, &l->ctx); /* instance 0's device */
     if (st == GPUML_OK)
         st = gpuml_tape_create(l->ctx, &l->tape);
     if (st == GPUML_OK && e->cuda)

@@ -44,6 +44,48 @@ void gpuml_engine_request_init(gpuml_engine_request *req)
         memset(req, 0, sizeof *req);
 }
 
+/* The device list (gpuml/infer.h, "Several devices"): checked whole before
+ * anything is created, so that a bad list creates nothing. */
+static gpuml_status check_devices(const gpuml_engine_config *c, const char *fn)
+{
+#define BAD(...) gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, __VA_ARGS__)
+    if (c->n_devices == 0) {
+        if (c->devices)
+            return BAD("cfg->devices is set but cfg->n_devices is 0 (say how many, or GPUML_ENGINE_ALL_DEVICES)");
+        return GPUML_OK;
+    }
+    if (c->device.type != GPUML_DEVICE_CUDA)
+        return BAD("cfg->n_devices = %d: a device list needs cfg->device.type CUDA", c->n_devices);
+    if (c->n_devices < GPUML_ENGINE_ALL_DEVICES || c->n_devices > 64)
+        return BAD("cfg->n_devices = %d is not in [1, 64] or GPUML_ENGINE_ALL_DEVICES (-1)", c->n_devices);
+    int visible = gpuml_cuda_device_count();
+    if (c->n_devices == GPUML_ENGINE_ALL_DEVICES) {
+        if (c->devices)
+            return BAD("cfg->devices is set with cfg->n_devices = GPUML_ENGINE_ALL_DEVICES (use one or the other)");
+        if (visible <= 0)
+            return gpuml_fail(NULL, GPUML_ERR_NO_DEVICE, fn,
+                              "cfg->n_devices = GPUML_ENGINE_ALL_DEVICES but no CUDA device is visible");
+        return GPUML_OK;
+    }
+    if (!c->devices)
+        return BAD("cfg->n_devices = %d but cfg->devices is NULL", c->n_devices);
+    for (int i = 0; i < c->n_devices; i++) {
+        if (c->devices[i] < 0 || c->devices[i] >= visible)
+            return BAD("cfg->devices[%d] = %d is not a visible CUDA device (%d visible)", i, c->devices[i], visible);
+        for (int j = 0; j < i; j++)
+            if (c->devices[j] == c->devices[i])
+                return BAD("cfg->devices[%d] = %d repeats cfg->devices[%d] (for more instances per device raise "
+                           "cfg->num_instances)",
+                           i, c->devices[i], j);
+    }
+    int n = c->n_devices;
+    if (c->num_instances != 0 && c->num_instances < n)
+        return BAD("cfg->num_instances = %d is below the %d devices listed: every device needs an instance",
+                   c->num_instances, n);
+    return GPUML_OK;
+#undef BAD
+}
+
 static gpuml_status check_config(const gpuml_engine_config *c, const char *fn)
 {
 #define BAD(...) gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, __VA_ARGS__)
@@ -75,7 +117,7 @@ static gpuml_status check_config(const gpuml_engine_config *c, const char *fn)
         return BAD("cfg->on_destroy = %d is not a shutdown mode", (int)c->on_destroy);
     if ((int)c->log_level < GPUML_LOG_DEBUG || c->log_level > GPUML_LOG_OFF)
         return BAD("cfg->log_level %d is out of range", (int)c->log_level);
-    return GPUML_OK;
+    return check_devices(c, fn);
 #undef BAD
 }
 
@@ -88,7 +130,7 @@ static void resolve_defaults(gpuml_engine_config *c)
 {
     bool cuda = c->device.type == GPUML_DEVICE_CUDA;
     if (c->num_instances == 0) {
-        int n = cuda ? 1
+        int n = cuda ? (c->n_devices > 0 ? c->n_devices : 1)
                 : c->executor ? c->executor->max_workers(c->executor->self)
                               : gpuml_default_num_threads();
         c->num_instances = n < 1 ? 1 : n > 64 ? 64 : n;
@@ -169,6 +211,7 @@ static void free_engine(gpuml_engine *e)
     free(e->out_event);
     free(e->batch_hist);
     free(e->lanes);
+    free(e->devices);
     if (e->sync_ready) {
         pthread_mutex_destroy(&e->lock);
         pthread_mutex_destroy(&e->stats_lock);
@@ -221,6 +264,26 @@ gpuml_status gpuml_engine_create_from_model(const gpuml_model *model, const gpum
     if (!e)
         return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the engine");
     e->cfg = *cfg;
+    /* The device list becomes the engine's own (the caller's is borrowed
+     * for this call only); ALL_DEVICES becomes 0 .. count - 1. */
+    e->cfg.devices = NULL;
+    if (cfg->n_devices != 0) {
+        int n = cfg->n_devices == GPUML_ENGINE_ALL_DEVICES ? gpuml_cuda_device_count() : cfg->n_devices;
+        n = n > 64 ? 64 : n;
+        e->devices = malloc((size_t)n * sizeof *e->devices);
+        if (!e->devices) {
+            free(e);
+            return gpuml_fail(NULL, GPUML_ERR_OUT_OF_MEMORY, fn, "cannot allocate the device list");
+        }
+        for (int i = 0; i < n; i++)
+            e->devices[i] = cfg->n_devices == GPUML_ENGINE_ALL_DEVICES ? i : cfg->devices[i];
+        e->n_devices = n;
+        e->cfg.devices = e->devices;
+        e->cfg.n_devices = n;
+        e->cfg.device.index = e->devices[0]; /* direct mode, device-memory requests */
+    } else {
+        e->n_devices = 1;
+    }
     resolve_defaults(&e->cfg);
     if (e->cfg.device.type == GPUML_DEVICE_CPU)
         e->cfg.device.index = 0;
@@ -253,6 +316,7 @@ gpuml_status gpuml_engine_create_from_model(const gpuml_model *model, const gpum
     }
     for (int i = 0; st == GPUML_OK && i < e->n_inst; i++) {
         e->inst[i].index = i;
+        e->inst[i].device = !e->cuda ? 0 : e->devices ? e->devices[i % e->n_devices] : e->cfg.device.index;
         st = eng_instance_init(e, &e->inst[i], model);
     }
     if (st == GPUML_OK)

@@ -81,6 +81,9 @@ typedef struct eng_batch {
 struct eng_instance {
     gpuml_engine *eng;
     int index;
+    int device;                 /* CUDA ordinal of its context (0 on the CPU)      */
+    bool taking;                /* its worker is in eng_take_batch (engine lock)   */
+    uint64_t n_batches, n_failed, n_events, n_rows; /* its share (stats_lock)      */
     gpuml_ctx *ctx;
     gpuml_model *model;
     gpuml_tape *tape;
@@ -166,6 +169,8 @@ struct gpuml_engine {
 
     eng_instance *inst;
     int n_inst;
+    int *devices;               /* [n_devices] the resolved cfg.devices, or NULL   */
+    int n_devices;              /* distinct devices of the instances (1: one)      */
     eng_cthread *cthreads;
     int n_cthreads;
 
@@ -226,13 +231,16 @@ void eng_cancel_waiting_locked(gpuml_engine *e, gpuml_status status);
 /* ---- engine.c ---- */
 /* The engine's clock (deadlines, timings, the batcher's timed wait). */
 static inline int64_t eng_now_us(void) { return gpuml_clock_us(); }
-/* A context for the engine's device with its configured threads and log
- * (the default threads shared among the instances). */
-static inline gpuml_status eng_make_ctx(gpuml_engine *e, gpuml_ctx **out)
+/* A context on CUDA device `device` (ignored on the CPU) with the engine's
+ * configured threads and log (the default threads shared among the
+ * instances). */
+static inline gpuml_status eng_make_ctx(gpuml_engine *e, int device, gpuml_ctx **out)
 {
     gpuml_ctx_config cc;
     gpuml_ctx_config_init_defaults(&cc);
     cc.device = e->cfg.device;
+    if (e->cuda)
+        cc.device.index = device;
     cc.num_threads = e->cfg.cpu_threads;
     cc.executor = e->cfg.executor;
     cc.log_fn = e->cfg.log_fn;

@@ -44,7 +44,7 @@ static void free_stage(eng_instance *in, eng_batch *b)
 {
     gpuml_engine *e = in->eng;
     if (b->event)
-        eng_cuda_event_destroy(e->cfg.device.index, b->event);
+        eng_cuda_event_destroy(in->device, b->event);
     if (in->ctx) {
         gpuml_pinned_free(in->ctx, b->h_in);
         gpuml_pinned_free(in->ctx, b->h_splits);
@@ -86,7 +86,7 @@ static gpuml_status init_stage(eng_instance *in, eng_batch *b)
             GPUML_TRY(gpuml_tensor_create(in->ctx, GPUML_F32, 2, (int64_t[]){max_rows, e->f_in[i]}, &b->d_in[i]));
         int64_t ns = max_events + 1;
         GPUML_TRY(gpuml_tensor_create(in->ctx, GPUML_I64, 1, &ns, &b->d_splits));
-        GPUML_TRY(eng_cuda_event_create(e->cfg.device.index, &b->event));
+        GPUML_TRY(eng_cuda_event_create(in->device, &b->event));
     }
     return GPUML_OK;
 }
@@ -97,7 +97,7 @@ static gpuml_status init_stage(eng_instance *in, eng_batch *b)
 static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
 {
     gpuml_engine *e = in->eng;
-    int dev = e->cfg.device.index;
+    int dev = in->device;
     void *stream = gpuml_ctx_stream(in->ctx);
     for (int i = 0; i < e->n_in; i++) {
         float *src = b->h_in + e->in_off[i];
@@ -105,7 +105,8 @@ static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
         if (e->cuda)
             GPUML_TRY(eng_cuda_memcpy_async(dev, dst, src, (size_t)(b->n_rows * e->f_in[i]) * sizeof(float), ENG_H2D,
                                             stream));
-        gpuml_tensor_init_view(&b->in_view[i], dst, e->cfg.device, GPUML_F32, 2, (int64_t[]){b->n_rows, e->f_in[i]});
+        gpuml_tensor_init_view(&b->in_view[i], dst, gpuml_ctx_device(in->ctx), GPUML_F32, 2,
+                               (int64_t[]){b->n_rows, e->f_in[i]});
     }
     int64_t ns = b->n_events + 1;
     int64_t *splits = e->cuda ? gpuml_tensor_data(b->d_splits) : b->h_splits;
@@ -121,7 +122,7 @@ static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
                                                 stream));
         }
     }
-    gpuml_tensor_init_view(&b->splits_view, splits, e->cfg.device, GPUML_I64, 1, &ns);
+    gpuml_tensor_init_view(&b->splits_view, splits, gpuml_ctx_device(in->ctx), GPUML_I64, 1, &ns);
     return GPUML_OK;
 }
 
@@ -130,7 +131,7 @@ static gpuml_status stage_inputs(eng_instance *in, eng_batch *b)
 static gpuml_status stage_outputs(eng_instance *in, eng_batch *b)
 {
     gpuml_engine *e = in->eng;
-    int dev = e->cfg.device.index;
+    int dev = in->device;
     void *stream = gpuml_ctx_stream(in->ctx);
     for (int o = 0; o < e->n_out; o++) {
         const float *src = eng_out_src(e, b->outs, b->cl_src, o);
@@ -208,7 +209,7 @@ gpuml_status eng_warm_up(eng_instance *in)
 gpuml_status eng_instance_init(gpuml_engine *e, eng_instance *in, const gpuml_model *src)
 {
     in->eng = e;
-    GPUML_TRY(eng_make_ctx(e, &in->ctx));
+    GPUML_TRY(eng_make_ctx(e, in->device, &in->ctx));
     GPUML_TRY(copy_model(in->ctx, src, &in->model));
     GPUML_TRY(gpuml_tape_create(in->ctx, &in->tape));
     gpuml_tape_set_grad_enabled(in->tape, 0);
@@ -290,7 +291,7 @@ static void run_batch(eng_instance *in, eng_batch *b)
         /* Kernels flag bad input in the context's device word instead of
          * failing (kernels/common.h); read it with the batch, then clear it. */
         *b->h_flag = 0;
-        st = eng_cuda_memcpy_async(e->cfg.device.index, b->h_flag, in->ctx->dev_error, sizeof(int), ENG_D2H,
+        st = eng_cuda_memcpy_async(in->device, b->h_flag, in->ctx->dev_error, sizeof(int), ENG_D2H,
                                    gpuml_ctx_stream(in->ctx));
         if (st == GPUML_OK)
             st = gpuml_memzero(in->ctx, in->ctx->dev_error, sizeof(int), "gpuml_engine");
@@ -303,11 +304,11 @@ static void run_batch(eng_instance *in, eng_batch *b)
     if (e->cuda) {
         /* Recorded also after a failure: the completion thread must not
          * release the staging while copies already enqueued still run. */
-        gpuml_status es = eng_cuda_event_record(e->cfg.device.index, b->event, gpuml_ctx_stream(in->ctx));
+        gpuml_status es = eng_cuda_event_record(in->device, b->event, gpuml_ctx_stream(in->ctx));
         if (es == GPUML_OK) {
             b->event_recorded = true;
         } else {
-            (void)eng_cuda_stream_sync(e->cfg.device.index, gpuml_ctx_stream(in->ctx));
+            (void)eng_cuda_stream_sync(in->device, gpuml_ctx_stream(in->ctx));
             if (b->status == GPUML_OK) {
                 b->status = es;
                 b->computed = false;
@@ -341,7 +342,7 @@ void *eng_worker_main(void *arg)
     eng_instance *in = arg;
     gpuml_engine *e = in->eng;
     if (e->cuda)
-        (void)eng_cuda_set_device(e->cfg.device.index); /* our own thread: stays on the engine's GPU */
+        (void)eng_cuda_set_device(in->device); /* our own thread: stays on its instance's GPU */
     for (;;) {
         eng_batch *b = acquire_stage(in);
         if (!eng_take_batch(e, b)) {

@@ -133,6 +133,14 @@ gpuml_status gpuml_engine_submit(gpuml_engine *e, const gpuml_engine_request *re
     GPUML_TRY(eng_check_request(e, req, fn));
     if (!done)
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'done' is NULL");
+    /* The queue picks the device later: device memory is on one of them
+     * (direct mode runs on devices[0] and takes it). */
+    if (e->n_devices > 1 && (req->inputs_on == GPUML_DEVICE_CUDA || req->outputs_on == GPUML_DEVICE_CUDA))
+        return gpuml_fail(NULL, GPUML_ERR_DEVICE_MISMATCH, fn,
+                          "req->%s is CUDA but the engine spreads its instances over %d devices: pass host "
+                          "memory (or use gpuml_engine_run_direct, which runs on device %d)",
+                          req->inputs_on == GPUML_DEVICE_CUDA ? "inputs_on" : "outputs_on", e->n_devices,
+                          e->cfg.device.index);
     bool copy = req->inputs_on == GPUML_DEVICE_CPU && !req->borrow_inputs && req->rows > 0;
 
     pthread_mutex_lock(&e->lock);
@@ -236,6 +244,32 @@ static bool nothing_more_can_arrive(gpuml_engine *e, int64_t now)
     return population > 0 && e->in_flight - e->submitting >= population;
 }
 
+/* Batches the instance has taken and not completed (engine lock). */
+static int stages_busy(const eng_instance *in)
+{
+    int n = 0;
+    for (int k = 0; k < ENG_STAGES; k++)
+        n += in->stages[k].busy;
+    return n;
+}
+
+/* Least loaded first, between CUDA instances (several devices, or streams
+ * of one): an instance that already has a batch in flight (its other stage
+ * busy, besides the one it fills) lets an instance with nothing in flight
+ * that is also waiting form the next batch, so that a device does not queue
+ * a second batch while another sits idle. On the CPU a worker computes its
+ * batch itself, so a busy stage there is only a completion being called
+ * back: nothing to prefer. */
+static bool defer_to_idle_locked(const gpuml_engine *e, const eng_batch *b)
+{
+    if (!e->cuda || e->n_inst < 2 || stages_busy(b->inst) < 2)
+        return false;
+    for (int i = 0; i < e->n_inst; i++)
+        if (&e->inst[i] != b->inst && e->inst[i].taking && stages_busy(&e->inst[i]) < 2)
+            return true;
+    return false;
+}
+
 bool eng_take_batch(gpuml_engine *e, eng_batch *b)
 {
     const int max_events = e->cfg.max_batch_events;
@@ -246,7 +280,8 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
     /* One worker forms a batch at a time: the others would only split the
      * waiting requests into smaller batches. */
     e->takers++;
-    while (e->forming)
+    b->inst->taking = true;
+    while (e->forming || (defer_to_idle_locked(e, b) && !e->stopping))
         pthread_cond_wait(&e->turn_cv, &e->lock);
     e->forming = true;
     for (;;) {
@@ -261,6 +296,15 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
         if (!(e->stopping || e->heap_n >= max_events || e->heap_rows >= max_rows || now >= due ||
               nothing_more_can_arrive(e, now))) {
             timed_wait(&e->queue_cv, &e->lock, due);
+            continue;
+        }
+        if (!e->stopping && defer_to_idle_locked(e, b)) {
+            /* an idle instance arrived while we waited: its turn first */
+            e->forming = false;
+            pthread_cond_broadcast(&e->turn_cv);
+            while (e->forming || (defer_to_idle_locked(e, b) && !e->stopping))
+                pthread_cond_wait(&e->turn_cv, &e->lock);
+            e->forming = true;
             continue;
         }
         /* Other instances idle here too: take about our share of the
@@ -292,7 +336,9 @@ bool eng_take_batch(gpuml_engine *e, eng_batch *b)
     }
     e->forming = false;
     e->takers--;
-    pthread_cond_signal(&e->turn_cv);
+    b->inst->taking = false;
+    /* all: a deferring worker may be waiting beside the one whose turn it is */
+    pthread_cond_broadcast(&e->turn_cv);
     pthread_mutex_unlock(&e->lock);
     return b->n_events > 0;
 }

@@ -91,6 +91,10 @@ void eng_stats_batch(gpuml_engine *e, const eng_batch *b, const gpuml_status *st
         e->st.batch_events += (uint64_t)b->n_events;
         e->st.batch_rows += (uint64_t)b->n_rows;
         e->batch_hist[b->n_events]++;
+        b->inst->n_batches++;
+        b->inst->n_events += (uint64_t)b->n_events;
+        b->inst->n_rows += (uint64_t)b->n_rows;
+        b->inst->n_failed += b->status != GPUML_OK;
         eng_hist_add(&e->h_compute, (double)(t_done - b->t_start));
         if (b->status != GPUML_OK) {
             e->st.failed_batches++;
@@ -120,6 +124,32 @@ gpuml_status gpuml_engine_get_stats(gpuml_engine *e, gpuml_engine_stats *out)
     return GPUML_OK;
 }
 
+gpuml_status gpuml_engine_get_instance_stats(gpuml_engine *e, int instance, gpuml_engine_instance_stats *out)
+{
+    static const char fn[] = "gpuml_engine_get_instance_stats";
+    if (!e || !out)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument '%s' is NULL", e ? "out" : "e");
+    if (instance < 0 || instance >= e->n_inst)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "instance = %d is not in [0, %d)", instance,
+                          e->n_inst);
+    const eng_instance *in = &e->inst[instance];
+    memset(out, 0, sizeof *out);
+    out->device.type = e->cfg.device.type;
+    out->device.index = in->device;
+    pthread_mutex_lock(&e->stats_lock);
+    out->batches = in->n_batches;
+    out->failed_batches = in->n_failed;
+    out->batch_events = in->n_events;
+    out->batch_rows = in->n_rows;
+    pthread_mutex_unlock(&e->stats_lock);
+    pthread_mutex_lock(&e->lock);
+    for (int k = 0; k < ENG_STAGES; k++)
+        out->in_flight_batches += in->stages[k].busy;
+    out->in_flight_batches -= in->taking; /* the stage it is filling holds no batch yet */
+    pthread_mutex_unlock(&e->lock);
+    return GPUML_OK;
+}
+
 gpuml_status gpuml_engine_batch_histogram(gpuml_engine *e, uint64_t *counts, int n)
 {
     static const char fn[] = "gpuml_engine_batch_histogram";
@@ -145,6 +175,8 @@ void gpuml_engine_reset_stats(gpuml_engine *e)
     memset(&e->h_compute, 0, sizeof e->h_compute);
     memset(&e->h_latency, 0, sizeof e->h_latency);
     memset(e->batch_hist, 0, ((size_t)e->cfg.max_batch_events + 1) * sizeof *e->batch_hist);
+    for (int i = 0; i < e->n_inst; i++)
+        e->inst[i].n_batches = e->inst[i].n_failed = e->inst[i].n_events = e->inst[i].n_rows = 0;
     pthread_mutex_unlock(&e->stats_lock);
 }
 

@@ -226,7 +226,8 @@ class EngineClusters(CStruct):
 
 
 class EngineConfig(CStruct):
-    _fields_ = [("device", Device), ("num_instances", c_int), ("max_batch_events", c_int),
+    _fields_ = [("device", Device), ("devices", POINTER(c_int)), ("n_devices", c_int),
+                ("num_instances", c_int), ("max_batch_events", c_int),
                 ("max_batch_rows", c_int64), ("max_queue_delay_us", c_int64), ("queue_capacity", c_int),
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
                 ("executor", c_void_p), ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int),
@@ -253,6 +254,11 @@ class EngineStats(CStruct):
                 ("compute_time", EngineTiming), ("latency", EngineTiming)]
 
 
+class EngineInstanceStats(CStruct):
+    _fields_ = [("device", Device), ("batches", c_uint64), ("failed_batches", c_uint64),
+                ("batch_events", c_uint64), ("batch_rows", c_uint64), ("in_flight_batches", c_int)]
+
+
 DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
 
 
@@ -277,6 +283,7 @@ STRUCTS = {"gpuml_device": Device, "gpuml_ctx_config": CtxConfig, "gpuml_oc_para
            "gpuml_trainer_config": TrainerConfig, "gpuml_step_stats": StepStats,
            "gpuml_engine_config": EngineConfig, "gpuml_engine_request": EngineRequest,
            "gpuml_engine_timing": EngineTiming, "gpuml_engine_stats": EngineStats,
+           "gpuml_engine_instance_stats": EngineInstanceStats,
            "gpuml_comm_config": CommConfig, "gpuml_ddp_config": DdpConfig}
 
 # ---- function table ---------------------------------------------------------
@@ -430,7 +437,9 @@ _PROTOS = {
     "gpuml_engine_run": (ST, [P, POINTER(EngineRequest)]),
     "gpuml_engine_run_direct": (ST, [P, POINTER(EngineRequest), P]),
     "gpuml_engine_model": (P, [P]),
+    "gpuml_engine_get_config": (ST, [P, POINTER(EngineConfig)]),
     "gpuml_engine_get_stats": (ST, [P, POINTER(EngineStats)]),
+    "gpuml_engine_get_instance_stats": (ST, [P, I, POINTER(EngineInstanceStats)]),
     "gpuml_engine_batch_histogram": (ST, [P, POINTER(c_uint64), I]),
     "gpuml_engine_reset_stats": (None, [P]),
     "gpuml_engine_last_error": (c_char_p, [P, c_char_p, c_size_t]),

@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import itertools
+import operator
 import os
 import threading
 from ctypes import c_uint64, c_void_p
@@ -26,11 +27,12 @@ import numpy as np
 
 from ._context import parse_device
 from ._errors import InvalidArgumentError, ShapeError, StateError, error_for_status
-from ._lib import DONE_FN, EngineConfig, EngineRequest, EngineStats, lib, need, seconds_arg
+from ._lib import DONE_FN, EngineConfig, EngineInstanceStats, EngineRequest, EngineStats, lib, need, seconds_arg
 from ._tensor import as_tensor
 from .model import Model, input_infos, output_infos
 
 _CANCEL, _DRAIN = 0, 1
+_ALL_DEVICES = -1  # GPUML_ENGINE_ALL_DEVICES
 
 # Requests in flight: id -> (future, arrays and ctypes objects to keep alive).
 # The done callback finds its request here; it holds no reference to the
@@ -104,6 +106,12 @@ class Engine:
         JSON config) or a :class:`gpuml.Model` (its current weights are
         copied; it may change or go away afterwards).
     device : "cpu" (default) or "cuda[:i]".
+    devices : CUDA only: spread the instances over several GPUs, instance i
+        on devices[i % len(devices)] - a list of ordinals, or "all" for
+        every visible GPU (gpuml_engine_config.devices / n_devices; one
+        instance per device unless num_instances says more). The engine's
+        resolved list is ``engine.devices``; ``engine.instance_stats()``
+        shows how the work was spread.
     num_instances, max_batch_events, max_batch_rows, max_queue_delay_us,
     queue_capacity, queue_rows, completion_threads, cpu_threads,
     max_direct_lanes, warmup : the fields of gpuml_engine_config (None:
@@ -124,11 +132,24 @@ class Engine:
 
     def __init__(self, model, *, device="cpu", num_instances=None, max_batch_events=None, max_batch_rows=None,
                  max_queue_delay_us=None, queue_capacity=None, queue_rows=None, completion_threads=None,
-                 cpu_threads=None, max_direct_lanes=None, warmup=None, clusters=None, require_checksum=False):
+                 cpu_threads=None, max_direct_lanes=None, warmup=None, clusters=None, require_checksum=False,
+                 devices=None):
         need("gpuml_engine_create", "gpuml_engine_submit")
         cfg = EngineConfig()
         lib.gpuml_engine_config_init_defaults(ctypes.byref(cfg))
         cfg.device = parse_device(device)
+        dev_list = None  # kept alive through the create call (the C side copies it)
+        if isinstance(devices, str):
+            if devices != "all":
+                raise InvalidArgumentError(f"gpuml.Engine: devices={devices!r}: a list of CUDA ordinals or 'all'")
+            cfg.n_devices = _ALL_DEVICES
+        elif devices is not None:
+            ords = [operator.index(d) for d in devices]
+            if not ords:
+                raise InvalidArgumentError("gpuml.Engine: devices is empty (None: device's GPU only)")
+            dev_list = (ctypes.c_int * len(ords))(*ords)
+            cfg.devices = ctypes.cast(dev_list, ctypes.POINTER(ctypes.c_int))
+            cfg.n_devices = len(ords)
         cfg.on_destroy = _DRAIN
         cfg.require_checksum = 1 if require_checksum else 0
         opts = dict(num_instances=num_instances, max_batch_events=max_batch_events, max_batch_rows=max_batch_rows,
@@ -156,7 +177,13 @@ class Engine:
             lib.gpuml_engine_create(os.fsencode(model), ctypes.byref(cfg), ctypes.byref(h))
         self._h = h.value
         self.config = {f: getattr(cfg, f) for f, _ in EngineConfig._fields_
-                       if f not in ("log_fn", "log_user", "clusters")}
+                       if f not in ("log_fn", "log_user", "clusters", "devices")}
+        got = EngineConfig()  # the resolved device list (ALL_DEVICES expanded)
+        lib.gpuml_engine_get_config(self._h, ctypes.byref(got))
+        self.devices = [got.devices[i] for i in range(got.n_devices)] if got.n_devices > 0 else None
+        self.config["n_devices"] = got.n_devices
+        self.config["devices"] = self.devices
+        self.num_instances = got.num_instances
         m = lib.gpuml_engine_model(self._h)
         self.inputs = input_infos(m)
         self.outputs = output_infos(m)
@@ -278,6 +305,19 @@ class Engine:
             d[k] = _timing(d[k])
         d["mean_batch_events"] = s.batch_events / s.batches if s.batches else 0.0
         return d
+
+    def instance_stats(self) -> list[dict]:
+        """Per instance: its device ("cuda:i" or "cpu") and its batches,
+        failed_batches, batch_events, batch_rows and in_flight_batches
+        (gpuml_engine_get_instance_stats): how the work was balanced."""
+        out = []
+        for i in range(self.num_instances):
+            s = EngineInstanceStats()
+            lib.gpuml_engine_get_instance_stats(self.handle, i, ctypes.byref(s))
+            d = {f: getattr(s, f) for f, _ in EngineInstanceStats._fields_ if f != "device"}
+            d["device"] = f"cuda:{s.device.index}" if s.device.type == 1 else "cpu"
+            out.append(d)
+        return out
 
     def batch_histogram(self, n: int = 65) -> np.ndarray:
         """counts[k] = batches of k events (the last bin: n - 1 or more)."""

@@ -28,7 +28,8 @@ CONSTANTS = {
     "GPUML_REDUCE_SUM": ops._REDUCE["sum"], "GPUML_REDUCE_MEAN": ops._REDUCE["mean"],
     "GPUML_REDUCE_MAX": ops._REDUCE["max"], "GPUML_REDUCE_MIN": ops._REDUCE["min"],
 }
-CONSTANTS.update({"GPUML_ENGINE_CANCEL": engine._CANCEL, "GPUML_ENGINE_DRAIN": engine._DRAIN})
+CONSTANTS.update({"GPUML_ENGINE_CANCEL": engine._CANCEL, "GPUML_ENGINE_DRAIN": engine._DRAIN,
+                  "GPUML_ENGINE_ALL_DEVICES": engine._ALL_DEVICES})
 CONSTANTS.update({f"GPUML_UNARY_{n.upper()}": i for i, n in enumerate(ops._UNARY)})
 CONSTANTS.update({f"GPUML_LOSS_{n.upper()}": v for n, v in train.LOSSES.items() if n not in ("bce",)})
 CONSTANTS["GPUML_LOSS_BCE_LOGITS"] = train.LOSSES["bce"]

@@ -144,3 +144,36 @@ def test_close_drains_pending_requests(model, rng):
     eng.close()
     assert all(f.done() and f.exception() is None for f in futs)
     eng.close()  # twice is fine
+
+
+def test_engine_over_several_devices(model, rng):
+    """devices=[...] / "all": instances on several GPUs (two or more, e.g. the
+    emulated CUDA build's), each event bitwise equal to direct inference on
+    the first listed device (one event per batch), the work spread over
+    every device. Bad lists are refused before anything is created."""
+    n = gpuml.cuda_device_count()
+    bad = r"cfg->devices\[1\] = 99" if n else r"cfg->devices\[0\] = 0"  # the first entry not visible
+    with pytest.raises(gpuml.InvalidArgumentError, match=bad + " is not a visible CUDA device"):
+        gpuml.Engine(model, device="cuda", devices=[0, 99])
+    with pytest.raises(gpuml.InvalidArgumentError, match="a device list needs cfg->device.type CUDA"):
+        gpuml.Engine(model, devices="all")
+    if n < 2:
+        pytest.skip("needs two CUDA devices (the emulated CUDA build has them)")
+    with pytest.raises(gpuml.InvalidArgumentError, match=r"cfg->devices\[1\] = 1 repeats cfg->devices\[0\]"):
+        gpuml.Engine(model, device="cuda", devices=[1, 1])
+    events = make_events(rng, 40)
+    with gpuml.Engine(model, device="cuda:1", max_batch_events=1) as one:
+        want = [one.run(ev, direct=True) for ev in events]
+    with gpuml.Engine(model, device="cuda", devices=[1, 0], max_batch_events=1) as eng:
+        assert eng.devices == [1, 0] and eng.num_instances == 2
+        futs = [eng.submit(ev) for ev in events]
+        for f, w in zip(futs, want):
+            got = f.result(timeout=120)
+            for g, x in zip(got, w):
+                assert np.array_equal(g, x)
+        per = eng.instance_stats()
+        assert [p["device"] for p in per] == ["cuda:1", "cuda:0"]
+        assert sum(p["batch_events"] for p in per) == len(events)
+        assert all(p["batches"] > 0 for p in per)
+    with gpuml.Engine(model, device="cuda", devices="all") as eng:
+        assert eng.devices == list(range(gpuml.cuda_device_count()))

@@ -127,6 +127,7 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
     float al = *alpha, be = *beta;
     cudaStream_t stream = h->stream;
     int dev = h->device;
+    gpuml_emu_log_op(batch > 1 ? "cublas:sgemm_strided_batched" : "cublas:sgemm");
     cudaError_t e = gpuml_emu_enqueue(stream, [=] {
         size_t na = span(arows, acols, lda), nb = span(brows, bcols, ldb), nc = span(m, n, ldc);
         for (int b = 0; b < batch; b++) {

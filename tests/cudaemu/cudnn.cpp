@@ -128,6 +128,7 @@ EMU_API cudnnStatus_t cudnnBatchNormalizationForwardTraining(
     const void *x, const cudnnTensorDescriptor_t yd, void *y, const cudnnTensorDescriptor_t pd, const void *scale,
     const void *bias, double factor, void *rmean, void *rvar, double eps, void *smean, void *sinv)
 {
+    gpuml_emu_log_op("cudnn:bn_forward_training");
     Shape sh;
     cudnnStatus_t st = check(h, mode, xd, yd, pd, eps, &sh);
     if (st != CUDNN_STATUS_SUCCESS)
@@ -189,6 +190,7 @@ EMU_API cudnnStatus_t cudnnBatchNormalizationForwardInference(
     const void *x, const cudnnTensorDescriptor_t yd, void *y, const cudnnTensorDescriptor_t pd, const void *scale,
     const void *bias, const void *emean, const void *evar, double eps)
 {
+    gpuml_emu_log_op("cudnn:bn_forward_inference");
     Shape sh;
     cudnnStatus_t st = check(h, mode, xd, yd, pd, eps, &sh);
     if (st != CUDNN_STATUS_SUCCESS)
@@ -223,6 +225,7 @@ EMU_API cudnnStatus_t cudnnBatchNormalizationBackward(
     const void *dy, const cudnnTensorDescriptor_t dxd, void *dx, const cudnnTensorDescriptor_t pd, const void *scale,
     void *dscale, void *dbias, double eps, const void *smean, const void *sinv)
 {
+    gpuml_emu_log_op("cudnn:bn_backward");
     Shape sh;
     cudnnStatus_t st = check(h, mode, xd, dxd, pd, eps, &sh);
     if (st == CUDNN_STATUS_SUCCESS && (!dyd || !dyd->set || dyd->n != xd->n || dyd->c != xd->c ||

@@ -82,6 +82,7 @@ bool take_fault();
 
 /* For the header-only shims (cub): queue fn on a stream; checks the handle. */
 cudaError_t gpuml_emu_enqueue(cudaStream_t s, std::function<void()> fn) __attribute__((visibility("default")));
+extern "C" void gpuml_emu_log_op(const char *name) __attribute__((visibility("default")));
 /* Device memory of the current device, [p, p + n). */
 bool gpuml_emu_is_device(const void *p, size_t n) __attribute__((visibility("default")));
 

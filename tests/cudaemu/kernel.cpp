@@ -345,21 +345,31 @@ static void note_kernel(const std::string &key)
     }
 }
 
-static void log_launch(const std::string &key, const Launch *L, uint64_t ns)
+/* The launch log, opened on first use (log_m held); NULL: not asked for. */
+static FILE *launch_log_locked()
 {
     static const char *dir = getenv("GPUML_EMU_LAUNCH_LOG");
     static FILE *f = nullptr;
     if (!dir || !*dir)
-        return;
-    std::lock_guard<std::mutex> l(log_m);
+        return nullptr;
     if (!f) {
         char path[4096];
         snprintf(path, sizeof path, "%s/launches.%d.tsv", dir, (int)getpid());
         f = fopen(path, "a");
-        if (!f)
-            return;
-        setvbuf(f, nullptr, _IOLBF, 0);
+        if (f)
+            setvbuf(f, nullptr, _IOLBF, 0);
     }
+    return f;
+}
+
+static void log_launch(const std::string &key, const Launch *L, uint64_t ns)
+{
+    if (!timed)
+        return;
+    std::lock_guard<std::mutex> l(log_m);
+    FILE *f = launch_log_locked();
+    if (!f)
+        return;
     fprintf(f, "%s\t%llu\t%u\t%llu\t%llu\t%.1f\t%.1f\n", key.c_str(), (unsigned long long)L->nblocks, L->threads,
             (unsigned long long)L->nblocks * L->threads, L->max_iters.load(), (double)L->max_ns.load() / 1e3,
             (double)ns / 1e3);
@@ -372,6 +382,16 @@ static std::atomic<unsigned long long> launches{0};
 using namespace emu;
 
 EMU_API unsigned long long gpuml_emu_launch_count(void) { return launches.load(); }
+
+EMU_API void gpuml_emu_log_op(const char *name)
+{
+    if (!timed)
+        return;
+    std::lock_guard<std::mutex> l(log_m);
+    FILE *f = launch_log_locked();
+    if (f)
+        fprintf(f, "%s\t0\t0\t0\t0\t0.0\t0.0\n", name);
+}
 
 EMU_API void gpuml_emu_syncthreads(void)
 {

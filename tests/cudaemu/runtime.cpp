@@ -603,6 +603,10 @@ EMU_API cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum c
     if (e == cudaSuccess)
         e = check_copy(dst, src, n, &kind);
     if (e == cudaSuccess)
+        gpuml_emu_log_op(kind == cudaMemcpyHostToDevice ? "runtime:memcpy_h2d"
+                         : kind == cudaMemcpyDeviceToHost ? "runtime:memcpy_d2h"
+                                                          : "runtime:memcpy_other");
+    if (e == cudaSuccess)
         e = copy_on(s, dst, src, n, kind, false);
     return fail(e);
 }
@@ -633,6 +637,7 @@ static cudaError_t memset_on(cudaStream_t h, void *dst, int value, size_t n)
         return cudaSuccess;
     if (!in_alloc(dst, n, -1, true))
         return fail(cudaErrorInvalidValue);
+    gpuml_emu_log_op("runtime:memset");
     submit(s, [dst, value, n] { memset(dst, value, n); });
     return cudaSuccess;
 }

@@ -15,7 +15,9 @@
  *                          kernel, blocks, threads per block, threads,
  *                          largest grid-stride iteration count of one thread,
  *                          largest CPU time of one thread (us), launch wall
- *                          time (us)
+ *                          time (us); stream operations that are not kernels
+ *                          (cuBLAS GEMMs, cuDNN calls, copies, memsets) as
+ *                          lines "library:op 0 0 0 0 0.0 0.0" when issued
  *   GPUML_EMU_STRICT_ARGS  0: do not check kernel pointer arguments (default 1)
  *   GPUML_EMU_JITTER_US    each stream operation starts up to this much later
  *   GPUML_EMU_LEGACY_DELAY_US  each legacy-stream operation starts this much
@@ -47,6 +49,9 @@ void gpuml_emu_clear_sticky(int device);
 size_t gpuml_emu_bytes_in_use(int device);
 /* Number of kernel launches executed so far by the process. */
 unsigned long long gpuml_emu_launch_count(void);
+/* One line for a stream operation that is not a kernel (e.g. "cublas:sgemm")
+ * in the GPUML_EMU_LAUNCH_LOG file, if one is written. */
+void gpuml_emu_log_op(const char *name);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include "FWCore/Framework/interface/Event.h"
 #include "FWCore/Framework/interface/EventSetup.h"
 #include "FWCore/Utilities/interface/EDGetToken.h"
+#include "FWCore/Utilities/interface/StreamID.h"
 namespace edm {
   struct ExternalWork {};
   template <typename T>
@@ -29,6 +30,7 @@ namespace edm {
     class EDProducer {
     public:
       virtual ~EDProducer() = default;
+      virtual void beginStream(StreamID) {}
       virtual void acquire(Event const&, EventSetup const&, WaitingTaskWithArenaHolder) {}
       virtual void produce(Event&, EventSetup const&) = 0;
 

@@ -176,6 +176,8 @@ struct gpuml_engine {
     pthread_cond_t lane_cv;
     eng_lane *lanes;            /* [max_direct_lanes], created on first use        */
     int n_lanes;
+
+    gpuml_mem_budget *budget;   /* cfg.mem_cap_bytes shared by every context, or NULL */
 };
 
 /* ---- clusters.c ---- */

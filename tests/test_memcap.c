@@ -12,7 +12,7 @@
  *     from several threads at once (also under ThreadSanitizer);
  *   - a training step whose activations do not fit returns OUT_OF_MEMORY
  *     with parameters and optimizer state unchanged, and a smaller batch
- *     then trains. */
+ *     then trains; with gradient accumulation the group starts afresh. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

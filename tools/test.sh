@@ -34,10 +34,11 @@ if [ "$mode" = asan ] || [ "$mode" = emu-asan ]; then
 fi
 tests=()
 if [ "$mode" = tsan ]; then
-  # The threaded parts - the engine, the loader's prefetch thread, the HDF5
+  # The threaded parts - the engine (and engines sharing a device under
+  # memory caps), the loader's prefetch thread, the HDF5
   # lock; tests/meson.build sets OMP_NUM_THREADS=1 and TSAN_OPTIONS
   # (tests/tsan.supp) for this build.
-  tests=(test_engine test_engine_multidev test_executor test_loader test_io test_dataset)
+  tests=(test_engine test_engine_multidev test_memcap test_executor test_loader test_io test_dataset)
 fi
 if [ "$mode" = emu ] || [ "$mode" = emu-asan ]; then
   # Each process appends the kernels it launched (file:kernel) here.

@@ -92,6 +92,9 @@ typedef struct gpuml_ctx_config {
                               (FORMAT); 0 (default) reads it unverified with
                               a WARN log. A checksum that does not match is
                               FORMAT either way.                            */
+    size_t mem_cap_bytes;  /* cap on the context's device memory (host memory
+                              of a CPU context), cached blocks included; 0
+                              (default): none. See "memory caps" below.     */
 } gpuml_ctx_config;
 
 /* Fill cfg with the defaults above. Always call it before setting fields. */
@@ -164,6 +167,7 @@ typedef struct gpuml_alloc_stats {
     uint64_t num_allocs;    /* allocation requests served                   */
     uint64_t num_cache_hits;/* ... of which from the cache                  */
     uint64_t num_system_allocs; /* malloc / cudaMalloc calls                */
+    size_t bytes_cap;       /* the cap on bytes_reserved; 0: none            */
 } gpuml_alloc_stats;
 
 /* Statistics of the context's device allocator (pinned != 0: of its pinned
@@ -173,6 +177,36 @@ GPUML_API void gpuml_ctx_reset_peak(gpuml_ctx *ctx);
 
 /* Return all cached (unused) blocks to the system. */
 GPUML_API void gpuml_ctx_release_cached(gpuml_ctx *ctx);
+
+/* ---- memory caps --------------------------------------------------------
+ * For a GPU shared with other jobs (time-sliced, or a MIG slice of a few
+ * GiB): a cap on the bytes the context's allocator holds from the system,
+ * in use AND cached, so that gpuml stays inside its share. An allocation
+ * whose new block would pass the cap first gives the cache back (cudaFree
+ * of every cached block, after the device is idle), retries, and only then
+ * fails with GPUML_ERR_OUT_OF_MEMORY, whose message names the cap, the
+ * request and the bytes in use and cached. A real out-of-memory
+ * (cudaMalloc failing) is handled the same way: cache released, retried,
+ * then OUT_OF_MEMORY. The failing call changes nothing: no partial
+ * allocation is kept and its outputs are untouched; tensors already
+ * allocated stay valid, and the context stays usable (a smaller request
+ * may succeed).
+ * What counts: tensors, op workspaces and arenas (a training step's
+ * activations) of the context - everything gpuml allocates on its device
+ * through the context. Not counted: the pinned host staging memory, the
+ * CUDA context itself, cuBLAS/cuDNN workspaces and handles, NCCL buffers,
+ * and tensors wrapping caller memory. Leave the CUDA runtime's own share
+ * (hundreds of MiB) outside the cap. On a CPU context the same cap bounds
+ * its host memory for tensors (the code is the same). */
+
+/* Set the cap (0: none) on a live context: from now on. Releases the cache
+ * when it holds more than the new cap. Not while another thread uses the
+ * context. Errors: INVALID_ARGUMENT (ctx NULL); STATE when more than
+ * `bytes` is in use now (the cap is then unchanged). */
+GPUML_API gpuml_status gpuml_ctx_set_mem_cap(gpuml_ctx *ctx, size_t bytes);
+/* The context's cap (0: none, or ctx NULL). Bytes in use and cached:
+ * gpuml_ctx_alloc_stats (its bytes_cap is this value too). */
+GPUML_API size_t gpuml_ctx_mem_cap(const gpuml_ctx *ctx);
 
 /* Pinned (page-locked) host memory for staging: cudaHostAlloc on a CUDA
  * context, ordinary aligned memory on the CPU. Cached like device memory.

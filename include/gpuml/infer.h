@@ -98,6 +98,21 @@
  * (bad arguments, queue full, engine shutting down) returns the error and
  * never calls `done`. Outputs of a failed request are left untouched.
  *
+ * Memory cap. cfg.mem_cap_bytes bounds the device memory (host memory on
+ * a CPU engine) that the engine's contexts hold together - instances and
+ * direct lanes, in use and cached, as gpuml/context.h "memory caps"
+ * counts it - so that several engines (or jobs) can share one GPU. One cap
+ * for the whole engine rather than one per instance: the share of a GPU is
+ * what a user knows, not the number of instances the engine picks (on
+ * the CPU one per core), and the instances' needs differ (the batch each
+ * takes varies), so a split cap would refuse work that fits. When an
+ * allocation would pass the cap, the caches of all the engine's contexts
+ * are released first; if it still does not fit the batch (or direct call)
+ * fails with GPUML_ERR_OUT_OF_MEMORY, naming the cap, and the engine keeps
+ * serving the others. Creation fails (OUT_OF_MEMORY) when the model copies,
+ * staging and warm-up of num_instances instances do not fit under it.
+ * gpuml_engine_mem_usage reports what the cap counts and the cap.
+ *
  * Threading: every function may be called from any thread, concurrently,
  * except gpuml_engine_shutdown / gpuml_engine_destroy, which must not race
  * with other calls on the same engine (and must not be called from `done`).
@@ -186,6 +201,9 @@ typedef struct gpuml_engine_config {
     int require_checksum;         /* 1: a model file without gpuml's whole-file checksum is refused
                                      (FORMAT); 0 (default): read with a WARN log. A checksum that
                                      does not match is FORMAT either way (gpuml_ctx_config)        */
+    size_t mem_cap_bytes;         /* cap on the memory of all the engine's contexts together
+                                     (instances and direct lanes; cached blocks included); 0
+                                     (default): none. See "Memory cap" above.                      */
 } gpuml_engine_config;
 
 /* Fill cfg with the defaults above. Always call it before setting fields. */
@@ -345,9 +363,16 @@ GPUML_API const char *gpuml_engine_last_error(gpuml_engine *e, char *buf, size_t
 
 /* Allocator statistics summed over the instances' contexts (pinned != 0:
  * their pinned staging allocators), and the bytes held by their tapes'
- * arenas in *arena_bytes (may be NULL): constant in steady state. */
+ * arenas in *arena_bytes (may be NULL): constant in steady state.
+ * bytes_cap: cfg.mem_cap_bytes (0 for pinned: the cap is on device memory). */
 GPUML_API gpuml_status gpuml_engine_alloc_stats(gpuml_engine *e, int pinned, gpuml_alloc_stats *out,
                                                 size_t *arena_bytes);
+
+/* What the memory cap counts: *held receives the bytes all the engine's
+ * contexts (instances and direct lanes) hold from the system now, in use
+ * and cached; *cap cfg.mem_cap_bytes (0: none). Either may be NULL.
+ * Errors: INVALID_ARGUMENT (e NULL). */
+GPUML_API gpuml_status gpuml_engine_mem_usage(gpuml_engine *e, size_t *held, size_t *cap);
 
 #ifdef __cplusplus
 }

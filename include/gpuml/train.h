@@ -89,7 +89,12 @@ GPUML_API void gpuml_trainer_set_ddp(gpuml_trainer *tr, gpuml_ddp *ddp);
 GPUML_API gpuml_tape *gpuml_trainer_tape(const gpuml_trainer *tr);
 
 /* One training step on explicit tensors (inputs[i]: model input i;
- * row_splits; target). */
+ * row_splits; target). A step that fails (e.g. OUT_OF_MEMORY under a
+ * memory cap, gpuml/context.h) returns before the optimizer steps:
+ * parameters and optimizer state are unchanged (batch-norm running
+ * statistics of the layers that ran before the failure are updated). With
+ * accumulate > 1 the batches accumulated so far in the group are dropped:
+ * the next step starts a new group. */
 GPUML_API gpuml_status gpuml_trainer_step(gpuml_trainer *tr, const gpuml_tensor *const *inputs,
                                           const gpuml_tensor *row_splits, const gpuml_tensor *target,
                                           gpuml_step_stats *stats);

@@ -117,6 +117,8 @@ gpuml_status gpuml_ctx_create(const gpuml_ctx_config *cfg, gpuml_ctx **out)
     if (st == GPUML_OK)
         st = gpuml_allocator_create(cuda ? GPUML_MEM_PINNED : GPUML_MEM_HOST, ctx->device.index,
                                     &ctx->pinned);
+    if (st == GPUML_OK && cfg->mem_cap_bytes)
+        st = gpuml_allocator_set_cap(ctx->alloc, cfg->mem_cap_bytes, fn);
     if (st == GPUML_OK && cuda)
         st = gpuml_cuda_rt_ctx_init(ctx, fn);
     if (st != GPUML_OK) {
@@ -247,6 +249,23 @@ void gpuml_ctx_release_cached(gpuml_ctx *ctx)
     gpuml_allocator_release_cached(ctx->alloc);
     gpuml_allocator_release_cached(ctx->pinned);
 }
+
+gpuml_status gpuml_ctx_set_mem_cap(gpuml_ctx *ctx, size_t bytes)
+{
+    static const char fn[] = "gpuml_ctx_set_mem_cap";
+    if (!ctx)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
+    /* The cache may be released: finish the queued work first, as
+     * gpuml_ctx_release_cached does (and report its errors here). */
+    if (gpuml_on_cuda(ctx))
+        GPUML_TRY(gpuml_cuda_rt_sync(ctx, fn));
+    gpuml_status st = gpuml_allocator_set_cap(ctx->alloc, bytes, fn);
+    if (st != GPUML_OK)
+        gpuml_ctx_adopt_error(ctx);
+    return st;
+}
+
+size_t gpuml_ctx_mem_cap(const gpuml_ctx *ctx) { return ctx ? gpuml_allocator_cap(ctx->alloc) : 0; }
 
 void gpuml_ctx_fail_allocation_after(gpuml_ctx *ctx, long n)
 {

@@ -70,6 +70,25 @@ void gpuml_allocator_reset_peak(gpuml_allocator *a);
 void gpuml_allocator_release_cached(gpuml_allocator *a);
 size_t gpuml_allocator_round(size_t size);
 
+/* Memory caps (gpuml/context.h, "memory caps"). An allocator's own cap
+ * bounds its reserved bytes (in use + cached); a new block that would pass
+ * it first empties the cache, then fails with OUT_OF_MEMORY naming the cap.
+ * set_cap: STATE (nothing changed) when more than cap is in use now; 0
+ * removes the cap. */
+gpuml_status gpuml_allocator_set_cap(gpuml_allocator *a, size_t cap, const char *fn);
+size_t gpuml_allocator_cap(gpuml_allocator *a);
+/* A budget is a cap shared by several allocators (an engine's contexts):
+ * their reserved bytes together stay under it. An allocator refused by it
+ * empties its own cache, then the other members' caches, before it fails.
+ * Reference counted: each member holds a reference. join_budget before
+ * the allocator's first use, at most one budget per allocator. */
+typedef struct gpuml_mem_budget gpuml_mem_budget;
+gpuml_status gpuml_mem_budget_create(size_t cap, gpuml_mem_budget **out);
+void gpuml_mem_budget_release(gpuml_mem_budget *b); /* drops a reference */
+size_t gpuml_mem_budget_cap(const gpuml_mem_budget *b);
+size_t gpuml_mem_budget_reserved(gpuml_mem_budget *b);
+gpuml_status gpuml_allocator_join_budget(gpuml_allocator *a, gpuml_mem_budget *b);
+
 /* ---- context ------------------------------------------------------------ */
 #define GPUML_MSG_MAX 1024
 

@@ -222,6 +222,7 @@ static void free_engine(gpuml_engine *e)
         pthread_cond_destroy(&e->submit_cv);
         pthread_cond_destroy(&e->lane_cv);
     }
+    gpuml_mem_budget_release(e->budget); /* the contexts' allocators hold their own references */
     free(e);
 }
 
@@ -294,6 +295,8 @@ gpuml_status gpuml_engine_create_from_model(const gpuml_model *model, const gpum
     e->n_cthreads = e->cfg.completion_threads;
     atomic_init(&e->fail_countdown, 0);
     gpuml_status st = init_sync(e);
+    if (st == GPUML_OK && e->cfg.mem_cap_bytes)
+        st = gpuml_mem_budget_create(e->cfg.mem_cap_bytes, &e->budget);
     if (st == GPUML_OK)
         st = describe_model(e, model);
     if (st == GPUML_OK) {
@@ -449,6 +452,34 @@ gpuml_status gpuml_engine_get_config(const gpuml_engine *e, gpuml_engine_config 
     return GPUML_OK;
 }
 
+gpuml_status gpuml_engine_mem_usage(gpuml_engine *e, size_t *held, size_t *cap)
+{
+    if (!e)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, "gpuml_engine_mem_usage", "argument 'e' is NULL");
+    if (cap)
+        *cap = e->cfg.mem_cap_bytes;
+    if (!held)
+        return GPUML_OK;
+    if (e->budget) { /* exact: every context charges it under its lock */
+        *held = gpuml_mem_budget_reserved(e->budget);
+        return GPUML_OK;
+    }
+    size_t sum = 0;
+    gpuml_alloc_stats s;
+    for (int i = 0; i < e->n_inst; i++) {
+        gpuml_ctx_alloc_stats(e->inst[i].ctx, 0, &s);
+        sum += s.bytes_reserved;
+    }
+    pthread_mutex_lock(&e->lane_lock);
+    for (int i = 0; i < e->n_lanes; i++) {
+        gpuml_ctx_alloc_stats(e->lanes[i].ctx, 0, &s);
+        sum += s.bytes_reserved;
+    }
+    pthread_mutex_unlock(&e->lane_lock);
+    *held = sum;
+    return GPUML_OK;
+}
+
 void gpuml_engine_fail_batch_after(gpuml_engine *e, long n)
 {
     if (e)
@@ -475,6 +506,8 @@ gpuml_status gpuml_engine_alloc_stats(gpuml_engine *e, int pinned, gpuml_alloc_s
         /* the tapes belong to the workers, which publish their size */
         arena += atomic_load(&e->inst[i].arena_bytes);
     }
+    if (!pinned)
+        out->bytes_cap = e->cfg.mem_cap_bytes;
     if (arena_bytes)
         *arena_bytes = arena;
     return GPUML_OK;

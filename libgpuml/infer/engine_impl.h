@@ -185,6 +185,8 @@ struct gpuml_engine {
     pthread_cond_t lane_cv;
     eng_lane *lanes;            /* [max_direct_lanes], created on first use        */
     int n_lanes;
+
+    gpuml_mem_budget *budget;   /* cfg.mem_cap_bytes shared by every context, or NULL */
 };
 
 /* ---- clusters.c ---- */
@@ -246,7 +248,16 @@ static inline gpuml_status eng_make_ctx(gpuml_engine *e, int device, gpuml_ctx *
     cc.log_fn = e->cfg.log_fn;
     cc.log_user = e->cfg.log_user;
     cc.log_level = e->cfg.log_level;
-    return gpuml_ctx_create_shared(&cc, e->n_inst, out);
+    GPUML_TRY(gpuml_ctx_create_shared(&cc, e->n_inst, out));
+    if (e->budget) { /* cfg.mem_cap_bytes: every context of the engine charges one budget */
+        gpuml_status st = gpuml_allocator_join_budget((*out)->alloc, e->budget);
+        if (st != GPUML_OK) {
+            gpuml_ctx_destroy(*out);
+            *out = NULL;
+            return st;
+        }
+    }
+    return GPUML_OK;
 }
 
 /* ---- instance.c ---- */

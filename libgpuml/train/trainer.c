@@ -161,12 +161,9 @@ static gpuml_status forward_loss(gpuml_trainer *tr, const gpuml_tensor *const *i
     return GPUML_OK;
 }
 
-gpuml_status gpuml_trainer_step(gpuml_trainer *tr, const gpuml_tensor *const *inputs, const gpuml_tensor *row_splits,
-                                const gpuml_tensor *target, gpuml_step_stats *stats)
+static gpuml_status step_once(gpuml_trainer *tr, const gpuml_tensor *const *inputs, const gpuml_tensor *row_splits,
+                              const gpuml_tensor *target, gpuml_step_stats *stats)
 {
-    static const char fn[] = "gpuml_trainer_step";
-    if (!tr || !inputs || !row_splits || !target)
-        return gpuml_fail(tr ? tr->ctx : NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument is NULL");
     gpuml_step_stats local;
     gpuml_step_stats *s = stats ? stats : &local;
     gpuml_tape *t = tr->tape;
@@ -194,6 +191,21 @@ gpuml_status gpuml_trainer_step(gpuml_trainer *tr, const gpuml_tensor *const *in
         s->stepped = 1;
     }
     return GPUML_OK;
+}
+
+gpuml_status gpuml_trainer_step(gpuml_trainer *tr, const gpuml_tensor *const *inputs, const gpuml_tensor *row_splits,
+                                const gpuml_tensor *target, gpuml_step_stats *stats)
+{
+    static const char fn[] = "gpuml_trainer_step";
+    if (!tr || !inputs || !row_splits || !target)
+        return gpuml_fail(tr ? tr->ctx : NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument is NULL");
+    gpuml_status st = step_once(tr, inputs, row_splits, target, stats);
+    /* A step that failed (out of memory under a cap, say) may have added
+     * part of its gradients: the next step starts a new accumulation group
+     * from zeroed gradients instead of stepping on a corrupted sum. */
+    if (st != GPUML_OK)
+        tr->pending = 0;
+    return st;
 }
 
 static gpuml_status batch_tensors(gpuml_trainer *tr, const gpuml_batch *b, const gpuml_tensor **inputs,

@@ -49,19 +49,26 @@ class Context:
     require_checksum: refuse (FormatError) model files and checkpoints that
         carry no gpuml whole-file checksum; by default they are read with a
         warning. A checksum that does not match is a FormatError either way.
+    mem_cap: cap in bytes on the context's device memory (host memory on the
+        CPU), cached blocks included; None: no cap. An allocation past it
+        releases the cache, then raises OutOfMemoryError naming the cap
+        (include/gpuml/context.h, "memory caps"). Also the ``mem_cap``
+        property.
 
     A context must be used by one thread at a time (the C contract). Tensors
     and models made on it keep working after the Context object is gone:
     the C allocator lives until its last tensor is freed.
     """
 
-    def __init__(self, device="cpu", num_threads: int | None = None, seed: int = 0, require_checksum: bool = False):
+    def __init__(self, device="cpu", num_threads: int | None = None, seed: int = 0, require_checksum: bool = False,
+                 mem_cap: int | None = None):
         cfg = CtxConfig()
         lib.gpuml_ctx_config_init_defaults(ctypes.byref(cfg))
         cfg.device = parse_device(device)
         cfg.num_threads = c_int_arg(num_threads or 0, "num_threads", "gpuml.Context")
         cfg.seed = c_int_arg(seed, "seed", "gpuml.Context", c_uint64)
         cfg.require_checksum = 1 if require_checksum else 0
+        cfg.mem_cap_bytes = c_int_arg(mem_cap or 0, "mem_cap", "gpuml.Context", ctypes.c_size_t)
         h = ctypes.c_void_p()
         lib.gpuml_ctx_create(ctypes.byref(cfg), ctypes.byref(h))
         self._h = h.value
@@ -110,6 +117,17 @@ class Context:
 
     def release_cached(self) -> None:
         lib.gpuml_ctx_release_cached(self.handle)
+
+    @property
+    def mem_cap(self) -> int | None:
+        """The cap on the context's memory in bytes (None: no cap); bytes in
+        use and cached are in ``alloc_stats()``."""
+        return lib.gpuml_ctx_mem_cap(self.handle) or None
+
+    @mem_cap.setter
+    def mem_cap(self, nbytes: int | None):
+        lib.gpuml_ctx_set_mem_cap(self.handle,
+                                  c_int_arg(nbytes or 0, "mem_cap", "gpuml.Context.mem_cap", ctypes.c_size_t))
 
     def __del__(self):
         # Only when collected: anything made on the context (models, tapes,

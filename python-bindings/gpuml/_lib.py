@@ -123,7 +123,7 @@ class CtxConfig(CStruct):
     _fields_ = [("device", Device), ("stream", c_void_p), ("num_threads", c_int), ("executor", c_void_p),
                 ("seed", c_uint64),
                 ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int),
-                ("require_checksum", c_int)]
+                ("require_checksum", c_int), ("mem_cap_bytes", c_size_t)]
 
 
 class OcParams(CStruct):
@@ -217,7 +217,7 @@ class Strings(CStruct):
 class AllocStats(CStruct):
     _fields_ = [("bytes_in_use", c_size_t), ("bytes_peak", c_size_t), ("bytes_cached", c_size_t),
                 ("bytes_reserved", c_size_t), ("num_allocs", c_uint64), ("num_cache_hits", c_uint64),
-                ("num_system_allocs", c_uint64)]
+                ("num_system_allocs", c_uint64), ("bytes_cap", c_size_t)]
 
 
 class EngineClusters(CStruct):
@@ -232,7 +232,7 @@ class EngineConfig(CStruct):
                 ("queue_rows", c_int64), ("completion_threads", c_int), ("cpu_threads", c_int),
                 ("executor", c_void_p), ("max_direct_lanes", c_int), ("on_destroy", c_int), ("warmup", c_int),
                 ("log_fn", LOG_FN), ("log_user", c_void_p), ("log_level", c_int), ("clusters", EngineClusters),
-                ("require_checksum", c_int)]
+                ("require_checksum", c_int), ("mem_cap_bytes", c_size_t)]
 
 
 class EngineRequest(CStruct):
@@ -316,6 +316,8 @@ _PROTOS = {
     "gpuml_ctx_set_rng_state": (None, [P, c_uint64, c_uint64]),
     "gpuml_ctx_alloc_stats": (None, [P, I, POINTER(AllocStats)]),
     "gpuml_ctx_release_cached": (None, [P]),
+    "gpuml_ctx_set_mem_cap": (ST, [P, c_size_t]),
+    "gpuml_ctx_mem_cap": (c_size_t, [P]),
     "gpuml_ctx_fail_allocation_after": (None, [P, c_long]),  # gpuml/testing.h: tests only, unstable
     # tensors
     "gpuml_dtype_size": (c_size_t, [I]),
@@ -440,6 +442,7 @@ _PROTOS = {
     "gpuml_engine_get_config": (ST, [P, POINTER(EngineConfig)]),
     "gpuml_engine_get_stats": (ST, [P, POINTER(EngineStats)]),
     "gpuml_engine_get_instance_stats": (ST, [P, I, POINTER(EngineInstanceStats)]),
+    "gpuml_engine_mem_usage": (ST, [P, POINTER(c_size_t), POINTER(c_size_t)]),
     "gpuml_engine_batch_histogram": (ST, [P, POINTER(c_uint64), I]),
     "gpuml_engine_reset_stats": (None, [P]),
     "gpuml_engine_last_error": (c_char_p, [P, c_char_p, c_size_t]),

@@ -21,7 +21,7 @@ import itertools
 import operator
 import os
 import threading
-from ctypes import c_uint64, c_void_p
+from ctypes import c_size_t, c_uint64, c_void_p
 
 import numpy as np
 
@@ -116,6 +116,9 @@ class Engine:
     queue_capacity, queue_rows, completion_threads, cpu_threads,
     max_direct_lanes, warmup : the fields of gpuml_engine_config (None:
         the C default; see include/gpuml/infer.h).
+    mem_cap : cap in bytes on the memory of all the engine's contexts
+        together, cached blocks included (cfg.mem_cap_bytes); None: none.
+        ``mem_usage()`` reports what it counts.
     clusters : for an object condensation model, True or a dict of
         gpuml_engine_clusters fields (beta_output, coords_output,
         energy_input, energy_column, t_beta, t_d): every result is then a
@@ -133,7 +136,7 @@ class Engine:
     def __init__(self, model, *, device="cpu", num_instances=None, max_batch_events=None, max_batch_rows=None,
                  max_queue_delay_us=None, queue_capacity=None, queue_rows=None, completion_threads=None,
                  cpu_threads=None, max_direct_lanes=None, warmup=None, clusters=None, require_checksum=False,
-                 devices=None):
+                 devices=None, mem_cap=None):
         need("gpuml_engine_create", "gpuml_engine_submit")
         cfg = EngineConfig()
         lib.gpuml_engine_config_init_defaults(ctypes.byref(cfg))
@@ -155,7 +158,7 @@ class Engine:
         opts = dict(num_instances=num_instances, max_batch_events=max_batch_events, max_batch_rows=max_batch_rows,
                     max_queue_delay_us=max_queue_delay_us, queue_capacity=queue_capacity, queue_rows=queue_rows,
                     completion_threads=completion_threads, cpu_threads=cpu_threads,
-                    max_direct_lanes=max_direct_lanes, warmup=warmup)
+                    max_direct_lanes=max_direct_lanes, warmup=warmup, mem_cap_bytes=mem_cap)
         for k, v in opts.items():
             if v is not None:
                 setattr(cfg, k, v)  # range-checked: OverflowError naming k (CStruct)
@@ -318,6 +321,13 @@ class Engine:
             d["device"] = f"cuda:{s.device.index}" if s.device.type == 1 else "cpu"
             out.append(d)
         return out
+
+    def mem_usage(self) -> dict:
+        """What the memory cap counts: ``held`` (bytes the engine's contexts
+        hold, in use and cached) and ``cap`` (0: none)."""
+        held, cap = c_size_t(), c_size_t()
+        lib.gpuml_engine_mem_usage(self.handle, ctypes.byref(held), ctypes.byref(cap))
+        return {"held": held.value, "cap": cap.value}
 
     def batch_histogram(self, n: int = 65) -> np.ndarray:
         """counts[k] = batches of k events (the last bin: n - 1 or more)."""

@@ -171,6 +171,7 @@ static void setup_edge_linear(int v, h_case_io *io)
     } V[] = {
         {10, 3, 4, 4, 0, 0, 1}, {10, 3, 4, 4, 0, 1, 1}, {13, 2, 3, 5, 3, 0, 0}, {13, 2, 3, 5, 3, 1, 1},
         {0, 3, 4, 4, 0, 0, 1},  {6, 2, 3, 1, 0, 1, 1},  {1200, 8, 8, 6, 40, 1, 1},
+        {3001, 2, 3, 2, 40, 0, 1}, /* bias gradient over 24 chunks of nodes: two levels of partials */
     };
     int64_t n = V[v].n, f = V[v].f, c = V[v].c, k = V[v].k;
     io->ip[0] = V[v].excl;
@@ -430,7 +431,7 @@ static void test_table(void **state)
     int fails = 0;
     h_case gn = {"gravnet_aggregate", 9, setup_gravnet, ref_gravnet, run_gravnet, bwd_gravnet, 1e-5, 1e-5, 2e-3};
     fails += harness_run_case(&gn);
-    h_case el = {"edge_first_linear", 7, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear,
+    h_case el = {"edge_first_linear", 8, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear,
                  2e-5, 2e-5, 2e-3};
     fails += harness_run_case(&el);
     static const int ops[] = {GPUML_REDUCE_SUM, GPUML_REDUCE_MEAN, GPUML_REDUCE_MAX};

@@ -51,16 +51,6 @@ gpuml_status gpuml_cpu_binary_grad(const gpuml_kctx *k, int op, gpuml_k_bcast bc
     return GPUML_OK;
 }
 
-gpuml_status gpuml_cpu_sum_to(const gpuml_kctx *k, gpuml_k_sumto st, int64_t nout, const float *in, float *out)
-{
-    int nt = k->nthreads;
-    int64_t work = nout * st.red_count;
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
-    for (int64_t j = 0; j < nout; j++)
-        out[j] = gpuml_k_sumto_one(&st, in, j);
-    return GPUML_OK;
-}
-
 gpuml_status gpuml_cpu_axpby(const gpuml_kctx *k, int64_t n, float alpha, const float *x, float beta, float *y)
 {
     int nt = k->nthreads;

@@ -5,7 +5,8 @@
 
 gpuml_status gpuml_cpu_oc_forward(const gpuml_kctx *k, const float *beta, const float *x, const int32_t *truth,
                                   const int64_t *row_splits, int64_t batch, int64_t nobj, int64_t n, int64_t d,
-                                  float q_min, float s_b, int64_t *alpha, float *vterm, float *stats, float *out)
+                                  float q_min, float s_b, int64_t *alpha, float *vterm, float *stats, float *out,
+                                  void *total_ws)
 {
     int nt = k->nthreads;
     int64_t work = n * (nobj + 1);
@@ -28,7 +29,13 @@ gpuml_status gpuml_cpu_oc_forward(const gpuml_kctx *k, const float *beta, const 
         gpuml_k_segment(row_splits, b, n, &begin, &end, &bad);
         gpuml_k_oc_event(beta, truth, vterm, alpha + b * nobj, nobj, begin, end, s_b, stats + b * GPUML_OC_STATS);
     }
-    gpuml_k_oc_total(stats, batch, out, out + 1);
+    gpuml_k_rjob j = gpuml_k_oc_total_job(batch, total_ws);
+    for (int64_t b = 0; b < batch; b++)
+        gpuml_k_oc_total_terms(stats, b, (double *)total_ws);
+    gpuml_status st = gpuml_cpu_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
+    gpuml_k_oc_finish(j.out_d, out, out + 1);
     return GPUML_OK;
 }
 

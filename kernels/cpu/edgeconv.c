@@ -44,13 +44,3 @@ gpuml_status gpuml_cpu_edge_grad_w(const gpuml_kctx *k, const float *gwcat, int6
             gpuml_k_edge_grad_w_elem(gwcat, C, F, c, f, accumulate, gw);
     return GPUML_OK;
 }
-
-gpuml_status gpuml_cpu_edge_grad_bias(const gpuml_kctx *k, const float *gpn, int64_t n, int64_t C, int accumulate,
-                                      float *gb)
-{
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * C > GPUML_PAR_GRAIN)
-    for (int64_t c = 0; c < C; c++)
-        gpuml_k_edge_grad_bias(gpn, n, C, c, accumulate, gb);
-    return GPUML_OK;
-}

@@ -13,25 +13,11 @@ gpuml_status gpuml_cpu_layernorm(const gpuml_kctx *k, const float *x, const floa
 }
 
 gpuml_status gpuml_cpu_layernorm_grad(const gpuml_kctx *k, const float *x, const float *gamma, const float *gy,
-                                      const float *mean, const float *rstd, int64_t rows, int64_t c, float *gx,
-                                      float *ggamma, float *gbeta, int accumulate)
+                                      const float *mean, const float *rstd, int64_t rows, int64_t c, float *gx)
 {
     int nt = k->nthreads;
-    if (gx) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-        for (int64_t r = 0; r < rows; r++)
-            gpuml_k_layernorm_row_grad(x + r * c, gamma, gy + r * c, mean[r], rstd[r], c, gx + r * c);
-    }
-    if (ggamma || gbeta) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * c > GPUML_PAR_GRAIN)
-        for (int64_t j = 0; j < c; j++) {
-            float gg, gb;
-            gpuml_k_layernorm_param_grad(x, gy, mean, rstd, rows, c, j, &gg, &gb);
-            if (ggamma)
-                ggamma[j] = accumulate ? ggamma[j] + gg : gg;
-            if (gbeta)
-                gbeta[j] = accumulate ? gbeta[j] + gb : gb;
-        }
-    }
+    for (int64_t r = 0; r < rows; r++)
+        gpuml_k_layernorm_row_grad(x + r * c, gamma, gy + r * c, mean[r], rstd[r], c, gx + r * c);
     return GPUML_OK;
 }

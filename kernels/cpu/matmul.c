@@ -112,17 +112,3 @@ gpuml_status gpuml_cpu_bias_rows(const gpuml_kctx *k, int64_t rows, int64_t cols
             y[r * cols + j] = gpuml_k_bias_at(bias, j);
     return GPUML_OK;
 }
-
-gpuml_status gpuml_cpu_col_sum(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *g, float *out,
-                               int accumulate)
-{
-    int nt = k->nthreads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * cols > GPUML_PAR_GRAIN)
-    for (int64_t j = 0; j < cols; j++) {
-        double acc = 0.0;
-        for (int64_t r = 0; r < rows; r++)
-            acc += (double)g[r * cols + j];
-        out[j] = accumulate ? out[j] + (float)acc : (float)acc;
-    }
-    return GPUML_OK;
-}

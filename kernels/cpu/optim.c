@@ -26,14 +26,12 @@ gpuml_status gpuml_cpu_optim_adam(const gpuml_kctx *k, int64_t n, float *p, cons
     return GPUML_OK;
 }
 
-gpuml_status gpuml_cpu_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, double *partial, float max_norm,
-                                 float *out)
+gpuml_status gpuml_cpu_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, void *ws, float max_norm, float *out)
 {
-    int nt = k->nthreads;
-    int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > GPUML_PAR_GRAIN)
-    for (int64_t b = 0; b < nb; b++)
-        partial[b] = gpuml_k_sumsq_block(g, n, b);
-    gpuml_k_norm_finish(partial, nb, max_norm, out);
+    gpuml_k_rjob j = gpuml_k_grad_norm_job(n, g, ws);
+    gpuml_status st = gpuml_cpu_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
+    gpuml_k_norm_finish(j.out_d, max_norm, out);
     return GPUML_OK;
 }

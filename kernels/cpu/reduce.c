@@ -2,17 +2,24 @@
 #include "../kernels.h"
 #include "../reduce.h"
 
-gpuml_status gpuml_cpu_reduce(const gpuml_kctx *k, int op, const float *x, int64_t outer, int64_t len,
-                              int64_t inner, float *out, int64_t *arg)
+gpuml_status gpuml_cpu_reduce(const gpuml_kctx *k, gpuml_k_rjob j)
 {
     int nt = k->nthreads;
-    int64_t nout = outer * inner;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nout * len > GPUML_PAR_GRAIN)
-    for (int64_t j = 0; j < nout; j++) {
-        int64_t o = j / inner, i = j - o * inner;
-        gpuml_k_reduce_one(op, x + o * len * inner + i, len, inner, out + j, arg ? arg + j : NULL);
+    if (j.v.outer * j.v.inner == 0)
+        return GPUML_OK;
+    gpuml_k_rpart src = {NULL, NULL, NULL};
+    int64_t len = j.v.len;
+    for (int level = 0;; level++) {
+        int64_t nch = gpuml_k_rchunks(len), n = j.v.outer * nch * j.v.inner;
+        gpuml_k_rpart dst = nch > 1 ? gpuml_k_rpart_of(&j, level & 1) : src;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n * gpuml_k_min64(len, GPUML_K_RCHUNK) > GPUML_PAR_GRAIN)
+        for (int64_t e = 0; e < n; e++)
+            gpuml_k_reduce_level_elem(&j, level, src, dst, len, nch, e);
+        if (nch == 1)
+            return GPUML_OK;
+        src = dst;
+        len = nch;
     }
-    return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_reduce_grad(const gpuml_kctx *k, int op, const float *gout, const int64_t *arg,

@@ -70,18 +70,34 @@ gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn)
         st = gpuml_fail(ctx, GPUML_ERR_CUBLAS, fn, "cublasCreate failed: %s", cublas_text(bs));
         goto out;
     }
-    cublasSetStream(h, stream);
-    /* Deterministic, full-precision GEMMs: no TF32, no split-K atomics. */
-    cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
-    cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED);
+    /* On the context's stream (not the legacy one), deterministic and
+     * full-precision: no TF32, no split-K atomics. A handle that refuses
+     * any of these is not used. */
+    const char *what = "cublasSetStream";
+    bs = cublasSetStream(h, stream);
+    if (bs == CUBLAS_STATUS_SUCCESS) {
+        what = "cublasSetMathMode";
+        bs = cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+    }
+    if (bs == CUBLAS_STATUS_SUCCESS) {
+        what = "cublasSetAtomicsMode";
+        bs = cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED);
+    }
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        cublasDestroy(h);
+        st = gpuml_fail(ctx, GPUML_ERR_CUBLAS, fn, "%s failed: %s", what, cublas_text(bs));
+        goto out;
+    }
     ctx->cublas = h;
 out:
     if (st != GPUML_OK) {
         if (ctx->dev_error)
             cudaFree(ctx->dev_error);
         ctx->dev_error = NULL;
-        if (ctx->owns_stream)
+        if (ctx->owns_stream) {
             cudaStreamDestroy(stream);
+            ctx->stream = NULL; /* not left pointing at the destroyed stream */
+        }
         ctx->owns_stream = false;
     }
     gpuml_guard_leave(&g);
@@ -141,19 +157,34 @@ gpuml_status gpuml_cuda_rt_cudnn(gpuml_ctx *ctx, const char *fn, void **handle)
 
 gpuml_status gpuml_cuda_rt_sync(gpuml_ctx *ctx, const char *fn)
 {
+    /* The error word is read and cleared on the context's stream, after
+     * every kernel queued there: the legacy-stream cudaMemcpy/cudaMemset
+     * used before were unordered with a non-blocking stream, so a clear
+     * could land after (and wipe) a later kernel's report. */
     gpuml_device_guard g;
+    cudaStream_t stream = (cudaStream_t)ctx->stream;
+    const char *what = "cudaSetDevice";
     cudaError_t e = gpuml_guard_enter(&g, ctx->device.index);
-    if (e == cudaSuccess)
-        e = cudaStreamSynchronize((cudaStream_t)ctx->stream);
     int flag = 0;
     if (e == cudaSuccess && ctx->dev_error) {
-        e = cudaMemcpy(&flag, ctx->dev_error, sizeof flag, cudaMemcpyDeviceToHost);
-        if (e == cudaSuccess && flag)
-            e = cudaMemset(ctx->dev_error, 0, sizeof(int));
+        what = "cudaMemcpyAsync of the device error word";
+        e = cudaMemcpyAsync(&flag, ctx->dev_error, sizeof flag, cudaMemcpyDeviceToHost, stream);
+    }
+    if (e == cudaSuccess) {
+        what = "cudaStreamSynchronize";
+        e = cudaStreamSynchronize(stream);
+    }
+    if (e == cudaSuccess && flag) {
+        what = "cudaMemsetAsync of the device error word";
+        e = cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), stream);
+        if (e == cudaSuccess) {
+            what = "cudaStreamSynchronize";
+            e = cudaStreamSynchronize(stream);
+        }
     }
     gpuml_guard_leave(&g);
     if (e != cudaSuccess)
-        return cuda_fail(ctx, e, fn, "cudaStreamSynchronize");
+        return cuda_fail(ctx, e, fn, what);
     if (flag)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn,
                           "a kernel met invalid input on the device (code %d: row_splits not "

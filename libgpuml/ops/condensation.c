@@ -79,13 +79,15 @@ gpuml_status gpuml_object_condensation(gpuml_ctx *ctx, const gpuml_tensor *beta,
         if (gpuml_tensor_numel(components) != 3)
             return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "components must have three elements");
     }
-    /* workspace: vertex terms [N] and the loss + components [4] */
-    size_t vbytes = ((size_t)(n ? n : 1) * sizeof(float) + 255) / 256 * 256, bytes = vbytes + 4 * sizeof(float);
+    /* workspace: vertex terms [N], the loss + components [4], the event total's reduction */
+    size_t vbytes = ((size_t)(n ? n : 1) * sizeof(float) + 255) / 256 * 256;
+    size_t tbytes = gpuml_k_oc_total_ws_bytes(batch), bytes = vbytes + 256 + tbytes;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *out4 = (float *)((char *)ws + vbytes);
     gpuml_status st = GPUML_LAUNCH(ctx, oc_forward, beta->data, coords->data, truth->data, row_splits->data, batch,
-                                   p->max_objects, n, d, p->q_min, p->s_b, alpha->data, ws, stats->data, out4);
+                                   p->max_objects, n, d, p->q_min, p->s_b, alpha->data, ws, stats->data, out4,
+                                   (char *)ws + vbytes + 256);
     if (st == GPUML_OK) {
         gpuml_device dev = ctx->device;
         st = gpuml_memcpy(ctx, loss->data, dev, out4, dev, sizeof(float), fn);

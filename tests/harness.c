@@ -86,6 +86,24 @@ void *h_read(gpuml_ctx *ctx, const gpuml_tensor *t)
     return p;
 }
 
+static void h_free_data(void *data, void *user)
+{
+    (void)user;
+    free(data);
+}
+
+gpuml_tensor *h_host_copy(gpuml_ctx *ctx, const gpuml_tensor *t)
+{
+    void *p = h_read(ctx, t);
+    gpuml_tensor *out = NULL;
+    if (p && gpuml_tensor_wrap(p, (gpuml_device){GPUML_DEVICE_CPU, 0}, gpuml_tensor_dtype(t), gpuml_tensor_ndim(t),
+                               gpuml_tensor_shape(t), h_free_data, NULL, &out) != GPUML_OK) {
+        free(p);
+        return NULL;
+    }
+    return out;
+}
+
 /* ---- value conversion (test-side, independent of kernels/cast.h) ------- */
 static double to_f16_ref(double v) { return (double)(_Float16)v; }
 

@@ -82,6 +82,9 @@ gpuml_tensor *h_tensor(gpuml_ctx *ctx, gpuml_dtype dt, int nd, const int64_t *sh
 gpuml_tensor *h_tensor_f32(gpuml_ctx *ctx, int nd, const int64_t *shape, const float *host);
 /* Read a tensor back into malloc'd host memory (caller frees). */
 void *h_read(gpuml_ctx *ctx, const gpuml_tensor *t);
+/* A CPU tensor holding a copy of t (any device; synchronises ctx's stream),
+ * so that host-side checks can read it. Caller destroys; NULL on error. */
+gpuml_tensor *h_host_copy(gpuml_ctx *ctx, const gpuml_tensor *t);
 int64_t h_numel(int nd, const int64_t *shape);
 
 /* Run one case on all backends; returns the number of failures (and

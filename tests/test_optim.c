@@ -1,5 +1,6 @@
 /* tests/test_optim.c - the fused optimizer updates against a double-precision
- * transcription of PyTorch's formulas; schedules; global-norm clipping. */
+ * transcription of PyTorch's formulas; schedules; global-norm clipping; on
+ * every backend present. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,11 +57,11 @@ static double ref_lr(const gpuml_optim_config *c, int64_t step)
     }
 }
 
-static void run_config(const gpuml_optim_config *c0, int steps, double clip)
+static void run_config_on(gpuml_device_type dev, const gpuml_optim_config *c0, int steps, double clip)
 {
     gpuml_optim_config cc = *c0, *c = &cc;
     cc.clip_norm = (float)clip;
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_ctx *ctx = h_ctx(dev, 2);
     uint64_t seed = 4;
     float *p0 = malloc(N * sizeof(float)), *g = malloc(N * sizeof(float));
     ref_state *rs = calloc(N, sizeof *rs);
@@ -95,13 +96,16 @@ static void run_config(const gpuml_optim_config *c0, int steps, double clip)
             assert_float_equal(got, sqrt(norm2), 1e-5 * sqrt(norm2));
         }
     }
-    const float *p = gpuml_tensor_data(tp);
+    float *p = h_read(ctx, tp);
+    assert_non_null(p);
     int bad = 0;
     for (int i = 0; i < N; i++)
         if (fabs(p[i] - rs[i].p) > 1e-5 + 1e-4 * fabs(rs[i].p)) {
             if (bad++ < 5)
-                printf("kind %d: p[%d] = %.8g, reference %.8g\n", (int)c->kind, i, p[i], rs[i].p);
+                printf("kind %d on %s: p[%d] = %.8g, reference %.8g\n", (int)c->kind,
+                       dev == GPUML_DEVICE_CPU ? "cpu" : "cuda", i, p[i], rs[i].p);
         }
+    free(p);
     assert_int_equal(bad, 0);
     assert_int_equal(gpuml_optim_num_steps(opt), steps);
     gpuml_optim_destroy(opt);
@@ -109,6 +113,12 @@ static void run_config(const gpuml_optim_config *c0, int steps, double clip)
     gpuml_tensor_destroy(tg);
     free(p0), free(g), free(rs);
     gpuml_ctx_destroy(ctx);
+}
+
+static void run_config(const gpuml_optim_config *c, int steps, double clip)
+{
+    for (int b = 0; b < h_num_backends(); b++)
+        run_config_on(h_backend(b), c, steps, clip);
 }
 
 static void test_sgd(void **state)

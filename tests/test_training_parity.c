@@ -3,7 +3,8 @@
  * PyTorch + PyTorch Geometric on the same weights and batch: the loss,
  * every parameter gradient, the batch-norm statistics and the parameters
  * after one AdamW step, within relative 1e-4. The reference numbers come
- * from tests/make_training_fixture.py (tests/data/training_step.h5). */
+ * from tests/make_training_fixture.py (tests/data/training_step.h5). Runs
+ * on every backend present (CUDA: a GPU, or the emulated CUDA build). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,12 +39,26 @@ static gpuml_tensor *read_any(gpuml_h5_reader *r, gpuml_ctx *ctx, const char *pa
     return t;
 }
 
-static double max_abs(const gpuml_tensor *t)
+/* The context of the backend under test: checks read its tensors through
+ * host copies. */
+static gpuml_ctx *g_ctx;
+
+static gpuml_tensor *host(const gpuml_tensor *t)
 {
+    gpuml_tensor *h = h_host_copy(g_ctx, t);
+    if (!h)
+        fail_msg("copying a result to the host: %s", gpuml_last_error());
+    return h;
+}
+
+static double max_abs(const gpuml_tensor *dev_t)
+{
+    gpuml_tensor *t = host(dev_t);
     const float *a = gpuml_tensor_data(t);
     double m = 0;
     for (int64_t i = 0; i < gpuml_tensor_numel(t); i++)
         m = fmax(m, fabs(a[i]));
+    gpuml_tensor_destroy(t);
     return m;
 }
 
@@ -52,8 +67,9 @@ static double max_abs(const gpuml_tensor *t)
  * condensation loss, which sees only distances) have float32 noise for a
  * gradient, and Adam's first step scales any gradient to about lr: their
  * new values may differ by up to 2 lr. */
-static int compare_tol(const char *what, const gpuml_tensor *got, const gpuml_tensor *want, double abs_tol)
+static int compare_tol(const char *what, const gpuml_tensor *dev_got, const gpuml_tensor *dev_want, double abs_tol)
 {
+    gpuml_tensor *got = host(dev_got), *want = host(dev_want);
     const float *a = gpuml_tensor_data(got), *b = gpuml_tensor_data(want);
     int bad = 0;
     for (int64_t i = 0; i < gpuml_tensor_numel(want); i++)
@@ -61,12 +77,18 @@ static int compare_tol(const char *what, const gpuml_tensor *got, const gpuml_te
             if (bad++ < 4)
                 printf("%s[%lld]: gpuml %.8g, PyTorch %.8g (noise-gradient parameter)\n", what, (long long)i, a[i],
                        b[i]);
+    gpuml_tensor_destroy(got);
+    gpuml_tensor_destroy(want);
     return bad ? 1 : 0;
 }
 
-static int compare(const char *what, const gpuml_tensor *got, const gpuml_tensor *want)
+static int compare(const char *what, const gpuml_tensor *dev_got, const gpuml_tensor *dev_want)
 {
-    return h_compare_scaled(what, got, want, 1e-4, "PyTorch");
+    gpuml_tensor *got = host(dev_got), *want = host(dev_want);
+    int r = h_compare_scaled(what, got, want, 1e-4, "PyTorch");
+    gpuml_tensor_destroy(got);
+    gpuml_tensor_destroy(want);
+    return r;
 }
 
 static int run_group(gpuml_h5_reader *r, gpuml_ctx *ctx, const char *group, gpuml_loss_kind loss)
@@ -119,9 +141,11 @@ static int run_group(gpuml_h5_reader *r, gpuml_ctx *ctx, const char *group, gpum
     tc.optim.weight_decay = (float)wd;
     if (loss == GPUML_LOSS_OBJECT_CONDENSATION) {
         int32_t mx = 0;
-        const int32_t *t = gpuml_tensor_data(target);
-        for (int64_t i = 0; i < gpuml_tensor_numel(target); i++)
+        gpuml_tensor *ht = host(target);
+        const int32_t *t = gpuml_tensor_data(ht);
+        for (int64_t i = 0; i < gpuml_tensor_numel(ht); i++)
             mx = t[i] > mx ? t[i] : mx;
+        gpuml_tensor_destroy(ht);
         tc.oc.max_objects = mx + 1;
     }
     gpuml_trainer *tr;
@@ -192,13 +216,17 @@ static int run_group(gpuml_h5_reader *r, gpuml_ctx *ctx, const char *group, gpum
 static void test_one_step_matches_pytorch(void **state)
 {
     (void)state;
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
-    gpuml_h5_reader *r;
-    CHECK(gpuml_h5_reader_open(GPUML_TEST_DATA "/training_step.h5", &r));
-    int fails = run_group(r, ctx, "gravnet", GPUML_LOSS_OBJECT_CONDENSATION);
-    fails += run_group(r, ctx, "particlenet", GPUML_LOSS_CROSS_ENTROPY);
-    gpuml_h5_reader_close(r);
-    gpuml_ctx_destroy(ctx);
+    int fails = 0;
+    for (int b = 0; b < h_num_backends(); b++) {
+        gpuml_ctx *ctx = g_ctx = h_ctx(h_backend(b), 2);
+        printf("backend %s\n", b == 0 ? "cpu" : "cuda");
+        gpuml_h5_reader *r;
+        CHECK(gpuml_h5_reader_open(GPUML_TEST_DATA "/training_step.h5", &r));
+        fails += run_group(r, ctx, "gravnet", GPUML_LOSS_OBJECT_CONDENSATION);
+        fails += run_group(r, ctx, "particlenet", GPUML_LOSS_CROSS_ENTROPY);
+        gpuml_h5_reader_close(r);
+        gpuml_ctx_destroy(ctx);
+    }
     assert_int_equal(fails, 0);
 }
 

@@ -3,6 +3,9 @@
 #   tools/build.sh              release build in build/ (CUDA on when nvcc is found)
 #   tools/build.sh --sanitize   ASan + UBSan build in build-asan/
 #   tools/build.sh --tsan       ThreadSanitizer build in build-tsan/
+#   tools/build.sh --cuda-emu   the CUDA half on the emulated CUDA platform
+#                               (tests/cudaemu), CPU only, in build-emu/
+#   tools/build.sh --cuda-emu-asan  the same under ASan + UBSan, in build-emu-asan/
 # Extra meson options may follow, e.g. -Dgpu_archs=80,90.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +15,8 @@ opts=()
 case "${1:-}" in
   --sanitize) dir=build-asan; opts+=(-Db_sanitize=address,undefined -Dbuildtype=debugoptimized); shift ;;
   --tsan) dir=build-tsan; opts+=(-Db_sanitize=thread -Dbuildtype=debugoptimized -Dcuda=disabled); shift ;;
+  --cuda-emu) dir=build-emu; opts+=(-Demulate_cuda=true -Dbuildtype=debugoptimized); shift ;;
+  --cuda-emu-asan) dir=build-emu-asan; opts+=(-Demulate_cuda=true -Db_sanitize=address,undefined -Dbuildtype=debugoptimized); shift ;;
 esac
 
 # The CUDA toolkit is not on PATH by default on most machines.

@@ -1,0 +1,49 @@
+/* tests/cudaemu/include/cudaemu.h - hooks of the emulated CUDA platform for
+ * tests (not part of any real CUDA API). All are thread-safe.
+ *
+ * Environment read at start-up:
+ *   GPUML_EMU_DEVICES      number of devices (default 2)
+ *   GPUML_EMU_MEM_MB       memory capacity of each device in MiB (default 4096)
+ *   GPUML_EMU_SEED         seed of the thread order within blocks (default 1)
+ *   GPUML_EMU_WORKERS      extra host threads that run blocks in parallel (default 2)
+ *   GPUML_EMU_FAIL_MALLOC  the n-th cudaMalloc/cudaHostAlloc of the process fails
+ *   GPUML_EMU_FAULT_LAUNCH the n-th kernel launch of the process faults
+ *                          (cudaErrorIllegalAddress, sticky)
+ *   GPUML_EMU_COVERAGE_DIR append each kernel's name, once per process, to
+ *                          <dir>/kernels.<pid>
+ *   GPUML_EMU_LAUNCH_LOG   append one line per launch to <dir>/launches.<pid>.tsv:
+ *                          kernel, blocks, threads per block, threads,
+ *                          largest grid-stride iteration count of one thread,
+ *                          largest time of one thread (us), launch time (us)
+ *   GPUML_EMU_STRICT_ARGS  0: do not check kernel pointer arguments (default 1)
+ */
+#ifndef GPUML_CUDAEMU_H
+#define GPUML_CUDAEMU_H
+
+#include <stddef.h>
+
+#include "cuda_runtime_api.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The n-th device allocation from now (1 = the next) fails with
+ * cudaErrorMemoryAllocation; 0 disarms. */
+void gpuml_emu_fail_malloc_after(int n);
+/* The n-th kernel launch from now faults on the device: the context's
+ * sticky error becomes cudaErrorIllegalAddress; 0 disarms. */
+void gpuml_emu_fault_launch_after(int n);
+/* Clears a device's sticky error (a real process would have to restart;
+ * tests use this to go on after a fault test). */
+void gpuml_emu_clear_sticky(int device);
+/* Bytes allocated on a device (cudaMalloc). */
+size_t gpuml_emu_bytes_in_use(int device);
+/* Number of kernel launches executed so far by the process. */
+unsigned long long gpuml_emu_launch_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -333,6 +333,7 @@ static void setup_bn(int v, h_case_io *io)
         {0, 3, 0, 1, 0, 1, 0},    /* empty                                  */
         {30, 3, 0, 0, 1, 1, 0},   /* inference with padding rows            */
         {6, 3, 0, 1, 1, 1, 1},    /* every row padding                      */
+        {33000, 2, 0, 1, 1, 1, 0},/* > 128 chunks of 256 rows: two levels   */
     };
     int64_t r = V[v].r, c = V[v].c;
     io->ip[0] = V[v].training;
@@ -443,7 +444,7 @@ static void test_table(void **state)
     }
     h_case mk = {"edge_mask", 3, setup_mask, ref_mask, run_mask, NULL, 0, 0, 0};
     fails += harness_run_case(&mk);
-    h_case bn = {"batch_norm", 9, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3};
+    h_case bn = {"batch_norm", 10, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3};
     fails += harness_run_case(&bn);
     assert_int_equal(fails, 0);
 }

@@ -162,6 +162,12 @@ GPUML_HD static inline void gpuml_k_oc_finish(const double *GPUML_RESTRICT tot, 
             components[c] = (float)(tot[c] * inv);
 }
 
+/* Backward: upstream gradient / number of non-empty events (tot[3]). */
+GPUML_HD static inline float gpuml_k_oc_scale(const double *GPUML_RESTRICT tot, const float *gloss)
+{
+    return tot[3] > 0.0 ? *gloss / (float)tot[3] : 0.0f;
+}
+
 /* Backward, stage 1, for object k of an event: what its condensation point
  * receives from every vertex j of the event (before the 1/N_e and upstream
  * scaling): acc[0] = d L_V / d q_ak, acc[1 + c] = d L_V / d x_ak[c]. */

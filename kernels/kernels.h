@@ -96,10 +96,11 @@ GPUML_K_DECLARE(cross_entropy_grad, const float *x, int64_t rows, int64_t c, con
 GPUML_K_DECLARE(oc_forward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
                 int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, int64_t *alpha,
                 float *vterm, float *stats, float *out, void *total_ws)
-/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient) */
+/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient); total_ws as the forward's
+ * (the number of non-empty events is counted by the same fixed-order reduction) */
 GPUML_K_DECLARE(oc_backward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
                 int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, const int64_t *alpha,
-                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx)
+                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx, void *total_ws)
 /* optim.h: gscale (device scalar) multiplies g; NULL = 1. state2 unused by SGD. */
 GPUML_K_DECLARE(optim_sgd, int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
                 float momentum, float dampening, float wd, int nesterov, int first)

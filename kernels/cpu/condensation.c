@@ -42,7 +42,7 @@ gpuml_status gpuml_cpu_oc_forward(const gpuml_kctx *k, const float *beta, const 
 gpuml_status gpuml_cpu_oc_backward(const gpuml_kctx *k, const float *beta, const float *x, const int32_t *truth,
                                    const int64_t *row_splits, int64_t batch, int64_t nobj, int64_t n, int64_t d,
                                    float q_min, float s_b, const int64_t *alpha, const float *stats, const float *gloss,
-                                   float *obj_acc, float *gbeta, float *gx)
+                                   float *obj_acc, float *gbeta, float *gx, void *total_ws)
 {
     int nt = k->nthreads;
     int64_t work = n * (nobj + 1) * (d + 1);
@@ -53,10 +53,13 @@ gpuml_status gpuml_cpu_oc_backward(const gpuml_kctx *k, const float *beta, const
         gpuml_k_segment(row_splits, b, n, &begin, &end, &bad);
         gpuml_k_oc_object_grad(beta, x, truth, alpha[e], e - b * nobj, begin, end, d, q_min, obj_acc + e * (1 + d));
     }
-    int64_t nonempty = 0;
+    gpuml_k_rjob j = gpuml_k_oc_total_job(batch, total_ws);
     for (int64_t b = 0; b < batch; b++)
-        nonempty += stats[b * GPUML_OC_STATS + GPUML_OC_N] > 0.0f;
-    float scale = nonempty > 0 ? *gloss / (float)nonempty : 0.0f;
+        gpuml_k_oc_total_terms(stats, b, (double *)total_ws);
+    gpuml_status st = gpuml_cpu_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
+    float scale = gpuml_k_oc_scale(j.out_d, gloss);
 #pragma omp parallel for num_threads(nt) schedule(static) if (work > GPUML_PAR_GRAIN)
     for (int64_t i = 0; i < n; i++) {
         int64_t b = gpuml_k_event_of_row(row_splits, batch, i);

@@ -12,7 +12,7 @@
  * query; timings include the index build (the graph changes every step).
  *
  *   bench_knn [--out DIR] [--threads T] [--repeat R] [--algo auto|brute|grid]
- *             [--only NAME] [--no-write] [--csr]
+ *             [--only NAME] [--no-write] [--csr] [--device cpu|cuda]
  *
  * --csr also times gpuml_knn_reverse (the reverse adjacency for the
  * backward) and gpuml_knn_backward, best of R.
@@ -148,7 +148,7 @@ typedef struct {
 int main(int argc, char **argv)
 {
     const char *out = NULL, *only = NULL;
-    int threads = 2, repeat = 5, write = 1, csr = 0;
+    int threads = 2, repeat = 5, write = 1, csr = 0, cuda = 0;
     gpuml_knn_algo algo = GPUML_KNN_AUTO;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--out") && a + 1 < argc)
@@ -168,15 +168,19 @@ int main(int argc, char **argv)
             write = 0;
         else if (!strcmp(argv[a], "--csr"))
             csr = 1;
+        else if (!strcmp(argv[a], "--device") && a + 1 < argc)
+            cuda = !strcmp(argv[++a], "cuda");
         else {
             fprintf(stderr, "usage: %s [--out DIR] [--threads T] [--repeat R] [--algo auto|brute|grid] "
-                            "[--only NAME] [--no-write] [--csr]\n", argv[0]);
+                            "[--only NAME] [--no-write] [--csr] [--device cpu|cuda]\n", argv[0]);
             return 2;
         }
     }
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.num_threads = threads;
+    if (cuda)
+        cfg.device.type = GPUML_DEVICE_CUDA; /* times include the synchronisation */
     gpuml_ctx *ctx;
     if (gpuml_ctx_create(&cfg, &ctx) != GPUML_OK) {
         fprintf(stderr, "%s\n", gpuml_last_error());
@@ -215,8 +219,15 @@ int main(int argc, char **argv)
                 if (only && !strstr(name, only))
                     continue;
                 gpuml_tensor *tx, *ts, *ti, *td, *trp = NULL, *tcol = NULL, *tg = NULL, *tgx = NULL;
-                gpuml_tensor_wrap(x, cfg.device, GPUML_F32, 2, (int64_t[]){n, d}, NULL, NULL, &tx);
-                gpuml_tensor_wrap(splits, cfg.device, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL, NULL, &ts);
+                if (cuda) { /* inputs on the device, copied once */
+                    gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){n, d}, &tx);
+                    gpuml_tensor_copy_from_host(ctx, tx, x, (size_t)(n * d) * sizeof *x);
+                    gpuml_tensor_create(ctx, GPUML_I64, 1, (int64_t[]){nev + 1}, &ts);
+                    gpuml_tensor_copy_from_host(ctx, ts, splits, (size_t)(nev + 1) * sizeof *splits);
+                } else {
+                    gpuml_tensor_wrap(x, cfg.device, GPUML_F32, 2, (int64_t[]){n, d}, NULL, NULL, &tx);
+                    gpuml_tensor_wrap(splits, cfg.device, GPUML_I64, 1, (int64_t[]){nev + 1}, NULL, NULL, &ts);
+                }
                 gpuml_tensor_create(ctx, GPUML_I32, 2, (int64_t[]){n, k}, &ti);
                 gpuml_tensor_create(ctx, GPUML_F32, 2, (int64_t[]){n, k}, &td);
                 if (csr) {
@@ -234,6 +245,8 @@ int main(int argc, char **argv)
                 for (int r = 0; r <= repeat; r++) { /* run 0 warms the allocator and caches */
                     double t0 = now(), c0 = cpu_now();
                     gpuml_status st = gpuml_knn_ex(ctx, tx, ts, &p, ti, td, NULL, NULL);
+                    if (st == GPUML_OK)
+                        st = gpuml_ctx_synchronize(ctx);
                     t[r] = now() - t0;
                     if (r > 0 && cpu_now() - c0 < tcpu)
                         tcpu = cpu_now() - c0;
@@ -244,10 +257,12 @@ int main(int argc, char **argv)
                     if (csr) {
                         t0 = now();
                         gpuml_knn_reverse(ctx, ti, trp, tcol);
+                        gpuml_ctx_synchronize(ctx);
                         double tc = now() - t0;
                         tcsr = tc < tcsr ? tc : tcsr;
                         t0 = now();
                         gpuml_knn_backward(ctx, tx, ti, tg, trp, tcol, tgx);
+                        gpuml_ctx_synchronize(ctx);
                         tc = now() - t0;
                         tbwd = tc < tbwd ? tc : tbwd;
                     }
@@ -266,7 +281,10 @@ int main(int argc, char **argv)
                 if (out && write) {
                     char pth[512];
                     snprintf(pth, sizeof pth, "%s/%s.idx.npy", out, name);
-                    write_npy(pth, "<i4", 2, (int64_t[]){n, k}, gpuml_tensor_data(ti), (size_t)(n * k) * 4);
+                    int32_t *hidx = malloc((size_t)(n * k) * 4);
+                    gpuml_tensor_copy_to_host(ctx, ti, hidx, (size_t)(n * k) * 4);
+                    write_npy(pth, "<i4", 2, (int64_t[]){n, k}, hidx, (size_t)(n * k) * 4);
+                    free(hidx);
                     if (ki == 0) {
                         char base[64];
                         snprintf(base, sizeof base, "%s_d%d", sizes[si].name, d);

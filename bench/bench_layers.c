@@ -3,6 +3,7 @@
  * on the same data, which this program writes to an HDF5 file).
  *
  *   bench_layers [--out layers_data.h5] [--reps 5] [--threads 2] [--layer gravnet|particlenet]
+ *                [--device cpu|cuda]
  *
  * GravNetConv: 20 000 hits in 4 events, in 64, space 4, propagate 22, k 40, out 64.
  * EdgeConv block (ParticleNet): 128 jets x 50 particles, 2-D coordinates,
@@ -69,13 +70,17 @@ static float frand(void)
     return (float)((double)(g_seed >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
 }
 
+/* Filled on the host and copied in (the context may be on a GPU). */
 static gpuml_tensor *rand_tensor(gpuml_ctx *ctx, int nd, const int64_t *shape, float scale)
 {
     gpuml_tensor *t;
     DIE_IF(gpuml_tensor_create(ctx, GPUML_F32, nd, shape, &t));
-    float *p = gpuml_tensor_data(t);
-    for (int64_t i = 0; i < gpuml_tensor_numel(t); i++)
+    int64_t n = gpuml_tensor_numel(t);
+    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    for (int64_t i = 0; i < n; i++)
         p[i] = scale * frand();
+    DIE_IF(gpuml_tensor_copy_from_host(ctx, t, p, (size_t)n * sizeof *p));
+    free(p);
     return t;
 }
 
@@ -96,9 +101,11 @@ static void run(gpuml_ctx *ctx, const workload *w, int reps, gpuml_h5_writer *ou
     int64_t nrs = w->events + 1;
     gpuml_tensor *rs;
     DIE_IF(gpuml_tensor_create(ctx, GPUML_I64, 1, &nrs, &rs));
-    int64_t *r = gpuml_tensor_data(rs);
+    int64_t *r = malloc((size_t)nrs * sizeof *r);
     for (int64_t e = 0; e <= w->events; e++)
         r[e] = e * w->rows / w->events;
+    DIE_IF(gpuml_tensor_copy_from_host(ctx, rs, r, (size_t)nrs * sizeof *r));
+    free(r);
     gpuml_tape *t;
     DIE_IF(gpuml_tape_create(ctx, &t));
     gpuml_var *outv;
@@ -123,6 +130,7 @@ static void run(gpuml_ctx *ctx, const workload *w, int reps, gpuml_h5_writer *ou
         DIE_IF(gpuml_model_zero_grad(m));
         DIE_IF(gpuml_model_forward(m, t, cins, rs, &outv));
         DIE_IF(gpuml_backward(t, outv, seed));
+        DIE_IF(gpuml_ctx_synchronize(ctx)); /* on a GPU the step ends when the device is done */
         double dt = now_s() - t0;
         best = dt < best ? dt : best;
         if (rep == 0) {
@@ -167,7 +175,7 @@ static void run(gpuml_ctx *ctx, const workload *w, int reps, gpuml_h5_writer *ou
 int main(int argc, char **argv)
 {
     const char *out_path = "layers_data.h5";
-    int reps = 5, threads = 2;
+    int reps = 5, threads = 2, cuda = 0;
     const char *only = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--out"))
@@ -178,10 +186,14 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--layer"))
             only = argv[i + 1];
+        else if (!strcmp(argv[i], "--device"))
+            cuda = !strcmp(argv[i + 1], "cuda");
     }
     gpuml_ctx_config cfg;
     gpuml_ctx_config_init_defaults(&cfg);
     cfg.num_threads = threads;
+    if (cuda)
+        cfg.device.type = GPUML_DEVICE_CUDA;
     gpuml_ctx *ctx;
     DIE_IF(gpuml_ctx_create(&cfg, &ctx));
     gpuml_h5_writer *w = NULL;

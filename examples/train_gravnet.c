@@ -4,11 +4,13 @@
  *   train_gravnet --data train.h5 [--val val.h5] [--config configs/gravnet_oc.json]
  *                 [--epochs 2] [--max-rows 20000] [--max-events 16] [--lr 1e-3]
  *                 [--out model.h5] [--metrics metrics.jsonl] [--ckpt ckpt.h5]
- *                 [--ckpt-every 50] [--resume ckpt.h5] [--max-steps N]
+ *                 [--ckpt-every 50] [--resume ckpt.h5] [--max-steps N] [--stop-after N]
  *                 [--device cpu|cuda] [--threads N] [--seed S] [--init-out init.h5]
  *
  * Metrics go to the JSON-lines file (one object per step, one per
  * evaluation); the final metrics are printed as one JSON line on stdout.
+ * --stop-after N ends the run after step N as a crash would (the schedule
+ * still spans the whole run), for resume tests (tests/test_drivers_cuda.py).
  * --init-out saves the freshly initialised model (before any step), so a
  * peer implementation can start from the same weights (bench/train_peers.py). */
 #include "common/driver.h"
@@ -50,7 +52,7 @@ int main(int argc, char **argv)
         return 2;
     }
     long epochs = opt_int(&o, "--epochs", 2), ckpt_every = opt_int(&o, "--ckpt-every", 50);
-    long max_steps = opt_int(&o, "--max-steps", -1);
+    long max_steps = opt_int(&o, "--max-steps", -1), stop_after = opt_int(&o, "--stop-after", -1);
     int64_t max_rows = opt_int(&o, "--max-rows", 20000);
     dist_env de = dist_setup(&o); /* --distributed: one rank per process, mpirun / srun */
     gpuml_ctx *ctx = de.ctx;
@@ -111,6 +113,8 @@ int main(int argc, char **argv)
             progress_update(&pg, step, eps, "loss %.4f", s.loss);
         if (lead && ckpt_every > 0 && (step % ckpt_every == 0 || step == total))
             driver_checkpoint(ckpt, ctx, model, tr, loader, &ts, step);
+        if (step == stop_after)
+            break;
     }
     fflush(metrics);
     double train_time = now_s() - t0;

@@ -42,6 +42,9 @@ static void free_param(param *p)
     gpuml_tensor_destroy(p->grad);
 }
 
+/* The backend under test: main runs every test on each backend present. */
+static gpuml_device_type g_dev = GPUML_DEVICE_CPU;
+
 static float read1(gpuml_ctx *ctx, gpuml_tensor *t)
 {
     float v;
@@ -52,7 +55,7 @@ static float read1(gpuml_ctx *ctx, gpuml_tensor *t)
 static void test_reuse_of_a_var(void **state)
 {
     (void)state;
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_ctx *ctx = h_ctx(g_dev, 2);
     gpuml_tape *t;
     CHECK(gpuml_tape_create(ctx, &t));
     float xv[4] = {1, -2, 0.5f, 3};
@@ -88,7 +91,7 @@ typedef struct {
 static void model_init(model *m)
 {
     uint64_t s = 12345;
-    m->ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    m->ctx = h_ctx(g_dev, 2);
     gpuml_ctx *ctx = m->ctx;
     m->w1 = make_param(ctx, 2, (int64_t[]){6, 4}, &s, 0.5);
     m->b1 = make_param(ctx, 1, (int64_t[]){6}, &s, 0.1);
@@ -179,23 +182,30 @@ static void test_model_gradients_vs_fd(void **state)
     CHECK(gpuml_backward(t, loss, NULL));
     int bad = 0;
     for (unsigned p = 0; p < 7; p++) {
-        float *val = gpuml_tensor_data(ps[p]->value), *grad = gpuml_tensor_data(ps[p]->grad);
+        /* host copies; the parameter is written back through the context */
+        float *val = h_read(m.ctx, ps[p]->value), *grad = h_read(m.ctx, ps[p]->grad);
         int64_t n = gpuml_tensor_numel(ps[p]->value);
+        size_t nb = gpuml_tensor_nbytes(ps[p]->value);
         for (int64_t i = 0; i < n; i++) {
             float x0 = val[i], h = 1e-2f;
             gpuml_tape_reset(t);
             val[i] = x0 + h;
+            CHECK(gpuml_tensor_copy_from_host(m.ctx, ps[p]->value, val, nb));
             float lp = read1(m.ctx, gpuml_var_value(model_loss(&m, t)));
             gpuml_tape_reset(t);
             val[i] = x0 - h;
+            CHECK(gpuml_tensor_copy_from_host(m.ctx, ps[p]->value, val, nb));
             float lm = read1(m.ctx, gpuml_var_value(model_loss(&m, t)));
             val[i] = x0;
+            CHECK(gpuml_tensor_copy_from_host(m.ctx, ps[p]->value, val, nb));
             double fd = ((double)lp - lm) / (2.0 * h);
             if (fabs(fd - grad[i]) > 3e-3 + 2e-2 * fabs(fd)) {
                 printf("param %u [%lld]: backward %.6g, finite difference %.6g\n", p, (long long)i, grad[i], fd);
                 bad++;
             }
         }
+        free(val);
+        free(grad);
     }
     assert_int_equal(bad, 0);
     gpuml_tape_destroy(t);
@@ -224,11 +234,11 @@ static void test_param_accumulation_and_hooks(void **state)
     for (int i = 0; i < 7; i++)
         gpuml_param_set_group(ps[i]->var, i);
     CHECK(gpuml_backward(t, model_loss(&m, t), NULL));
-    float once[6 * 4];
-    memcpy(once, gpuml_tensor_data(m.w1.grad), sizeof once);
+    float once[6 * 4], twice[6 * 4];
+    CHECK(gpuml_tensor_copy_to_host(m.ctx, m.w1.grad, once, sizeof once));
     gpuml_tape_reset(t);
     CHECK(gpuml_backward(t, model_loss(&m, t), NULL));
-    const float *twice = gpuml_tensor_data(m.w1.grad);
+    CHECK(gpuml_tensor_copy_to_host(m.ctx, m.w1.grad, twice, sizeof twice));
     for (int i = 0; i < 24; i++)
         assert_float_equal(twice[i], 2 * once[i], 1e-5 * (1 + fabs(once[i])));
 
@@ -346,7 +356,7 @@ static void test_batch_norm_relu_fused(void **state)
 {
     (void)state;
     enum { R = 37, C = 5, N = R * C };
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_ctx *ctx = h_ctx(g_dev, 2);
     float xv[N];
     uint64_t s = 7;
     for (int i = 0; i < N; i++)
@@ -434,7 +444,7 @@ static void test_batch_norm_relu_aggregate_fused(void **state)
 {
     (void)state;
     enum { N = 33, KE = 5, C = 5 };
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_ctx *ctx = h_ctx(g_dev, 2);
     for (int training = 0; training < 2; training++) {
         float out[2][N * C], gx[2][N * KE * C], gg[2][C], gb[2][C], rs[2][2 * C];
         for (int f = 0; f < 2; f++)
@@ -490,5 +500,10 @@ int main(void)
         cmocka_unit_test(test_batch_norm_relu_fused),
         cmocka_unit_test(test_batch_norm_relu_aggregate_fused),
     };
-    return cmocka_run_group_tests_name("autograd", tests, NULL, NULL);
+    int failed = 0;
+    for (int b = 0; b < h_num_backends(); b++) { /* CPU, then CUDA where present */
+        g_dev = h_backend(b);
+        failed += cmocka_run_group_tests_name(b == 0 ? "autograd (cpu)" : "autograd (cuda)", tests, NULL, NULL);
+    }
+    return failed;
 }

@@ -818,9 +818,72 @@ static void test_errors(void **state)
     rec_free(&r);
 }
 
+/* ---- the engine on a CUDA device ---------------------------------------------
+ * Where CUDA is there (a GPU, or the emulated CUDA build): two instances,
+ * each with its own stream, completion detected through CUDA events; every
+ * event's outputs against single-event inference on the CPU within
+ * relative 1e-4 (CPU and CUDA round differently); direct mode on a
+ * caller's stream (the default stream here) likewise. */
+static int close_to(const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= 1e-4f * (fabsf(b[i]) + 1.0f)))
+            return 0;
+    return 1;
+}
+
+static void test_cuda_engine(void **state)
+{
+    (void)state;
+    if (gpuml_cuda_device_count() == 0)
+        skip();
+    gpuml_engine_config cfg = base_config();
+    cfg.device.type = GPUML_DEVICE_CUDA;
+    cfg.device.index = gpuml_cuda_device_count() - 1; /* not the thread's current device */
+    cfg.num_instances = 2;
+    gpuml_engine *e = make_engine(&cfg);
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    rec *recs = malloc(NEV * sizeof *recs);
+    for (int i = 0; i < NEV; i++) {
+        rec_init(&recs[i], i, &finished);
+        gpuml_engine_request q = rec_request(&recs[i]);
+        gpuml_status st;
+        while ((st = gpuml_engine_submit(e, &q, on_done, &recs[i])) == GPUML_ERR_QUEUE_FULL)
+            sleep_us(500);
+        assert_int_equal(st, GPUML_OK);
+    }
+    wait_for(&finished, NEV, 120);
+    int bad = 0;
+    for (int i = 0; i < NEV; i++) {
+        const event *ev = &g_ev[i];
+        if (atomic_load(&recs[i].status) != GPUML_OK || atomic_load(&recs[i].calls) != 1 ||
+            !close_to(recs[i].t2, ev->ref_t2, ev->rows * 4) || !close_to(recs[i].cls, ev->ref_cls, 3))
+            if (bad++ < 5)
+                printf("event %d (%lld rows) on CUDA: status %s, %d calls, outputs %s\n", i, (long long)ev->rows,
+                       gpuml_status_string(atomic_load(&recs[i].status)), atomic_load(&recs[i].calls),
+                       close_to(recs[i].t2, ev->ref_t2, ev->rows * 4) ? "close" : "differ");
+        rec_free(&recs[i]);
+    }
+    for (int i = 0; i < 8; i++) { /* direct mode */
+        rec r;
+        rec_init(&r, i * 7 % NEV, NULL);
+        gpuml_engine_request q = rec_request(&r);
+        assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_OK);
+        const event *ev = &g_ev[r.ev];
+        if ((!close_to(r.t2, ev->ref_t2, ev->rows * 4) || !close_to(r.cls, ev->ref_cls, 3)) && bad++ < 10)
+            printf("event %d direct on CUDA: outputs differ\n", r.ev);
+        rec_free(&r);
+    }
+    free(recs);
+    gpuml_engine_destroy(e);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cuda_engine),
         cmocka_unit_test(test_many_threads_match_single_event),
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_deadlines),

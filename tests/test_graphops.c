@@ -820,10 +820,9 @@ static gpuml_status op_bn_bwd(gpuml_ctx *ctx, void *user)
     return gpuml_batch_norm_backward(ctx, NULL, t[9], NULL, NULL, t[12], t[13], t[9], t[14], NULL, NULL, 0);
 }
 
-static void test_allocation_failures(void **state)
+static void allocation_failures_on(gpuml_device_type dev)
 {
-    (void)state;
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_ctx *ctx = h_ctx(dev, 2);
     float d2[12] = {0, .1f, .2f, 0, .1f, .3f, 0, .2f, .4f, 0, INFINITY, INFINITY};
     gpuml_tensor *t[15];
     t[0] = h_tensor_f32(ctx, 2, SHAPE(4, 2), NULL);
@@ -855,6 +854,13 @@ static void test_allocation_failures(void **state)
     for (int i = 0; i < 15; i++)
         gpuml_tensor_destroy(t[i]);
     gpuml_ctx_destroy(ctx);
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    for (int b = 0; b < h_num_backends(); b++)
+        allocation_failures_on(h_backend(b));
 }
 
 int main(void)

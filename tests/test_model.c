@@ -154,10 +154,9 @@ static void test_config_errors(void **state)
 }
 
 /* forward of a tiny model against a plain C computation */
-static void test_forward_matches_reference(void **state)
+static void forward_matches_reference_on(gpuml_device_type dev)
 {
-    (void)state;
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    gpuml_ctx *ctx = h_ctx(dev, 2);
     const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 2}],"
                       " \"nodes\": [{\"name\": \"l\", \"op\": \"linear\", \"inputs\": [\"x\"], \"out\": 3},"
                       "  {\"name\": \"t\", \"op\": \"tanh\", \"inputs\": [\"l\"]},"
@@ -177,8 +176,8 @@ static void test_forward_matches_reference(void **state)
     gpuml_tensor *w, *b, *g;
     CHECK(gpuml_model_find_param(m, "l.weight", &w, &g));
     CHECK(gpuml_model_find_param(m, "l.bias", &b, &g));
-    const float *W = gpuml_tensor_data(w), *B = gpuml_tensor_data(b);
-    const float *P = gpuml_tensor_data(gpuml_var_value(outs[0])), *T = gpuml_tensor_data(gpuml_var_value(outs[1]));
+    float *W = h_read(ctx, w), *B = h_read(ctx, b); /* through the context: any device */
+    float *P = h_read(ctx, gpuml_var_value(outs[0])), *T = h_read(ctx, gpuml_var_value(outs[1]));
     double pool[3][3] = {{0}};
     for (int r = 0; r < 5; r++)
         for (int o = 0; o < 3; o++) {
@@ -189,6 +188,7 @@ static void test_forward_matches_reference(void **state)
     for (int e = 0; e < 3; e++)
         for (int o = 0; o < 3; o++)
             assert_float_equal(P[e * 3 + o], pool[e][o], 1e-5);
+    free(W), free(B), free(P), free(T);
     /* wrong inputs are errors naming the input */
     gpuml_tensor *bad = h_tensor_f32(ctx, 2, (int64_t[]){5, 3}, NULL);
     const gpuml_tensor *bins[1] = {bad};
@@ -202,12 +202,18 @@ static void test_forward_matches_reference(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
-/* A per-event classifier learns to separate events by the mean of their
- * first feature: the loss must fall to a fraction of its start. */
-static void test_model_learns(void **state)
+static void test_forward_matches_reference(void **state)
 {
     (void)state;
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
+    for (int b = 0; b < h_num_backends(); b++)
+        forward_matches_reference_on(h_backend(b));
+}
+
+/* A per-event classifier learns to separate events by the mean of their
+ * first feature: the loss must fall to a fraction of its start. */
+static void model_learns_on(gpuml_device_type dev)
+{
+    gpuml_ctx *ctx = h_ctx(dev, 2);
     const char *cfg = "{\"inputs\": [{\"name\": \"x\", \"features\": 4}],"
                       " \"nodes\": [{\"name\": \"l1\", \"op\": \"linear\", \"inputs\": [\"x\"], \"out\": 16},"
                       "  {\"name\": \"a1\", \"op\": \"elu\", \"inputs\": [\"l1\"]},"
@@ -249,7 +255,8 @@ static void test_model_learns(void **state)
         CHECK(gpuml_model_zero_grad(m));
         CHECK(gpuml_backward(t, loss, NULL));
         CHECK(gpuml_optim_step(opt));
-        float l = *(float *)gpuml_tensor_data(gpuml_var_value(loss));
+        float l;
+        CHECK(gpuml_tensor_copy_to_host(ctx, gpuml_var_value(loss), &l, sizeof l));
         if (step == 0)
             first = l;
         last = l;
@@ -262,6 +269,13 @@ static void test_model_learns(void **state)
     gpuml_tensor_destroy(tl);
     gpuml_model_destroy(m);
     gpuml_ctx_destroy(ctx);
+}
+
+static void test_model_learns(void **state)
+{
+    (void)state;
+    for (int b = 0; b < h_num_backends(); b++)
+        model_learns_on(h_backend(b));
 }
 
 int main(void)

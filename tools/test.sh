@@ -49,10 +49,15 @@ if [ "$mode" = emu ] || [ "$mode" = emu-asan ]; then
   echo "emulated CUDA: GPUML_EMU_SEED=${GPUML_EMU_SEED:=1} GPUML_EMU_DEVICES=${GPUML_EMU_DEVICES:=2}"
   export GPUML_EMU_SEED GPUML_EMU_DEVICES
 fi
-meson test -C "$dir" --print-errorlogs --num-processes 2 "${tests[@]}"
+rc=0
+meson test -C "$dir" --print-errorlogs --num-processes 2 "${tests[@]}" || rc=$?
 
 if [ "$mode" = emu ] || [ "$mode" = emu-asan ]; then
-  ./tools/emu_coverage.sh "$cov"
+  ./tools/emu_coverage.sh "$cov" || rc=1 # also after failures: which kernels ran
+fi
+if [ "$rc" -ne 0 ]; then
+  echo "test.sh ($mode): FAILED"
+  exit "$rc"
 fi
 
 if [ "$mode" = plain ]; then

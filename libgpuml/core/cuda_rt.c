@@ -60,6 +60,12 @@ gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn)
     e = cudaMalloc((void **)&ctx->dev_error, sizeof(int));
     if (e == cudaSuccess)
         e = cudaMemsetAsync(ctx->dev_error, 0, sizeof(int), stream);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        st = gpuml_fail(ctx, GPUML_ERR_OUT_OF_MEMORY, fn, "allocating the device error word on device %d: out of memory",
+                        ctx->device.index);
+        goto out;
+    }
     if (e != cudaSuccess) {
         st = cuda_fail(ctx, e, fn, "allocating the device error word");
         goto out;

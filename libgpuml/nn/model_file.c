@@ -297,7 +297,8 @@ gpuml_status gpuml_checkpoint_save(const char *path, const gpuml_model *m, const
             char p[128];
             gpuml_optim_state(opt, i, &name, &t);
             snprintf(p, sizeof p, "/optimizer/%s", name);
-            st = gpuml_h5_writer_write(w, NULL, p, t);
+            /* the state lives on the model's device: its context copies it out */
+            st = gpuml_h5_writer_write(w, gpuml_model_ctx(m), p, t);
         }
     }
     if (st == GPUML_OK && state) {

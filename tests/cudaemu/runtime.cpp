@@ -119,6 +119,20 @@ void set_sticky(int device, cudaError_t e, const char *why)
         fprintf(stderr, "cudaemu: device %d: %s -> %s (sticky)\n", device, why, cudaGetErrorName(e));
 }
 
+/* GPUML_EMU_JITTER_US / GPUML_EMU_LEGACY_DELAY_US: each operation of a
+ * stream (of the legacy stream) starts that much later - a timing the
+ * hardware could have, which makes work ordered only by luck show. */
+static void delay(bool legacy)
+{
+    static const long jitter = env_long("GPUML_EMU_JITTER_US", 0), legacy_us = env_long("GPUML_EMU_LEGACY_DELAY_US", 0);
+    static std::atomic<uint64_t> n{0};
+    long us = legacy ? legacy_us : 0;
+    if (jitter > 0)
+        us += (long)((n.fetch_add(1) * 0x9e3779b97f4a7c15ull >> 40) % (uint64_t)jitter);
+    if (us > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
+
 static void stream_loop(StreamP s)
 {
     for (;;) {
@@ -132,6 +146,7 @@ static void stream_loop(StreamP s)
             s->q.pop_front();
         }
         tl_device = s->device; /* what operations see as the current device */
+        delay(s->legacy);
         if (!sticky(s->device))
             fn();
         fn = nullptr; /* captured resources go before the operation counts as done */
@@ -318,6 +333,7 @@ EMU_API void gpuml_emu_clear_sticky(int device)
 {
     if (device >= 0 && device < ndevices())
         G().devs[device]->sticky = 0;
+    tl_last = cudaSuccess; /* the calling thread's copy of it */
 }
 EMU_API size_t gpuml_emu_bytes_in_use(int device)
 {

@@ -16,6 +16,10 @@
  *                          largest grid-stride iteration count of one thread,
  *                          largest time of one thread (us), launch time (us)
  *   GPUML_EMU_STRICT_ARGS  0: do not check kernel pointer arguments (default 1)
+ *   GPUML_EMU_JITTER_US    each stream operation starts up to this much later
+ *   GPUML_EMU_LEGACY_DELAY_US  each legacy-stream operation starts this much
+ *                          later (work ordered against it only by luck fails)
+ *   GPUML_EMU_STACK_KB     fiber stack size (default 256, 1024 under ASan)
  */
 #ifndef GPUML_CUDAEMU_H
 #define GPUML_CUDAEMU_H
@@ -34,8 +38,9 @@ void gpuml_emu_fail_malloc_after(int n);
 /* The n-th kernel launch from now faults on the device: the context's
  * sticky error becomes cudaErrorIllegalAddress; 0 disarms. */
 void gpuml_emu_fault_launch_after(int n);
-/* Clears a device's sticky error (a real process would have to restart;
- * tests use this to go on after a fault test). */
+/* Clears a device's sticky error and the calling thread's last error (a
+ * real process would have to restart; tests use this to go on after a
+ * fault test). */
 void gpuml_emu_clear_sticky(int device);
 /* Bytes allocated on a device (cudaMalloc). */
 size_t gpuml_emu_bytes_in_use(int device);

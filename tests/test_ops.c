@@ -705,22 +705,26 @@ static gpuml_status run_csr(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *c
 
 static void test_index_csr_skips_padding(void)
 {
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
-    int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
-    int64_t rowptr[4], col[8];
-    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
-    gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL), *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), NULL);
-    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
-    gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
-    gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
-    int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
-    assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
-    assert_memory_equal(col, want_col, sizeof want_col);
-    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
-    gpuml_tensor_destroy(ti);
-    gpuml_tensor_destroy(tr);
-    gpuml_tensor_destroy(tc);
-    gpuml_ctx_destroy(ctx);
+    for (int b = 0; b < h_num_backends(); b++) {
+        gpuml_ctx *ctx = h_ctx(h_backend(b), 2);
+        int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
+        int64_t rowptr[4], col[8], sentinel[8] = {-7, -7, -7, -7, -7, -7, -7, -7};
+        gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
+        gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL);
+        gpuml_tensor *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), sentinel);
+        assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
+        gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
+        gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
+        int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
+        assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
+        assert_memory_equal(col, want_col, sizeof want_col);
+        assert_memory_equal(col + 5, sentinel, 3 * sizeof(int64_t)); /* past rowptr[T]: not written */
+        assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
+        gpuml_tensor_destroy(ti);
+        gpuml_tensor_destroy(tr);
+        gpuml_tensor_destroy(tc);
+        gpuml_ctx_destroy(ctx);
+    }
 }
 
 static void test_gather_scatter(void **state)

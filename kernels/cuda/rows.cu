@@ -25,6 +25,16 @@ static __global__ void csr_key_kernel(const void *idx, int is64, int64_t m, int6
     }
 }
 
+/* Only the sorted positions of valid indices go to col: entries past
+ * rowptr[ntargets] stay unwritten, as gpuml_index_csr promises. */
+static __global__ void csr_col_kernel(const uint32_t *sorted_keys, const int64_t *sorted_vals, int64_t m,
+                                      int64_t ntargets, int64_t *col)
+{
+    GPUML_GRID_STRIDE(p, m)
+    if ((int64_t)sorted_keys[p] < ntargets)
+        col[p] = sorted_vals[p];
+}
+
 static __global__ void csr_rowptr_kernel(const uint32_t *sorted_keys, int64_t m, int64_t ntargets, int64_t *rowptr)
 {
     GPUML_GRID_STRIDE(t, ntargets + 1) rowptr[t] = gpuml_k_lower_bound_u32(sorted_keys, m, t);
@@ -73,16 +83,19 @@ static int csr_key_bits(int64_t ntargets)
     return bits;
 }
 
-/* ws: keys [m] u32, sorted keys [m] u32, sources [m] i64, then CUB's scratch. */
-static size_t csr_carve(void *ws, int64_t m, uint32_t **keys, uint32_t **keys2, int64_t **vals, void **tmp)
+/* ws: keys [m] u32, sorted keys [m] u32, sources [m] i64, sorted sources
+ * [m] i64, then CUB's scratch. */
+static size_t csr_carve(void *ws, int64_t m, uint32_t **keys, uint32_t **keys2, int64_t **vals, int64_t **vals2,
+                        void **tmp)
 {
     size_t kb = ((size_t)m * sizeof(uint32_t) + 255) / 256 * 256, vb = ((size_t)m * sizeof(int64_t) + 255) / 256 * 256;
     char *p = (char *)ws;
     *keys = (uint32_t *)p;
     *keys2 = (uint32_t *)(p + kb);
     *vals = (int64_t *)(p + 2 * kb);
-    *tmp = p + 2 * kb + vb;
-    return 2 * kb + vb;
+    *vals2 = (int64_t *)(p + 2 * kb + vb);
+    *tmp = p + 2 * kb + 2 * vb;
+    return 2 * kb + 2 * vb;
 }
 
 extern "C" size_t gpuml_cuda_csr_workspace(int64_t m, int64_t ntargets)
@@ -95,9 +108,9 @@ extern "C" size_t gpuml_cuda_csr_workspace(int64_t m, int64_t ntargets)
                                         (cudaStream_t)0) != cudaSuccess)
         cub_bytes = 0; /* the build asks again and reports the error */
     uint32_t *k1, *k2;
-    int64_t *v;
+    int64_t *v1, *v2;
     void *tmp;
-    return csr_carve(nullptr, m, &k1, &k2, &v, &tmp) + cub_bytes;
+    return csr_carve(nullptr, m, &k1, &k2, &v1, &v2, &tmp) + cub_bytes;
 }
 
 extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *idx, int is64, int64_t m,
@@ -113,9 +126,9 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
     cudaStream_t s = gpuml_cuda_stream(k);
     uint32_t *keys = nullptr, *sorted = nullptr;
     if (m > 0) {
-        int64_t *vals;
+        int64_t *vals, *sorted_vals;
         void *tmp;
-        size_t carved = csr_carve(ws, m, &keys, &sorted, &vals, &tmp);
+        size_t carved = csr_carve(ws, m, &keys, &sorted, &vals, &sorted_vals, &tmp);
         size_t cub_bytes = gpuml_cuda_csr_workspace(m, ntargets) - carved;
         int bits = csr_key_bits(ntargets);
         GPUML_CUDA_LAUNCH(csr_key_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, keys, vals);
@@ -124,7 +137,10 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
             return st;
         /* stable: equal targets keep ascending sources */
         GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
-                       cub::DeviceRadixSort::SortPairs(tmp, cub_bytes, keys, sorted, vals, col, (int)m, 0, bits, s));
+                       cub::DeviceRadixSort::SortPairs(tmp, cub_bytes, keys, sorted, vals, sorted_vals, (int)m, 0,
+                                                       bits, s));
+        GPUML_CUDA_LAUNCH(csr_col_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(sorted, sorted_vals, m, ntargets,
+                                                                                    col);
     }
     GPUML_CUDA_LAUNCH(csr_rowptr_kernel, gpuml_cuda_grid(ntargets + 1), GPUML_CUDA_BLOCK, 0, s)(sorted, m, ntargets,
                                                                                                 rowptr);

@@ -96,6 +96,54 @@ static void check_batch(const gpuml_batch *b, const int64_t *rs, int64_t *ids, i
     assert_int_equal(brs[k], rows);
 }
 
+/* The loader on a CUDA context (a GPU, or the emulated CUDA build): batches
+ * land on the device, copied by the loader's thread and ordered with CUDA
+ * events (io/devsync.c); read back through the context, each must hold
+ * what the CPU loader's batch of the same seed holds. */
+static void test_cuda_batches(void **state)
+{
+    (void)state;
+    if (gpuml_cuda_device_count() == 0)
+        skip();
+    gpuml_ctx *cctx = h_ctx(GPUML_DEVICE_CUDA, 2);
+    for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
+        gpuml_loader *lc = make_loader(ds_path, 21, 0, 1, prefetch, 0);
+        gpuml_ctx *saved = ctx;
+        ctx = cctx;
+        gpuml_loader *lg = make_loader(ds_path, 21, 0, 1, prefetch, 0);
+        ctx = saved;
+        int64_t batches = 0;
+        for (;;) {
+            gpuml_batch *bc, *bg;
+            OK(gpuml_loader_next(lc, &bc));
+            OK(gpuml_loader_next(lg, &bg));
+            assert_true((bc == NULL) == (bg == NULL));
+            if (!bc)
+                break;
+            assert_int_equal(gpuml_batch_num_events(bg), gpuml_batch_num_events(bc));
+            assert_memory_equal(gpuml_batch_event_ids(bg), gpuml_batch_event_ids(bc),
+                                (size_t)gpuml_batch_num_events(bc) * sizeof(int64_t));
+            const gpuml_tensor *tc[3] = {gpuml_batch_row_splits(bc), gpuml_batch_field(bc, 0), gpuml_batch_field(bc, 1)};
+            const gpuml_tensor *tg[3] = {gpuml_batch_row_splits(bg), gpuml_batch_field(bg, 0), gpuml_batch_field(bg, 1)};
+            for (int i = 0; i < 3; i++) {
+                assert_int_equal(gpuml_tensor_device(tg[i]).type, GPUML_DEVICE_CUDA);
+                assert_int_equal(gpuml_tensor_nbytes(tg[i]), gpuml_tensor_nbytes(tc[i]));
+                void *h = h_read(cctx, tg[i]);
+                assert_non_null(h);
+                assert_memory_equal(h, gpuml_tensor_data(tc[i]), gpuml_tensor_nbytes(tc[i]));
+                free(h);
+            }
+            gpuml_batch_destroy(bc);
+            gpuml_batch_destroy(bg);
+            batches++;
+        }
+        assert_true(batches > 1);
+        gpuml_loader_destroy(lc);
+        gpuml_loader_destroy(lg);
+    }
+    gpuml_ctx_destroy(cctx);
+}
+
 /* Run one whole epoch: returns the ids in delivery order (caller frees),
  * *nb the number of batches. */
 static int64_t *run_epoch(gpuml_loader *l, int64_t expect_epoch, int64_t *count, int64_t *nb, int64_t *rows_total)
@@ -562,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_truncated_after_open),
         cmocka_unit_test(test_destroy_anytime),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_cuda_batches),
     };
     int fails = cmocka_run_group_tests(tests, NULL, NULL);
     free(RS);

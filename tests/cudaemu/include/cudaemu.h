@@ -14,7 +14,8 @@
  *   GPUML_EMU_LAUNCH_LOG   append one line per launch to <dir>/launches.<pid>.tsv:
  *                          kernel, blocks, threads per block, threads,
  *                          largest grid-stride iteration count of one thread,
- *                          largest time of one thread (us), launch time (us)
+ *                          largest CPU time of one thread (us), launch wall
+ *                          time (us)
  *   GPUML_EMU_STRICT_ARGS  0: do not check kernel pointer arguments (default 1)
  *   GPUML_EMU_JITTER_US    each stream operation starts up to this much later
  *   GPUML_EMU_LEGACY_DELAY_US  each legacy-stream operation starts this much

@@ -150,7 +150,8 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
             for (int j = 0; j < n; j++)
                 for (int i = 0; i < m; i++) {
                     double acc = 0.0;
-                    const double *ai = &a[(size_t)i * k], *bj = &bt[(size_t)j * k];
+                    /* data() + offset: with k = 0 the vectors are empty and a[0] would be UB */
+                    const double *ai = a.data() + (size_t)i * k, *bj = bt.data() + (size_t)j * k;
                     for (int l = 0; l < k; l++)
                         acc += ai[l] * bj[l];
                     float *c = &Cb[(size_t)j * ldc + i];

@@ -16,7 +16,10 @@
 #ifndef GPUML_KERNELS_CONDENSATION_H
 #define GPUML_KERNELS_CONDENSATION_H
 
+#include <string.h>
+
 #include "common.h"
+#include "reduce.h"
 
 /* Per-event statistics saved by the forward (doubles kept as float). */
 enum { GPUML_OC_N = 0, GPUML_OC_K = 1, GPUML_OC_NB = 2, GPUML_OC_LV = 3, GPUML_OC_LB = 4, GPUML_OC_LN = 5,
@@ -110,26 +113,59 @@ GPUML_HD static inline void gpuml_k_oc_event(const float *GPUML_RESTRICT beta, c
     stats[GPUML_OC_LN] = nb > 0 ? (float)((double)s_b * ln / (double)nb) : 0.0f;
 }
 
-/* Loss and its three components (means over non-empty events). */
-GPUML_HD static inline void gpuml_k_oc_total(const float *GPUML_RESTRICT stats, int64_t batch, float *loss,
-                                             float *components)
+/* The loss total is a fixed-order reduction over events (kernels/reduce.h):
+ * event b contributes terms [b, 4] = (L_V, L_b, L_n, 1) when non-empty,
+ * zeros otherwise; the sums tot [4] give the means. ws of
+ * gpuml_k_oc_total_ws_bytes(batch): terms, tot, then the reduction's own. */
+GPUML_HD static inline void gpuml_k_oc_total_terms(const float *GPUML_RESTRICT stats, int64_t b, double *terms)
 {
-    double s[3] = {0.0, 0.0, 0.0};
-    int64_t ne = 0;
-    for (int64_t b = 0; b < batch; b++) {
-        const float *st = stats + b * GPUML_OC_STATS;
-        if (st[GPUML_OC_N] <= 0.0f)
-            continue;
-        ne++;
-        s[0] += (double)st[GPUML_OC_LV];
-        s[1] += (double)st[GPUML_OC_LB];
-        s[2] += (double)st[GPUML_OC_LN];
-    }
-    double inv = ne > 0 ? 1.0 / (double)ne : 0.0;
-    *loss = (float)((s[0] + s[1] + s[2]) * inv);
+    const float *st = stats + b * GPUML_OC_STATS;
+    bool ne = st[GPUML_OC_N] > 0.0f;
+    terms[b * 4 + 0] = ne ? (double)st[GPUML_OC_LV] : 0.0;
+    terms[b * 4 + 1] = ne ? (double)st[GPUML_OC_LB] : 0.0;
+    terms[b * 4 + 2] = ne ? (double)st[GPUML_OC_LN] : 0.0;
+    terms[b * 4 + 3] = ne ? 1.0 : 0.0;
+}
+
+static inline gpuml_k_rview gpuml_k_oc_total_view(int64_t batch)
+{
+    gpuml_k_rview v = {1, batch, 4, 0, 4};
+    return v;
+}
+
+static inline size_t gpuml_k_oc_total_ws_bytes(int64_t batch)
+{
+    return ((size_t)batch * 4 * sizeof(double) + 255) / 256 * 256 + 256 +
+           gpuml_k_reduce_ws_bytes(gpuml_k_oc_total_view(batch));
+}
+
+static inline gpuml_k_rjob gpuml_k_oc_total_job(int64_t batch, void *ws)
+{
+    size_t tb = ((size_t)batch * 4 * sizeof(double) + 255) / 256 * 256;
+    gpuml_k_rjob j;
+    memset(&j, 0, sizeof j);
+    j.op = GPUML_REDUCE_SUM;
+    j.v = gpuml_k_oc_total_view(batch);
+    j.xd = (const double *)ws;
+    j.out_d = (double *)((char *)ws + tb);
+    j.ws = gpuml_k_reduce_ws_bytes(j.v) ? (char *)ws + tb + 256 : NULL;
+    return j;
+}
+
+/* Loss and its three components (means over non-empty events) from tot. */
+GPUML_HD static inline void gpuml_k_oc_finish(const double *GPUML_RESTRICT tot, float *loss, float *components)
+{
+    double inv = tot[3] > 0.0 ? 1.0 / tot[3] : 0.0;
+    *loss = (float)((tot[0] + tot[1] + tot[2]) * inv);
     if (components)
         for (int c = 0; c < 3; c++)
-            components[c] = (float)(s[c] * inv);
+            components[c] = (float)(tot[c] * inv);
+}
+
+/* Backward: upstream gradient / number of non-empty events (tot[3]). */
+GPUML_HD static inline float gpuml_k_oc_scale(const double *GPUML_RESTRICT tot, const float *gloss)
+{
+    return tot[3] > 0.0 ? *gloss / (float)tot[3] : 0.0f;
 }
 
 /* Backward, stage 1, for object k of an event: what its condensation point

@@ -16,7 +16,9 @@
 /* ip: 0 max_objects, 1 D; fp: 0 q_min, 1 s_b */
 static void setup_oc(int v, h_case_io *io)
 {
-    int64_t n = v == 2 ? 3000 : v == 3 ? 0 : 40, b = v == 2 ? 12 : 4, k = v == 2 ? 6 : 3, d = v == 1 ? 4 : 2;
+    /* 4: more events than one chunk of the loss total (GPUML_K_RCHUNK = 128) */
+    int64_t n = v == 2 ? 3000 : v == 3 ? 0 : v == 4 ? 2000 : 40, b = v == 2 ? 12 : v == 4 ? 300 : 4,
+            k = v == 2 ? 6 : 3, d = v == 1 ? 4 : 2;
     io->ip[0] = (int)k;
     io->ip[1] = (int)d;
     io->fp[0] = v == 1 ? 0.5 : 0.1;
@@ -123,7 +125,7 @@ static gpuml_status bwd_oc(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *co
 static void test_oc_table(void **state)
 {
     (void)state;
-    h_case c = {"object_condensation", 4, setup_oc, ref_oc, run_oc, bwd_oc, 2e-5, 2e-5, 2e-3};
+    h_case c = {"object_condensation", 5, setup_oc, ref_oc, run_oc, bwd_oc, 2e-5, 2e-5, 2e-3};
     assert_int_equal(harness_run_case(&c), 0);
 }
 

@@ -171,6 +171,7 @@ static void setup_edge_linear(int v, h_case_io *io)
     } V[] = {
         {10, 3, 4, 4, 0, 0, 1}, {10, 3, 4, 4, 0, 1, 1}, {13, 2, 3, 5, 3, 0, 0}, {13, 2, 3, 5, 3, 1, 1},
         {0, 3, 4, 4, 0, 0, 1},  {6, 2, 3, 1, 0, 1, 1},  {1200, 8, 8, 6, 40, 1, 1},
+        {3001, 2, 3, 2, 40, 0, 1}, /* bias gradient over 24 chunks of nodes: two levels of partials */
     };
     int64_t n = V[v].n, f = V[v].f, c = V[v].c, k = V[v].k;
     io->ip[0] = V[v].excl;
@@ -332,6 +333,7 @@ static void setup_bn(int v, h_case_io *io)
         {0, 3, 0, 1, 0, 1, 0},    /* empty                                  */
         {30, 3, 0, 0, 1, 1, 0},   /* inference with padding rows            */
         {6, 3, 0, 1, 1, 1, 1},    /* every row padding                      */
+        {33000, 2, 0, 1, 1, 1, 0},/* > 128 chunks of 256 rows: two levels   */
     };
     int64_t r = V[v].r, c = V[v].c;
     io->ip[0] = V[v].training;
@@ -430,7 +432,7 @@ static void test_table(void **state)
     int fails = 0;
     h_case gn = {"gravnet_aggregate", 9, setup_gravnet, ref_gravnet, run_gravnet, bwd_gravnet, 1e-5, 1e-5, 2e-3};
     fails += harness_run_case(&gn);
-    h_case el = {"edge_first_linear", 7, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear,
+    h_case el = {"edge_first_linear", 8, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear,
                  2e-5, 2e-5, 2e-3};
     fails += harness_run_case(&el);
     static const int ops[] = {GPUML_REDUCE_SUM, GPUML_REDUCE_MEAN, GPUML_REDUCE_MAX};
@@ -442,7 +444,7 @@ static void test_table(void **state)
     }
     h_case mk = {"edge_mask", 3, setup_mask, ref_mask, run_mask, NULL, 0, 0, 0};
     fails += harness_run_case(&mk);
-    h_case bn = {"batch_norm", 9, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3};
+    h_case bn = {"batch_norm", 10, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3};
     fails += harness_run_case(&bn);
     assert_int_equal(fails, 0);
 }

@@ -184,6 +184,9 @@ static void setup_sum_to(int v, h_case_io *io)
     case 2: IN(io, 0, GPUML_F32, V_NORMAL, 7, 13); OUT(io, 0, GPUML_F32, 1); break;
     case 3: IN(io, 0, GPUML_F32, V_NORMAL, 2, 3, 4, 5); OUT(io, 0, GPUML_F32, 3, 1, 5); break;
     case 4: IN(io, 0, GPUML_F32, V_NORMAL, 2, 3, 4); OUT(io, 0, GPUML_F32, 2, 3, 4); break;
+    /* more than 128^2 summed per output, over two axes: three levels of partials */
+    case 6: IN(io, 0, GPUML_F32, V_NORMAL, 130, 2, 131); OUT(io, 0, GPUML_F32, 1, 2, 1); break;
+    case 7: IN(io, 0, GPUML_F32, V_NORMAL, 3001, 5); OUT(io, 0, GPUML_F32, 5); break;
     default: IN(io, 0, GPUML_F32, V_NORMAL, 0, 4); OUT(io, 0, GPUML_F32, 4); break;
     }
 }
@@ -236,7 +239,7 @@ static gpuml_status run_scale(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor 
 static void test_sum_to_scale_axpy(void **state)
 {
     (void)state;
-    h_case c1 = {"sum_to_shape", 6, setup_sum_to, ref_sum_to, run_sum_to, NULL, 1e-6, 1e-6, 0};
+    h_case c1 = {"sum_to_shape", 8, setup_sum_to, ref_sum_to, run_sum_to, NULL, 1e-6, 1e-6, 0};
     h_case c2 = {"scale/axpy", 4, setup_scale, ref_scale, run_scale, NULL, 1e-6, 1e-6, 0};
     assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2), 0);
 }
@@ -304,6 +307,10 @@ static void setup_reduce(int v, h_case_io *io)
     case 3: IN(io, 0, GPUML_F32, V_NORMAL, 0, 5); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 5); break;
     case 4: IN(io, 0, GPUML_F32, V_NORMAL, 6); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 0); io->out_nd[0] = 0; break;
     case 5: IN(io, 0, GPUML_F32, V_TIES, 9, 8); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 8); io->diff_in[0] = 0; break;
+    /* longer than GPUML_K_RCHUNK^2 (128^2): three levels of partials, contiguous and strided */
+    case 7: IN(io, 0, GPUML_F32, V_NORMAL, 3, 20000); io->ip[1] = 1; OUT(io, 0, GPUML_F32, 3); break;
+    case 8: /* ties across chunks: the first extreme index must win */
+        IN(io, 0, GPUML_F32, V_TIES, 20000, 3); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 3); io->diff_in[0] = 0; break;
     default: IN(io, 0, GPUML_F32, V_NORMAL, 300, 131); io->ip[1] = 1; OUT(io, 0, GPUML_F32, 300); break;
     }
     if (arg) {
@@ -358,7 +365,7 @@ static void test_reduce(void **state)
     int fails = 0;
     for (int op = 0; op < GPUML_REDUCE_COUNT_; op++) {
         g_reduce_op = op;
-        h_case c = {names[op], 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3};
+        h_case c = {names[op], 9, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3};
         fails += harness_run_case(&c);
     }
     assert_int_equal(fails, 0);
@@ -493,9 +500,11 @@ static void setup_linear(int v, h_case_io *io)
         IN(io, 0, GPUML_F32, V_NORMAL, 600, 70);
     else if (v == 5) /* >= 2 GPUML_GEMM_K_CHUNK (4096) rows: the chunked weight gradient, and a remainder */
         IN(io, 0, GPUML_F32, V_NORMAL, 2 * 4096 + 808, 12);
+    else if (v == 6) /* bias gradient over many chunks of rows: two levels of column-sum partials */
+        IN(io, 0, GPUML_F32, V_NORMAL, 3001, 3);
     else
         IN(io, 0, GPUML_F32, V_NORMAL, 11, 7);
-    int64_t in_f = v == 4 ? 70 : v == 5 ? 12 : 7, out_f = v == 4 ? 60 : v == 5 ? 9 : 5;
+    int64_t in_f = v == 4 ? 70 : v == 5 ? 12 : v == 6 ? 3 : 7, out_f = v == 4 ? 60 : v == 5 ? 9 : v == 6 ? 4 : 5;
     IN(io, 1, GPUML_F32, V_NORMAL, out_f, in_f);
     IN(io, 2, GPUML_F32, V_NORMAL, out_f);
     if (v == 2)
@@ -575,7 +584,7 @@ static void test_matmul_linear(void **state)
 {
     (void)state;
     h_case c1 = {"matmul", 20, setup_matmul, ref_matmul, run_matmul, bwd_matmul, 1e-5, 1e-5, 2e-3};
-    h_case c2 = {"linear", 6, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3};
+    h_case c2 = {"linear", 7, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3};
     int fails = harness_run_case(&c1);
     fails += harness_run_case(&c2);
     assert_int_equal(fails, 0);
@@ -666,7 +675,8 @@ static gpuml_status bwd_scatter(gpuml_ctx *ctx, const h_case_io *io, gpuml_tenso
 /* index_csr: all indices valid here (skipping -1 is checked below). */
 static void setup_csr(int v, h_case_io *io)
 {
-    int64_t m = v == 1 ? 50000 : v == 2 ? 0 : 37, t = v == 1 ? 4000 : 9;
+    /* 4: in-degree ~1700, far above a CUDA block; 5: most targets empty */
+    int64_t m = v == 1 ? 50000 : v == 2 ? 0 : v == 4 ? 5000 : 37, t = v == 1 ? 4000 : v == 4 ? 3 : v == 5 ? 4000 : 9;
     if (v == 3)
         IN(io, 0, GPUML_I64, V_INDEX, 6, 5); /* a kNN-like [N, k] graph */
     else
@@ -695,22 +705,26 @@ static gpuml_status run_csr(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *c
 
 static void test_index_csr_skips_padding(void)
 {
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
-    int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
-    int64_t rowptr[4], col[8];
-    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
-    gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL), *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), NULL);
-    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
-    gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
-    gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
-    int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
-    assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
-    assert_memory_equal(col, want_col, sizeof want_col);
-    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
-    gpuml_tensor_destroy(ti);
-    gpuml_tensor_destroy(tr);
-    gpuml_tensor_destroy(tc);
-    gpuml_ctx_destroy(ctx);
+    for (int b = 0; b < h_num_backends(); b++) {
+        gpuml_ctx *ctx = h_ctx(h_backend(b), 2);
+        int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
+        int64_t rowptr[4], col[8], sentinel[8] = {-7, -7, -7, -7, -7, -7, -7, -7};
+        gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
+        gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL);
+        gpuml_tensor *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), sentinel);
+        assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
+        gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
+        gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
+        int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
+        assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
+        assert_memory_equal(col, want_col, sizeof want_col);
+        assert_memory_equal(col + 5, sentinel, 3 * sizeof(int64_t)); /* past rowptr[T]: not written */
+        assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
+        gpuml_tensor_destroy(ti);
+        gpuml_tensor_destroy(tr);
+        gpuml_tensor_destroy(tc);
+        gpuml_ctx_destroy(ctx);
+    }
 }
 
 static void test_gather_scatter(void **state)
@@ -718,7 +732,7 @@ static void test_gather_scatter(void **state)
     (void)state;
     h_case c1 = {"gather_rows", 6, setup_gather, ref_gather, run_gather, bwd_gather, 0, 0, 2e-3};
     h_case c2 = {"scatter_add_rows", 4, setup_scatter, ref_scatter, run_scatter, bwd_scatter, 1e-5, 1e-5, 2e-3};
-    h_case c3 = {"index_csr", 4, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0};
+    h_case c3 = {"index_csr", 6, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0};
     int fails = harness_run_case(&c1);
     fails += harness_run_case(&c2);
     fails += harness_run_case(&c3);
@@ -1004,7 +1018,9 @@ static void setup_layernorm(int v, h_case_io *io)
     io->ip[0] = v != 1;
     io->fp[0] = 1e-5;
     int64_t c = v == 2 ? 1 : v == 4 ? 64 : 9;
-    int64_t r = v == 3 ? 0 : v == 4 ? 700 : 6;
+    int64_t r = v == 3 ? 0 : v == 4 ? 700 : v == 5 ? 3001 : 6; /* 5: parameter gradients over 24 chunks of rows */
+    if (v == 5)
+        c = 3;
     IN(io, 0, GPUML_F32, V_WIDE, r, c);
     IN(io, 1, GPUML_F32, V_NORMAL, c);
     IN(io, 2, GPUML_F32, V_NORMAL, c);
@@ -1086,7 +1102,7 @@ static void test_affine_layernorm_dropout(void **state)
 {
     (void)state;
     h_case c1 = {"affine", 2, setup_affine, ref_affine, run_affine, NULL, 1e-6, 1e-6, 0};
-    h_case c2 = {"layernorm", 5, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3};
+    h_case c2 = {"layernorm", 6, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3};
     h_case c3 = {"dropout", 3, setup_dropout, ref_dropout, run_dropout, bwd_dropout, 1e-6, 1e-6, 2e-3};
     assert_int_equal(harness_run_case(&c1) + harness_run_case(&c2) + harness_run_case(&c3), 0);
 }

@@ -65,9 +65,31 @@ GPUML_KRANGE(vertex_grad_range, oc_args)
     }
 }
 
+typedef struct oc_terms_args {
+    const float *stats;
+    double *terms;
+} oc_terms_args;
+
+GPUML_KRANGE(terms_range, oc_terms_args)
+{
+    for (int64_t b = begin; b < end; b++)
+        gpuml_k_oc_total_terms(a->stats, b, a->terms);
+}
+
+/* The per-event totals (L_V, L_b, L_n, non-empty) summed by the
+ * fixed-order reduction, as the CUDA launcher does: *j holds the sums. */
+static gpuml_status oc_total(const gpuml_kctx *k, const float *stats, int64_t batch, void *ws, gpuml_k_rjob *j)
+{
+    *j = gpuml_k_oc_total_job(batch, ws);
+    oc_terms_args t = {stats, (double *)ws};
+    gpuml_kfor(k, batch, batch, 0, terms_range, &t);
+    return gpuml_cpu_reduce(k, *j);
+}
+
 gpuml_status gpuml_cpu_oc_forward(const gpuml_kctx *k, const float *beta, const float *x, const int32_t *truth,
                                   const int64_t *row_splits, int64_t batch, int64_t nobj, int64_t n, int64_t d,
-                                  float q_min, float s_b, int64_t *alpha, float *vterm, float *stats, float *out)
+                                  float q_min, float s_b, int64_t *alpha, float *vterm, float *stats, float *out,
+                                  void *total_ws)
 {
     oc_args a = {0};
     a.beta = beta, a.x = x, a.truth = truth, a.row_splits = row_splits, a.batch = batch, a.nobj = nobj, a.n = n;
@@ -76,14 +98,18 @@ gpuml_status gpuml_cpu_oc_forward(const gpuml_kctx *k, const float *beta, const 
     gpuml_kfor(k, batch * nobj, work, 0, alpha_range, &a);
     gpuml_kfor(k, n, work, 0, vertex_range, &a);
     gpuml_kfor(k, batch, work, 0, event_range, &a);
-    gpuml_k_oc_total(stats, batch, out, out + 1);
+    gpuml_k_rjob j;
+    gpuml_status st = oc_total(k, stats, batch, total_ws, &j);
+    if (st != GPUML_OK)
+        return st;
+    gpuml_k_oc_finish(j.out_d, out, out + 1);
     return GPUML_OK;
 }
 
 gpuml_status gpuml_cpu_oc_backward(const gpuml_kctx *k, const float *beta, const float *x, const int32_t *truth,
                                    const int64_t *row_splits, int64_t batch, int64_t nobj, int64_t n, int64_t d,
                                    float q_min, float s_b, const int64_t *alpha, const float *stats, const float *gloss,
-                                   float *obj_acc, float *gbeta, float *gx)
+                                   float *obj_acc, float *gbeta, float *gx, void *total_ws)
 {
     oc_args a = {0};
     a.beta = beta, a.x = x, a.truth = truth, a.row_splits = row_splits, a.batch = batch, a.nobj = nobj, a.n = n;
@@ -91,10 +117,11 @@ gpuml_status gpuml_cpu_oc_backward(const gpuml_kctx *k, const float *beta, const
     a.gbeta = gbeta, a.gx = gx;
     int64_t work = n * (nobj + 1) * (d + 1);
     gpuml_kfor(k, batch * nobj, work, 0, object_grad_range, &a);
-    int64_t nonempty = 0;
-    for (int64_t b = 0; b < batch; b++)
-        nonempty += stats[b * GPUML_OC_STATS + GPUML_OC_N] > 0.0f;
-    a.scale = nonempty > 0 ? *gloss / (float)nonempty : 0.0f;
+    gpuml_k_rjob j;
+    gpuml_status st = oc_total(k, stats, batch, total_ws, &j);
+    if (st != GPUML_OK)
+        return st;
+    a.scale = gpuml_k_oc_scale(j.out_d, gloss);
     gpuml_kfor(k, n, work, 0, vertex_grad_range, &a);
     return GPUML_OK;
 }

@@ -43,10 +43,16 @@ static __global__ void oc_event_kernel(const float *beta, const int32_t *truth, 
     }
 }
 
-static __global__ void oc_total_kernel(const float *stats, int64_t batch, float *out)
+static __global__ void oc_terms_kernel(const float *stats, int64_t batch, double *terms)
+{
+    GPUML_GRID_STRIDE(b, batch) gpuml_k_oc_total_terms(stats, b, terms);
+}
+
+/* O(1): the event sums are already reduced. */
+static __global__ void oc_finish_kernel(const double *tot, float *out)
 {
     if (blockIdx.x == 0 && threadIdx.x == 0)
-        gpuml_k_oc_total(stats, batch, out, out + 1);
+        gpuml_k_oc_finish(tot, out, out + 1);
 }
 
 static __global__ void oc_object_grad_kernel(const float *beta, const float *x, const int32_t *truth,
@@ -65,14 +71,10 @@ static __global__ void oc_object_grad_kernel(const float *beta, const float *x, 
 static __global__ void oc_vertex_grad_kernel(const float *beta, const float *x, const int32_t *truth,
                                              const int64_t *row_splits, int64_t batch, int64_t nobj, int64_t n,
                                              int64_t d, float q_min, float s_b, const int64_t *alpha,
-                                             const float *stats, const float *gloss, const float *obj_acc,
-                                             float *gbeta, float *gx)
+                                             const float *stats, const float *gloss, const double *tot,
+                                             const float *obj_acc, float *gbeta, float *gx)
 {
-    /* every thread counts the non-empty events itself: B is small */
-    int64_t nonempty = 0;
-    for (int64_t b = 0; b < batch; b++)
-        nonempty += stats[b * GPUML_OC_STATS + GPUML_OC_N] > 0.0f;
-    float scale = nonempty > 0 ? *gloss / (float)nonempty : 0.0f;
+    float scale = gpuml_k_oc_scale(tot, gloss); /* the count of non-empty events, reduced before */
     GPUML_GRID_STRIDE(i, n)
     {
         int64_t b = gpuml_k_event_of_row(row_splits, batch, i);
@@ -84,9 +86,10 @@ static __global__ void oc_vertex_grad_kernel(const float *beta, const float *x, 
 extern "C" gpuml_status gpuml_cuda_oc_forward(const gpuml_kctx *k, const float *beta, const float *x,
                                               const int32_t *truth, const int64_t *row_splits, int64_t batch,
                                               int64_t nobj, int64_t n, int64_t d, float q_min, float s_b,
-                                              int64_t *alpha, float *vterm, float *stats, float *out)
+                                              int64_t *alpha, float *vterm, float *stats, float *out,
+                                              void *total_ws)
 {
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "object_condensation");
     cudaStream_t s = gpuml_cuda_stream(k);
     if (batch * nobj > 0)
         GPUML_CUDA_LAUNCH(oc_alpha_kernel, gpuml_cuda_grid(batch * nobj), GPUML_CUDA_BLOCK, 0, s)(beta, truth, row_splits, batch, nobj,
@@ -97,7 +100,16 @@ extern "C" gpuml_status gpuml_cuda_oc_forward(const gpuml_kctx *k, const float *
     if (batch > 0)
         GPUML_CUDA_LAUNCH(oc_event_kernel, gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s)(beta, truth, row_splits, batch, nobj, n,
                                                                            s_b, vterm, alpha, stats);
-    GPUML_CUDA_LAUNCH(oc_total_kernel, 1, 1, 0, s)(stats, batch, out);
+    gpuml_k_rjob j = gpuml_k_oc_total_job(batch, total_ws);
+    if (batch > 0)
+        GPUML_CUDA_LAUNCH(oc_terms_kernel, gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s)(stats, batch,
+                                                                                           (double *)total_ws);
+    gpuml_status st = gpuml_cuda_check("object_condensation");
+    if (st == GPUML_OK)
+        st = gpuml_cuda_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
+    GPUML_CUDA_LAUNCH(oc_finish_kernel, 1, 1, 0, s)(j.out_d, out);
     return gpuml_cuda_check("object_condensation");
 }
 
@@ -105,15 +117,25 @@ extern "C" gpuml_status gpuml_cuda_oc_backward(const gpuml_kctx *k, const float 
                                                const int32_t *truth, const int64_t *row_splits, int64_t batch,
                                                int64_t nobj, int64_t n, int64_t d, float q_min, float s_b,
                                                const int64_t *alpha, const float *stats, const float *gloss,
-                                               float *obj_acc, float *gbeta, float *gx)
+                                               float *obj_acc, float *gbeta, float *gx, void *total_ws)
 {
-    gpuml_cuda_scope scope(k->device);
+    static const char fn[] = "object_condensation_backward";
+    gpuml_k_rjob j = gpuml_k_oc_total_job(batch, total_ws);
+    GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
+    if (batch > 0)
+        GPUML_CUDA_LAUNCH(oc_terms_kernel, gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s)(stats, batch,
+                                                                                           (double *)total_ws);
+    gpuml_status st = gpuml_cuda_check(fn);
+    if (st == GPUML_OK)
+        st = gpuml_cuda_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
     if (batch * nobj > 0)
         GPUML_CUDA_LAUNCH(oc_object_grad_kernel, gpuml_cuda_grid(batch * nobj), GPUML_CUDA_BLOCK, 0, s)(
             beta, x, truth, row_splits, batch, nobj, n, d, q_min, alpha, obj_acc);
     if (n > 0)
         GPUML_CUDA_LAUNCH(oc_vertex_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
-            beta, x, truth, row_splits, batch, nobj, n, d, q_min, s_b, alpha, stats, gloss, obj_acc, gbeta, gx);
-    return gpuml_cuda_check("object_condensation_backward");
+            beta, x, truth, row_splits, batch, nobj, n, d, q_min, s_b, alpha, stats, gloss, j.out_d, obj_acc, gbeta, gx);
+    return gpuml_cuda_check(fn);
 }

@@ -22,21 +22,58 @@
 #define GPUML_CUDA_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
 #endif
 
-/* Selects the context's device for the launch, restores the caller's. */
+/* Selects the context's device for the launch and restores the caller's.
+ * A failed cudaGetDevice/cudaSetDevice is kept in err: the launcher must
+ * return it as a status (GPUML_CUDA_ENTER does), never launch on whatever
+ * device happens to be current. */
 struct gpuml_cuda_scope {
     int saved = -1;
     bool changed = false;
+    cudaError_t err = cudaSuccess;
     explicit gpuml_cuda_scope(int device)
     {
-        if (cudaGetDevice(&saved) == cudaSuccess && saved != device)
-            changed = cudaSetDevice(device) == cudaSuccess;
+        err = cudaGetDevice(&saved);
+        if (err == cudaSuccess && saved != device) {
+            err = cudaSetDevice(device);
+            changed = err == cudaSuccess;
+        }
     }
     ~gpuml_cuda_scope()
     {
         if (changed)
-            cudaSetDevice(saved);
+            (void)cudaSetDevice(saved);
     }
+    gpuml_cuda_scope(const gpuml_cuda_scope &) = delete;
+    gpuml_cuda_scope &operator=(const gpuml_cuda_scope &) = delete;
 };
+
+static inline gpuml_status gpuml_cuda_scope_fail(const char *op, int device, cudaError_t e)
+{
+    (void)cudaGetLastError(); /* not sticky: do not let the next launch check report it */
+    return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "selecting CUDA device %d failed: %s (%s)", device,
+                      cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+/* First statement of a launcher: selects k's device for the rest of the
+ * function, or returns the failure as a status naming op. */
+#define GPUML_CUDA_ENTER(k, op)                                    \
+    gpuml_cuda_scope gpuml_scope_((k)->device);                    \
+    if (gpuml_scope_.err != cudaSuccess)                           \
+        return gpuml_cuda_scope_fail((op), (k)->device, gpuml_scope_.err)
+
+/* Status of a CUDA runtime call made by a launcher (memset, memcpy, CUB):
+ * GPUML_CUDA_TRY(op, what, call) returns on failure. */
+static inline gpuml_status gpuml_cuda_call_fail(const char *op, const char *what, cudaError_t e)
+{
+    return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "%s failed: %s (%s)", what, cudaGetErrorString(e),
+                      cudaGetErrorName(e));
+}
+#define GPUML_CUDA_TRY(op, what, call)                      \
+    do {                                                    \
+        cudaError_t gpuml_e_ = (call);                      \
+        if (gpuml_e_ != cudaSuccess)                        \
+            return gpuml_cuda_call_fail((op), (what), gpuml_e_); \
+    } while (0)
 
 static inline unsigned gpuml_cuda_grid(int64_t n)
 {

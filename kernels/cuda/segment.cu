@@ -38,7 +38,7 @@ extern "C" gpuml_status gpuml_cuda_segment_reduce(const gpuml_kctx *k, int op, c
 {
     if (batch * ncols == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "segment_reduce");
     GPUML_CUDA_LAUNCH(segment_reduce_kernel, gpuml_cuda_grid(batch * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         op, x, nrows, ncols, row_splits, batch, out, arg, k->dev_error);
     return gpuml_cuda_check("segment_reduce");
@@ -50,7 +50,7 @@ extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, con
 {
     if (nrows * ncols == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "segment_grad");
     GPUML_CUDA_LAUNCH(segment_grad_kernel, gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         op, gout, arg, row_splits, batch, nrows, ncols, gx);
     return gpuml_cuda_check("segment_grad");
@@ -66,7 +66,7 @@ extern "C" gpuml_status gpuml_cuda_segment_ids(const gpuml_kctx *k, const int64_
 {
     if (nrows == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "segment_ids");
     GPUML_CUDA_LAUNCH(segment_ids_kernel, gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(row_splits, batch, nrows,
                                                                                              ids);
     return gpuml_cuda_check("segment_ids");

@@ -54,7 +54,7 @@ static gpuml_status build_csr(gpuml_ctx *ctx, const char *fn, const gpuml_tensor
     void *ws = NULL;
 #if GPUML_HAVE_CUDA
     if (gpuml_on_cuda(ctx))
-        ws_bytes = gpuml_cuda_csr_workspace(ntargets);
+        ws_bytes = gpuml_cuda_csr_workspace(gpuml_tensor_numel(idx), ntargets);
 #endif
     if (ws_bytes)
         GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));

@@ -12,6 +12,7 @@
 #include "binary.h"
 #include "reduce.h"
 #include "rows.h"
+#include "segment.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,8 +68,7 @@ GPUML_K_DECLARE(oc_cluster, const float *beta, const float *x, int64_t n, int d,
 size_t gpuml_cpu_oc_cluster_workspace(int64_t n, int64_t nev);
 size_t gpuml_cuda_oc_cluster_workspace(int64_t n, int64_t nev);
 /* segment.h */
-GPUML_K_DECLARE(segment_reduce, int op, const float *x, int64_t nrows, int64_t ncols, const int64_t *row_splits,
-                int64_t batch, float *out, int64_t *arg)
+GPUML_K_DECLARE(segment_reduce, gpuml_k_seg j)
 GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, const int64_t *row_splits,
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 GPUML_K_DECLARE(segment_ids, const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
@@ -100,15 +100,15 @@ GPUML_K_DECLARE(cross_entropy_grad, const float *x, int64_t rows, int64_t c, con
                 const float *lse, const float *gnll, float *gx)
 
 /* condensation.h: alpha [B*K] i64, stats [B*GPUML_OC_STATS], vterm [N] workspace, out[0] loss, out[1..3]
- * components, total_ws gpuml_k_oc_total_ws_bytes(B) bytes */
+ * components, ws gpuml_k_oc_ws_bytes(N, B, K, D) bytes (gpuml_k_oc_ws) */
 GPUML_K_DECLARE(oc_forward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
                 int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, int64_t *alpha,
-                float *vterm, float *stats, float *out, void *total_ws)
-/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient); total_ws as the forward's
+                float *vterm, float *stats, float *out, void *ws)
+/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient); ws as the forward's
  * (the number of non-empty events is counted by the same fixed-order reduction) */
 GPUML_K_DECLARE(oc_backward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
                 int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, const int64_t *alpha,
-                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx, void *total_ws)
+                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx, void *ws)
 /* optim.h: gscale (device scalar) multiplies g; NULL = 1. state2 unused by SGD. */
 GPUML_K_DECLARE(optim_sgd, int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
                 float momentum, float dampening, float wd, int nesterov, int first)

@@ -744,9 +744,15 @@ static void test_gather_scatter(void **state)
 static int g_segment_op;
 static void setup_segment(int v, h_case_io *io)
 {
-    int64_t n = v == 1 ? 3000 : v == 2 ? 0 : 23, c = v == 1 ? 16 : 4, b = v == 1 ? 50 : v == 2 ? 3 : 6;
+    /* 4: an event of over 128 * 128 rows - three levels of chunk partials
+     * (kernels/segment.h), ties across chunks for MAX; 5: events of
+     * hundreds of rows, two levels. */
+    int64_t n = v == 1 ? 3000 : v == 2 ? 0 : v == 4 ? 40000 : v == 5 ? 5000 : 23;
+    int64_t c = v == 1 ? 16 : v == 4 ? 2 : v == 5 ? 3 : 4;
+    int64_t b = v == 1 ? 50 : v == 2 ? 3 : v == 4 ? 2 : v == 5 ? 8 : 6;
+    bool ties = v == 3 || (v == 4 && g_segment_op == GPUML_REDUCE_MAX);
     io->ip[0] = g_segment_op;
-    IN(io, 0, GPUML_F32, v == 3 ? V_TIES : V_NORMAL, n, c);
+    IN(io, 0, GPUML_F32, ties ? V_TIES : V_NORMAL, n, c);
     IN(io, 1, GPUML_I64, V_SPLITS, b + 1);
     io->index_lo[1] = b;
     io->index_hi[1] = n;
@@ -754,7 +760,7 @@ static void setup_segment(int v, h_case_io *io)
     if (g_segment_op == GPUML_REDUCE_MAX) {
         OUT(io, 1, GPUML_I64, b, c);
         io->diff_out[1] = 0;
-        if (v == 3)
+        if (ties)
             io->diff_in[0] = 0;
     }
 }
@@ -824,7 +830,7 @@ static void test_segment(void **state)
     int fails = 0;
     for (int i = 0; i < 3; i++) {
         g_segment_op = ops[i];
-        h_case c = {names[i], 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3};
+        h_case c = {names[i], 6, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3};
         fails += harness_run_case(&c);
     }
     h_case ids = {"segment_ids", 2, setup_segment_ids, ref_segment_ids, run_segment_ids, NULL, 0, 0, 0};

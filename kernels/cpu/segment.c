@@ -5,24 +5,31 @@
 
 typedef struct seg_args {
     int op;
-    const float *x, *gout;
+    const float *gout;
     int64_t nrows, ncols, batch;
     const int64_t *row_splits, *arg_in;
     float *out;
-    int64_t *arg;
     int32_t *ids;
 } seg_args;
 
-GPUML_KRANGE(reduce_range, seg_args)
+/* One level of the ragged reduction (kernels/segment.h): each element is
+ * one chunk of at most GPUML_K_SCHUNK values, independent of the others. */
+typedef struct seg_level_args {
+    const gpuml_k_seg *j;
+    int level;
+    gpuml_k_segpart src, dst;
+} seg_level_args;
+
+GPUML_KRANGE(level_range, seg_level_args)
 {
-    for (int64_t b = begin; b < end; b++) {
-        int64_t rb, re;
-        int bad = 0;
-        gpuml_k_segment(a->row_splits, b, a->nrows, &rb, &re, &bad);
-        for (int64_t c = 0; c < a->ncols; c++)
-            gpuml_k_segment_reduce_one(a->op, a->x, a->ncols, rb, re, c, a->out + b * a->ncols + c,
-                                       a->arg ? a->arg + b * a->ncols + c : NULL);
-    }
+    for (int64_t e = begin; e < end; e++)
+        gpuml_k_seg_level_elem(a->j, a->level, a->src, a->dst, e);
+}
+
+GPUML_KRANGE(final_range, seg_level_args)
+{
+    for (int64_t e = begin; e < end; e++)
+        gpuml_k_seg_final_elem(a->j, a->src, e);
 }
 
 GPUML_KRANGE(grad_range, seg_args)
@@ -44,12 +51,18 @@ GPUML_KRANGE(ids_range, seg_args)
         a->ids[r] = (int32_t)gpuml_k_event_of_row(a->row_splits, a->batch, r);
 }
 
-gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, int op, const float *x, int64_t nrows, int64_t ncols,
-                                      const int64_t *row_splits, int64_t batch, float *out, int64_t *arg)
+gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, gpuml_k_seg j)
 {
-    seg_args a = {0};
-    a.op = op, a.x = x, a.nrows = nrows, a.ncols = ncols, a.row_splits = row_splits, a.out = out, a.arg = arg;
-    gpuml_kfor(k, batch, nrows * ncols + batch, 0, reduce_range, &a);
+    gpuml_k_segpart src = {NULL, NULL, NULL};
+    for (int l = 0; l < j.levels - 1; l++) {
+        int64_t n = gpuml_k_seg_slots(j.nrows, j.batch, l) * j.ncols;
+        seg_level_args a = {&j, l, src, gpuml_k_seg_part(&j, l & 1)};
+        gpuml_kfor(k, n, n * GPUML_K_SCHUNK, 0, level_range, &a);
+        src = a.dst;
+    }
+    seg_level_args a = {&j, j.levels - 1, src, src};
+    int64_t n = j.batch * j.ncols;
+    gpuml_kfor(k, n, n * GPUML_K_SCHUNK, 0, final_range, &a);
     return GPUML_OK;
 }
 

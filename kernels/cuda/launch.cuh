@@ -96,16 +96,9 @@ static inline gpuml_status gpuml_cuda_check(const char *op)
     return GPUML_OK;
 }
 
-#ifdef GPUML_CUDA_EMULATION
-/* The emulator counts each thread's iterations for its launch report
- * (tests/cudaemu): a kernel whose per-thread count grows with the rows is
- * serial. */
-#define GPUML_GRID_STRIDE(i, n)                                                                      \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n) && (++gpuml_emu_iters, true); \
-         i += (int64_t)gridDim.x * blockDim.x)
-#else
+/* In the emulated build every loop iteration of a CUDA thread is counted
+ * for the launch report (tests/cudaemu/wrap.cpp.in), this one included. */
 #define GPUML_GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
-#endif
 
 #endif

@@ -79,9 +79,9 @@ gpuml_status gpuml_object_condensation(gpuml_ctx *ctx, const gpuml_tensor *beta,
         if (gpuml_tensor_numel(components) != 3)
             return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "components must have three elements");
     }
-    /* workspace: vertex terms [N], the loss + components [4], the event total's reduction */
+    /* workspace: vertex terms [N], the loss + components [4], the ragged and total reductions (gpuml_k_oc_ws) */
     size_t vbytes = ((size_t)(n ? n : 1) * sizeof(float) + 255) / 256 * 256;
-    size_t tbytes = gpuml_k_oc_total_ws_bytes(batch), bytes = vbytes + 256 + tbytes;
+    size_t tbytes = gpuml_k_oc_ws_bytes(n, batch, p->max_objects, d), bytes = vbytes + 256 + tbytes;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *out4 = (float *)((char *)ws + vbytes);
@@ -122,7 +122,7 @@ gpuml_status gpuml_object_condensation_backward(gpuml_ctx *ctx, const gpuml_tens
     size_t acc = ((size_t)(batch * p->max_objects * (1 + d)) * sizeof(float) + 255) / 256 * 256;
     size_t gb = gbeta ? 0 : ((size_t)n * sizeof(float) + 255) / 256 * 256;
     size_t gc = gcoords ? 0 : ((size_t)(n * d) * sizeof(float) + 255) / 256 * 256;
-    size_t bytes = acc + gb + gc + gpuml_k_oc_total_ws_bytes(batch) + 4;
+    size_t bytes = acc + gb + gc + gpuml_k_oc_ws_bytes(n, batch, p->max_objects, d) + 4;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *gbp = gbeta ? gbeta->data : (float *)((char *)ws + acc);

@@ -138,8 +138,16 @@ gpuml_status gpuml_segment_reduce(gpuml_ctx *ctx, gpuml_reduce_op op, const gpum
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     int64_t batch;
     GPUML_TRY(check_segment(ctx, fn, op, x, "x", row_splits, out, "out", argidx, &batch));
-    return GPUML_LAUNCH(ctx, segment_reduce, op, x->data, x->shape[0], x->shape[1], row_splits->data, batch, out->data,
-                        op == GPUML_REDUCE_MAX ? argidx->data : NULL);
+    gpuml_k_seg j = {op, x->data, x->shape[0], x->shape[1], row_splits->data, batch, out->data,
+                     op == GPUML_REDUCE_MAX ? argidx->data : NULL, gpuml_k_seg_levels(x->shape[0]), NULL, NULL};
+    if (batch * j.ncols == 0)
+        return GPUML_OK;
+    size_t bytes = gpuml_k_seg_ws_bytes(j.nrows, j.ncols, batch);
+    if (bytes)
+        GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &j.ws, fn));
+    gpuml_status st = GPUML_LAUNCH(ctx, segment_reduce, j);
+    gpuml_scratch_free(ctx, j.ws, bytes);
+    return st;
 }
 
 gpuml_status gpuml_segment_reduce_backward(gpuml_ctx *ctx, gpuml_reduce_op op, const gpuml_tensor *row_splits,

@@ -54,9 +54,6 @@ GPUML_K_DECLARE(gather_rows, const void *x, int64_t n, const void *idx, int is64
 GPUML_K_DECLARE(csr_build, const void *idx, int is64, int64_t m, int64_t ntargets, int64_t *rowptr, int64_t *col,
                 void *ws)
 size_t gpuml_cuda_csr_workspace(int64_t m, int64_t ntargets);
-/* out[t] += sum of src[col[p]] for p in rowptr[t] .. rowptr[t+1]-1, in order. */
-GPUML_K_DECLARE(scatter_csr, const float *src, const int64_t *rowptr, const int64_t *col, float *out,
-                int64_t ntargets, int64_t ncols)
 /* split == 0: pieces -> wide; split != 0: wide -> pieces */
 GPUML_K_DECLARE(concat, gpuml_k_pieces p, int64_t rows, void *wide, int64_t wide_row_bytes, int split)
 /* oc_cluster.h: ws of gpuml_{cpu,cuda}_oc_cluster_workspace(n, nev) bytes; energy (row i at
@@ -68,6 +65,7 @@ GPUML_K_DECLARE(oc_cluster, const float *beta, const float *x, int64_t n, int d,
 size_t gpuml_cpu_oc_cluster_workspace(int64_t n, int64_t nev);
 size_t gpuml_cuda_oc_cluster_workspace(int64_t n, int64_t nev);
 /* segment.h */
+/* also scatter-add: j.col = a CSR's sources, j.row_splits its rowptr, j.accumulate */
 GPUML_K_DECLARE(segment_reduce, gpuml_k_seg j)
 GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, const int64_t *row_splits,
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)

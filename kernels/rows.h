@@ -64,17 +64,6 @@ GPUML_HD static inline int64_t gpuml_k_lower_bound_u32(const uint32_t *GPUML_RES
     return lo;
 }
 
-/* out[t, c] += sum over sources s of t (in CSR order) of src[s, c]. */
-GPUML_HD static inline void gpuml_k_scatter_add_elem(const float *GPUML_RESTRICT src, const int64_t *GPUML_RESTRICT rowptr,
-                                                     const int64_t *GPUML_RESTRICT col, float *GPUML_RESTRICT out,
-                                                     int64_t ncols, int64_t t, int64_t c)
-{
-    float acc = out[t * ncols + c];
-    for (int64_t p = rowptr[t]; p < rowptr[t + 1]; p++)
-        acc += src[col[p] * ncols + c];
-    out[t * ncols + c] = acc;
-}
-
 /* Up to this many pieces per concat / split pass (passed by value to CUDA). */
 #define GPUML_K_MAX_PIECES 32
 

@@ -41,6 +41,9 @@ typedef struct gpuml_k_seg {
     int levels;   /* gpuml_k_seg_levels(nrows)                              */
     void *ws;     /* gpuml_k_seg_ws_bytes(nrows, ncols, batch) bytes         */
     double *out_d; /* SUM: the sums in double here instead of out (NULL: out) */
+    const int64_t *col; /* position r reads row col[r] of x (a CSR's sources; NULL: row r) */
+    int accumulate;     /* out += result (scatter-add)                                    */
+    int check;          /* CUDA: flag row_splits that do not end at nrows (segment ops)    */
 } gpuml_k_seg;
 
 /* One level's partials: sums in d, MAX values in f and rows in i, [slot, c]. */
@@ -134,7 +137,7 @@ GPUML_HD static inline void gpuml_k_seg_scan(const gpuml_k_seg *j, int l, gpuml_
         float bv = -INFINITY;
         int64_t bi = -1;
         for (int64_t r = b; r < e; r++) {
-            float v = l == 0 ? j->x[r * nc + c] : src.f[r * nc + c];
+            float v = l == 0 ? j->x[(j->col ? j->col[r] : r) * nc + c] : src.f[r * nc + c];
             int64_t ri = l == 0 ? r : src.i[r * nc + c];
             if (v != v) { /* the first NaN wins for good */
                 bv = v;
@@ -151,7 +154,10 @@ GPUML_HD static inline void gpuml_k_seg_scan(const gpuml_k_seg *j, int l, gpuml_
         return;
     }
     double acc = 0.0;
-    if (l == 0)
+    if (l == 0 && j->col)
+        for (int64_t r = b; r < e; r++)
+            acc += (double)j->x[j->col[r] * nc + c];
+    else if (l == 0)
         for (int64_t r = b; r < e; r++)
             acc += (double)j->x[r * nc + c];
     else
@@ -201,6 +207,8 @@ GPUML_HD static inline void gpuml_k_seg_final_elem(const gpuml_k_seg *j, gpuml_k
         j->out_d[e] = 0.0;
         return;
     }
+    if (re <= rb && j->accumulate)
+        return;
     if (re <= rb) {
         j->out[e] = 0.0f;
         if (j->arg)
@@ -219,7 +227,7 @@ GPUML_HD static inline void gpuml_k_seg_final_elem(const gpuml_k_seg *j, gpuml_k
     }
     if (j->op == GPUML_REDUCE_MEAN)
         sum /= (double)(re - rb);
-    j->out[e] = (float)sum;
+    j->out[e] = j->accumulate ? j->out[e] + (float)sum : (float)sum;
     if (j->arg)
         j->arg[e] = -1;
 }

@@ -35,6 +35,17 @@ import sys
 # Kernels whose per-thread work may grow with the size of one event, and
 # why that is kept. Nothing here excuses growth with the events per batch.
 WHY = {
+    "knn.cu:query_kernel":
+        "one thread per query point searches its own event only, as the CPU does with the same body "
+        "(kernels/knn.h): brute force (d > 8 or fewer than 128 points, e.g. ParticleNet's feature space) "
+        "compares it with every point of its event; the box tree otherwise visits the cells near it. The "
+        "lists are exact and identical on every backend (DESIGN.md); splitting one query over threads "
+        "would need a cross-thread top-k merge for no change in result. Bounded by the largest event, "
+        "never by the batch.",
+    "knn.cu:event_kernel":
+        "a block of 256 threads per event; each thread strides over its event's rows for the finite "
+        "count and box (min/max/count: order-free), then a tree reduction in shared memory - the "
+        "block-per-segment reduction: per-thread work is the event's rows / 256.",
 }
 
 

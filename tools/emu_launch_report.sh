@@ -29,13 +29,24 @@ gen jets --events 128 --seed 2 --min-particles 80 --max-particles 160 --out "$ou
 run() { # dir hgcal-file gravnet-events jets-file particlenet-jets
   local dir=$out/$1
   GPUML_EMU_LAUNCH_LOG=$dir $b/examples/train_gravnet --data "$2" --config examples/configs/gravnet_oc.json \
-    --device cuda --max-events "$3" --max-rows 100000 --max-steps 2 --threads 2 --ckpt-every 0 \
+    --device cuda --max-events "$3" --max-rows 100000 --max-steps 1 --threads 2 --ckpt-every 0 \
     --metrics "$dir"/g.jsonl --out "$dir"/g.h5 >/dev/null 2>&1
   GPUML_EMU_LAUNCH_LOG=$dir $b/examples/train_particlenet --data "$4" \
-    --config examples/configs/particlenet_lite.json --device cuda --max-events "$5" --max-steps 2 \
+    --config examples/configs/particlenet_lite.json --device cuda --max-events "$5" --max-steps 1 \
     --threads 2 --ckpt-every 0 --metrics "$dir"/p.jsonl --out "$dir"/p.h5 >/dev/null 2>&1
 }
-run base "$out"/data/h.h5 4 "$out"/data/j.h5 32
-run events "$out"/data/h.h5 16 "$out"/data/j.h5 128
-run size "$out"/data/h4.h5 4 "$out"/data/j4.h5 32
-python3 tools/emu_launch_report.py "$out"/base "$out"/events "$out"/size --scale 4 | tee "$out"/report.md
+run base "$out"/data/h.h5 2 "$out"/data/j.h5 8
+run events "$out"/data/h.h5 8 "$out"/data/j.h5 32
+run size "$out"/data/h4.h5 2 "$out"/data/j4.h5 8
+rows() { python3 -c 'import json,sys; print(max(json.loads(l)["rows"] for l in open(sys.argv[1])))' "$1"; }
+{
+  echo "# Launch report of the emulated CUDA platform"
+  echo
+  echo "Made by \`tools/emu_launch_report.sh\` (build-emu, one training step each, GPUML_EMU_SEED unset)."
+  echo "Rows per step - GravNet (object condensation): base $(rows "$out"/base/g.jsonl), events $(rows "$out"/events/g.jsonl),"
+  echo "size $(rows "$out"/size/g.jsonl); ParticleNet: base $(rows "$out"/base/p.jsonl), events $(rows "$out"/events/p.jsonl),"
+  echo "size $(rows "$out"/size/p.jsonl)."
+  echo
+  python3 tools/emu_launch_report.py "$out"/base "$out"/events "$out"/size --scale 4
+} | tee "$out"/report.md
+exit "${PIPESTATUS[0]}"

@@ -276,7 +276,8 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     GPUML_CUDA_TRY(fn, "cub::DeviceScan::InclusiveScan",
                    cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, knn_max_op(), (int)(nev + 1), s));
     GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs, k->dev_error);
-    unsigned ev_grid = (unsigned)gpuml_k_min64(nev, 65535);
+    /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
+    unsigned ev_grid = (unsigned)nev;
     GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, kk, algo, w.ev);
     GPUML_CUDA_LAUNCH(key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
     tb = w.tmp_bytes;

@@ -244,7 +244,8 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
                    cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, occ_max_op(), (int)(nev + 1), s));
     GPUML_CUDA_LAUNCH(occ_splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(
         row_splits, nev, n, w.rs, k->dev_error);
-    unsigned ev_grid = (unsigned)gpuml_k_min64(nev, 65535);
+    /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
+    unsigned ev_grid = (unsigned)nev;
     int end_bit = 33;
     while (end_bit < 64 && (1ll << (end_bit - 33)) < nev)
         end_bit++;

@@ -40,12 +40,6 @@ static __global__ void csr_rowptr_kernel(const uint32_t *sorted_keys, int64_t m,
     GPUML_GRID_STRIDE(t, ntargets + 1) rowptr[t] = gpuml_k_lower_bound_u32(sorted_keys, m, t);
 }
 
-static __global__ void scatter_kernel(const float *src, const int64_t *rowptr, const int64_t *col, float *out,
-                                      int64_t ntargets, int64_t ncols)
-{
-    GPUML_GRID_STRIDE(e, ntargets * ncols) gpuml_k_scatter_add_elem(src, rowptr, col, out, ncols, e / ncols, e % ncols);
-}
-
 static __global__ void concat_kernel(gpuml_k_pieces p, int64_t rows, char *wide, int64_t wide_row_bytes, int split)
 {
     GPUML_GRID_STRIDE(e, rows * p.n)
@@ -145,17 +139,6 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
     GPUML_CUDA_LAUNCH(csr_rowptr_kernel, gpuml_cuda_grid(ntargets + 1), GPUML_CUDA_BLOCK, 0, s)(sorted, m, ntargets,
                                                                                                 rowptr);
     return gpuml_cuda_check(fn);
-}
-
-extern "C" gpuml_status gpuml_cuda_scatter_csr(const gpuml_kctx *k, const float *src, const int64_t *rowptr,
-                                               const int64_t *col, float *out, int64_t ntargets, int64_t ncols)
-{
-    if (ntargets * ncols == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "scatter_add_rows");
-    GPUML_CUDA_LAUNCH(scatter_kernel, gpuml_cuda_grid(ntargets * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
-        src, rowptr, col, out, ntargets, ncols);
-    return gpuml_cuda_check("scatter_add_rows");
 }
 
 extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p, int64_t rows, void *wide,

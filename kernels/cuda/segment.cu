@@ -21,7 +21,7 @@ static __global__ void segment_reduce_kernel(gpuml_k_seg j, gpuml_k_segpart src,
         int64_t b = e / j.ncols, begin, end;
         int bad = 0;
         gpuml_k_segment(j.row_splits, b, j.nrows, &begin, &end, &bad);
-        if (bad || (b == j.batch - 1 && j.row_splits[j.batch] != j.nrows))
+        if (j.check && (bad || (b == j.batch - 1 && j.row_splits[j.batch] != j.nrows)))
             *dev_error = GPUML_DEVERR_ROW_SPLITS;
         gpuml_k_seg_final_elem(&j, src, e);
     }

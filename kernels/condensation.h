@@ -280,8 +280,10 @@ static inline size_t gpuml_k_oc_ws_bytes(int64_t n, int64_t batch, int64_t nobj,
 static inline gpuml_k_seg gpuml_k_oc_seg(const gpuml_k_oc_ws *w, const int64_t *row_splits, int64_t n, int64_t batch,
                                          int64_t ncols, float *out, double *out_d)
 {
-    gpuml_k_seg j = {.op = GPUML_REDUCE_SUM, .x = w->terms, .nrows = n, .ncols = ncols, .row_splits = row_splits,
-                     .batch = batch, .out = out, .levels = gpuml_k_seg_levels(n), .ws = w->seg, .out_d = out_d};
+    gpuml_k_seg j;
+    memset(&j, 0, sizeof j);
+    j.op = GPUML_REDUCE_SUM, j.x = w->terms, j.nrows = n, j.ncols = ncols, j.row_splits = row_splits;
+    j.batch = batch, j.out = out, j.levels = gpuml_k_seg_levels(n), j.ws = w->seg, j.out_d = out_d;
     return j;
 }
 

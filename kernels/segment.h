@@ -29,6 +29,7 @@
  * search, and slots stay below gpuml_k_seg_slots(). The last level
  * (levels - 1) has at most GPUML_K_SCHUNK values per event and writes out. */
 #define GPUML_K_SCHUNK 128
+#define GPUML_K_SEG_MAXLEVELS 8 /* 128^8 rows: more than int64 counts */
 
 typedef struct gpuml_k_seg {
     int op;
@@ -213,6 +214,103 @@ GPUML_HD static inline void gpuml_k_seg_final_elem(const gpuml_k_seg *j, gpuml_k
         j->out[e] = 0.0f;
         if (j->arg)
             j->arg[e] = -1;
+        return;
+    }
+    if (j->op == GPUML_REDUCE_MAX) {
+        j->out[e] = bv;
+        if (j->arg)
+            j->arg[e] = bi;
+        return;
+    }
+    if (j->out_d) {
+        j->out_d[e] = sum;
+        return;
+    }
+    if (j->op == GPUML_REDUCE_MEAN)
+        sum /= (double)(re - rb);
+    j->out[e] = j->accumulate ? j->out[e] + (float)sum : (float)sum;
+    if (j->arg)
+        j->arg[e] = -1;
+}
+
+/* The same result without partials in memory (the CPU driver: scratch
+ * whose size followed the batch would defeat the engine's steady state):
+ * value l of index i of the event's values at level l - a row for l = 0,
+ * else the fold of the GPUML_K_SCHUNK values of level l - 1 it covers -
+ * computed depth first in the same order, so the bits are the levels'. */
+static inline void gpuml_k_seg_fold(const gpuml_k_seg *j, int64_t rb, const int64_t *len, int l, int64_t i,
+                                    int64_t c, double *sum, float *best, int64_t *besti)
+{
+    if (l == 0) {
+        int64_t r = rb + i, xr = j->col ? j->col[r] : r;
+        *sum = (double)j->x[xr * j->ncols + c];
+        *best = j->x[xr * j->ncols + c];
+        *besti = r;
+        return;
+    }
+    int64_t b = i * GPUML_K_SCHUNK, e = gpuml_k_min64(b + GPUML_K_SCHUNK, len[l - 1]);
+    double acc = 0.0;
+    float bv = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t k = b; k < e; k++) {
+        double s;
+        float v;
+        int64_t vi;
+        gpuml_k_seg_fold(j, rb, len, l - 1, k, c, &s, &v, &vi);
+        if (j->op != GPUML_REDUCE_MAX) {
+            acc += s;
+        } else if (v != v) { /* the first NaN wins for good */
+            bv = v;
+            bi = vi;
+            break;
+        } else if (bi < 0 || v > bv) {
+            bv = v;
+            bi = vi;
+        }
+    }
+    *sum = acc;
+    *best = bv;
+    *besti = bi;
+}
+
+/* gpuml_k_seg_final_elem's result for element e = b * ncols + c, computed
+ * by gpuml_k_seg_fold. */
+static inline void gpuml_k_seg_direct_elem(const gpuml_k_seg *j, int64_t e)
+{
+    int64_t b = e / j->ncols, c = e - b * j->ncols, rb, re, len[GPUML_K_SEG_MAXLEVELS + 1];
+    int bad = 0;
+    gpuml_k_segment(j->row_splits, b, j->nrows, &rb, &re, &bad);
+    int top = j->levels - 1; /* the final level folds all of its source values */
+    len[0] = re - rb;
+    for (int l = 1; l <= top; l++)
+        len[l] = gpuml_k_seg_chunks(len[l - 1]);
+    double sum = 0.0;
+    float bv = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t k = 0; k < len[top]; k++) {
+        double s;
+        float v;
+        int64_t vi;
+        gpuml_k_seg_fold(j, rb, len, top, k, c, &s, &v, &vi);
+        if (j->op != GPUML_REDUCE_MAX) {
+            sum += s;
+        } else if (v != v) {
+            bv = v;
+            bi = vi;
+            break;
+        } else if (bi < 0 || v > bv) {
+            bv = v;
+            bi = vi;
+        }
+    }
+    if (re <= rb) {
+        if (j->out_d)
+            j->out_d[e] = 0.0;
+        else if (!j->accumulate) {
+            j->out[e] = 0.0f;
+            if (j->arg)
+                j->arg[e] = -1;
+        }
         return;
     }
     if (j->op == GPUML_REDUCE_MAX) {

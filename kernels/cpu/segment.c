@@ -12,24 +12,16 @@ typedef struct seg_args {
     int32_t *ids;
 } seg_args;
 
-/* One level of the ragged reduction (kernels/segment.h): each element is
- * one chunk of at most GPUML_K_SCHUNK values, independent of the others. */
-typedef struct seg_level_args {
+/* The ragged reduction of kernels/segment.h by gpuml_k_seg_direct_elem:
+ * the CUDA levels' bits, no partials in memory (j.ws unused). */
+typedef struct seg_direct_args {
     const gpuml_k_seg *j;
-    int level;
-    gpuml_k_segpart src, dst;
-} seg_level_args;
+} seg_direct_args;
 
-GPUML_KRANGE(level_range, seg_level_args)
+GPUML_KRANGE(direct_range, seg_direct_args)
 {
     for (int64_t e = begin; e < end; e++)
-        gpuml_k_seg_level_elem(a->j, a->level, a->src, a->dst, e);
-}
-
-GPUML_KRANGE(final_range, seg_level_args)
-{
-    for (int64_t e = begin; e < end; e++)
-        gpuml_k_seg_final_elem(a->j, a->src, e);
+        gpuml_k_seg_direct_elem(a->j, e);
 }
 
 GPUML_KRANGE(grad_range, seg_args)
@@ -53,16 +45,9 @@ GPUML_KRANGE(ids_range, seg_args)
 
 gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, gpuml_k_seg j)
 {
-    gpuml_k_segpart src = {NULL, NULL, NULL};
-    for (int l = 0; l < j.levels - 1; l++) {
-        int64_t n = gpuml_k_seg_slots(j.nrows, j.batch, l) * j.ncols;
-        seg_level_args a = {&j, l, src, gpuml_k_seg_part(&j, l & 1)};
-        gpuml_kfor(k, n, n * GPUML_K_SCHUNK, 0, level_range, &a);
-        src = a.dst;
-    }
-    seg_level_args a = {&j, j.levels - 1, src, src};
+    seg_direct_args a = {&j};
     int64_t n = j.batch * j.ncols;
-    gpuml_kfor(k, n, n * GPUML_K_SCHUNK, 0, final_range, &a);
+    gpuml_kfor(k, n, j.nrows * j.ncols + n, 0, direct_range, &a);
     return GPUML_OK;
 }
 

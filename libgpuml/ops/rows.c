@@ -100,7 +100,8 @@ gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src, con
      * rows as sources). */
     size_t ptr_bytes = ((size_t)(nt + 1) * sizeof(int64_t) + 255) / 256 * 256;
     size_t col_bytes = ((size_t)m * sizeof(int64_t) + 255) / 256 * 256;
-    size_t seg_bytes = gpuml_k_seg_ws_bytes(m, ncols, nt), bytes = ptr_bytes + col_bytes + seg_bytes;
+    size_t seg_bytes = gpuml_on_cuda(ctx) ? gpuml_k_seg_ws_bytes(m, ncols, nt) : 0;
+    size_t bytes = ptr_bytes + col_bytes + seg_bytes;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     int64_t *rowptr = ws, *col = (int64_t *)((char *)ws + ptr_bytes);
@@ -152,7 +153,8 @@ gpuml_status gpuml_segment_reduce(gpuml_ctx *ctx, gpuml_reduce_op op, const gpum
                      .check = 1};
     if (batch * j.ncols == 0)
         return GPUML_OK;
-    size_t bytes = gpuml_k_seg_ws_bytes(j.nrows, j.ncols, batch);
+    /* partials for the CUDA levels; the CPU driver keeps none (kernels/segment.h) */
+    size_t bytes = gpuml_on_cuda(ctx) ? gpuml_k_seg_ws_bytes(j.nrows, j.ncols, batch) : 0;
     if (bytes)
         GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &j.ws, fn));
     gpuml_status st = GPUML_LAUNCH(ctx, segment_reduce, j);

@@ -77,14 +77,23 @@ static inline int64_t gpuml_k_seg_slots(int64_t nrows, int64_t batch, int l)
     return s;
 }
 
-static inline size_t gpuml_k_seg_buf_bytes(int64_t nrows, int64_t ncols, int64_t batch, int levels, int which)
+/* Level l < levels - 1 writes buffer l % 2 (level l + 1 reads it while
+ * writing the other), so each buffer holds the most slots of any level of
+ * its parity: with more events than rows a later level can need more
+ * slots than level 0. */
+static inline int64_t gpuml_k_seg_cap(int64_t nrows, int64_t batch, int levels, int which)
 {
-    if (levels - 1 <= which) /* level `which` writes out, not partials */
-        return 0;
-    return ((size_t)gpuml_k_seg_slots(nrows, batch, which) * (size_t)ncols * 16 + 255) / 256 * 256;
+    int64_t cap = 0;
+    for (int l = which; l < levels - 1; l += 2)
+        cap = gpuml_k_max64(cap, gpuml_k_seg_slots(nrows, batch, l));
+    return cap;
 }
 
-/* Level l writes buffer l % 2: level 2 reuses buffer 0, which is larger. */
+static inline size_t gpuml_k_seg_buf_bytes(int64_t nrows, int64_t ncols, int64_t batch, int levels, int which)
+{
+    return ((size_t)gpuml_k_seg_cap(nrows, batch, levels, which) * (size_t)ncols * 16 + 255) / 256 * 256;
+}
+
 static inline size_t gpuml_k_seg_ws_bytes(int64_t nrows, int64_t ncols, int64_t batch)
 {
     int lv = gpuml_k_seg_levels(nrows);
@@ -94,7 +103,7 @@ static inline size_t gpuml_k_seg_ws_bytes(int64_t nrows, int64_t ncols, int64_t 
 static inline gpuml_k_segpart gpuml_k_seg_part(const gpuml_k_seg *j, int which)
 {
     size_t off = which ? gpuml_k_seg_buf_bytes(j->nrows, j->ncols, j->batch, j->levels, 0) : 0;
-    size_t cap = (size_t)gpuml_k_seg_slots(j->nrows, j->batch, which) * (size_t)j->ncols;
+    size_t cap = (size_t)gpuml_k_seg_cap(j->nrows, j->batch, j->levels, which) * (size_t)j->ncols;
     char *base = (char *)j->ws + off;
     gpuml_k_segpart p = {(double *)base, (float *)base, (int64_t *)(base + cap * 8)};
     return p;

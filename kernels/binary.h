@@ -81,7 +81,8 @@ typedef struct gpuml_k_sumto {
     int64_t red_count;                       /* product of red_shape         */
 } gpuml_k_sumto;
 
-GPUML_HD static inline float gpuml_k_sumto_one(const gpuml_k_sumto *st, const float *GPUML_RESTRICT in, int64_t j)
+/* Offset in the input of output element j (its kept coordinates). */
+GPUML_HD static inline int64_t gpuml_k_sumto_base(const gpuml_k_sumto *st, int64_t j)
 {
     int64_t base = 0;
     for (int d = st->nkeep - 1; d >= 0; d--) {
@@ -89,17 +90,21 @@ GPUML_HD static inline float gpuml_k_sumto_one(const gpuml_k_sumto *st, const fl
         base += (j - q * st->keep_shape[d]) * st->keep_stride[d];
         j = q;
     }
-    double acc = 0.0;
-    for (int64_t r = 0; r < st->red_count; r++) {
-        int64_t off = base, t = r;
-        for (int d = st->nred - 1; d >= 0; d--) {
-            int64_t q = t / st->red_shape[d];
-            off += (t - q * st->red_shape[d]) * st->red_stride[d];
-            t = q;
-        }
-        acc += (double)in[off];
+    return base;
+}
+
+/* Offset of the r-th reduced element (row-major over the reduced dims).
+ * The sum itself is a fixed-order reduction over r (kernels/reduce.h,
+ * GPUML_K_RSUMTO). */
+GPUML_HD static inline int64_t gpuml_k_sumto_off(const gpuml_k_sumto *st, int64_t r)
+{
+    int64_t off = 0;
+    for (int d = st->nred - 1; d >= 0; d--) {
+        int64_t q = r / st->red_shape[d];
+        off += (r - q * st->red_shape[d]) * st->red_stride[d];
+        r = q;
     }
-    return (float)acc;
+    return off;
 }
 
 #endif

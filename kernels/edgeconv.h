@@ -120,14 +120,4 @@ GPUML_HD static inline void gpuml_k_edge_grad_w_elem(const float *GPUML_RESTRICT
     *o = accumulate ? *o + g : g;
 }
 
-/* gbias[c] = sum over nodes of gpn[v, c] (every valid edge once), in double. */
-GPUML_HD static inline void gpuml_k_edge_grad_bias(const float *GPUML_RESTRICT gpn, int64_t n, int64_t C, int64_t c,
-                                                   int accumulate, float *GPUML_RESTRICT gb)
-{
-    double acc = 0.0;
-    for (int64_t v = 0; v < n; v++)
-        acc += (double)gpn[v * 2 * C + c];
-    gb[c] = accumulate ? gb[c] + (float)acc : (float)acc;
-}
-
 #endif

@@ -10,7 +10,9 @@
 
 #include "common.h"
 #include "binary.h"
+#include "reduce.h"
 #include "rows.h"
+#include "segment.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,14 +29,14 @@ GPUML_K_DECLARE(unary_grad, int op, float alpha, int64_t n, const float *x, cons
 GPUML_K_DECLARE(binary, int op, gpuml_k_bcast bc, const float *a, const float *b, float *out)
 GPUML_K_DECLARE(binary_grad, int op, gpuml_k_bcast bc, const float *a, const float *b, const float *g,
                 float *ga_full, float *gb_full)
-GPUML_K_DECLARE(sum_to, gpuml_k_sumto st, int64_t nout, const float *in, float *out)
 GPUML_K_DECLARE(axpby, int64_t n, float alpha, const float *x, float beta, float *y) /* y = a*x + b*y; b==0 ignores y */
 GPUML_K_DECLARE(affine, int64_t n, float a, const float *x, float b, float *y) /* y = a*x + b */
 /* cast.h */
 GPUML_K_DECLARE(cast, int64_t n, const void *x, int xt, void *y, int yt)
 GPUML_K_DECLARE(fill, int64_t n, void *y, int yt, double value)
 /* reduce.h */
-GPUML_K_DECLARE(reduce, int op, const float *x, int64_t outer, int64_t len, int64_t inner, float *out, int64_t *arg)
+/* reduce.h: every axis reduction (reduce, column sums, bias and norm-parameter gradients, gradient norm) */
+GPUML_K_DECLARE(reduce, gpuml_k_rjob j)
 GPUML_K_DECLARE(reduce_grad, int op, const float *gout, const int64_t *arg, int64_t outer, int64_t len,
                 int64_t inner, float *gx)
 GPUML_K_DECLARE(softmax, const float *x, float *y, int64_t rows, int64_t n, int take_log)
@@ -44,18 +46,14 @@ GPUML_K_DECLARE(gemm, int ta, int tb, int64_t m, int64_t n, int64_t kk, float al
                 int64_t stride_a, const float *b, int64_t stride_b, float beta, float *c, int64_t stride_c,
                 int64_t batch)
 GPUML_K_DECLARE(bias_rows, int64_t rows, int64_t cols, const float *bias, float *y)
-GPUML_K_DECLARE(col_sum, int64_t rows, int64_t cols, const float *g, float *out, int accumulate)
 /* rows.h */
 GPUML_K_DECLARE(gather_rows, const void *x, int64_t n, const void *idx, int is64, void *out, int64_t m,
                 int64_t row_bytes)
 /* CSR of an index array (see gpuml_index_csr). ws: workspace of
- * gpuml_cuda_csr_workspace(ntargets) bytes on CUDA, unused on the CPU. */
+ * gpuml_cuda_csr_workspace(m, ntargets) bytes on CUDA, unused on the CPU. */
 GPUML_K_DECLARE(csr_build, const void *idx, int is64, int64_t m, int64_t ntargets, int64_t *rowptr, int64_t *col,
                 void *ws)
-size_t gpuml_cuda_csr_workspace(int64_t ntargets);
-/* out[t] += sum of src[col[p]] for p in rowptr[t] .. rowptr[t+1]-1, in order. */
-GPUML_K_DECLARE(scatter_csr, const float *src, const int64_t *rowptr, const int64_t *col, float *out,
-                int64_t ntargets, int64_t ncols)
+size_t gpuml_cuda_csr_workspace(int64_t m, int64_t ntargets);
 /* split == 0: pieces -> wide; split != 0: wide -> pieces */
 GPUML_K_DECLARE(concat, gpuml_k_pieces p, int64_t rows, void *wide, int64_t wide_row_bytes, int split)
 /* oc_cluster.h: ws of gpuml_{cpu,cuda}_oc_cluster_workspace(n, nev) bytes; energy (row i at
@@ -67,8 +65,8 @@ GPUML_K_DECLARE(oc_cluster, const float *beta, const float *x, int64_t n, int d,
 size_t gpuml_cpu_oc_cluster_workspace(int64_t n, int64_t nev);
 size_t gpuml_cuda_oc_cluster_workspace(int64_t n, int64_t nev);
 /* segment.h */
-GPUML_K_DECLARE(segment_reduce, int op, const float *x, int64_t nrows, int64_t ncols, const int64_t *row_splits,
-                int64_t batch, float *out, int64_t *arg)
+/* also scatter-add: j.col = a CSR's sources, j.row_splits its rowptr, j.accumulate */
+GPUML_K_DECLARE(segment_reduce, gpuml_k_seg j)
 GPUML_K_DECLARE(segment_grad, int op, const float *gout, const int64_t *arg, const int64_t *row_splits,
                 int64_t batch, int64_t nrows, int64_t ncols, float *gx)
 GPUML_K_DECLARE(segment_ids, const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
@@ -89,8 +87,9 @@ GPUML_K_DECLARE(dropout, uint64_t seed, uint64_t base, int64_t n, float p, const
 /* layernorm.h: gamma/beta may be NULL; ggamma/gbeta NULL to skip; accumulate adds into them */
 GPUML_K_DECLARE(layernorm, const float *x, const float *gamma, const float *beta, float eps, int64_t rows, int64_t c,
                 float *y, float *mean, float *rstd)
+/* dx only: the parameter gradients are reductions (GPUML_K_RLN_GAMMA, SUM of gy) */
 GPUML_K_DECLARE(layernorm_grad, const float *x, const float *gamma, const float *gy, const float *mean,
-                const float *rstd, int64_t rows, int64_t c, float *gx, float *ggamma, float *gbeta, int accumulate)
+                const float *rstd, int64_t rows, int64_t c, float *gx)
 /* loss.h: pos_weight [c] may be NULL; elements are [n, c] row-major */
 GPUML_K_DECLARE(bce_logits, int64_t n, int64_t c, const float *x, const float *y, const float *pos_weight, float *out)
 GPUML_K_DECLARE(bce_logits_grad, int64_t n, int64_t c, const float *x, const float *y, const float *pos_weight,
@@ -100,21 +99,23 @@ GPUML_K_DECLARE(cross_entropy, const float *x, int64_t rows, int64_t c, const vo
 GPUML_K_DECLARE(cross_entropy_grad, const float *x, int64_t rows, int64_t c, const void *labels, int is64,
                 const float *lse, const float *gnll, float *gx)
 
-/* condensation.h: alpha [B*K] i64, stats [B*GPUML_OC_STATS], vterm [N] workspace, out[0] loss, out[1..3] components */
+/* condensation.h: alpha [B*K] i64, stats [B*GPUML_OC_STATS], vterm [N] workspace, out[0] loss, out[1..3]
+ * components, ws gpuml_k_oc_ws_bytes(N, B, K, D) bytes (gpuml_k_oc_ws) */
 GPUML_K_DECLARE(oc_forward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
                 int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, int64_t *alpha,
-                float *vterm, float *stats, float *out)
-/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient) */
+                float *vterm, float *stats, float *out, void *ws)
+/* obj_acc [B*K*(1+D)] workspace; gloss: device scalar (upstream gradient); ws as the forward's
+ * (the number of non-empty events is counted by the same fixed-order reduction) */
 GPUML_K_DECLARE(oc_backward, const float *beta, const float *x, const int32_t *truth, const int64_t *row_splits,
                 int64_t batch, int64_t nobj, int64_t n, int64_t d, float q_min, float s_b, const int64_t *alpha,
-                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx)
+                const float *stats, const float *gloss, float *obj_acc, float *gbeta, float *gx, void *ws)
 /* optim.h: gscale (device scalar) multiplies g; NULL = 1. state2 unused by SGD. */
 GPUML_K_DECLARE(optim_sgd, int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
                 float momentum, float dampening, float wd, int nesterov, int first)
 GPUML_K_DECLARE(optim_adam, int64_t n, float *p, const float *g, float *m, float *v, const float *gscale, float lr,
                 float beta1, float beta2, float eps, float wd, int decoupled, float step_size, float bc2_sqrt)
-/* partial [ceil(n / GPUML_K_NORM_BLOCK)] doubles of workspace; out [2] f32: norm, clip factor */
-GPUML_K_DECLARE(grad_norm, int64_t n, const float *g, double *partial, float max_norm, float *out)
+/* ws: gpuml_k_grad_norm_ws_bytes(n) bytes; out [2] f32: norm, clip factor */
+GPUML_K_DECLARE(grad_norm, int64_t n, const float *g, void *ws, float max_norm, float *out)
 
 /* gravnet.h: idx [n, kk] i32, slot valid when >= first and 0 <= idx < n; w [n, kk], cnt [n] */
 GPUML_K_DECLARE(gravnet_weights, const int32_t *idx, const float *d2, int64_t n, int64_t kk, int first, float alpha,
@@ -134,7 +135,6 @@ GPUML_K_DECLARE(edge_combine, const float *pn, const float *bias, const int32_t 
 GPUML_K_DECLARE(edge_grad_node, const float *gout, const int32_t *idx, const int64_t *rowptr, const int64_t *col,
                 int64_t n, int64_t kk, int first, int64_t C, float *gpn)
 GPUML_K_DECLARE(edge_grad_w, const float *gwcat, int64_t C, int64_t F, int accumulate, float *gw)
-GPUML_K_DECLARE(edge_grad_bias, const float *gpn, int64_t n, int64_t C, int accumulate, float *gb)
 /* neighbour.h */
 GPUML_K_DECLARE(neighbour_reduce, int op, const float *edges, const int32_t *idx, int64_t n, int64_t kk, int first,
                 int64_t C, float *out, int32_t *am)

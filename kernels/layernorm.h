@@ -50,21 +50,8 @@ GPUML_HD static inline void gpuml_k_layernorm_row_grad(const float *GPUML_RESTRI
     }
 }
 
-/* Column j of the parameter gradients: ggamma = sum_r gy * xhat, gbeta = sum_r gy. */
-GPUML_HD static inline void gpuml_k_layernorm_param_grad(const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT gy,
-                                                         const float *mean, const float *rstd, int64_t rows, int64_t c,
-                                                         int64_t j, float *ggamma, float *gbeta)
-{
-    double sg = 0.0, sb = 0.0;
-    for (int64_t r = 0; r < rows; r++) {
-        float xh = (x[r * c + j] - mean[r]) * rstd[r];
-        sg += (double)gy[r * c + j] * (double)xh;
-        sb += (double)gy[r * c + j];
-    }
-    if (ggamma)
-        *ggamma = (float)sg;
-    if (gbeta)
-        *gbeta = (float)sb;
-}
+/* The parameter gradients, ggamma = sum_r gy * xhat and gbeta = sum_r gy,
+ * are column sums over all rows: fixed-order reductions (kernels/reduce.h,
+ * GPUML_K_RLN_GAMMA and SUM), not a loop here. */
 
 #endif

@@ -4,7 +4,10 @@
 #ifndef GPUML_KERNELS_OPTIM_H
 #define GPUML_KERNELS_OPTIM_H
 
+#include <string.h>
+
 #include "common.h"
+#include "reduce.h"
 
 /* SGD with momentum (buf), dampening, Nesterov and L2 weight decay. */
 GPUML_HD static inline void gpuml_k_sgd(float *p, float g, float *buf, float lr, float momentum, float dampening,
@@ -38,25 +41,34 @@ GPUML_HD static inline void gpuml_k_adam(float *p, float g, float *m, float *v, 
     *p = *p - step_size * (mm / denom);
 }
 
-/* Sum of squares of block b (fixed block size: the result does not depend on
- * how blocks are shared among threads). */
-#define GPUML_K_NORM_BLOCK 16384
-GPUML_HD static inline double gpuml_k_sumsq_block(const float *GPUML_RESTRICT g, int64_t n, int64_t b)
+/* Global-norm clipping: the sum of squares over the whole slab is one
+ * fixed-order reduction (kernels/reduce.h, GPUML_K_RSUMSQ), so its bits do
+ * not depend on threads or backend. ws holds its f64 result, then the
+ * reduction's partials. */
+static inline gpuml_k_rview gpuml_k_grad_norm_view(int64_t n)
 {
-    int64_t s = b * GPUML_K_NORM_BLOCK, e = gpuml_k_min64(s + GPUML_K_NORM_BLOCK, n);
-    double acc = 0.0;
-    for (int64_t i = s; i < e; i++)
-        acc += (double)g[i] * (double)g[i];
-    return acc;
+    gpuml_k_rview v = {1, n, 1, 0, 1};
+    return v;
 }
 
-/* From the partial sums: out[0] = norm, out[1] = clip factor. */
-GPUML_HD static inline void gpuml_k_norm_finish(const double *partial, int64_t nblocks, float max_norm, float *out)
+static inline size_t gpuml_k_grad_norm_ws_bytes(int64_t n) { return 256 + gpuml_k_reduce_ws_bytes(gpuml_k_grad_norm_view(n)); }
+
+static inline gpuml_k_rjob gpuml_k_grad_norm_job(int64_t n, const float *g, void *ws)
 {
-    double acc = 0.0;
-    for (int64_t b = 0; b < nblocks; b++)
-        acc += partial[b];
-    float norm = (float)sqrt(acc);
+    gpuml_k_rjob j;
+    memset(&j, 0, sizeof j);
+    j.op = GPUML_K_RSUMSQ;
+    j.v = gpuml_k_grad_norm_view(n);
+    j.xf = g;
+    j.out_d = (double *)ws;
+    j.ws = gpuml_k_reduce_ws_bytes(j.v) ? (char *)ws + 256 : NULL;
+    return j;
+}
+
+/* From the sum of squares: out[0] = norm, out[1] = clip factor. */
+GPUML_HD static inline void gpuml_k_norm_finish(const double *sumsq, float max_norm, float *out)
+{
+    float norm = (float)sqrt(*sumsq);
     float coef = max_norm > 0.0f ? max_norm / (norm + 1e-6f) : 1.0f;
     out[0] = norm;
     out[1] = coef < 1.0f ? coef : 1.0f;

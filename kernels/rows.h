@@ -38,32 +38,30 @@ GPUML_HD static inline void gpuml_k_gather_row(const char *GPUML_RESTRICT x, int
         o[c] = (j < 0 || j >= n) ? 0 : x[j * row_bytes + c];
 }
 
-/* CSR of targets: after counting, rowptr[t+1] = #sources of t; after the
- * prefix sum, sources of t are col[rowptr[t] .. rowptr[t+1]-1]. On the CPU
- * the fill is sequential (hence sorted); on CUDA it uses atomic slots and
- * gpuml_k_csr_sort_segment then orders each target's list. */
-GPUML_HD static inline void gpuml_k_csr_sort_segment(int64_t *GPUML_RESTRICT col, int64_t begin, int64_t end)
+/* CSR of targets: rowptr [ntargets + 1], and the sources of target t in
+ * ascending order at col[rowptr[t] .. rowptr[t+1]-1]. The CPU driver is a
+ * sequential counting sort. CUDA sorts (key, source) pairs with a stable
+ * radix sort, key = target or ntargets for an index out of range (those
+ * sort last and are not part of any list), then rowptr[t] is the first
+ * position whose key is >= t. No atomics: the same lists every run. */
+GPUML_HD static inline uint32_t gpuml_k_csr_key(const void *idx, int is64, int64_t ntargets, int64_t i)
 {
-    for (int64_t a = begin + 1; a < end; a++) {
-        int64_t v = col[a];
-        int64_t b = a - 1;
-        while (b >= begin && col[b] > v) {
-            col[b + 1] = col[b];
-            b--;
-        }
-        col[b + 1] = v;
-    }
+    int64_t t = gpuml_k_index_at(idx, is64, i);
+    return (uint32_t)(t >= 0 && t < ntargets ? t : ntargets);
 }
 
-/* out[t, c] += sum over sources s of t (in CSR order) of src[s, c]. */
-GPUML_HD static inline void gpuml_k_scatter_add_elem(const float *GPUML_RESTRICT src, const int64_t *GPUML_RESTRICT rowptr,
-                                                     const int64_t *GPUML_RESTRICT col, float *GPUML_RESTRICT out,
-                                                     int64_t ncols, int64_t t, int64_t c)
+/* First position p in the ascending keys[0..m) with keys[p] >= t (m if none). */
+GPUML_HD static inline int64_t gpuml_k_lower_bound_u32(const uint32_t *GPUML_RESTRICT keys, int64_t m, int64_t t)
 {
-    float acc = out[t * ncols + c];
-    for (int64_t p = rowptr[t]; p < rowptr[t + 1]; p++)
-        acc += src[col[p] * ncols + c];
-    out[t * ncols + c] = acc;
+    int64_t lo = 0, hi = m;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)keys[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* Up to this many pieces per concat / split pass (passed by value to CUDA). */

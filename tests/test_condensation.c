@@ -16,7 +16,9 @@
 /* ip: 0 max_objects, 1 D; fp: 0 q_min, 1 s_b */
 static void setup_oc(int v, h_case_io *io)
 {
-    int64_t n = v == 2 ? 3000 : v == 3 ? 0 : 40, b = v == 2 ? 12 : 4, k = v == 2 ? 6 : 3, d = v == 1 ? 4 : 2;
+    /* 4: more events than one chunk of the loss total (GPUML_K_RCHUNK = 128) */
+    int64_t n = v == 2 ? 3000 : v == 3 ? 0 : v == 4 ? 2000 : 40, b = v == 2 ? 12 : v == 4 ? 300 : 4,
+            k = v == 2 ? 6 : 3, d = v == 1 ? 4 : 2;
     io->ip[0] = (int)k;
     io->ip[1] = (int)d;
     io->fp[0] = v == 1 ? 0.5 : 0.1;
@@ -123,7 +125,7 @@ static gpuml_status bwd_oc(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *co
 /* The op table: one row per registry op (kernels/ops.def) this file checks;
  * tests/test_registry.c fails when a registry op has no row in any table. */
 const h_case h_cases[] = {
-    {"object_condensation", 4, setup_oc, ref_oc, run_oc, bwd_oc, 2e-5, 2e-5, 2e-3, 0},
+    {"object_condensation", 5, setup_oc, ref_oc, run_oc, bwd_oc, 2e-5, 2e-5, 2e-3, 0},
 };
 const int h_ncases = H_N(h_cases);
 
@@ -184,6 +186,57 @@ static void test_oc_on_tape_and_errors(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+/* Condensation points with equal betas: the first member row wins on
+ * every backend (CUDA finds them by an atomic max over packed keys,
+ * kernels/condensation.h), with -0 and +0 equal, across events of more
+ * than one chunk of rows. */
+static void test_oc_alpha_ties(void **state)
+{
+    (void)state;
+    enum { N = 700, D = 2, K = 3 };
+    static float beta[N], x[N * D];
+    static int32_t truth[N];
+    int64_t rs[3] = {0, 300, N};
+    for (int i = 0; i < N; i++) {
+        beta[i] = (float)((i * 7) % 5) * 0.2f; /* 0, 0.2 .. 0.8: many ties */
+        truth[i] = i % 4 == 3 ? -1 : (i / 2) % K;
+        x[i * D] = (float)(i % 11) * 0.1f, x[i * D + 1] = (float)(i % 13) * 0.1f;
+    }
+    beta[1] = -0.0f; /* object 0 of event 0: -0 before +0 */
+    for (int dev = 0; dev < 2; dev++) {
+        gpuml_device_type type = dev ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU;
+        gpuml_ctx *ctx = h_ctx(type, 2);
+        if (!ctx)
+            continue; /* no CUDA in this build or machine */
+        gpuml_tensor *tb = h_tensor_f32(ctx, 1, (int64_t[]){N}, beta), *tx = h_tensor_f32(ctx, 2, (int64_t[]){N, D}, x);
+        gpuml_tensor *tt = h_tensor(ctx, GPUML_I32, 1, (int64_t[]){N}, truth);
+        gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){3}, rs);
+        gpuml_tensor *alpha = h_tensor(ctx, GPUML_I64, 2, (int64_t[]){2, K}, NULL);
+        gpuml_tensor *st = h_tensor_f32(ctx, 2, (int64_t[]){2, 6}, NULL), *l = h_tensor_f32(ctx, 1, (int64_t[]){1}, NULL);
+        gpuml_oc_params p;
+        gpuml_oc_params_init_defaults(&p);
+        p.max_objects = K;
+        assert_int_equal(gpuml_object_condensation(ctx, tb, tx, tt, trs, &p, l, NULL, alpha, st), GPUML_OK);
+        int64_t *got = h_read(ctx, alpha);
+        for (int e = 0; e < 2; e++)
+            for (int k = 0; k < K; k++) {
+                int64_t want = -1;
+                for (int64_t i = rs[e]; i < rs[e + 1]; i++)
+                    if (truth[i] == k && (want < 0 || beta[i] > beta[want]))
+                        want = i;
+                if (got[e * K + k] != want)
+                    printf("FAIL alpha ties [%s]: event %d object %d: row %lld, want %lld\n", dev ? "cuda" : "cpu", e,
+                           k, (long long)got[e * K + k], (long long)want);
+                assert_int_equal(got[e * K + k], want);
+            }
+        free(got);
+        gpuml_tensor *ts[] = {tb, tx, tt, trs, alpha, st, l};
+        for (unsigned i = 0; i < 7; i++)
+            gpuml_tensor_destroy(ts[i]);
+        gpuml_ctx_destroy(ctx);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (H_LIST_CASES(argc, argv))
@@ -191,6 +244,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oc_table),
         cmocka_unit_test(test_oc_on_tape_and_errors),
+        cmocka_unit_test(test_oc_alpha_ties),
     };
     return H_TABLE_DONE(cmocka_run_group_tests_name("condensation", tests, NULL, NULL));
 }

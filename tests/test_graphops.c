@@ -171,6 +171,7 @@ static void setup_edge_linear(int v, h_case_io *io)
     } V[] = {
         {10, 3, 4, 4, 0, 0, 1}, {10, 3, 4, 4, 0, 1, 1}, {13, 2, 3, 5, 3, 0, 0}, {13, 2, 3, 5, 3, 1, 1},
         {0, 3, 4, 4, 0, 0, 1},  {6, 2, 3, 1, 0, 1, 1},  {1200, 8, 8, 6, 40, 1, 1},
+        {3001, 2, 3, 2, 40, 0, 1}, /* bias gradient over 24 chunks of nodes: two levels of partials */
     };
     int64_t n = V[v].n, f = V[v].f, c = V[v].c, k = V[v].k;
     io->ip[0] = V[v].excl;
@@ -331,6 +332,7 @@ static void setup_bn(int v, h_case_io *io)
         {0, 3, 0, 1, 0, 1, 0},    /* empty                                  */
         {30, 3, 0, 0, 1, 1, 0},   /* inference with padding rows            */
         {6, 3, 0, 1, 1, 1, 1},    /* every row padding                      */
+        {33000, 2, 0, 1, 1, 1, 0},/* > 128 chunks of 256 rows: two levels   */
     };
     int64_t r = V[v].r, c = V[v].c;
     io->ip[0] = V[v].training;
@@ -427,7 +429,7 @@ static gpuml_status bwd_bn(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *co
  * h_case.op is the gpuml_reduce_op of a neighbour_aggregate row. */
 const h_case h_cases[] = {
     {"gravnet_aggregate", 9, setup_gravnet, ref_gravnet, run_gravnet, bwd_gravnet, 1e-5, 1e-5, 2e-3, 0},
-    {"edge_first_linear", 7, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear, 2e-5, 2e-5, 2e-3, 0},
+    {"edge_first_linear", 8, setup_edge_linear, ref_edge_linear, run_edge_linear, bwd_edge_linear, 2e-5, 2e-5, 2e-3, 0},
     {"neighbour_aggregate.sum", 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3,
      GPUML_REDUCE_SUM},
     {"neighbour_aggregate.mean", 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3,
@@ -435,7 +437,7 @@ const h_case h_cases[] = {
     {"neighbour_aggregate.max", 7, setup_neighbour, ref_neighbour, run_neighbour, bwd_neighbour, 1e-5, 1e-5, 2e-3,
      GPUML_REDUCE_MAX},
     {"edge_mask", 3, setup_mask, ref_mask, run_mask, NULL, 0, 0, 0, 0},
-    {"batch_norm", 9, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3, 0},
+    {"batch_norm", 10, setup_bn, ref_bn, run_bn, bwd_bn, 2e-5, 2e-5, 2e-3, 0},
 };
 const int h_ncases = H_N(h_cases);
 

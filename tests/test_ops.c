@@ -188,6 +188,9 @@ static void setup_sum_to(int v, h_case_io *io)
     case 2: IN(io, 0, GPUML_F32, V_NORMAL, 7, 13); OUT(io, 0, GPUML_F32, 1); break;
     case 3: IN(io, 0, GPUML_F32, V_NORMAL, 2, 3, 4, 5); OUT(io, 0, GPUML_F32, 3, 1, 5); break;
     case 4: IN(io, 0, GPUML_F32, V_NORMAL, 2, 3, 4); OUT(io, 0, GPUML_F32, 2, 3, 4); break;
+    /* more than 128^2 summed per output, over two axes: three levels of partials */
+    case 6: IN(io, 0, GPUML_F32, V_NORMAL, 130, 2, 131); OUT(io, 0, GPUML_F32, 1, 2, 1); break;
+    case 7: IN(io, 0, GPUML_F32, V_NORMAL, 3001, 5); OUT(io, 0, GPUML_F32, 5); break;
     default: IN(io, 0, GPUML_F32, V_NORMAL, 0, 4); OUT(io, 0, GPUML_F32, 4); break;
     }
 }
@@ -303,6 +306,10 @@ static void setup_reduce(int v, h_case_io *io)
     case 3: IN(io, 0, GPUML_F32, V_NORMAL, 0, 5); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 5); break;
     case 4: IN(io, 0, GPUML_F32, V_NORMAL, 6); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 0); io->out_nd[0] = 0; break;
     case 5: IN(io, 0, GPUML_F32, V_TIES, 9, 8); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 8); io->diff_in[0] = 0; break;
+    /* longer than GPUML_K_RCHUNK^2 (128^2): three levels of partials, contiguous and strided */
+    case 7: IN(io, 0, GPUML_F32, V_NORMAL, 3, 20000); io->ip[1] = 1; OUT(io, 0, GPUML_F32, 3); break;
+    case 8: /* ties across chunks: the first extreme index must win */
+        IN(io, 0, GPUML_F32, V_TIES, 20000, 3); io->ip[1] = 0; OUT(io, 0, GPUML_F32, 3); io->diff_in[0] = 0; break;
     default: IN(io, 0, GPUML_F32, V_NORMAL, 300, 131); io->ip[1] = 1; OUT(io, 0, GPUML_F32, 300); break;
     }
     if (arg) {
@@ -477,9 +484,11 @@ static void setup_linear(int v, h_case_io *io)
         IN(io, 0, GPUML_F32, V_NORMAL, 600, 70);
     else if (v == 5) /* >= 2 GPUML_GEMM_K_CHUNK (4096) rows: the chunked weight gradient, and a remainder */
         IN(io, 0, GPUML_F32, V_NORMAL, 2 * 4096 + 808, 12);
+    else if (v == 6) /* bias gradient over many chunks of rows: two levels of column-sum partials */
+        IN(io, 0, GPUML_F32, V_NORMAL, 3001, 3);
     else
         IN(io, 0, GPUML_F32, V_NORMAL, 11, 7);
-    int64_t in_f = v == 4 ? 70 : v == 5 ? 12 : 7, out_f = v == 4 ? 60 : v == 5 ? 9 : 5;
+    int64_t in_f = v == 4 ? 70 : v == 5 ? 12 : v == 6 ? 3 : 7, out_f = v == 4 ? 60 : v == 5 ? 9 : v == 6 ? 4 : 5;
     IN(io, 1, GPUML_F32, V_NORMAL, out_f, in_f);
     IN(io, 2, GPUML_F32, V_NORMAL, out_f);
     if (v == 2)
@@ -609,7 +618,10 @@ static gpuml_status bwd_gather(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor
 static void setup_scatter(int v, h_case_io *io)
 {
     gpuml_dtype idt = v == 1 ? GPUML_I64 : GPUML_I32;
-    int64_t m = v == 2 ? 20000 : v == 3 ? 0 : 14, n = v == 2 ? 3000 : 10, c = v == 2 ? 8 : 3;
+    /* 4: thousands of sources per target - the ragged reduction's levels
+     * (kernels/segment.h), as a per-event broadcast's gradient has */
+    int64_t m = v == 2 ? 20000 : v == 3 ? 0 : v == 4 ? 9000 : 14, n = v == 2 ? 3000 : v == 4 ? 3 : 10;
+    int64_t c = v == 2 ? 8 : v == 4 ? 2 : 3;
     IN(io, 0, GPUML_F32, V_NORMAL, m, c);
     IN(io, 1, idt, V_INDEX, m);
     IN(io, 2, GPUML_F32, V_NORMAL, n, c);
@@ -646,7 +658,8 @@ static gpuml_status bwd_scatter(gpuml_ctx *ctx, const h_case_io *io, gpuml_tenso
 /* index_csr: all indices valid here (skipping -1 is checked below). */
 static void setup_csr(int v, h_case_io *io)
 {
-    int64_t m = v == 1 ? 50000 : v == 2 ? 0 : 37, t = v == 1 ? 4000 : 9;
+    /* 4: in-degree ~1700, far above a CUDA block; 5: most targets empty */
+    int64_t m = v == 1 ? 50000 : v == 2 ? 0 : v == 4 ? 5000 : 37, t = v == 1 ? 4000 : v == 4 ? 3 : v == 5 ? 4000 : 9;
     if (v == 3)
         IN(io, 0, GPUML_I64, V_INDEX, 6, 5); /* a kNN-like [N, k] graph */
     else
@@ -675,22 +688,26 @@ static gpuml_status run_csr(gpuml_ctx *ctx, const h_case_io *io, gpuml_tensor *c
 
 static void test_index_csr_skips_padding(void)
 {
-    gpuml_ctx *ctx = h_ctx(GPUML_DEVICE_CPU, 2);
-    int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
-    int64_t rowptr[4], col[8];
-    gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
-    gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL), *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), NULL);
-    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
-    gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
-    gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
-    int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
-    assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
-    assert_memory_equal(col, want_col, sizeof want_col);
-    assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
-    gpuml_tensor_destroy(ti);
-    gpuml_tensor_destroy(tr);
-    gpuml_tensor_destroy(tc);
-    gpuml_ctx_destroy(ctx);
+    for (int b = 0; b < h_num_backends(); b++) {
+        gpuml_ctx *ctx = h_ctx(h_backend(b), 2);
+        int32_t idx[8] = {2, -1, 0, 2, 7, 2, -5, 0};
+        int64_t rowptr[4], col[8], sentinel[8] = {-7, -7, -7, -7, -7, -7, -7, -7};
+        gpuml_tensor *ti = h_tensor(ctx, GPUML_I32, 2, SHAPE(2, 4), idx);
+        gpuml_tensor *tr = h_tensor(ctx, GPUML_I64, 1, SHAPE(4), NULL);
+        gpuml_tensor *tc = h_tensor(ctx, GPUML_I64, 1, SHAPE(8), sentinel);
+        assert_int_equal(gpuml_index_csr(ctx, ti, tr, tc), GPUML_OK);
+        gpuml_tensor_copy_to_host(ctx, tr, rowptr, sizeof rowptr);
+        gpuml_tensor_copy_to_host(ctx, tc, col, sizeof col);
+        int64_t want_ptr[4] = {0, 2, 2, 5}, want_col[5] = {2, 7, 0, 3, 5};
+        assert_memory_equal(rowptr, want_ptr, sizeof want_ptr);
+        assert_memory_equal(col, want_col, sizeof want_col);
+        assert_memory_equal(col + 5, sentinel, 3 * sizeof(int64_t)); /* past rowptr[T]: not written */
+        assert_int_equal(gpuml_index_csr(ctx, ti, tr, tr), GPUML_ERR_SHAPE);
+        gpuml_tensor_destroy(ti);
+        gpuml_tensor_destroy(tr);
+        gpuml_tensor_destroy(tc);
+        gpuml_ctx_destroy(ctx);
+    }
 }
 
 static void test_gather_scatter(void **state)
@@ -703,9 +720,15 @@ static void test_gather_scatter(void **state)
 /* ======================= segment reductions ============================= */
 static void setup_segment(int v, h_case_io *io)
 {
-    int64_t n = v == 1 ? 3000 : v == 2 ? 0 : 23, c = v == 1 ? 16 : 4, b = v == 1 ? 50 : v == 2 ? 3 : 6;
+    /* 4: an event of over 128 * 128 rows - three levels of chunk partials
+     * (kernels/segment.h), ties across chunks for MAX; 5: events of
+     * hundreds of rows, two levels. */
+    int64_t n = v == 1 ? 3000 : v == 2 ? 0 : v == 4 ? 40000 : v == 5 ? 5000 : 23;
+    int64_t c = v == 1 ? 16 : v == 4 ? 2 : v == 5 ? 3 : 4;
+    int64_t b = v == 1 ? 50 : v == 2 ? 3 : v == 4 ? 2 : v == 5 ? 8 : 6;
+    bool ties = v == 3 || (v == 4 && io->op == GPUML_REDUCE_MAX);
     io->ip[0] = io->op;
-    IN(io, 0, GPUML_F32, v == 3 ? V_TIES : V_NORMAL, n, c);
+    IN(io, 0, GPUML_F32, ties ? V_TIES : V_NORMAL, n, c);
     IN(io, 1, GPUML_I64, V_SPLITS, b + 1);
     io->index_lo[1] = b;
     io->index_hi[1] = n;
@@ -713,7 +736,7 @@ static void setup_segment(int v, h_case_io *io)
     if (io->op == GPUML_REDUCE_MAX) {
         OUT(io, 1, GPUML_I64, b, c);
         io->diff_out[1] = 0;
-        if (v == 3)
+        if (ties)
             io->diff_in[0] = 0;
     }
 }
@@ -773,6 +796,64 @@ static gpuml_status run_segment_ids(gpuml_ctx *ctx, const h_case_io *io, gpuml_t
 {
     (void)io;
     return gpuml_segment_ids(ctx, in[0], out[0]);
+}
+
+/* The ragged fixed-order reduction (kernels/segment.h) gives the same bits
+ * on CPU (folded depth first) and CUDA (levels of partials in scratch):
+ * segment sum / mean / max and scatter-add, events of 1 to 30000 rows. */
+static void test_segment_same_bits_on_every_backend(void **state)
+{
+    (void)state;
+    enum { N = 40000, C = 3, B = 5, M = 9000, T = 4 };
+    float *x = malloc(sizeof(float) * N * C), *base = malloc(sizeof(float) * T * C);
+    int64_t rs[B + 1] = {0, 1, 129, 9000, 9000, N}, *idx = malloc(sizeof(int64_t) * M);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < (int64_t)N * C; i++)
+        x[i] = (float)h_rand_uniform(&s, -1.0, 1.0);
+    for (int64_t i = 0; i < M; i++)
+        idx[i] = (int64_t)(h_rand_u64(&s) % T);
+    for (int64_t i = 0; i < T * C; i++)
+        base[i] = (float)i;
+    void *got[2][5] = {{0}};
+    int have = 0;
+    for (int dev = 0; dev < 2; dev++) {
+        gpuml_ctx *ctx = h_ctx(dev ? GPUML_DEVICE_CUDA : GPUML_DEVICE_CPU, 2);
+        if (!ctx)
+            continue;
+        have++;
+        gpuml_tensor *tx = h_tensor_f32(ctx, 2, (int64_t[]){N, C}, x);
+        gpuml_tensor *trs = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){B + 1}, rs);
+        gpuml_tensor *out = h_tensor_f32(ctx, 2, (int64_t[]){B, C}, NULL);
+        gpuml_tensor *arg = h_tensor(ctx, GPUML_I64, 2, (int64_t[]){B, C}, NULL);
+        gpuml_tensor *src = h_tensor_f32(ctx, 2, (int64_t[]){M, C}, x);
+        gpuml_tensor *tidx = h_tensor(ctx, GPUML_I64, 1, (int64_t[]){M}, idx);
+        gpuml_tensor *sc = h_tensor_f32(ctx, 2, (int64_t[]){T, C}, base);
+        static const gpuml_reduce_op ops[3] = {GPUML_REDUCE_SUM, GPUML_REDUCE_MEAN, GPUML_REDUCE_MAX};
+        for (int o = 0; o < 3; o++) {
+            assert_int_equal(gpuml_segment_reduce(ctx, ops[o], tx, trs, out, o == 2 ? arg : NULL), GPUML_OK);
+            got[dev][o] = h_read(ctx, out);
+        }
+        got[dev][3] = h_read(ctx, arg);
+        assert_int_equal(gpuml_scatter_add_rows(ctx, src, tidx, sc), GPUML_OK);
+        got[dev][4] = h_read(ctx, sc);
+        gpuml_tensor *ts[] = {tx, trs, out, arg, src, tidx, sc};
+        for (unsigned i = 0; i < 7; i++)
+            gpuml_tensor_destroy(ts[i]);
+        gpuml_ctx_destroy(ctx);
+    }
+    size_t sizes[5] = {B * C * 4, B * C * 4, B * C * 4, B * C * 8, T * C * 4};
+    if (have == 2)
+        for (int o = 0; o < 5; o++) {
+            if (memcmp(got[0][o], got[1][o], sizes[o]) != 0)
+                printf("FAIL segment same bits: output %d differs between CPU and CUDA\n", o);
+            assert_memory_equal(got[0][o], got[1][o], sizes[o]);
+        }
+    for (int d = 0; d < 2; d++)
+        for (int o = 0; o < 5; o++)
+            free(got[d][o]);
+    free(x);
+    free(base);
+    free(idx);
 }
 
 static void test_segment(void **state)
@@ -965,7 +1046,9 @@ static void setup_layernorm(int v, h_case_io *io)
     io->ip[0] = v != 1;
     io->fp[0] = 1e-5;
     int64_t c = v == 2 ? 1 : v == 4 ? 64 : 9;
-    int64_t r = v == 3 ? 0 : v == 4 ? 700 : 6;
+    int64_t r = v == 3 ? 0 : v == 4 ? 700 : v == 5 ? 3001 : 6; /* 5: parameter gradients over 24 chunks of rows */
+    if (v == 5)
+        c = 3;
     IN(io, 0, GPUML_F32, V_WIDE, r, c);
     IN(io, 1, GPUML_F32, V_NORMAL, c);
     IN(io, 2, GPUML_F32, V_NORMAL, c);
@@ -1151,29 +1234,29 @@ const h_case h_cases[] = {
     {"binary.div", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_DIV},
     {"binary.maximum", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_MAXIMUM},
     {"binary.minimum", 9, setup_binary, ref_binary, run_binary, bwd_binary, 1e-6, 1e-6, 2e-3, GPUML_BINARY_MINIMUM},
-    {"sum_to_shape", 6, setup_sum_to, ref_sum_to, run_sum_to, NULL, 1e-6, 1e-6, 0, 0},
+    {"sum_to_shape", 8, setup_sum_to, ref_sum_to, run_sum_to, NULL, 1e-6, 1e-6, 0, 0},
     {"scale/axpy", 4, setup_scale, ref_scale, run_scale, NULL, 1e-6, 1e-6, 0, 0},
     {"fill", 8 * GPUML_DTYPE_COUNT_, setup_fill, ref_fill, run_fill, NULL, 0, 0, 0, 0},
     {"cast", GPUML_DTYPE_COUNT_ * GPUML_DTYPE_COUNT_, setup_cast, ref_cast, run_cast, NULL, 0, 0, 0, 0},
-    {"reduce.sum", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_SUM},
-    {"reduce.mean", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MEAN},
-    {"reduce.max", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MAX},
-    {"reduce.min", 7, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MIN},
+    {"reduce.sum", 9, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_SUM},
+    {"reduce.mean", 9, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MEAN},
+    {"reduce.max", 9, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MAX},
+    {"reduce.min", 9, setup_reduce, ref_reduce, run_reduce, bwd_reduce, 1e-6, 1e-6, 2e-3, GPUML_REDUCE_MIN},
     {"softmax", 5, setup_softmax, ref_softmax, run_softmax, bwd_softmax, 2e-6, 2e-5, 2e-3, 0},
     {"log_softmax", 5, setup_softmax, ref_softmax, run_softmax, bwd_softmax, 2e-6, 2e-5, 2e-3, 1},
     {"matmul", 20, setup_matmul, ref_matmul, run_matmul, bwd_matmul, 1e-5, 1e-5, 2e-3, 0},
-    {"linear", 6, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3, 0},
+    {"linear", 7, setup_linear, ref_linear, run_linear, bwd_linear, 1e-4, 1e-5, 2e-3, 0},
     {"gather_rows", 6, setup_gather, ref_gather, run_gather, bwd_gather, 0, 0, 2e-3, 0},
-    {"scatter_add_rows", 4, setup_scatter, ref_scatter, run_scatter, bwd_scatter, 1e-5, 1e-5, 2e-3, 0},
-    {"index_csr", 4, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0, 0},
-    {"segment_reduce.sum", 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_SUM},
-    {"segment_reduce.mean", 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_MEAN},
-    {"segment_reduce.max", 4, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_MAX},
+    {"scatter_add_rows", 5, setup_scatter, ref_scatter, run_scatter, bwd_scatter, 1e-5, 1e-5, 2e-3, 0},
+    {"index_csr", 6, setup_csr, ref_csr, run_csr, NULL, 0, 0, 0, 0},
+    {"segment_reduce.sum", 6, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_SUM},
+    {"segment_reduce.mean", 6, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_MEAN},
+    {"segment_reduce.max", 6, setup_segment, ref_segment, run_segment, bwd_segment, 1e-5, 1e-5, 2e-3, GPUML_REDUCE_MAX},
     {"segment_ids", 2, setup_segment_ids, ref_segment_ids, run_segment_ids, NULL, 0, 0, 0, 0},
     {"concat/split", 8, setup_concat, ref_concat, run_concat, bwd_concat, 0, 0, 2e-3, 0},
     {"rand", 4, setup_rand, ref_rand, run_rand, NULL, 2e-5, 2e-5, 0, 0},
     {"affine", 2, setup_affine, ref_affine, run_affine, NULL, 1e-6, 1e-6, 0, 0},
-    {"layernorm", 5, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3, 0},
+    {"layernorm", 6, setup_layernorm, ref_layernorm, run_layernorm, bwd_layernorm, 1e-5, 1e-5, 2e-3, 0},
     {"dropout", 3, setup_dropout, ref_dropout, run_dropout, bwd_dropout, 1e-6, 1e-6, 2e-3, 0},
     {"bce_logits", 4, setup_bce, ref_bce, run_bce, bwd_bce, 1e-6, 2e-6, 2e-3, 0},
     {"cross_entropy", 4, setup_ce, ref_ce, run_ce, bwd_ce, 2e-6, 2e-6, 2e-3, 0},
@@ -1194,6 +1277,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_matmul_linear),
         cmocka_unit_test(test_linear_weight_grad_accumulate),
         cmocka_unit_test(test_gather_scatter),
+        cmocka_unit_test(test_segment_same_bits_on_every_backend),
         cmocka_unit_test(test_segment),
         cmocka_unit_test(test_concat_split),
         cmocka_unit_test(test_rand),

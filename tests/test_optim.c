@@ -327,6 +327,38 @@ static void test_config_errors(void **state)
     gpuml_ctx_destroy(ctx);
 }
 
+/* The global norm over more than 128^2 elements: three levels of the
+ * fixed-order reduction, against a double reference, on every backend, and
+ * the same bits on every backend and thread count. */
+static void test_grad_norm_long(void **state)
+{
+    (void)state;
+    const int64_t n = 3 * 128 * 128 + 5;
+    float *g = malloc((size_t)n * sizeof(float));
+    uint64_t seed = 11;
+    double ref = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        g[i] = (float)h_rand_normal(&seed);
+        ref += (double)g[i] * (double)g[i];
+    }
+    ref = sqrt(ref);
+    float first = 0.0f;
+    for (int b = 0; b < h_num_backends(); b++)
+        for (int nt = 1; nt <= 2; nt++) {
+            gpuml_ctx *ctx = h_ctx(h_backend(b), nt);
+            gpuml_tensor *t = h_tensor_f32(ctx, 1, &n, g);
+            float norm = -1.0f;
+            assert_int_equal(gpuml_grad_norm(ctx, t, &norm), GPUML_OK);
+            assert_true(fabs((double)norm - ref) <= 1e-6 * ref);
+            if (b == 0 && nt == 1)
+                first = norm;
+            assert_memory_equal(&norm, &first, sizeof norm);
+            gpuml_tensor_destroy(t);
+            gpuml_ctx_destroy(ctx);
+        }
+    free(g);
+}
+
 int main(int argc, char **argv)
 {
     if (H_LIST_CASES(argc, argv))
@@ -336,6 +368,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adam_adamw),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_grad_norm_long),
     };
     return H_TABLE_DONE(cmocka_run_group_tests_name("optim", tests, NULL, NULL));
 }

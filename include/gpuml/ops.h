@@ -207,7 +207,7 @@ GPUML_API gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor
  * t in [0, T), col[rowptr[t] .. rowptr[t+1]-1] lists the flat positions i
  * of idx with idx[i] == t, in ascending order; indices outside [0, T) (such
  * as -1 padding) are skipped. Deterministic on every backend (the CUDA
- * build sorts each target's list). idx: any shape, i32 or i64, M elements;
+ * build sorts (target, position) pairs with a stable radix sort; no atomics). idx: any shape, i32 or i64, M elements;
  * rowptr [T+1] i64; col [M] i64 (entries past rowptr[T] are not written).
  * Used by backward passes to gather contributions without atomics: for a
  * kNN graph idx [N, k], position i = m*k + slot is the edge (m -> idx[i]). */

@@ -80,25 +80,6 @@ gpuml_status gpuml_cpu_binary_grad(const gpuml_kctx *k, int op, gpuml_k_bcast bc
     return GPUML_OK;
 }
 
-typedef struct sumto_args {
-    const gpuml_k_sumto *st;
-    const float *in;
-    float *out;
-} sumto_args;
-
-GPUML_KRANGE(sumto_range, sumto_args)
-{
-    for (int64_t j = begin; j < end; j++)
-        a->out[j] = gpuml_k_sumto_one(a->st, a->in, j);
-}
-
-gpuml_status gpuml_cpu_sum_to(const gpuml_kctx *k, gpuml_k_sumto st, int64_t nout, const float *in, float *out)
-{
-    sumto_args a = {&st, in, out};
-    gpuml_kfor(k, nout, nout * st.red_count, 0, sumto_range, &a);
-    return GPUML_OK;
-}
-
 typedef struct axpby_args {
     float alpha, beta;
     const float *x;

@@ -4,11 +4,11 @@
 #include "parallel.h"
 
 typedef struct ec_args {
-    const float *pn, *bias, *gout, *gpn_in;
+    const float *pn, *bias, *gout;
     const int32_t *idx;
     const int64_t *rowptr, *col;
     int64_t n, kk, C;
-    int first, accumulate;
+    int first;
     float *out;
 } ec_args;
 
@@ -24,12 +24,6 @@ GPUML_KRANGE(grad_node_range, ec_args)
 {
     for (int64_t v = begin; v < end; v++)
         gpuml_k_edge_grad_node_row(a->gout, a->idx, a->rowptr, a->col, a->n, a->kk, a->first, a->C, v, a->out);
-}
-
-GPUML_KRANGE(grad_bias_range, ec_args)
-{
-    for (int64_t c = begin; c < end; c++)
-        gpuml_k_edge_grad_bias(a->gpn_in, a->n, a->C, c, a->accumulate, a->out);
 }
 
 gpuml_status gpuml_cpu_edge_wcat(const gpuml_kctx *k, const float *w, int64_t C, int64_t F, float *wcat)
@@ -68,14 +62,5 @@ gpuml_status gpuml_cpu_edge_grad_w(const gpuml_kctx *k, const float *gwcat, int6
     for (int64_t c = 0; c < C; c++)
         for (int64_t f = 0; f < 2 * F; f++)
             gpuml_k_edge_grad_w_elem(gwcat, C, F, c, f, accumulate, gw);
-    return GPUML_OK;
-}
-
-gpuml_status gpuml_cpu_edge_grad_bias(const gpuml_kctx *k, const float *gpn, int64_t n, int64_t C, int accumulate,
-                                      float *gb)
-{
-    ec_args a = {0};
-    a.gpn_in = gpn, a.n = n, a.C = C, a.accumulate = accumulate, a.out = gb;
-    gpuml_kfor(k, C, n * C, 0, grad_bias_range, &a);
     return GPUML_OK;
 }

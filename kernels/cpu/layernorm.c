@@ -7,8 +7,7 @@ typedef struct ln_args {
     const float *x, *gamma, *beta, *gy, *mean_in, *rstd_in;
     float eps;
     int64_t rows, c;
-    float *y, *mean, *rstd, *gx, *ggamma, *gbeta;
-    int accumulate;
+    float *y, *mean, *rstd, *gx;
 } ln_args;
 
 GPUML_KRANGE(ln_range, ln_args)
@@ -25,18 +24,6 @@ GPUML_KRANGE(ln_grad_range, ln_args)
                                    a->gx + r * a->c);
 }
 
-GPUML_KRANGE(ln_param_range, ln_args)
-{
-    for (int64_t j = begin; j < end; j++) {
-        float gg, gb;
-        gpuml_k_layernorm_param_grad(a->x, a->gy, a->mean_in, a->rstd_in, a->rows, a->c, j, &gg, &gb);
-        if (a->ggamma)
-            a->ggamma[j] = a->accumulate ? a->ggamma[j] + gg : gg;
-        if (a->gbeta)
-            a->gbeta[j] = a->accumulate ? a->gbeta[j] + gb : gb;
-    }
-}
-
 gpuml_status gpuml_cpu_layernorm(const gpuml_kctx *k, const float *x, const float *gamma, const float *beta, float eps,
                                  int64_t rows, int64_t c, float *y, float *mean, float *rstd)
 {
@@ -47,15 +34,10 @@ gpuml_status gpuml_cpu_layernorm(const gpuml_kctx *k, const float *x, const floa
 }
 
 gpuml_status gpuml_cpu_layernorm_grad(const gpuml_kctx *k, const float *x, const float *gamma, const float *gy,
-                                      const float *mean, const float *rstd, int64_t rows, int64_t c, float *gx,
-                                      float *ggamma, float *gbeta, int accumulate)
+                                      const float *mean, const float *rstd, int64_t rows, int64_t c, float *gx)
 {
     ln_args a = {0};
     a.x = x, a.gamma = gamma, a.gy = gy, a.mean_in = mean, a.rstd_in = rstd, a.rows = rows, a.c = c, a.gx = gx;
-    a.ggamma = ggamma, a.gbeta = gbeta, a.accumulate = accumulate;
-    if (gx)
-        gpuml_kfor(k, rows, rows * c, 0, ln_grad_range, &a);
-    if (ggamma || gbeta)
-        gpuml_kfor(k, c, rows * c, 0, ln_param_range, &a);
+    gpuml_kfor(k, rows, rows * c, 0, ln_grad_range, &a);
     return GPUML_OK;
 }

@@ -128,41 +128,22 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
     return GPUML_OK;
 }
 
-typedef struct colsum_args {
+typedef struct bias_args {
     int64_t rows, cols;
-    const float *g, *bias;
+    const float *bias;
     float *out;
-    int accumulate;
-} colsum_args;
+} bias_args;
 
-GPUML_KRANGE(bias_range, colsum_args)
+GPUML_KRANGE(bias_range, bias_args)
 {
     for (int64_t r = begin; r < end; r++)
         for (int64_t j = 0; j < a->cols; j++)
             a->out[r * a->cols + j] = gpuml_k_bias_at(a->bias, j);
 }
 
-GPUML_KRANGE(colsum_range, colsum_args)
-{
-    for (int64_t j = begin; j < end; j++) {
-        double acc = 0.0;
-        for (int64_t r = 0; r < a->rows; r++)
-            acc += (double)a->g[r * a->cols + j];
-        a->out[j] = a->accumulate ? a->out[j] + (float)acc : (float)acc;
-    }
-}
-
 gpuml_status gpuml_cpu_bias_rows(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *bias, float *y)
 {
-    colsum_args a = {rows, cols, NULL, bias, y, 0};
+    bias_args a = {rows, cols, bias, y};
     gpuml_kfor(k, rows, rows * cols, 0, bias_range, &a);
-    return GPUML_OK;
-}
-
-gpuml_status gpuml_cpu_col_sum(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *g, float *out,
-                               int accumulate)
-{
-    colsum_args a = {rows, cols, g, NULL, out, accumulate};
-    gpuml_kfor(k, cols, rows * cols, 0, colsum_range, &a);
     return GPUML_OK;
 }

@@ -46,24 +46,12 @@ gpuml_status gpuml_cpu_optim_adam(const gpuml_kctx *k, int64_t n, float *p, cons
     return GPUML_OK;
 }
 
-typedef struct norm_args {
-    const float *g;
-    int64_t n;
-    double *partial;
-} norm_args;
-
-GPUML_KRANGE(norm_range, norm_args)
+gpuml_status gpuml_cpu_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, void *ws, float max_norm, float *out)
 {
-    for (int64_t b = begin; b < end; b++)
-        a->partial[b] = gpuml_k_sumsq_block(a->g, a->n, b);
-}
-
-gpuml_status gpuml_cpu_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, double *partial, float max_norm,
-                                 float *out)
-{
-    int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
-    norm_args a = {g, n, partial};
-    gpuml_kfor(k, nb, n, 0, norm_range, &a);
-    gpuml_k_norm_finish(partial, nb, max_norm, out);
+    gpuml_k_rjob j = gpuml_k_grad_norm_job(n, g, ws);
+    gpuml_status st = gpuml_cpu_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
+    gpuml_k_norm_finish(j.out_d, max_norm, out);
     return GPUML_OK;
 }

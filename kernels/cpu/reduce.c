@@ -5,21 +5,11 @@
 
 typedef struct reduce_args {
     int op;
-    const float *x, *gout;
+    const float *gout;
     int64_t len, inner;
     float *out;
-    int64_t *arg;
     const int64_t *arg_in;
 } reduce_args;
-
-GPUML_KRANGE(reduce_range, reduce_args)
-{
-    for (int64_t j = begin; j < end; j++) {
-        int64_t o = j / a->inner, i = j - o * a->inner;
-        gpuml_k_reduce_one(a->op, a->x + o * a->len * a->inner + i, a->len, a->inner, a->out + j,
-                           a->arg ? a->arg + j : NULL);
-    }
-}
 
 GPUML_KRANGE(reduce_grad_range, reduce_args)
 {
@@ -36,20 +26,44 @@ GPUML_KRANGE(reduce_grad_range, reduce_args)
     }
 }
 
-gpuml_status gpuml_cpu_reduce(const gpuml_kctx *k, int op, const float *x, int64_t outer, int64_t len,
-                              int64_t inner, float *out, int64_t *arg)
+/* One level of a fixed-order reduction (kernels/reduce.h): each element is
+ * one chunk of at most GPUML_K_RCHUNK terms, independent of the others. */
+typedef struct rlevel_args {
+    const gpuml_k_rjob *j;
+    int level;
+    gpuml_k_rpart src, dst;
+    int64_t len, nch;
+} rlevel_args;
+
+GPUML_KRANGE(rlevel_range, rlevel_args)
 {
-    int64_t nout = outer * inner;
-    reduce_args a = {op, x, NULL, len, inner, out, arg, NULL};
-    gpuml_kfor(k, nout, nout * len, 0, reduce_range, &a);
-    return GPUML_OK;
+    for (int64_t e = begin; e < end; e++)
+        gpuml_k_reduce_level_elem(a->j, a->level, a->src, a->dst, a->len, a->nch, e);
+}
+
+gpuml_status gpuml_cpu_reduce(const gpuml_kctx *k, gpuml_k_rjob j)
+{
+    if (j.v.outer * j.v.inner == 0)
+        return GPUML_OK;
+    gpuml_k_rpart src = {NULL, NULL, NULL};
+    int64_t len = j.v.len;
+    for (int level = 0;; level++) {
+        int64_t nch = gpuml_k_rchunks(len), n = j.v.outer * nch * j.v.inner;
+        gpuml_k_rpart dst = nch > 1 ? gpuml_k_rpart_of(&j, level & 1) : src;
+        rlevel_args a = {&j, level, src, dst, len, nch};
+        gpuml_kfor(k, n, n * gpuml_k_min64(len, GPUML_K_RCHUNK), 0, rlevel_range, &a);
+        if (nch == 1)
+            return GPUML_OK;
+        src = dst;
+        len = nch;
+    }
 }
 
 gpuml_status gpuml_cpu_reduce_grad(const gpuml_kctx *k, int op, const float *gout, const int64_t *arg,
                                    int64_t outer, int64_t len, int64_t inner, float *gx)
 {
     int64_t n = outer * len * inner;
-    reduce_args a = {op, NULL, gout, len, inner, gx, NULL, arg};
+    reduce_args a = {op, gout, len, inner, gx, arg};
     gpuml_kfor(k, n, n, 0, reduce_grad_range, &a);
     return GPUML_OK;
 }

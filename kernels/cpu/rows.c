@@ -7,11 +7,8 @@
 typedef struct rows_args {
     const void *x, *idx;
     int is64;
-    int64_t n, row_bytes, ncols;
+    int64_t n, row_bytes;
     void *out;
-    const float *src;
-    const int64_t *rowptr, *col;
-    float *fout;
     const gpuml_k_pieces *p;
     int split;
 } rows_args;
@@ -20,13 +17,6 @@ GPUML_KRANGE(gather_range, rows_args)
 {
     for (int64_t i = begin; i < end; i++)
         gpuml_k_gather_row((const char *)a->x, a->n, a->idx, a->is64, (char *)a->out, a->row_bytes, i);
-}
-
-GPUML_KRANGE(scatter_range, rows_args)
-{
-    for (int64_t t = begin; t < end; t++)
-        for (int64_t c = 0; c < a->ncols; c++)
-            gpuml_k_scatter_add_elem(a->src, a->rowptr, a->col, a->fout, a->ncols, t, c);
 }
 
 GPUML_KRANGE(concat_range, rows_args)
@@ -76,15 +66,6 @@ gpuml_status gpuml_cpu_csr_build(const gpuml_kctx *k, const void *idx, int is64,
     for (int64_t t = ntargets; t > 0; t--)
         rowptr[t] = rowptr[t - 1];
     rowptr[0] = 0;
-    return GPUML_OK;
-}
-
-gpuml_status gpuml_cpu_scatter_csr(const gpuml_kctx *k, const float *src, const int64_t *rowptr, const int64_t *col,
-                                   float *out, int64_t ntargets, int64_t ncols)
-{
-    rows_args a = {0};
-    a.src = src, a.rowptr = rowptr, a.col = col, a.fout = out, a.ncols = ncols;
-    gpuml_kfor(k, ntargets, (rowptr[ntargets] + ntargets) * ncols, 0, scatter_range, &a);
     return GPUML_OK;
 }
 

@@ -5,24 +5,23 @@
 
 typedef struct seg_args {
     int op;
-    const float *x, *gout;
+    const float *gout;
     int64_t nrows, ncols, batch;
     const int64_t *row_splits, *arg_in;
     float *out;
-    int64_t *arg;
     int32_t *ids;
 } seg_args;
 
-GPUML_KRANGE(reduce_range, seg_args)
+/* The ragged reduction of kernels/segment.h by gpuml_k_seg_direct_elem:
+ * the CUDA levels' bits, no partials in memory (j.ws unused). */
+typedef struct seg_direct_args {
+    const gpuml_k_seg *j;
+} seg_direct_args;
+
+GPUML_KRANGE(direct_range, seg_direct_args)
 {
-    for (int64_t b = begin; b < end; b++) {
-        int64_t rb, re;
-        int bad = 0;
-        gpuml_k_segment(a->row_splits, b, a->nrows, &rb, &re, &bad);
-        for (int64_t c = 0; c < a->ncols; c++)
-            gpuml_k_segment_reduce_one(a->op, a->x, a->ncols, rb, re, c, a->out + b * a->ncols + c,
-                                       a->arg ? a->arg + b * a->ncols + c : NULL);
-    }
+    for (int64_t e = begin; e < end; e++)
+        gpuml_k_seg_direct_elem(a->j, e);
 }
 
 GPUML_KRANGE(grad_range, seg_args)
@@ -44,12 +43,11 @@ GPUML_KRANGE(ids_range, seg_args)
         a->ids[r] = (int32_t)gpuml_k_event_of_row(a->row_splits, a->batch, r);
 }
 
-gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, int op, const float *x, int64_t nrows, int64_t ncols,
-                                      const int64_t *row_splits, int64_t batch, float *out, int64_t *arg)
+gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, gpuml_k_seg j)
 {
-    seg_args a = {0};
-    a.op = op, a.x = x, a.nrows = nrows, a.ncols = ncols, a.row_splits = row_splits, a.out = out, a.arg = arg;
-    gpuml_kfor(k, batch, nrows * ncols + batch, 0, reduce_range, &a);
+    seg_direct_args a = {&j};
+    int64_t n = j.batch * j.ncols;
+    gpuml_kfor(k, n, j.nrows * j.ncols + n, 0, direct_range, &a);
     return GPUML_OK;
 }
 

@@ -78,7 +78,7 @@ static __global__ void aggregate_grad_kernel(const float *gout, const uint8_t *m
     do {                                                                                               \
         if ((n) == 0)                                                                                  \
             return GPUML_OK;                                                                           \
-        gpuml_cuda_scope scope(k->device);                                                             \
+        GPUML_CUDA_ENTER(k, name);                                                                     \
         GPUML_CUDA_LAUNCH(kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(__VA_ARGS__);        \
         return gpuml_cuda_check(name);                                                                 \
     } while (0)
@@ -187,7 +187,7 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn
                                                 float *save_invstd)
 {
     static const char fn[] = "gpuml_batch_norm";
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, fn);
     const gpuml_cudnn *dn = (const gpuml_cudnn *)cudnn;
     bn_descs d(dn, R, C);
     if (d.st != CUDNN_STATUS_SUCCESS)
@@ -211,7 +211,7 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_bwd(const gpuml_kctx *k, void *cudnn
                                                 const float *save_invstd)
 {
     static const char fn[] = "gpuml_batch_norm_backward";
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, fn);
     const gpuml_cudnn *dn = (const gpuml_cudnn *)cudnn;
     bn_descs d(dn, R, C);
     if (d.st != CUDNN_STATUS_SUCCESS)

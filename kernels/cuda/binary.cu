@@ -30,11 +30,6 @@ static __global__ void binary_grad_kernel(int op, gpuml_k_bcast bc, int64_t n, c
     }
 }
 
-static __global__ void sum_to_kernel(gpuml_k_sumto st, int64_t nout, const float *in, float *out)
-{
-    GPUML_GRID_STRIDE(j, nout) out[j] = gpuml_k_sumto_one(&st, in, j);
-}
-
 static __global__ void axpby_kernel(int64_t n, float alpha, const float *x, float beta, float *y)
 {
     GPUML_GRID_STRIDE(i, n) y[i] = beta == 0.0f ? alpha * x[i] : fmaf(alpha, x[i], beta * y[i]);
@@ -54,7 +49,7 @@ extern "C" gpuml_status gpuml_cuda_binary(const gpuml_kctx *k, int op, gpuml_k_b
     int64_t n = host_numel(bc);
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "binary");
     GPUML_CUDA_LAUNCH(binary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, out);
     return gpuml_cuda_check("binary");
 }
@@ -65,20 +60,10 @@ extern "C" gpuml_status gpuml_cuda_binary_grad(const gpuml_kctx *k, int op, gpum
     int64_t n = host_numel(bc);
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "binary_grad");
     GPUML_CUDA_LAUNCH(binary_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, g, ga_full,
                                                                                          gb_full);
     return gpuml_cuda_check("binary_grad");
-}
-
-extern "C" gpuml_status gpuml_cuda_sum_to(const gpuml_kctx *k, gpuml_k_sumto st, int64_t nout, const float *in,
-                                          float *out)
-{
-    if (nout == 0)
-        return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    GPUML_CUDA_LAUNCH(sum_to_kernel, gpuml_cuda_grid(nout), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(st, nout, in, out);
-    return gpuml_cuda_check("sum_to_shape");
 }
 
 extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float alpha, const float *x, float beta,
@@ -86,7 +71,7 @@ extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float a
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "axpby");
     GPUML_CUDA_LAUNCH(axpby_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, alpha, x, beta, y);
     return gpuml_cuda_check("axpby");
 }
@@ -100,7 +85,7 @@ extern "C" gpuml_status gpuml_cuda_affine(const gpuml_kctx *k, int64_t n, float 
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "affine");
     GPUML_CUDA_LAUNCH(affine_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, a, x, b, y);
     return gpuml_cuda_check("affine");
 }

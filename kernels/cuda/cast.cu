@@ -17,7 +17,7 @@ extern "C" gpuml_status gpuml_cuda_cast(const gpuml_kctx *k, int64_t n, const vo
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "cast");
     GPUML_CUDA_LAUNCH(cast_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, x, xt, y, yt);
     return gpuml_cuda_check("cast");
 }
@@ -26,7 +26,7 @@ extern "C" gpuml_status gpuml_cuda_fill(const gpuml_kctx *k, int64_t n, void *y,
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "fill");
     GPUML_CUDA_LAUNCH(fill_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, y, yt, value);
     return gpuml_cuda_check("fill");
 }

@@ -31,16 +31,11 @@ static __global__ void grad_w_kernel(const float *gwcat, int64_t C, int64_t F, i
     GPUML_GRID_STRIDE(e, C * 2 * F) gpuml_k_edge_grad_w_elem(gwcat, C, F, e / (2 * F), e % (2 * F), accumulate, gw);
 }
 
-static __global__ void grad_bias_kernel(const float *gpn, int64_t n, int64_t C, int accumulate, float *gb)
-{
-    GPUML_GRID_STRIDE(c, C) gpuml_k_edge_grad_bias(gpn, n, C, c, accumulate, gb);
-}
-
 extern "C" gpuml_status gpuml_cuda_edge_wcat(const gpuml_kctx *k, const float *w, int64_t C, int64_t F, float *wcat)
 {
     if (C * F == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "edge_first_linear");
     GPUML_CUDA_LAUNCH(wcat_kernel, gpuml_cuda_grid(2 * C * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(w, C, F, wcat);
     return gpuml_cuda_check("edge_first_linear");
 }
@@ -52,7 +47,7 @@ extern "C" gpuml_status gpuml_cuda_edge_combine(const gpuml_kctx *k, const float
     int64_t total = n * (kk - first) * C;
     if (total == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "edge_first_linear");
     GPUML_CUDA_LAUNCH(combine_kernel, gpuml_cuda_grid(total), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(pn, bias, idx, n, kk, first, C,
                                                                                          out);
     return gpuml_cuda_check("edge_first_linear");
@@ -64,7 +59,7 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_node(const gpuml_kctx *k, const flo
 {
     if (n * C == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "edge_first_linear_backward");
     GPUML_CUDA_LAUNCH(grad_node_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, idx, rowptr, col, n,
                                                                                            kk, first, C, gpn);
     return gpuml_cuda_check("edge_first_linear_backward");
@@ -75,18 +70,8 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_w(const gpuml_kctx *k, const float 
 {
     if (C * F == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "edge_first_linear_backward");
     GPUML_CUDA_LAUNCH(grad_w_kernel, gpuml_cuda_grid(C * 2 * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gwcat, C, F, accumulate,
                                                                                             gw);
-    return gpuml_cuda_check("edge_first_linear_backward");
-}
-
-extern "C" gpuml_status gpuml_cuda_edge_grad_bias(const gpuml_kctx *k, const float *gpn, int64_t n, int64_t C,
-                                                  int accumulate, float *gb)
-{
-    if (C == 0)
-        return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    GPUML_CUDA_LAUNCH(grad_bias_kernel, gpuml_cuda_grid(C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gpn, n, C, accumulate, gb);
     return gpuml_cuda_check("edge_first_linear_backward");
 }

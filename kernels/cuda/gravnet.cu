@@ -44,7 +44,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_weights(const gpuml_kctx *k, const in
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gravnet_aggregate");
     GPUML_CUDA_LAUNCH(weights_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, d2, n, kk, first, alpha, w,
                                                                                      cnt);
     return gpuml_cuda_check("gravnet_aggregate");
@@ -55,7 +55,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_fwd(const gpuml_kctx *k, const float 
 {
     if (n * P == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gravnet_aggregate");
     GPUML_CUDA_LAUNCH(fwd_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(h, idx, w, n, kk, P, first, out,
                                                                                      am);
     return gpuml_cuda_check("gravnet_aggregate");
@@ -66,7 +66,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_mean(const gpuml_kctx *k, const 
 {
     if (n * P == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_mean_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, cnt, n, P, gm);
     return gpuml_cuda_check("gravnet_aggregate_backward");
 }
@@ -78,7 +78,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_d2(const gpuml_kctx *k, const fl
 {
     if (n * kk == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_d2_kernel, gpuml_cuda_grid(n * kk), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(h, idx, w, gm, am, gout, n,
                                                                                           kk, P, first, alpha, gd2);
     return gpuml_cuda_check("gravnet_aggregate_backward");
@@ -91,7 +91,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_h(const gpuml_kctx *k, const int
 {
     if (n * P == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_h_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, w, gm, am, gout, rowptr,
                                                                                         col, n, kk, P, first, gh);
     return gpuml_cuda_check("gravnet_aggregate_backward");

@@ -13,6 +13,8 @@
  *   5. one thread per position runs the search; its list lives in workspace.
  * The CPU orders binned events by median splits instead (a serial
  * recursion); the result does not depend on the order. */
+#include <climits>
+
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -39,15 +41,22 @@ struct knn_cuda_ws {
     size_t tmp_bytes;
 };
 
+/* Sizes only: a failing query leaves its size 0, and the real call in
+ * gpuml_cuda_knn then reports the error. */
 static size_t cub_bytes(int64_t n, int64_t nev)
 {
     size_t a = 0, b = 0, c = 0;
-    cub::DeviceRadixSort::SortPairs(nullptr, a, (uint64_t *)nullptr, (uint64_t *)nullptr, (int32_t *)nullptr,
-                                    (int32_t *)nullptr, (int)n, 0, 64, (cudaStream_t)0);
-    cub::DeviceRadixSort::SortPairs(nullptr, b, (int32_t *)nullptr, (int32_t *)nullptr, (int32_t *)nullptr,
-                                    (int32_t *)nullptr, (int)n, 0, 32, (cudaStream_t)0);
-    cub::DeviceScan::InclusiveScan(nullptr, c, (int64_t *)nullptr, (int64_t *)nullptr, knn_max_op(), (int)(nev + 1),
-                                   (cudaStream_t)0);
+    if (n > INT_MAX || nev >= INT_MAX)
+        return 0;
+    if (cub::DeviceRadixSort::SortPairs(nullptr, a, (uint64_t *)nullptr, (uint64_t *)nullptr, (int32_t *)nullptr,
+                                        (int32_t *)nullptr, (int)n, 0, 64, (cudaStream_t)0) != cudaSuccess)
+        a = 0;
+    if (cub::DeviceRadixSort::SortPairs(nullptr, b, (int32_t *)nullptr, (int32_t *)nullptr, (int32_t *)nullptr,
+                                        (int32_t *)nullptr, (int)n, 0, 32, (cudaStream_t)0) != cudaSuccess)
+        b = 0;
+    if (cub::DeviceScan::InclusiveScan(nullptr, c, (int64_t *)nullptr, (int64_t *)nullptr, knn_max_op(),
+                                       (int)(nev + 1), (cudaStream_t)0) != cudaSuccess)
+        c = 0;
     size_t m = a > b ? a : b;
     return m > c ? m : c;
 }
@@ -249,9 +258,13 @@ static __global__ void grad_kernel(const float *x, int64_t n, int d, const int32
 extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int64_t n, int d, const int64_t *row_splits,
                                        int64_t nev, int kk, float r2, int algo, int32_t *idx, float *dist2, void *ws)
 {
+    static const char fn[] = "gpuml_knn";
     if (n == 0 || nev == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    if (n > INT_MAX || nev >= INT_MAX) /* CUB counts items in int */
+        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn, "%lld rows in %lld events: the CUDA kNN takes at most 2^31 - 1",
+                          (long long)n, (long long)nev);
+    GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
     knn_cuda_ws w;
     carve(ws, n, d, nev, kk, &w);
@@ -260,29 +273,33 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
 
     GPUML_CUDA_LAUNCH(splits_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs);
     size_t tb = w.tmp_bytes;
-    cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, knn_max_op(), (int)(nev + 1), s);
+    GPUML_CUDA_TRY(fn, "cub::DeviceScan::InclusiveScan",
+                   cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, knn_max_op(), (int)(nev + 1), s));
     GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs, k->dev_error);
-    unsigned ev_grid = (unsigned)gpuml_k_min64(nev, 65535);
+    /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
+    unsigned ev_grid = (unsigned)nev;
     GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, kk, algo, w.ev);
     GPUML_CUDA_LAUNCH(key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
     tb = w.tmp_bytes;
-    cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys, w.keys2, w.rows, w.rows2, (int)n, 0, 64, s);
+    GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+                   cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys, w.keys2, w.rows, w.rows2, (int)n, 0, 64, s));
     GPUML_CUDA_LAUNCH(gather_event_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(w.rows2, w.evk, n, w.evk2);
     int ebits = 1;
     while (ebits < 32 && (1ll << ebits) < nev)
         ebits++;
     tb = w.tmp_bytes;
-    cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.evk2, w.evk, w.rows2, w.rows, (int)n, 0, ebits, s);
+    GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+                   cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.evk2, w.evk, w.rows2, w.rows, (int)n, 0, ebits, s));
     /* padding: NaN coordinates (all-ones bits) and perm -1 */
-    cudaMemsetAsync(w.xs, 0xff, (size_t)(v.npos * d) * sizeof(float), s);
-    cudaMemsetAsync(w.perm, 0xff, (size_t)v.npos * sizeof(int32_t), s);
+    GPUML_CUDA_TRY(fn, "cudaMemsetAsync", cudaMemsetAsync(w.xs, 0xff, (size_t)(v.npos * d) * sizeof(float), s));
+    GPUML_CUDA_TRY(fn, "cudaMemsetAsync", cudaMemsetAsync(w.perm, 0xff, (size_t)v.npos * sizeof(int32_t), s));
     GPUML_CUDA_LAUNCH(copy_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, w.rs, nev, w.rows, w.xs, w.perm);
     for (int l = 0; l < v.nlevels; l++) {
         int64_t cap = gpuml_k_knn_level_cap(n, nev, l);
         GPUML_CUDA_LAUNCH(box_kernel, gpuml_cuda_grid(cap), GPUML_CUDA_BLOCK, 0, s)(v, l, cap, w.boxes);
     }
     GPUML_CUDA_LAUNCH(query_kernel, gpuml_cuda_grid(v.npos), GPUML_CUDA_BLOCK, 0, s)(v, idx, dist2, w.lists);
-    return gpuml_cuda_check("gpuml_knn");
+    return gpuml_cuda_check(fn);
 }
 
 extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x, int64_t n, int d, const int32_t *idx,
@@ -291,7 +308,7 @@ extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x,
 {
     if (n * d == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gpuml_knn_backward");
     GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * d), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, n, d, idx, kk, g, rowptr,
                                                                                       col, gx);
     return gpuml_cuda_check("gpuml_knn_backward");

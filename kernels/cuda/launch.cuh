@@ -22,21 +22,58 @@
 #define GPUML_CUDA_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
 #endif
 
-/* Selects the context's device for the launch, restores the caller's. */
+/* Selects the context's device for the launch and restores the caller's.
+ * A failed cudaGetDevice/cudaSetDevice is kept in err: the launcher must
+ * return it as a status (GPUML_CUDA_ENTER does), never launch on whatever
+ * device happens to be current. */
 struct gpuml_cuda_scope {
     int saved = -1;
     bool changed = false;
+    cudaError_t err = cudaSuccess;
     explicit gpuml_cuda_scope(int device)
     {
-        if (cudaGetDevice(&saved) == cudaSuccess && saved != device)
-            changed = cudaSetDevice(device) == cudaSuccess;
+        err = cudaGetDevice(&saved);
+        if (err == cudaSuccess && saved != device) {
+            err = cudaSetDevice(device);
+            changed = err == cudaSuccess;
+        }
     }
     ~gpuml_cuda_scope()
     {
         if (changed)
-            cudaSetDevice(saved);
+            (void)cudaSetDevice(saved);
     }
+    gpuml_cuda_scope(const gpuml_cuda_scope &) = delete;
+    gpuml_cuda_scope &operator=(const gpuml_cuda_scope &) = delete;
 };
+
+static inline gpuml_status gpuml_cuda_scope_fail(const char *op, int device, cudaError_t e)
+{
+    (void)cudaGetLastError(); /* not sticky: do not let the next launch check report it */
+    return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "selecting CUDA device %d failed: %s (%s)", device,
+                      cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+/* First statement of a launcher: selects k's device for the rest of the
+ * function, or returns the failure as a status naming op. */
+#define GPUML_CUDA_ENTER(k, op)                                    \
+    gpuml_cuda_scope gpuml_scope_((k)->device);                    \
+    if (gpuml_scope_.err != cudaSuccess)                           \
+        return gpuml_cuda_scope_fail((op), (k)->device, gpuml_scope_.err)
+
+/* Status of a CUDA runtime call made by a launcher (memset, memcpy, CUB):
+ * GPUML_CUDA_TRY(op, what, call) returns on failure. */
+static inline gpuml_status gpuml_cuda_call_fail(const char *op, const char *what, cudaError_t e)
+{
+    return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "%s failed: %s (%s)", what, cudaGetErrorString(e),
+                      cudaGetErrorName(e));
+}
+#define GPUML_CUDA_TRY(op, what, call)                      \
+    do {                                                    \
+        cudaError_t gpuml_e_ = (call);                      \
+        if (gpuml_e_ != cudaSuccess)                        \
+            return gpuml_cuda_call_fail((op), (what), gpuml_e_); \
+    } while (0)
 
 static inline unsigned gpuml_cuda_grid(int64_t n)
 {
@@ -59,16 +96,9 @@ static inline gpuml_status gpuml_cuda_check(const char *op)
     return GPUML_OK;
 }
 
-#ifdef GPUML_CUDA_EMULATION
-/* The emulator counts each thread's iterations for its launch report
- * (tests/cudaemu): a kernel whose per-thread count grows with the rows is
- * serial. */
-#define GPUML_GRID_STRIDE(i, n)                                                                      \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n) && (++gpuml_emu_iters, true); \
-         i += (int64_t)gridDim.x * blockDim.x)
-#else
+/* In the emulated build every loop iteration of a CUDA thread is counted
+ * for the launch report (tests/cudaemu/wrap.cpp.in), this one included. */
 #define GPUML_GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
-#endif
 
 #endif

@@ -33,7 +33,7 @@ extern "C" gpuml_status gpuml_cuda_bce_logits(const gpuml_kctx *k, int64_t n, in
 {
     if (n * c == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "bce_logits");
     GPUML_CUDA_LAUNCH(bce_kernel, gpuml_cuda_grid(n * c), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, c, x, y, pos_weight, out);
     return gpuml_cuda_check("bce_logits");
 }
@@ -44,7 +44,7 @@ extern "C" gpuml_status gpuml_cuda_bce_logits_grad(const gpuml_kctx *k, int64_t 
 {
     if (n * c == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "bce_logits_grad");
     GPUML_CUDA_LAUNCH(bce_grad_kernel, gpuml_cuda_grid(n * c), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, c, x, y, pos_weight,
                                                                                           gout, gx);
     return gpuml_cuda_check("bce_logits_grad");
@@ -55,7 +55,7 @@ extern "C" gpuml_status gpuml_cuda_cross_entropy(const gpuml_kctx *k, const floa
 {
     if (rows == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "cross_entropy");
     GPUML_CUDA_LAUNCH(ce_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, rows, c, labels, is64, nll, lse);
     return gpuml_cuda_check("cross_entropy");
 }
@@ -66,7 +66,7 @@ extern "C" gpuml_status gpuml_cuda_cross_entropy_grad(const gpuml_kctx *k, const
 {
     if (rows == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "cross_entropy_grad");
     GPUML_CUDA_LAUNCH(ce_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, rows, c, labels, is64, lse,
                                                                                         gnll, gx);
     return gpuml_cuda_check("cross_entropy_grad");

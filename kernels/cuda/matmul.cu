@@ -1,6 +1,6 @@
 /* CUDA matrix products: cuBLAS for GEMM (row-major handled by computing
  * C^T = op(B)^T op(A)^T in cuBLAS's column-major terms), plus the bias fill
- * and the deterministic column sum from kernels/matmul.h. */
+ * from kernels/matmul.h (column sums are reductions: reduce.cu). */
 #include <cublas_v2.h>
 
 #include "../kernels.h"
@@ -12,17 +12,6 @@ static __global__ void bias_rows_kernel(int64_t rows, int64_t cols, const float 
     GPUML_GRID_STRIDE(e, rows * cols) y[e] = gpuml_k_bias_at(bias, e % cols);
 }
 
-static __global__ void col_sum_kernel(int64_t rows, int64_t cols, const float *g, float *out, int accumulate)
-{
-    GPUML_GRID_STRIDE(j, cols)
-    {
-        double acc = 0.0;
-        for (int64_t r = 0; r < rows; r++)
-            acc += (double)g[r * cols + j];
-        out[j] = accumulate ? out[j] + (float)acc : (float)acc;
-    }
-}
-
 extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int64_t n, int64_t kk,
                                         float alpha, const float *a, int64_t stride_a, const float *b,
                                         int64_t stride_b, float beta, float *c, int64_t stride_c, int64_t batch)
@@ -31,7 +20,7 @@ extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int
         return GPUML_OK;
     if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX || batch > INT32_MAX)
         return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for cuBLAS");
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gemm");
     cublasHandle_t h = (cublasHandle_t)k->cublas;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     /* cuBLAS wants ld >= max(1, rows of the stored matrix) even when the
@@ -54,18 +43,7 @@ extern "C" gpuml_status gpuml_cuda_bias_rows(const gpuml_kctx *k, int64_t rows, 
 {
     if (rows * cols == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "bias_rows");
     GPUML_CUDA_LAUNCH(bias_rows_kernel, gpuml_cuda_grid(rows * cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(rows, cols, bias, y);
     return gpuml_cuda_check("bias_rows");
-}
-
-extern "C" gpuml_status gpuml_cuda_col_sum(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *g,
-                                           float *out, int accumulate)
-{
-    if (cols == 0)
-        return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    GPUML_CUDA_LAUNCH(col_sum_kernel, gpuml_cuda_grid(cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(rows, cols, g, out,
-                                                                                        accumulate);
-    return gpuml_cuda_check("col_sum");
 }

@@ -28,7 +28,7 @@ extern "C" gpuml_status gpuml_cuda_neighbour_reduce(const gpuml_kctx *k, int op,
 {
     if (n * C == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "neighbour_aggregate");
     GPUML_CUDA_LAUNCH(reduce_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, edges, idx, n, kk, first, C,
                                                                                         out, am);
     return gpuml_cuda_check("neighbour_aggregate");
@@ -40,7 +40,7 @@ extern "C" gpuml_status gpuml_cuda_neighbour_grad(const gpuml_kctx *k, int op, c
 {
     if (n * C == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "neighbour_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, am, idx, n, kk, first, C,
                                                                                       gedges);
     return gpuml_cuda_check("neighbour_aggregate_backward");
@@ -51,7 +51,7 @@ extern "C" gpuml_status gpuml_cuda_edge_mask(const gpuml_kctx *k, const int32_t 
 {
     if (n * (kk - first) == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "edge_mask");
     GPUML_CUDA_LAUNCH(mask_kernel, gpuml_cuda_grid(n * (kk - first)), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, n, kk, first, mask);
     return gpuml_cuda_check("edge_mask");
 }

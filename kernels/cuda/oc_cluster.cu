@@ -18,6 +18,8 @@
  *      energy as float.
  * No thread loops over an event: every per-event loop is strided by the
  * block. */
+#include <climits>
+
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -219,9 +221,15 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
                                               int64_t estride, float t_beta, float t_d, int32_t *cluster_id, int32_t *cp,
                                               float *cenergy, int32_t *count, void *ws)
 {
+    static const char fn[] = "gpuml_oc_cluster";
     if (nev == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    if (n >= INT_MAX || nev >= INT_MAX) /* CUB takes int counts */
+        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
+                          "%lld rows in %lld events: the CUDA clustering (CUB scan and radix sort) takes fewer than "
+                          "2^31 - 1 of each",
+                          (long long)n, (long long)nev);
+    GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
     occ_cuda_ws w;
     carve(ws, n, nev, &w);
@@ -232,10 +240,12 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
 
     GPUML_CUDA_LAUNCH(occ_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs);
     size_t tb = w.tmp_bytes;
-    cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, occ_max_op(), (int)(nev + 1), s);
+    GPUML_CUDA_TRY(fn, "cub::DeviceScan::InclusiveScan",
+                   cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, occ_max_op(), (int)(nev + 1), s));
     GPUML_CUDA_LAUNCH(occ_splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(
         row_splits, nev, n, w.rs, k->dev_error);
-    unsigned ev_grid = (unsigned)gpuml_k_min64(nev, 65535);
+    /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
+    unsigned ev_grid = (unsigned)nev;
     int end_bit = 33;
     while (end_bit < 64 && (1ll << (end_bit - 33)) < nev)
         end_bit++;
@@ -244,7 +254,9 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
             GPUML_CUDA_LAUNCH(occ_key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(P, mode, w.state, w.keys2,
                                                                                           w.rows2);
             tb = w.tmp_bytes;
-            cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys2, w.keys, w.rows2, w.rows, (int)n, 0, end_bit, s);
+            GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+                           cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys2, w.keys, w.rows2, w.rows, (int)n, 0,
+                                                           end_bit, s));
             if (mode == 0)
                 GPUML_CUDA_LAUNCH(occ_mis_kernel, ev_grid, OCC_BLOCK, 0, s)(P, w.keys, w.rows, w.state, w.next);
         }
@@ -252,11 +264,11 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
     }
     GPUML_CUDA_LAUNCH(occ_rank_kernel, ev_grid, OCC_BLOCK, 0, s)(P, w.state, w.slot, cp, count);
     if (n > 0) {
-        cudaMemsetAsync(w.acc, 0, (size_t)n * sizeof(uint64_t), s);
+        GPUML_CUDA_TRY(fn, "cudaMemsetAsync", cudaMemsetAsync(w.acc, 0, (size_t)n * sizeof(uint64_t), s));
         GPUML_CUDA_LAUNCH(occ_label_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
             P, energy, estride, w.next, w.slot, cluster_id, (unsigned long long *)w.acc);
         if (cenergy)
             GPUML_CUDA_LAUNCH(occ_energy_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(n, w.acc, cenergy);
     }
-    return gpuml_cuda_check("gpuml_oc_cluster");
+    return gpuml_cuda_check(fn);
 }

@@ -19,15 +19,11 @@ static __global__ void adam_kernel(int64_t n, float *p, const float *g, float *m
     gpuml_k_adam(p + i, g[i] * s, m + i, v + i, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
 }
 
-static __global__ void sumsq_kernel(int64_t n, const float *g, double *partial, int64_t nb)
-{
-    GPUML_GRID_STRIDE(b, nb) partial[b] = gpuml_k_sumsq_block(g, n, b);
-}
-
-static __global__ void norm_finish_kernel(const double *partial, int64_t nb, float max_norm, float *out)
+/* O(1): the sum of squares is already reduced. */
+static __global__ void norm_finish_kernel(const double *sumsq, float max_norm, float *out)
 {
     if (blockIdx.x == 0 && threadIdx.x == 0)
-        gpuml_k_norm_finish(partial, nb, max_norm, out);
+        gpuml_k_norm_finish(sumsq, max_norm, out);
 }
 
 extern "C" gpuml_status gpuml_cuda_optim_sgd(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *buf,
@@ -36,7 +32,7 @@ extern "C" gpuml_status gpuml_cuda_optim_sgd(const gpuml_kctx *k, int64_t n, flo
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "optim_sgd");
     GPUML_CUDA_LAUNCH(sgd_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, p, g, buf, gscale, lr, momentum,
                                                                                  dampening, wd, nesterov, first);
     return gpuml_cuda_check("optim_sgd");
@@ -48,19 +44,20 @@ extern "C" gpuml_status gpuml_cuda_optim_adam(const gpuml_kctx *k, int64_t n, fl
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "optim_adam");
     GPUML_CUDA_LAUNCH(adam_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         n, p, g, m, v, gscale, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
     return gpuml_cuda_check("optim_adam");
 }
 
-extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, double *partial,
+extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, void *ws,
                                              float max_norm, float *out)
 {
-    gpuml_cuda_scope scope(k->device);
-    int64_t nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
-    if (nb > 0)
-        GPUML_CUDA_LAUNCH(sumsq_kernel, gpuml_cuda_grid(nb), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, g, partial, nb);
-    GPUML_CUDA_LAUNCH(norm_finish_kernel, 1, 1, 0, gpuml_cuda_stream(k))(partial, nb, max_norm, out);
+    gpuml_k_rjob j = gpuml_k_grad_norm_job(n, g, ws);
+    gpuml_status st = gpuml_cuda_reduce(k, j);
+    if (st != GPUML_OK)
+        return st;
+    GPUML_CUDA_ENTER(k, "grad_norm");
+    GPUML_CUDA_LAUNCH(norm_finish_kernel, 1, 1, 0, gpuml_cuda_stream(k))(j.out_d, max_norm, out);
     return gpuml_cuda_check("grad_norm");
 }

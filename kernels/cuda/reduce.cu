@@ -1,17 +1,15 @@
-/* CUDA launcher for kernels/reduce.h: one thread per output element / row
- * (the portable form; a block-reduction fast path can be added beside it). */
+/* CUDA launcher for kernels/reduce.h: axis reductions level by level (a
+ * thread per output and chunk), softmax a thread per row. */
 #include "../kernels.h"
 #include "../reduce.h"
 #include "launch.cuh"
 
-static __global__ void reduce_kernel(int op, const float *x, int64_t outer, int64_t len, int64_t inner, float *out,
-                                     int64_t *arg)
+/* One level of a fixed-order reduction: a thread per (output, chunk), at
+ * most GPUML_K_RCHUNK terms each (kernels/reduce.h). */
+static __global__ void reduce_level_kernel(gpuml_k_rjob j, int level, gpuml_k_rpart src, gpuml_k_rpart dst,
+                                           int64_t len, int64_t nch, int64_t n)
 {
-    GPUML_GRID_STRIDE(j, outer * inner)
-    {
-        int64_t o = j / inner, i = j - o * inner;
-        gpuml_k_reduce_one(op, x + o * len * inner + i, len, inner, out + j, arg ? arg + j : nullptr);
-    }
+    GPUML_GRID_STRIDE(e, n) gpuml_k_reduce_level_elem(&j, level, src, dst, len, nch, e);
 }
 
 static __global__ void reduce_grad_kernel(int op, const float *gout, const int64_t *arg, int64_t outer, int64_t len,
@@ -37,15 +35,26 @@ static __global__ void softmax_grad_kernel(const float *y, const float *gy, floa
     GPUML_GRID_STRIDE(r, rows) gpuml_k_softmax_row_grad(y + r * n, gy + r * n, gx + r * n, n, take_log);
 }
 
-extern "C" gpuml_status gpuml_cuda_reduce(const gpuml_kctx *k, int op, const float *x, int64_t outer, int64_t len,
-                                          int64_t inner, float *out, int64_t *arg)
+/* The levels run in order on the context's stream: level l reads what level
+ * l - 1 wrote, the stream orders them. */
+extern "C" gpuml_status gpuml_cuda_reduce(const gpuml_kctx *k, gpuml_k_rjob j)
 {
-    if (outer * inner == 0)
+    if (j.v.outer * j.v.inner == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    GPUML_CUDA_LAUNCH(reduce_kernel, gpuml_cuda_grid(outer * inner), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, x, outer, len,
-                                                                                                inner, out, arg);
-    return gpuml_cuda_check("reduce");
+    GPUML_CUDA_ENTER(k, "reduce");
+    gpuml_k_rpart src = {nullptr, nullptr, nullptr};
+    int64_t len = j.v.len;
+    for (int level = 0;; level++) {
+        int64_t nch = gpuml_k_rchunks(len), n = j.v.outer * nch * j.v.inner;
+        gpuml_k_rpart dst = nch > 1 ? gpuml_k_rpart_of(&j, level & 1) : src;
+        GPUML_CUDA_LAUNCH(reduce_level_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
+            j, level, src, dst, len, nch, n);
+        gpuml_status st = gpuml_cuda_check("reduce");
+        if (st != GPUML_OK || nch == 1)
+            return st;
+        src = dst;
+        len = nch;
+    }
 }
 
 extern "C" gpuml_status gpuml_cuda_reduce_grad(const gpuml_kctx *k, int op, const float *gout, const int64_t *arg,
@@ -54,7 +63,7 @@ extern "C" gpuml_status gpuml_cuda_reduce_grad(const gpuml_kctx *k, int op, cons
     int64_t n = outer * len * inner;
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "reduce_grad");
     GPUML_CUDA_LAUNCH(reduce_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, arg, outer, len,
                                                                                          inner, gx);
     return gpuml_cuda_check("reduce_grad");
@@ -65,7 +74,7 @@ extern "C" gpuml_status gpuml_cuda_softmax(const gpuml_kctx *k, const float *x, 
 {
     if (rows == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "softmax");
     GPUML_CUDA_LAUNCH(softmax_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, y, rows, n, take_log);
     return gpuml_cuda_check("softmax");
 }
@@ -75,7 +84,7 @@ extern "C" gpuml_status gpuml_cuda_softmax_grad(const gpuml_kctx *k, const float
 {
     if (rows == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "softmax_grad");
     GPUML_CUDA_LAUNCH(softmax_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(y, gy, gx, rows, n,
                                                                                              take_log);
     return gpuml_cuda_check("softmax_grad");

@@ -14,7 +14,7 @@ extern "C" gpuml_status gpuml_cuda_rand(const gpuml_kctx *k, int normal, uint64_
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "rand");
     GPUML_CUDA_LAUNCH(rand_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(normal, seed, base, n, p0, p1, y);
     return gpuml_cuda_check("rand");
 }
@@ -29,7 +29,7 @@ extern "C" gpuml_status gpuml_cuda_dropout(const gpuml_kctx *k, uint64_t seed, u
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "dropout");
     GPUML_CUDA_LAUNCH(dropout_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(seed, base, n, p, x, y);
     return gpuml_cuda_check("dropout");
 }

@@ -1,8 +1,9 @@
 /* CUDA launchers for kernels/rows.h. Scatter-add builds its CSR on the
- * device (integer atomics only for counting and slot claiming, then each
- * target's list is sorted, so the CSR equals the CPU's) and sums without
- * float atomics. */
-#include <cub/device/device_scan.cuh>
+ * device with a stable radix sort of (target, source) pairs, so the lists
+ * equal the CPU's without atomics, and sums without float atomics. */
+#include <climits>
+
+#include <cub/device/device_radix_sort.cuh>
 
 #include "../kernels.h"
 #include "../rows.h"
@@ -14,37 +15,29 @@ static __global__ void gather_kernel(const char *x, int64_t n, const void *idx, 
     GPUML_GRID_STRIDE(i, m) gpuml_k_gather_row(x, n, idx, is64, out, row_bytes, i);
 }
 
-static __global__ void csr_count_kernel(const void *idx, int is64, int64_t m, int64_t ntargets,
-                                        unsigned long long *counts)
+static __global__ void csr_key_kernel(const void *idx, int is64, int64_t m, int64_t ntargets, uint32_t *keys,
+                                      int64_t *vals)
 {
     GPUML_GRID_STRIDE(i, m)
     {
-        int64_t t = gpuml_k_index_at(idx, is64, i);
-        if (t >= 0 && t < ntargets)
-            atomicAdd(&counts[t + 1], 1ull);
+        keys[i] = gpuml_k_csr_key(idx, is64, ntargets, i);
+        vals[i] = i;
     }
 }
 
-static __global__ void csr_fill_kernel(const void *idx, int is64, int64_t m, int64_t ntargets,
-                                       unsigned long long *cursor, int64_t *col)
+/* Only the sorted positions of valid indices go to col: entries past
+ * rowptr[ntargets] stay unwritten, as gpuml_index_csr promises. */
+static __global__ void csr_col_kernel(const uint32_t *sorted_keys, const int64_t *sorted_vals, int64_t m,
+                                      int64_t ntargets, int64_t *col)
 {
-    GPUML_GRID_STRIDE(i, m)
-    {
-        int64_t t = gpuml_k_index_at(idx, is64, i);
-        if (t >= 0 && t < ntargets)
-            col[atomicAdd(&cursor[t], 1ull)] = i;
-    }
+    GPUML_GRID_STRIDE(p, m)
+    if ((int64_t)sorted_keys[p] < ntargets)
+        col[p] = sorted_vals[p];
 }
 
-static __global__ void csr_sort_kernel(const int64_t *rowptr, int64_t *col, int64_t ntargets)
+static __global__ void csr_rowptr_kernel(const uint32_t *sorted_keys, int64_t m, int64_t ntargets, int64_t *rowptr)
 {
-    GPUML_GRID_STRIDE(t, ntargets) gpuml_k_csr_sort_segment(col, rowptr[t], rowptr[t + 1]);
-}
-
-static __global__ void scatter_kernel(const float *src, const int64_t *rowptr, const int64_t *col, float *out,
-                                      int64_t ntargets, int64_t ncols)
-{
-    GPUML_GRID_STRIDE(e, ntargets * ncols) gpuml_k_scatter_add_elem(src, rowptr, col, out, ncols, e / ncols, e % ncols);
+    GPUML_GRID_STRIDE(t, ntargets + 1) rowptr[t] = gpuml_k_lower_bound_u32(sorted_keys, m, t);
 }
 
 static __global__ void concat_kernel(gpuml_k_pieces p, int64_t rows, char *wide, int64_t wide_row_bytes, int split)
@@ -67,52 +60,85 @@ extern "C" gpuml_status gpuml_cuda_gather_rows(const gpuml_kctx *k, const void *
 {
     if (m == 0 || row_bytes == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "gather_rows");
     GPUML_CUDA_LAUNCH(gather_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))((const char *)x, n, idx, is64,
                                                                                     (char *)out, m, row_bytes);
     return gpuml_cuda_check("gather_rows");
 }
 
-/* ws: a cursor copy of rowptr (ntargets + 1 entries) and cub's scan scratch. */
-extern "C" size_t gpuml_cuda_csr_workspace(int64_t ntargets)
+/* CUB counts items in int: larger index arrays are refused, not truncated. */
+static bool csr_fits(int64_t m, int64_t ntargets) { return m <= INT_MAX && ntargets < INT_MAX; }
+
+static int csr_key_bits(int64_t ntargets)
 {
+    int bits = 1;
+    while (bits < 32 && (1ll << bits) <= ntargets)
+        bits++;
+    return bits;
+}
+
+/* ws: keys [m] u32, sorted keys [m] u32, sources [m] i64, sorted sources
+ * [m] i64, then CUB's scratch. */
+static size_t csr_carve(void *ws, int64_t m, uint32_t **keys, uint32_t **keys2, int64_t **vals, int64_t **vals2,
+                        void **tmp)
+{
+    size_t kb = ((size_t)m * sizeof(uint32_t) + 255) / 256 * 256, vb = ((size_t)m * sizeof(int64_t) + 255) / 256 * 256;
+    char *p = (char *)ws;
+    *keys = (uint32_t *)p;
+    *keys2 = (uint32_t *)(p + kb);
+    *vals = (int64_t *)(p + 2 * kb);
+    *vals2 = (int64_t *)(p + 2 * kb + vb);
+    *tmp = p + 2 * kb + 2 * vb;
+    return 2 * kb + 2 * vb;
+}
+
+extern "C" size_t gpuml_cuda_csr_workspace(int64_t m, int64_t ntargets)
+{
+    if (!csr_fits(m, ntargets) || m == 0)
+        return 0;
     size_t cub_bytes = 0;
-    cub::DeviceScan::InclusiveSum(nullptr, cub_bytes, (unsigned long long *)nullptr, (unsigned long long *)nullptr,
-                                  (int)(ntargets + 1), (cudaStream_t)0);
-    return (size_t)(ntargets + 1) * sizeof(unsigned long long) + cub_bytes + 256;
+    if (cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, (uint32_t *)nullptr, (uint32_t *)nullptr,
+                                        (int64_t *)nullptr, (int64_t *)nullptr, (int)m, 0, csr_key_bits(ntargets),
+                                        (cudaStream_t)0) != cudaSuccess)
+        cub_bytes = 0; /* the build asks again and reports the error */
+    uint32_t *k1, *k2;
+    int64_t *v1, *v2;
+    void *tmp;
+    return csr_carve(nullptr, m, &k1, &k2, &v1, &v2, &tmp) + cub_bytes;
 }
 
 extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *idx, int is64, int64_t m,
                                              int64_t ntargets, int64_t *rowptr, int64_t *col, void *ws)
 {
-    gpuml_cuda_scope scope(k->device);
+    static const char fn[] = "index_csr";
+    if (!csr_fits(m, ntargets))
+        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
+                          "%lld indices for %lld targets: the CUDA CSR build (CUB radix sort) takes at most "
+                          "2^31 - 1 of each",
+                          (long long)m, (long long)ntargets);
+    GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
-    unsigned long long *counts = (unsigned long long *)rowptr; /* int64 and u64 share the layout */
-    unsigned long long *cursor = (unsigned long long *)ws;
-    void *cub_tmp = (void *)((char *)ws + ((size_t)(ntargets + 1) * sizeof *cursor + 255) / 256 * 256);
-    size_t cub_bytes = 0;
-    cub::DeviceScan::InclusiveSum(nullptr, cub_bytes, counts, counts, (int)(ntargets + 1), s);
-    cudaMemsetAsync(counts, 0, (size_t)(ntargets + 1) * sizeof *counts, s);
-    if (m > 0)
-        GPUML_CUDA_LAUNCH(csr_count_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, counts);
-    cub::DeviceScan::InclusiveSum(cub_tmp, cub_bytes, counts, counts, (int)(ntargets + 1), s);
+    uint32_t *keys = nullptr, *sorted = nullptr;
     if (m > 0) {
-        cudaMemcpyAsync(cursor, counts, (size_t)(ntargets + 1) * sizeof *counts, cudaMemcpyDeviceToDevice, s);
-        GPUML_CUDA_LAUNCH(csr_fill_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, cursor, col);
-        GPUML_CUDA_LAUNCH(csr_sort_kernel, gpuml_cuda_grid(ntargets), GPUML_CUDA_BLOCK, 0, s)(rowptr, col, ntargets);
+        int64_t *vals, *sorted_vals;
+        void *tmp;
+        size_t carved = csr_carve(ws, m, &keys, &sorted, &vals, &sorted_vals, &tmp);
+        size_t cub_bytes = gpuml_cuda_csr_workspace(m, ntargets) - carved;
+        int bits = csr_key_bits(ntargets);
+        GPUML_CUDA_LAUNCH(csr_key_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, keys, vals);
+        gpuml_status st = gpuml_cuda_check(fn);
+        if (st != GPUML_OK)
+            return st;
+        /* stable: equal targets keep ascending sources */
+        GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+                       cub::DeviceRadixSort::SortPairs(tmp, cub_bytes, keys, sorted, vals, sorted_vals, (int)m, 0,
+                                                       bits, s));
+        GPUML_CUDA_LAUNCH(csr_col_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(sorted, sorted_vals, m, ntargets,
+                                                                                    col);
     }
-    return gpuml_cuda_check("index_csr");
-}
-
-extern "C" gpuml_status gpuml_cuda_scatter_csr(const gpuml_kctx *k, const float *src, const int64_t *rowptr,
-                                               const int64_t *col, float *out, int64_t ntargets, int64_t ncols)
-{
-    if (ntargets * ncols == 0)
-        return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    GPUML_CUDA_LAUNCH(scatter_kernel, gpuml_cuda_grid(ntargets * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
-        src, rowptr, col, out, ntargets, ncols);
-    return gpuml_cuda_check("scatter_add_rows");
+    GPUML_CUDA_LAUNCH(csr_rowptr_kernel, gpuml_cuda_grid(ntargets + 1), GPUML_CUDA_BLOCK, 0, s)(sorted, m, ntargets,
+                                                                                                rowptr);
+    return gpuml_cuda_check(fn);
 }
 
 extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p, int64_t rows, void *wide,
@@ -120,7 +146,7 @@ extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p,
 {
     if (rows == 0 || p.n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "concat");
     GPUML_CUDA_LAUNCH(concat_kernel, gpuml_cuda_grid(rows * p.n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(p, rows, (char *)wide,
                                                                                              wide_row_bytes, split);
     return gpuml_cuda_check("concat");

@@ -4,18 +4,26 @@
 #include "../segment.h"
 #include "launch.cuh"
 
-static __global__ void segment_reduce_kernel(int op, const float *x, int64_t nrows, int64_t ncols,
-                                             const int64_t *row_splits, int64_t batch, float *out, int64_t *arg,
-                                             int *dev_error)
+/* One level of the ragged fixed-order reduction (kernels/segment.h): a
+ * thread per (slot, column), each reducing one chunk of at most
+ * GPUML_K_SCHUNK values. */
+static __global__ void segment_level_kernel(gpuml_k_seg j, int level, gpuml_k_segpart src, gpuml_k_segpart dst,
+                                            int64_t n)
 {
-    GPUML_GRID_STRIDE(e, batch * ncols)
+    GPUML_GRID_STRIDE(e, n) gpuml_k_seg_level_elem(&j, level, src, dst, e);
+}
+
+/* The last level: a thread per (event, column); also checks row_splits. */
+static __global__ void segment_reduce_kernel(gpuml_k_seg j, gpuml_k_segpart src, int *dev_error)
+{
+    GPUML_GRID_STRIDE(e, j.batch * j.ncols)
     {
-        int64_t b = e / ncols, c = e - b * ncols, begin, end;
+        int64_t b = e / j.ncols, begin, end;
         int bad = 0;
-        gpuml_k_segment(row_splits, b, nrows, &begin, &end, &bad);
-        if (bad || (b == batch - 1 && row_splits[batch] != nrows))
+        gpuml_k_segment(j.row_splits, b, j.nrows, &begin, &end, &bad);
+        if (j.check && (bad || (b == j.batch - 1 && j.row_splits[j.batch] != j.nrows)))
             *dev_error = GPUML_DEVERR_ROW_SPLITS;
-        gpuml_k_segment_reduce_one(op, x, ncols, begin, end, c, out + e, arg ? arg + e : nullptr);
+        gpuml_k_seg_final_elem(&j, src, e);
     }
 }
 
@@ -32,15 +40,21 @@ static __global__ void segment_grad_kernel(int op, const float *gout, const int6
     }
 }
 
-extern "C" gpuml_status gpuml_cuda_segment_reduce(const gpuml_kctx *k, int op, const float *x, int64_t nrows,
-                                                  int64_t ncols, const int64_t *row_splits, int64_t batch, float *out,
-                                                  int64_t *arg)
+extern "C" gpuml_status gpuml_cuda_segment_reduce(const gpuml_kctx *k, gpuml_k_seg j)
 {
-    if (batch * ncols == 0)
+    if (j.batch * j.ncols == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
-    GPUML_CUDA_LAUNCH(segment_reduce_kernel, gpuml_cuda_grid(batch * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
-        op, x, nrows, ncols, row_splits, batch, out, arg, k->dev_error);
+    GPUML_CUDA_ENTER(k, "segment_reduce");
+    cudaStream_t s = gpuml_cuda_stream(k);
+    gpuml_k_segpart src = {nullptr, nullptr, nullptr};
+    for (int l = 0; l < j.levels - 1; l++) {
+        int64_t n = gpuml_k_seg_slots(j.nrows, j.batch, l) * j.ncols;
+        gpuml_k_segpart dst = gpuml_k_seg_part(&j, l & 1);
+        GPUML_CUDA_LAUNCH(segment_level_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(j, l, src, dst, n);
+        src = dst;
+    }
+    GPUML_CUDA_LAUNCH(segment_reduce_kernel, gpuml_cuda_grid(j.batch * j.ncols), GPUML_CUDA_BLOCK, 0, s)(
+        j, src, k->dev_error);
     return gpuml_cuda_check("segment_reduce");
 }
 
@@ -50,7 +64,7 @@ extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, con
 {
     if (nrows * ncols == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "segment_grad");
     GPUML_CUDA_LAUNCH(segment_grad_kernel, gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         op, gout, arg, row_splits, batch, nrows, ncols, gx);
     return gpuml_cuda_check("segment_grad");
@@ -66,7 +80,7 @@ extern "C" gpuml_status gpuml_cuda_segment_ids(const gpuml_kctx *k, const int64_
 {
     if (nrows == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "segment_ids");
     GPUML_CUDA_LAUNCH(segment_ids_kernel, gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(row_splits, batch, nrows,
                                                                                              ids);
     return gpuml_cuda_check("segment_ids");

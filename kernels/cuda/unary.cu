@@ -17,7 +17,7 @@ extern "C" gpuml_status gpuml_cuda_unary(const gpuml_kctx *k, int op, float alph
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "unary");
     GPUML_CUDA_LAUNCH(unary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, alpha, n, x, y);
     return gpuml_cuda_check("unary");
 }
@@ -27,7 +27,7 @@ extern "C" gpuml_status gpuml_cuda_unary_grad(const gpuml_kctx *k, int op, float
 {
     if (n == 0)
         return GPUML_OK;
-    gpuml_cuda_scope scope(k->device);
+    GPUML_CUDA_ENTER(k, "unary_grad");
     GPUML_CUDA_LAUNCH(unary_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, alpha, n, x, gy, gx);
     return gpuml_cuda_check("unary_grad");
 }

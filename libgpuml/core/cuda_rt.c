@@ -81,18 +81,34 @@ gpuml_status gpuml_cuda_rt_ctx_init(gpuml_ctx *ctx, const char *fn)
         st = gpuml_fail(ctx, GPUML_ERR_CUBLAS, fn, "cublasCreate failed: %s", cublas_text(bs));
         goto out;
     }
-    cublasSetStream(h, stream);
-    /* Deterministic, full-precision GEMMs: no TF32, no split-K atomics. */
-    cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
-    cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED);
+    /* On the context's stream (not the legacy one), deterministic and
+     * full-precision: no TF32, no split-K atomics. A handle that refuses
+     * any of these is not used. */
+    const char *what = "cublasSetStream";
+    bs = cublasSetStream(h, stream);
+    if (bs == CUBLAS_STATUS_SUCCESS) {
+        what = "cublasSetMathMode";
+        bs = cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+    }
+    if (bs == CUBLAS_STATUS_SUCCESS) {
+        what = "cublasSetAtomicsMode";
+        bs = cublasSetAtomicsMode(h, CUBLAS_ATOMICS_NOT_ALLOWED);
+    }
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        cublasDestroy(h);
+        st = gpuml_fail(ctx, GPUML_ERR_CUBLAS, fn, "%s failed: %s", what, cublas_text(bs));
+        goto out;
+    }
     ctx->cublas = h;
 out:
     if (st != GPUML_OK) {
         if (ctx->dev_error)
             cudaFree(ctx->dev_error);
         ctx->dev_error = NULL;
-        if (ctx->owns_stream)
+        if (ctx->owns_stream) {
             cudaStreamDestroy(stream);
+            ctx->stream = NULL; /* not left pointing at the destroyed stream */
+        }
         ctx->owns_stream = false;
     }
     gpuml_guard_leave(&g);

@@ -19,6 +19,20 @@ void gpuml_batch_norm_params_init_defaults(gpuml_batch_norm_params *p)
     p->use_cudnn = 0;
 }
 
+/* Sums the [nch, C] chunk partials of each channel into their first row, in
+ * place, as a fixed-order reduction (kernels/reduce.h): the per-channel
+ * kernels then read one chunk (none when R = 0), and no thread loops over
+ * R / 256 chunks.
+ * For nch <= GPUML_K_RCHUNK this is the same sequential sum in chunk order
+ * the channel kernels did before, so the bits do not change. */
+static gpuml_status collapse_chunks(gpuml_ctx *ctx, const char *fn, double *p, int64_t nch, int64_t C)
+{
+    if (nch <= 1 || !p)
+        return GPUML_OK;
+    gpuml_k_rjob j = {.op = GPUML_REDUCE_SUM, .v = {1, nch, C, 0, C}, .xd = p, .out_d = p};
+    return gpuml_reduce_run(ctx, j, fn);
+}
+
 /* x [..., C] f32 as R rows; mask NULL or u8/bool with R elements; gamma NULL or [C]. */
 static gpuml_status check_common(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
                                  const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
@@ -186,12 +200,18 @@ gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_ba
         st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SUM, x->data, NULL, mk, R, C, NULL, NULL, NULL, NULL, NULL, 0, 1,
                           p0, NULL, p2);
         if (st == GPUML_OK)
-            st = GPUML_LAUNCH(ctx, bn_mean, p0, p2, nch, C, mean_d, cnt_d);
+            st = collapse_chunks(ctx, fn, p0, nch, C);
+        if (st == GPUML_OK)
+            st = collapse_chunks(ctx, fn, p2, nch, C);
+        if (st == GPUML_OK)
+            st = GPUML_LAUNCH(ctx, bn_mean, p0, p2, nch > 0 ? 1 : 0, C, mean_d, cnt_d);
         if (st == GPUML_OK)
             st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_SQ, x->data, NULL, mk, R, C, mean_d, NULL, NULL, NULL, NULL,
                               0, 1, p0, NULL, NULL);
         if (st == GPUML_OK)
-            st = GPUML_LAUNCH(ctx, bn_var, p0, nch, C, mean_d, cnt_d, p->eps, p->momentum, rm, rv, mean_f, invstd_f);
+            st = collapse_chunks(ctx, fn, p0, nch, C);
+        if (st == GPUML_OK)
+            st = GPUML_LAUNCH(ctx, bn_var, p0, nch > 0 ? 1 : 0, C, mean_d, cnt_d, p->eps, p->momentum, rm, rv, mean_f, invstd_f);
     } else {
         st = GPUML_LAUNCH(ctx, bn_running, running_mean->data, running_var->data, p->eps, C, mean_f, invstd_f);
     }
@@ -286,8 +306,10 @@ gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const
     if (st == GPUML_OK)
         st = GPUML_LAUNCH(ctx, bn_partial, GPUML_K_BN_GRAD, x->data, g, mk, R, C, NULL, save_mean->data,
                           save_invstd->data, gm, bt, relu, group, p0, p1, p2);
+    for (int a = 0; a < 3 && st == GPUML_OK; a++)
+        st = collapse_chunks(ctx, fn, a == 0 ? p0 : a == 1 ? p1 : p2, nch, C);
     if (st == GPUML_OK)
-        st = GPUML_LAUNCH(ctx, bn_grad_stats, p0, p1, p2, nch, C, training, accumulate != 0,
+        st = GPUML_LAUNCH(ctx, bn_grad_stats, p0, p1, p2, nch > 0 ? 1 : 0, C, training, accumulate != 0,
                           ggamma ? ggamma->data : NULL, gbeta ? gbeta->data : NULL, coef);
     if (st == GPUML_OK && gx)
         st = GPUML_LAUNCH(ctx, bn_grad_x, x->data, g, mk, R, C, training, save_mean->data, save_invstd->data, gm, bt,

@@ -105,7 +105,10 @@ gpuml_status gpuml_edge_first_linear_backward(gpuml_ctx *ctx, const gpuml_tensor
     float *gpn = ws, *wcat = (float *)((char *)ws + pb), *gwcat = (float *)((char *)ws + pb + wb);
     st = GPUML_LAUNCH(ctx, edge_grad_node, gout->data, idx->data, rp, cl, n, k, first, C, gpn);
     if (st == GPUML_OK && gbias)
-        st = GPUML_LAUNCH(ctx, edge_grad_bias, gpn, n, C, accumulate != 0, gbias->data);
+        st = gpuml_reduce_run(ctx, /* every valid edge once: the x_i half of gpn, summed over nodes */
+                              (gpuml_k_rjob){.op = GPUML_REDUCE_SUM, .v = {1, n, C, 0, 2 * C}, .xf = gpn,
+                                             .out = gbias->data, .accumulate = accumulate != 0},
+                              fn);
     if (st == GPUML_OK && gx) {
         /* gx [N, F] = gpn [N, 2C] wcat [2C, F] */
         st = GPUML_LAUNCH(ctx, edge_wcat, w->data, C, F, wcat);

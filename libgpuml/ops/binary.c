@@ -174,7 +174,9 @@ gpuml_status gpuml_sum_to_shape(gpuml_ctx *ctx, const gpuml_tensor *gin, gpuml_t
     make_sumto(out, gin->ndim, gin->shape, &st);
     if (gpuml_tensor_numel(gin) == 0)
         return GPUML_LAUNCH(ctx, fill, nout, out->data, GPUML_F32, 0.0);
-    return GPUML_LAUNCH(ctx, sum_to, st, nout, gin->data, out->data);
+    gpuml_k_rjob j = {.op = GPUML_K_RSUMTO, .v = {nout, st.red_count, 1, 0, 0}, .xf = gin->data, .out = out->data,
+                      .st = st};
+    return gpuml_reduce_run(ctx, j, fn);
 }
 
 gpuml_status gpuml_binary_backward(gpuml_ctx *ctx, gpuml_binary_op op, const gpuml_tensor *a, const gpuml_tensor *b,

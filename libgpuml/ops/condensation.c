@@ -80,13 +80,15 @@ gpuml_status gpuml_object_condensation(gpuml_ctx *ctx, const gpuml_tensor *beta,
         if (gpuml_tensor_numel(components) != 3)
             return gpuml_fail(ctx, GPUML_ERR_SHAPE, fn, "components must have three elements");
     }
-    /* workspace: vertex terms [N] and the loss + components [4] */
-    size_t vbytes = gpuml_align_up((size_t)(n ? n : 1) * sizeof(float)), bytes = vbytes + 4 * sizeof(float);
+    /* workspace: vertex terms [N], the loss + components [4], the ragged and total reductions (gpuml_k_oc_ws) */
+    size_t vbytes = gpuml_align_up((size_t)(n ? n : 1) * sizeof(float));
+    size_t tbytes = gpuml_k_oc_ws_bytes(n, batch, p->max_objects, d), bytes = vbytes + 256 + tbytes;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *out4 = (float *)((char *)ws + vbytes);
     gpuml_status st = GPUML_LAUNCH(ctx, oc_forward, beta->data, coords->data, truth->data, row_splits->data, batch,
-                                   p->max_objects, n, d, p->q_min, p->s_b, alpha->data, ws, stats->data, out4);
+                                   p->max_objects, n, d, p->q_min, p->s_b, alpha->data, ws, stats->data, out4,
+                                   (char *)ws + vbytes + 256);
     if (st == GPUML_OK) {
         gpuml_device dev = ctx->device;
         st = gpuml_memcpy(ctx, loss->data, dev, out4, dev, sizeof(float), fn);
@@ -120,15 +122,15 @@ gpuml_status gpuml_object_condensation_backward(gpuml_ctx *ctx, const gpuml_tens
     /* workspace: object accumulators, and whichever gradient the caller skips */
     size_t acc = gpuml_align_up((size_t)(batch * p->max_objects * (1 + d)) * sizeof(float));
     size_t gb = gbeta ? 0 : gpuml_align_up((size_t)n * sizeof(float));
-    size_t gc = gcoords ? 0 : (size_t)(n * d) * sizeof(float);
-    size_t bytes = acc + gb + gc + 4;
+    size_t gc = gcoords ? 0 : gpuml_align_up((size_t)(n * d) * sizeof(float));
+    size_t bytes = acc + gb + gc + gpuml_k_oc_ws_bytes(n, batch, p->max_objects, d) + 4;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     float *gbp = gbeta ? gbeta->data : (float *)((char *)ws + acc);
     float *gcp = gcoords ? gcoords->data : (float *)((char *)ws + acc + gb);
     gpuml_status st = GPUML_LAUNCH(ctx, oc_backward, beta->data, coords->data, truth->data, row_splits->data, batch,
                                    p->max_objects, n, d, p->q_min, p->s_b, alpha->data, stats->data, gloss->data, ws,
-                                   gbp, gcp);
+                                   gbp, gcp, (char *)ws + acc + gb + gc);
     gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }

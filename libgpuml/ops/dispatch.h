@@ -54,4 +54,17 @@ static inline bool gpuml_tensors_overlap(const gpuml_tensor *a, const gpuml_tens
     return pa < pb + nb && pb < pa + na;
 }
 
+/* Runs one fixed-order reduction (kernels/reduce.h) with its partials in
+ * context scratch: the same levels, and so the same bits, on every backend. */
+static inline gpuml_status gpuml_reduce_run(gpuml_ctx *ctx, gpuml_k_rjob j, const char *fn)
+{
+    size_t bytes = gpuml_k_reduce_ws_bytes(j.v);
+    j.ws = NULL;
+    if (bytes)
+        GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &j.ws, fn));
+    gpuml_status st = GPUML_LAUNCH(ctx, reduce, j);
+    gpuml_scratch_free(ctx, j.ws, bytes);
+    return st;
+}
+
 #endif

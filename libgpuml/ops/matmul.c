@@ -199,7 +199,8 @@ static gpuml_status weight_grad_chunked(gpuml_ctx *ctx, const char *fn, const fl
         st = GPUML_LAUNCH(ctx, gemm, 1, 0, out, in, rem, 1.0f, gy + full * kc * out, 0, x + full * kc * in, 0, 0.0f,
                           part + (first + full) * mn, 0, 1);
     if (st == GPUML_OK)
-        st = GPUML_LAUNCH(ctx, reduce, GPUML_REDUCE_SUM, part, 1, slots, mn, gw, NULL);
+        st = gpuml_reduce_run(ctx, (gpuml_k_rjob){.op = GPUML_REDUCE_SUM, .v = {1, slots, mn, 0, mn}, .xf = part, .out = gw},
+                              fn);
     gpuml_scratch_free(ctx, mem, nbytes);
     return st;
 }
@@ -241,6 +242,9 @@ gpuml_status gpuml_linear_backward(gpuml_ctx *ctx, const gpuml_tensor *x, const 
     if (gw)
         GPUML_TRY(GPUML_LAUNCH(ctx, gemm, 1, 0, out, in, rows, 1.0f, gy->data, 0, x->data, 0, beta, gw->data, 0, 1));
     if (gbias)
-        GPUML_TRY(GPUML_LAUNCH(ctx, col_sum, rows, out, gy->data, gbias->data, accumulate != 0));
+        GPUML_TRY(gpuml_reduce_run(ctx,
+                                   (gpuml_k_rjob){.op = GPUML_REDUCE_SUM, .v = {1, rows, out, 0, out}, .xf = gy->data,
+                                                  .out = gbias->data, .accumulate = accumulate != 0},
+                                   fn));
     return GPUML_OK;
 }

@@ -76,9 +76,22 @@ gpuml_status gpuml_layernorm_backward(gpuml_ctx *ctx, const gpuml_tensor *x, con
     }
     GPUML_TRY(check_vec(ctx, fn, "ggamma", ggamma, c));
     GPUML_TRY(check_vec(ctx, fn, "gbeta", gbeta, c));
-    return GPUML_LAUNCH(ctx, layernorm_grad, x->data, gamma ? gamma->data : NULL, gy->data, mean->data, rstd->data,
-                        rows, c, gx ? gx->data : NULL, ggamma ? ggamma->data : NULL, gbeta ? gbeta->data : NULL,
-                        accumulate != 0);
+    if (gx && rows > 0)
+        GPUML_TRY(GPUML_LAUNCH(ctx, layernorm_grad, x->data, gamma ? gamma->data : NULL, gy->data, mean->data,
+                               rstd->data, rows, c, gx->data));
+    /* ggamma = sum_r gy xhat, gbeta = sum_r gy: column sums over the rows */
+    gpuml_k_rview cols = {1, rows, c, 0, c};
+    if (ggamma) {
+        gpuml_k_rjob j = {.op = GPUML_K_RLN_GAMMA, .v = cols, .xf = gy->data, .ln_x = x->data, .ln_mean = mean->data,
+                          .ln_rstd = rstd->data, .out = ggamma->data, .accumulate = accumulate != 0};
+        GPUML_TRY(gpuml_reduce_run(ctx, j, fn));
+    }
+    if (gbeta) {
+        gpuml_k_rjob j = {.op = GPUML_REDUCE_SUM, .v = cols, .xf = gy->data, .out = gbeta->data,
+                          .accumulate = accumulate != 0};
+        GPUML_TRY(gpuml_reduce_run(ctx, j, fn));
+    }
+    return GPUML_OK;
 }
 
 static gpuml_status dropout_checks(gpuml_ctx *ctx, const char *fn, float p, const gpuml_tensor *x, const char *xn,

@@ -63,7 +63,9 @@ gpuml_status gpuml_reduce(gpuml_ctx *ctx, gpuml_reduce_op op, const gpuml_tensor
         GPUML_TRY(check_argidx(ctx, fn, argidx, out));
     if (out->data == x->data && gpuml_tensor_numel(out) > 0)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "out aliases x");
-    return GPUML_LAUNCH(ctx, reduce, op, x->data, outer, len, inner, out->data, argidx ? argidx->data : NULL);
+    gpuml_k_rjob j = {.op = op, .v = {outer, len, inner, len * inner, inner}, .xf = x->data, .out = out->data,
+                      .arg = argidx ? argidx->data : NULL};
+    return gpuml_reduce_run(ctx, j, fn);
 }
 
 gpuml_status gpuml_reduce_backward(gpuml_ctx *ctx, gpuml_reduce_op op, int axis, const gpuml_tensor *gout,

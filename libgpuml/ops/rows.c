@@ -55,7 +55,7 @@ static gpuml_status build_csr(gpuml_ctx *ctx, const char *fn, const gpuml_tensor
     void *ws = NULL;
 #if GPUML_HAVE_CUDA
     if (gpuml_on_cuda(ctx))
-        ws_bytes = gpuml_cuda_csr_workspace(ntargets);
+        ws_bytes = gpuml_cuda_csr_workspace(gpuml_tensor_numel(idx), ntargets);
 #endif
     if (ws_bytes)
         GPUML_TRY(gpuml_scratch_alloc(ctx, ws_bytes, &ws, fn));
@@ -95,14 +95,23 @@ gpuml_status gpuml_scatter_add_rows(gpuml_ctx *ctx, const gpuml_tensor *src, con
     int64_t m = src->shape[0], nt = out->shape[0], ncols = row_elems(out);
     if (m == 0 || nt == 0 || ncols == 0)
         return GPUML_OK;
+    /* out[t] += the sum of its sources, in CSR (source) order, by the ragged
+     * fixed-order reduction of kernels/segment.h: no thread loops over a
+     * target's sources (a per-event broadcast's gradient has an event's
+     * rows as sources). */
     size_t ptr_bytes = gpuml_align_up((size_t)(nt + 1) * sizeof(int64_t));
-    size_t bytes = ptr_bytes + (size_t)m * sizeof(int64_t);
+    size_t col_bytes = gpuml_align_up((size_t)m * sizeof(int64_t));
+    size_t seg_bytes = gpuml_on_cuda(ctx) ? gpuml_k_seg_ws_bytes(m, ncols, nt) : 0;
+    size_t bytes = ptr_bytes + col_bytes + seg_bytes;
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
     int64_t *rowptr = ws, *col = (int64_t *)((char *)ws + ptr_bytes);
     gpuml_status st = build_csr(ctx, fn, idx, nt, rowptr, col);
+    gpuml_k_seg j = {.op = GPUML_REDUCE_SUM, .x = src->data, .nrows = m, .ncols = ncols, .row_splits = rowptr,
+                     .batch = nt, .out = out->data, .levels = gpuml_k_seg_levels(m),
+                     .ws = seg_bytes ? (char *)ws + ptr_bytes + col_bytes : NULL, .col = col, .accumulate = 1};
     if (st == GPUML_OK)
-        st = GPUML_LAUNCH(ctx, scatter_csr, src->data, rowptr, col, out->data, nt, ncols);
+        st = GPUML_LAUNCH(ctx, segment_reduce, j);
     gpuml_scratch_free(ctx, ws, bytes);
     return st;
 }
@@ -139,8 +148,19 @@ gpuml_status gpuml_segment_reduce(gpuml_ctx *ctx, gpuml_reduce_op op, const gpum
         return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     int64_t batch;
     GPUML_TRY(check_segment(ctx, fn, op, x, "x", row_splits, out, "out", argidx, &batch));
-    return GPUML_LAUNCH(ctx, segment_reduce, op, x->data, x->shape[0], x->shape[1], row_splits->data, batch, out->data,
-                        op == GPUML_REDUCE_MAX ? argidx->data : NULL);
+    gpuml_k_seg j = {.op = op, .x = x->data, .nrows = x->shape[0], .ncols = x->shape[1],
+                     .row_splits = row_splits->data, .batch = batch, .out = out->data,
+                     .arg = op == GPUML_REDUCE_MAX ? argidx->data : NULL, .levels = gpuml_k_seg_levels(x->shape[0]),
+                     .check = 1};
+    if (batch * j.ncols == 0)
+        return GPUML_OK;
+    /* partials for the CUDA levels; the CPU driver keeps none (kernels/segment.h) */
+    size_t bytes = gpuml_on_cuda(ctx) ? gpuml_k_seg_ws_bytes(j.nrows, j.ncols, batch) : 0;
+    if (bytes)
+        GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &j.ws, fn));
+    gpuml_status st = GPUML_LAUNCH(ctx, segment_reduce, j);
+    gpuml_scratch_free(ctx, j.ws, bytes);
+    return st;
 }
 
 gpuml_status gpuml_segment_reduce_backward(gpuml_ctx *ctx, gpuml_reduce_op op, const gpuml_tensor *row_splits,

@@ -16,7 +16,7 @@ struct gpuml_optim {
     gpuml_tensor *state[2];  /* SGD: momentum; Adam: exp_avg, exp_avg_sq */
     int n_states;
     gpuml_tensor *norm;      /* [2] f32: last norm, clip factor */
-    gpuml_tensor *partial;   /* [nblocks] f64 workspace */
+    gpuml_tensor *partial;   /* clipping-norm workspace (gpuml_k_grad_norm_ws_bytes) as f64 */
     int64_t steps;
 };
 
@@ -105,9 +105,8 @@ gpuml_status gpuml_optim_create(gpuml_ctx *ctx, const gpuml_optim_config *cfg, g
     gpuml_status st = GPUML_OK;
     for (int i = 0; i < o->n_states && st == GPUML_OK; i++)
         st = gpuml_tensor_zeros(ctx, GPUML_F32, 1, params->shape, &o->state[i]);
-    int64_t two = 2, nb = (params->shape[0] + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK;
-    if (nb < 1)
-        nb = 1;
+    /* the clipping norm's workspace, in doubles */
+    int64_t two = 2, nb = (int64_t)((gpuml_k_grad_norm_ws_bytes(params->shape[0]) + 7) / 8);
     if (st == GPUML_OK)
         st = gpuml_tensor_zeros(ctx, GPUML_F32, 1, &two, &o->norm);
     if (st == GPUML_OK)
@@ -196,14 +195,12 @@ gpuml_status gpuml_grad_norm(gpuml_ctx *ctx, const gpuml_tensor *grads, float *n
     if (!ctx || !norm)
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "argument '%s' is NULL", ctx ? "norm" : "ctx");
     GPUML_TRY(gpuml_check_dtype(ctx, fn, "grads", grads, GPUML_F32));
-    int64_t n = gpuml_tensor_numel(grads), nb = (n + GPUML_K_NORM_BLOCK - 1) / GPUML_K_NORM_BLOCK, two = 2;
-    if (nb < 1)
-        nb = 1;
-    size_t bytes = (size_t)nb * sizeof(double) + 2 * sizeof(float) + GPUML_ALIGN;
+    int64_t n = gpuml_tensor_numel(grads), two = 2;
+    size_t nbytes = gpuml_align_up(gpuml_k_grad_norm_ws_bytes(n)), bytes = nbytes + 2 * sizeof(float);
     void *ws = NULL;
     GPUML_TRY(gpuml_scratch_alloc(ctx, bytes, &ws, fn));
-    float *out = (float *)((char *)ws + gpuml_align_up((size_t)nb * sizeof(double)));
-    gpuml_status st = GPUML_LAUNCH(ctx, grad_norm, n, grads->data, (double *)ws, 0.0f, out);
+    float *out = (float *)((char *)ws + nbytes);
+    gpuml_status st = GPUML_LAUNCH(ctx, grad_norm, n, grads->data, ws, 0.0f, out);
     float v[2] = {0, 0};
     if (st == GPUML_OK) {
         gpuml_tensor t;

@@ -48,7 +48,8 @@ extern thread_local uint3 threadIdx;
 extern thread_local uint3 blockIdx;
 extern thread_local dim3 blockDim;
 extern thread_local dim3 gridDim;
-/* Grid-stride iterations of the running thread (launch report). */
+/* Loop iterations of the running thread (launch report; counted by the
+ * for/while macros of tests/cudaemu/wrap.cpp.in). */
 extern thread_local unsigned long long gpuml_emu_iters;
 static constexpr int warpSize = 32;
 

@@ -13,7 +13,8 @@
  *                          <dir>/kernels.<pid>
  *   GPUML_EMU_LAUNCH_LOG   append one line per launch to <dir>/launches.<pid>.tsv:
  *                          kernel, blocks, threads per block, threads,
- *                          largest grid-stride iteration count of one thread,
+ *                          largest loop iteration count of one thread (every
+ *                          for/while of the kernel: wrap.cpp.in),
  *                          largest CPU time of one thread (us), launch wall
  *                          time (us); stream operations that are not kernels
  *                          (cuBLAS GEMMs, cuDNN calls, copies, memsets) as

@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "../kernels/gravnet.h"
+#include "../kernels/graph_common.h"
 
 
 /* ---- kNN-like graphs -------------------------------------------------- *
@@ -862,11 +863,38 @@ static void test_allocation_failures(void **state)
         allocation_failures_on(h_backend(b));
 }
 
+/* kernels/graph_common.h, the helpers every graph kernel shares: which idx
+ * slots are edges, and a target's clamped range of a reverse CSR. */
+static void test_graph_common_helpers(void **state)
+{
+    (void)state;
+    /* n = 3 rows, k = 3 slots: the point itself first, then neighbours
+     * (-1 padding, an index past the rows, a valid row). */
+    const int32_t idx[9] = {0, 1, -1, 1, 3, 2, 2, 0, 1};
+    const bool want1[9] = {false, true, false, false, false, true, false, true, true};
+    for (int e = 0; e < 9; e++) {
+        assert_int_equal(gpuml_k_edge_valid(idx, 3, 3, 1, e), want1[e]);
+        bool in = idx[e] >= 0 && idx[e] < 3; /* first = 0 keeps the point itself */
+        assert_int_equal(gpuml_k_edge_valid(idx, 3, 3, 0, e), in);
+    }
+    /* rowptr with a negative start, a decreasing pair and an end past m = 5 */
+    const int64_t rowptr[5] = {-2, 3, 1, 4, 9};
+    const int64_t wb[4] = {0, 3, 1, 4}, we[4] = {3, 3, 4, 5};
+    for (int t = 0; t < 4; t++) {
+        int64_t b = -7, e = -7;
+        gpuml_k_csr_range(rowptr, t, 5, &b, &e);
+        assert_int_equal(b, wb[t]);
+        assert_int_equal(e, we[t]);
+        assert_true(0 <= b && b <= e && e <= 5);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (H_LIST_CASES(argc, argv))
         return 0;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_graph_common_helpers),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_gravnet_ties),
         cmocka_unit_test(test_explicit_csr_and_bad_index),

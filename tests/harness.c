@@ -826,6 +826,9 @@ int h_table_done(int rc, const h_case *cases, int n)
 {
     if (rc)
         return rc;
+    const char *filter = getenv("GPUML_TEST_FILTER");
+    if (filter && *filter)
+        return 0; /* a filtered run (tools/emu_mutations.sh) runs some rows on purpose */
     int missed = 0;
     for (int i = 0; i < n && i < H_MAX_ROWS; i++)
         if (!g_row_ran[i]) {

@@ -224,7 +224,7 @@ void gpuml_comm_break(gpuml_comm *comm, gpuml_status st, bool notify, const char
     if (notify && comm->mpi)
         comm->mpi_i->notify(comm, st);
     if (comm->nccl)
-        comm->nccl_i->abort(comm);
+        comm->nccl_i->stop_work(comm);
     while (comm->inflight_head) {
         gpuml_comm_request *r = comm->inflight_head;
         r->abandoned = true;

@@ -339,7 +339,7 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
         unlink(cfg->bootstrap_path);
     static const gpuml_dist_backend_i nccl_i = {
         .poll = gpuml_nccl_poll,
-        .abort = gpuml_nccl_abort,
+        .stop_work = gpuml_nccl_abort,
         .req_free = gpuml_nccl_req_free,
     };
     comm->nccl = s;

@@ -89,7 +89,7 @@ typedef struct gpuml_dist_backend_i {
     void (*progress)(gpuml_comm *comm);                      /* advance all (MPI), or NULL */
     void (*poll)(gpuml_comm *comm, gpuml_comm_request *req); /* advance one (NCCL), or NULL */
     void (*notify)(gpuml_comm *comm, gpuml_status st);       /* tell the peers of a fault, or NULL */
-    void (*abort)(gpuml_comm *comm);                         /* stop the backend's work, or NULL */
+    void (*stop_work)(gpuml_comm *comm);                      /* stop the backend's work, or NULL */
     void (*abandon)(gpuml_comm_request *req);                /* forget buffers it may still write, or NULL */
     void (*req_free)(gpuml_comm_request *req);               /* free req->bs */
 } gpuml_dist_backend_i;

@@ -69,6 +69,16 @@ GPUML_HD static inline void gpuml_k_binary_grad(int op, float a, float b, float 
     }
 }
 
+/* y = alpha x + beta y; beta == 0 ignores y (so NaN or Inf left in y does
+ * not leak into the result). */
+GPUML_HD static inline float gpuml_k_axpby(float alpha, float x, float beta, float y)
+{
+    return beta == 0.0f ? alpha * x : fmaf(alpha, x, beta * y);
+}
+
+/* y = a x + b with scalars a and b. */
+GPUML_HD static inline float gpuml_k_affine(float a, float x, float b) { return fmaf(a, x, b); }
+
 /* Reduction of a broadcast-shaped tensor back to a smaller shape: the output
  * element j sums the inputs over all "reduced" dimensions, in row-major
  * order of those dimensions, accumulating in double. */

@@ -107,4 +107,19 @@ GPUML_HD static inline void gpuml_k_segment(const int64_t *GPUML_RESTRICT row_sp
     *end = ce;
 }
 
+/* Event of row r: the last b in [0, batch) with row_splits[b] <= r (binary
+ * search; empty events are skipped over). Used by every ragged op. */
+GPUML_HD static inline int64_t gpuml_k_event_of_row(const int64_t *GPUML_RESTRICT row_splits, int64_t batch, int64_t r)
+{
+    int64_t lo = 0, hi = batch;
+    while (hi - lo > 1) {
+        int64_t mid = (lo + hi) / 2;
+        if (row_splits[mid] <= r)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 #endif

@@ -223,6 +223,8 @@ GPUML_HD static inline void gpuml_k_oc_object_terms(const float *GPUML_RESTRICT 
  * greater), later NaNs never win, and -0 ties +0. */
 GPUML_HD static inline uint64_t gpuml_k_oc_alpha_key(float beta, int64_t rel)
 {
+    if (beta != beta)
+        return 0; /* below every real key (those are > 0): a NaN never wins the max */
     uint32_t u;
     float b = beta == 0.0f ? 0.0f : beta;
     memcpy(&u, &b, 4);

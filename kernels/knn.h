@@ -189,6 +189,54 @@ GPUML_HD static inline bool gpuml_k_knn_finite_row(const float *x, int d)
     return true;
 }
 
+/* ---- an event's finite rows: count and box ----------------------------------
+ * Accumulated row by row (the CPU's Z-order build, each CUDA thread over its
+ * rows) and merged across threads (a CUDA block's tree). Min, max and an
+ * integer count: the result does not depend on the order. */
+typedef struct gpuml_k_knn_acc {
+    float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN];
+    int64_t cnt;
+} gpuml_k_knn_acc;
+
+GPUML_HD static inline void gpuml_k_knn_acc_init(gpuml_k_knn_acc *a)
+{
+    for (int c = 0; c < GPUML_KNN_MAXBIN; c++)
+        a->lo[c] = INFINITY, a->hi[c] = -INFINITY;
+    a->cnt = 0;
+}
+
+/* Adds row xr (d coordinates, the first db binned) if all are finite. */
+GPUML_HD static inline void gpuml_k_knn_acc_row(gpuml_k_knn_acc *a, const float *GPUML_RESTRICT xr, int d, int db)
+{
+    if (!gpuml_k_knn_finite_row(xr, d))
+        return;
+    a->cnt++;
+    for (int c = 0; c < db; c++) {
+        a->lo[c] = fminf(a->lo[c], xr[c]);
+        a->hi[c] = fmaxf(a->hi[c], xr[c]);
+    }
+}
+
+GPUML_HD static inline void gpuml_k_knn_acc_merge(gpuml_k_knn_acc *a, const gpuml_k_knn_acc *b)
+{
+    for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {
+        a->lo[c] = fminf(a->lo[c], b->lo[c]);
+        a->hi[c] = fmaxf(a->hi[c], b->hi[c]);
+    }
+    a->cnt += b->cnt;
+}
+
+/* The event's box from its accumulator: [0, 0] where it has no finite row
+ * and beyond the binned coordinates. */
+GPUML_HD static inline void gpuml_k_knn_acc_box(const gpuml_k_knn_acc *a, int db, float *lo, float *hi)
+{
+    for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {
+        bool any = c < db && a->cnt > 0;
+        lo[c] = any ? a->lo[c] : 0.0f;
+        hi[c] = any ? a->hi[c] : 0.0f;
+    }
+}
+
 /* ---- Z-curve key of a finite point ------------------------------------------
  * Each binned coordinate is quantised on [lo, hi] of its event to 32, 31, 21
  * or 15 bits (db = 1..4) and the bits interleaved; keys stay below 2^63, so

@@ -52,4 +52,19 @@ GPUML_HD static inline void gpuml_k_ce_row_grad(const float *GPUML_RESTRICT x, i
         gx[j] = valid ? scale * (expf(x[j] - lse) - (j == label ? 1.0f : 0.0f)) : 0.0f;
 }
 
+/* Element e of the [n, c] BCE terms; pw (NULL: all 1) is indexed by column. */
+GPUML_HD static inline float gpuml_k_bce_elem(const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT y,
+                                             const float *GPUML_RESTRICT pw, int64_t c, int64_t e)
+{
+    return gpuml_k_bce_logits(x[e], y[e], pw ? pw[e % c] : 1.0f);
+}
+
+/* Element e of the BCE input gradient for upstream gout. */
+GPUML_HD static inline float gpuml_k_bce_grad_elem(const float *GPUML_RESTRICT x, const float *GPUML_RESTRICT y,
+                                                  const float *GPUML_RESTRICT pw, const float *GPUML_RESTRICT gout,
+                                                  int64_t c, int64_t e)
+{
+    return gout[e] * gpuml_k_bce_logits_grad(x[e], y[e], pw ? pw[e % c] : 1.0f);
+}
+
 #endif

@@ -9,10 +9,15 @@
 #include "common.h"
 #include "reduce.h"
 
-/* SGD with momentum (buf), dampening, Nesterov and L2 weight decay. */
-GPUML_HD static inline void gpuml_k_sgd(float *p, float g, float *buf, float lr, float momentum, float dampening,
-                                        float wd, int nesterov, int first)
+/* The gradient scale: *gscale (the clip factor) or 1 without clipping. */
+GPUML_HD static inline float gpuml_k_grad_scale(const float *gscale) { return gscale ? *gscale : 1.0f; }
+
+/* SGD with momentum (buf), dampening, Nesterov and L2 weight decay, for the
+ * gradient g0 scaled by s. */
+GPUML_HD static inline void gpuml_k_sgd(float *p, float g0, float s, float *buf, float lr, float momentum,
+                                        float dampening, float wd, int nesterov, int first)
 {
+    float g = g0 * s;
     float d = wd != 0.0f ? g + wd * *p : g;
     if (momentum != 0.0f) {
         float b = first ? d : momentum * *buf + (1.0f - dampening) * d;
@@ -22,11 +27,13 @@ GPUML_HD static inline void gpuml_k_sgd(float *p, float g, float *buf, float lr,
     *p = *p - lr * d;
 }
 
-/* Adam / AdamW (decoupled != 0). step_size = lr / (1 - beta1^t),
- * bc2_sqrt = sqrt(1 - beta2^t). */
-GPUML_HD static inline void gpuml_k_adam(float *p, float g, float *m, float *v, float lr, float beta1, float beta2,
-                                         float eps, float wd, int decoupled, float step_size, float bc2_sqrt)
+/* Adam / AdamW (decoupled != 0) for the gradient g0 scaled by s.
+ * step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t). */
+GPUML_HD static inline void gpuml_k_adam(float *p, float g0, float s, float *m, float *v, float lr, float beta1,
+                                         float beta2, float eps, float wd, int decoupled, float step_size,
+                                         float bc2_sqrt)
 {
+    float g = g0 * s;
     if (wd != 0.0f) {
         if (decoupled)
             *p = *p * (1.0f - lr * wd);

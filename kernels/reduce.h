@@ -198,6 +198,22 @@ GPUML_HD static inline void gpuml_k_reduce_level_elem(const gpuml_k_rjob *j, int
 }
 
 /* Softmax of one row of n elements, max-subtracted. take_log != 0: log-softmax. */
+/* Element e of an axis reduction's input gradient: the input is viewed as
+ * [outer, len, inner] and gout as [outer, inner]; arg holds the arg-max /
+ * arg-min along the axis (MAX and MIN only). */
+GPUML_HD static inline float gpuml_k_reduce_grad_elem(int op, const float *GPUML_RESTRICT gout, const int64_t *arg,
+                                                      int64_t len, int64_t inner, int64_t e)
+{
+    int64_t i = e % inner, l = (e / inner) % len, o = e / (inner * len);
+    int64_t j = o * inner + i;
+    float g = gout[j];
+    switch (op) {
+    case GPUML_REDUCE_SUM: return g;
+    case GPUML_REDUCE_MEAN: return g / (float)len;
+    default: return arg[j] == l ? g : 0.0f;
+    }
+}
+
 GPUML_HD static inline void gpuml_k_softmax_row(const float *x, float *y, int64_t n, int take_log)
 {
     float m = -INFINITY;

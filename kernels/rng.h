@@ -65,4 +65,10 @@ GPUML_HD static inline float gpuml_k_dropout_scale(uint64_t seed, uint64_t base,
     return gpuml_k_rand_uniform(seed, base, i, 0.0f, 1.0f) >= p ? 1.0f / (1.0f - p) : 0.0f;
 }
 
+/* Element i of dropout's output for input x. */
+GPUML_HD static inline float gpuml_k_dropout(uint64_t seed, uint64_t base, int64_t i, float p, float x)
+{
+    return x * gpuml_k_dropout_scale(seed, base, i, p);
+}
+
 #endif

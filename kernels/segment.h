@@ -344,6 +344,8 @@ GPUML_HD static inline float gpuml_k_segment_grad_one(int op, const float *GPUML
                                                       int64_t ncols, int64_t b, int64_t begin, int64_t end, int64_t r,
                                                       int64_t c)
 {
+    if (r < begin || r >= end)
+        return 0.0f; /* a row outside its event's clamped range (bad row_splits) */
     float g = gout[b * ncols + c];
     switch (op) {
     case GPUML_REDUCE_SUM: return g;
@@ -351,21 +353,6 @@ GPUML_HD static inline float gpuml_k_segment_grad_one(int op, const float *GPUML
     case GPUML_REDUCE_MAX: return arg[b * ncols + c] == r ? g : 0.0f;
     default: return NAN;
     }
-}
-
-/* Event of row r: the last b in [0, batch) with row_splits[b] <= r (binary
- * search; empty events are skipped over). */
-GPUML_HD static inline int64_t gpuml_k_event_of_row(const int64_t *GPUML_RESTRICT row_splits, int64_t batch, int64_t r)
-{
-    int64_t lo = 0, hi = batch;
-    while (hi - lo > 1) {
-        int64_t mid = (lo + hi) / 2;
-        if (row_splits[mid] <= r)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
 }
 
 #endif

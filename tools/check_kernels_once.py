@@ -11,10 +11,18 @@ values itself instead of calling a body:
   fcast      a cast to float or double
   flocal     a float/double variable initialised with anything but one
              body call (gpuml_k_*(...)) or a plain load
-  accum      a compound assignment (+=, -=, *=, /=, ...) outside a for
-             header: an accumulation, which belongs in a body
-  device     a __device__ function defined in the launcher (it belongs in
-             kernels/<op>.h, where the CPU can call and test it)
+  farith     an arithmetic or comparison operator applied to a float or
+             double value: a float/double scalar, or a load p[i] / *p
+             from a float/double pointer (types read from the parameters
+             and declarations; pointer offsets like p + r * c are fine)
+  accum      a compound assignment (+=, -=, *=, /=, ...) to a float or
+             double outside a for header: an accumulation, which belongs
+             in a body (integer counters, carries and flags are the
+             launcher's bookkeeping of its threads)
+  device     a __device__ function defined in an op's launcher (it belongs
+             in kernels/<op>.h, where the CPU can call and test it); only
+             launch.cuh may define some: block-wide collectives over
+             integers, which have no CPU meaning
 Index arithmetic (thread to element, pointer offsets) is what a launcher is
 for and is not flagged; atomics are allowed as the combining step when the
 value they combine comes from a body (kernels/condensation.h's alpha keys).
@@ -101,7 +109,7 @@ def device_functions(src):
             continue
         b0 = p + k
         b1 = matching(src, b0, "{", "}")
-        out.append((m.group(1), m.group(2), src[b0:b1], src.count("\n", 0, m.start()) + 1))
+        out.append((m.group(1), m.group(2), src[m.end():p - 1], src[b0:b1], src.count("\n", 0, m.start()) + 1))
     return out
 
 
@@ -120,6 +128,70 @@ def for_headers_blank(body):
     return "".join(out)
 
 
+FDECL = re.compile(r"\b(?:float|double)\b\s*((?:[*&]?\s*(?:const\s+|GPUML_RESTRICT\s+|__restrict__\s+)*(?!float\b|double\b)\w+"
+                   r"\s*(?:\[[^\]]*\])*\s*(?:=[^,;)]*)?\s*,\s*)*[*&]?\s*(?:const\s+|GPUML_RESTRICT\s+|"
+                   r"__restrict__\s+)*(?!float\b|double\b)\w+)")
+DECLARATOR = re.compile(r"^\s*([*&]?)\s*(?:const\s+|GPUML_RESTRICT\s+|__restrict__\s+)*(\w+)\s*(\[)?")
+OPS = ("+", "-", "*", "/", "%", "<", ">", "<=", ">=", "==", "!=")
+TOKEN = re.compile(r"\w+|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%<>=!&|^~?:;,.()\[\]{}]")
+
+
+def float_names(params, body):
+    """Scalars and pointers of float/double type, from a kernel's
+    parameters and its body's declarations."""
+    scal, ptr = set(), set()
+    for prm in params.split(","):
+        if re.search(r"\b(?:float|double)\b", prm) and re.search(r"(\w+)\s*(?:\[[^\]]*\])?\s*$", prm):
+            nm = re.search(r"(\w+)\s*(?:\[[^\]]*\])?\s*$", prm).group(1)
+            (ptr if "*" in prm or "[" in prm else scal).add(nm)
+    for m in FDECL.finditer(body):
+        for d in m.group(1).split(","):
+            dm = DECLARATOR.match(d)
+            if not dm:
+                continue
+            (ptr if dm.group(1) == "*" or dm.group(3) else scal).add(dm.group(2))
+    return scal, ptr
+
+
+def float_arith(params, body):
+    """(offset, operand) of each float value next to an arithmetic or
+    comparison operator."""
+    scal, ptr = float_names(params, body)
+    toks = [(m.group(0), m.start()) for m in TOKEN.finditer(body)]
+    out = []
+    i = 0
+    while i < len(toks):
+        t, pos = toks[i]
+        start, end = i, None
+        if t in scal and not (i + 1 < len(toks) and toks[i + 1][0] in ("(", "[")) and \
+                not (i > 0 and toks[i - 1][0] in (".", "->")):
+            end = i
+        elif t in ptr and i + 1 < len(toks) and toks[i + 1][0] == "[" and not (i > 0 and toks[i - 1][0] in (".", "->")):
+            depth, j = 0, i + 1
+            while j < len(toks):
+                if toks[j][0] == "[":
+                    depth += 1
+                elif toks[j][0] == "]":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            end = j
+        elif t == "*" and i + 1 < len(toks) and toks[i + 1][0] in ptr and (i == 0 or toks[i - 1][0] in ("=", "(", ",", "?", ":", "return")):
+            end = i + 1
+        if end is None:
+            i += 1
+            continue
+        before = toks[start - 1][0] if start > 0 else ""
+        after = toks[end + 1][0] if end + 1 < len(toks) else ""
+        # a unary minus or a binary operator on either side
+        if before in OPS or after in OPS:
+            # "*p" as a deref start is not a product; "p[i] *" after is
+            out.append((pos, "".join(x for x, _ in toks[start:end + 1])))
+        i = end + 1
+    return out
+
+
 def check_file(path, rel, problems):
     with open(path, encoding="utf-8") as f:
         raw = f.read()
@@ -127,8 +199,8 @@ def check_file(path, rel, problems):
     for m in ALIGN.finditer(src):
         problems.append((rel, src.count("\n", 0, m.start()) + 1, "align",
                          "hand-written 256-byte rounding: use gpuml_align_up"))
-    for kind, name, body, line in device_functions(src):
-        if kind == "__device__" and "operator" not in name:
+    for kind, name, params, body, line in device_functions(src):
+        if kind == "__device__" and "operator" not in name and not rel.endswith("launch.cuh"):
             problems.append((rel, line, "device", "__device__ function %s: move it to kernels/<op>.h" % name))
         b = for_headers_blank(body)
 
@@ -146,8 +218,13 @@ def check_file(path, rel, problems):
             if not (BODY_CALL.match(rhs) or PLAIN_LOAD.match(rhs)):
                 problems.append((rel, at(m.start()), "flocal",
                                  "%s = %s in %s" % (m.group(1), " ".join(rhs.split())[:60], name)))
+        for pos, operand in float_arith(params, b):
+            problems.append((rel, at(pos), "farith", "%s in %s" % (operand, name)))
+        scal, ptr = float_names(params, b)
         for m in ACCUM.finditer(b):
-            problems.append((rel, at(m.start()), "accum", "%s in %s" % (m.group(0), name)))
+            lhs = re.search(r"(\w+)\s*(?:\[[^\]]*\]\s*)*$", b[:m.start()])
+            if lhs and (lhs.group(1) in scal or lhs.group(1) in ptr):
+                problems.append((rel, at(m.start()), "accum", "%s %s in %s" % (lhs.group(1), m.group(0), name)))
 
 
 def body_names(root):
@@ -243,9 +320,13 @@ MUTATIONS = [
     ("kernels/cuda/binary.cu", "out[i] = gpuml_k_binary(op, a[oa], b[ob]);",
      "out[i] = fmaxf(a[oa], b[ob]);", "math"),
     ("kernels/cuda/binary.cu", "out[i] = gpuml_k_binary(op, a[oa], b[ob]);",
-     "out[i] = gpuml_k_binary(op, a[oa], b[ob]); out[i] += a[oa];", "accum"),
+     "out[i] = gpuml_k_binary(op, a[oa], b[ob]); out[i] += 1;", "accum"),
     ("kernels/cuda/binary.cu", "out[i] = gpuml_k_binary(op, a[oa], b[ob]);",
      "float t = a[oa] * b[ob]; out[i] = t;", "flocal"),
+    ("kernels/cuda/binary.cu", "out[i] = gpuml_k_binary(op, a[oa], b[ob]);",
+     "out[i] = gpuml_k_binary(op, a[oa], b[ob]) * b[ob];", "farith"),
+    ("kernels/cuda/binary.cu", "out[i] = gpuml_k_binary(op, a[oa], b[ob]);",
+     "out[i] = a[oa] < b[ob] ? a[oa] : b[ob];", "farith"),
     ("kernels/cuda/binary.cu", "#include \"launch.cuh\"",
      "#include \"launch.cuh\"\nstatic __device__ float twice(float v) { return v * 2; }", "device"),
     ("kernels/cuda/binary.cu", "#include \"launch.cuh\"",
@@ -260,10 +341,7 @@ MUTATIONS = [
 
 def self_test(root):
     failed = 0
-    base = run(root)
-    if base:
-        print("self-test: the tree itself fails the check; fix that first")
-        return 1
+    base = {(f, r, m) for f, _, r, m in run(root)}
     by_file = {}
     for i, (f, old, new, rule) in enumerate(MUTATIONS):
         by_file.setdefault(i, (f, old, new, rule))
@@ -291,7 +369,7 @@ def self_test(root):
                 else:
                     text = text.replace(eo, en, 1)
                 open(p, "w", encoding="utf-8").write(text)
-            got = {r for _, _, r, _ in run(tmp)} if ok else set()
+            got = {r for f, _, r, m in run(tmp) if (f, r, m) not in base} if ok else set()
             if rule in got:
                 print("self-test: mutation %d (%s) caught" % (i, rule))
             else:

@@ -11,6 +11,7 @@
 
 #include "../kernels.h"
 #include "../knn.h"
+#include "../../libgpuml/core/align.h"
 #include "parallel.h"
 
 /* The CUDA build's choices instead of the CPU's - Z-curve order instead of
@@ -28,7 +29,6 @@ typedef struct cpu_ws {
     uint64_t *lists; /* per thread: GPUML_KNN_GMAX lists of k-1 keys     */
 } cpu_ws;
 
-static size_t align_up(size_t b) { return (b + 255) / 256 * 256; }
 
 /* Carves the workspace; with base NULL only measures it. */
 static size_t carve(void *base, int64_t n, int d, int64_t nev, int k, int nthreads, cpu_ws *w)
@@ -47,7 +47,7 @@ static size_t carve(void *base, int64_t n, int d, int64_t nev, int k, int nthrea
     for (int i = 0; i < 6; i++) {
         if (base)
             *ptrs[i] = (char *)base + off;
-        off += align_up(sizes[i]);
+        off += gpuml_align_up(sizes[i]);
     }
     return off;
 }
@@ -130,20 +130,12 @@ static int zitem_cmp(const void *pa, const void *pb)
 /* rows[0, n) of event ev: by (key, row), as the CUDA radix sorts order them. */
 static void zorder(const float *x, int d, int db, gpuml_k_knn_event *ev, int32_t *rows)
 {
-    int64_t n = ev->n, nv = 0;
-    for (int c = 0; c < db; c++)
-        ev->lo[c] = INFINITY, ev->hi[c] = -INFINITY;
+    int64_t n = ev->n;
+    gpuml_k_knn_acc acc;
+    gpuml_k_knn_acc_init(&acc);
     for (int64_t r = ev->start; r < ev->start + n; r++)
-        if (gpuml_k_knn_finite_row(x + r * d, d)) {
-            nv++;
-            for (int c = 0; c < db; c++) {
-                ev->lo[c] = fminf(ev->lo[c], x[r * d + c]);
-                ev->hi[c] = fmaxf(ev->hi[c], x[r * d + c]);
-            }
-        }
-    for (int c = 0; c < db; c++)
-        if (!nv)
-            ev->lo[c] = ev->hi[c] = 0.0f;
+        gpuml_k_knn_acc_row(&acc, x + r * d, d, db);
+    gpuml_k_knn_acc_box(&acc, db, ev->lo, ev->hi);
     zitem *z = malloc((size_t)(n ? n : 1) * sizeof *z);
     if (!z)
         return; /* test-only build */

@@ -13,13 +13,13 @@ typedef struct bce_args {
 GPUML_KRANGE(bce_range, bce_args)
 {
     for (int64_t e = begin; e < end; e++)
-        a->out[e] = gpuml_k_bce_logits(a->x[e], a->y[e], a->pos_weight ? a->pos_weight[e % a->c] : 1.0f);
+        a->out[e] = gpuml_k_bce_elem(a->x, a->y, a->pos_weight, a->c, e);
 }
 
 GPUML_KRANGE(bce_grad_range, bce_args)
 {
     for (int64_t e = begin; e < end; e++)
-        a->out[e] = a->gout[e] * gpuml_k_bce_logits_grad(a->x[e], a->y[e], a->pos_weight ? a->pos_weight[e % a->c] : 1.0f);
+        a->out[e] = gpuml_k_bce_grad_elem(a->x, a->y, a->pos_weight, a->gout, a->c, e);
 }
 
 gpuml_status gpuml_cpu_bce_logits(const gpuml_kctx *k, int64_t n, int64_t c, const float *x, const float *y,

@@ -11,6 +11,7 @@
 
 #include "../kernels.h"
 #include "../oc_cluster.h"
+#include "../../libgpuml/core/align.h"
 #include "parallel.h"
 
 typedef struct occ_pair {
@@ -26,7 +27,6 @@ static int pair_cmp(const void *pa, const void *pb)
     return (a->row > b->row) - (a->row < b->row);
 }
 
-static size_t align_up(size_t b) { return (b + 255) / 256 * 256; }
 
 typedef struct occ_ws {
     occ_pair *pairs;
@@ -41,7 +41,7 @@ static size_t carve(void *base, int64_t n, occ_ws *w)
     char *b = base;
 #define TAKE(field, type)                                \
     w->field = b ? (type *)(void *)(b + off) : NULL;     \
-    off += align_up(un * sizeof(type));
+    off += gpuml_align_up(un * sizeof(type));
     TAKE(pairs, occ_pair)
     TAKE(keys, uint64_t)
     TAKE(acc, uint64_t)

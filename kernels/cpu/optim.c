@@ -13,14 +13,14 @@ typedef struct optim_args {
 GPUML_KRANGE(sgd_range, optim_args)
 {
     for (int64_t i = begin; i < end; i++)
-        gpuml_k_sgd(a->p + i, a->g[i] * a->s, a->buf ? a->buf + i : NULL, a->lr, a->momentum, a->dampening, a->wd,
+        gpuml_k_sgd(a->p + i, a->g[i], a->s, a->buf ? a->buf + i : NULL, a->lr, a->momentum, a->dampening, a->wd,
                     a->nesterov, a->first);
 }
 
 GPUML_KRANGE(adam_range, optim_args)
 {
     for (int64_t i = begin; i < end; i++)
-        gpuml_k_adam(a->p + i, a->g[i] * a->s, a->m + i, a->v + i, a->lr, a->beta1, a->beta2, a->eps, a->wd,
+        gpuml_k_adam(a->p + i, a->g[i], a->s, a->m + i, a->v + i, a->lr, a->beta1, a->beta2, a->eps, a->wd,
                      a->decoupled, a->step_size, a->bc2_sqrt);
 }
 
@@ -29,7 +29,7 @@ gpuml_status gpuml_cpu_optim_sgd(const gpuml_kctx *k, int64_t n, float *p, const
                                  int first)
 {
     optim_args a = {0};
-    a.p = p, a.g = g, a.buf = buf, a.s = gscale ? *gscale : 1.0f, a.lr = lr, a.momentum = momentum;
+    a.p = p, a.g = g, a.buf = buf, a.s = gpuml_k_grad_scale(gscale), a.lr = lr, a.momentum = momentum;
     a.dampening = dampening, a.wd = wd, a.nesterov = nesterov, a.first = first;
     gpuml_kfor(k, n, n, 0, sgd_range, &a);
     return GPUML_OK;
@@ -40,7 +40,7 @@ gpuml_status gpuml_cpu_optim_adam(const gpuml_kctx *k, int64_t n, float *p, cons
                                   int decoupled, float step_size, float bc2_sqrt)
 {
     optim_args a = {0};
-    a.p = p, a.g = g, a.m = m, a.v = v, a.s = gscale ? *gscale : 1.0f, a.lr = lr, a.beta1 = beta1, a.beta2 = beta2;
+    a.p = p, a.g = g, a.m = m, a.v = v, a.s = gpuml_k_grad_scale(gscale), a.lr = lr, a.beta1 = beta1, a.beta2 = beta2;
     a.eps = eps, a.wd = wd, a.decoupled = decoupled, a.step_size = step_size, a.bc2_sqrt = bc2_sqrt;
     gpuml_kfor(k, n, n, 0, adam_range, &a);
     return GPUML_OK;

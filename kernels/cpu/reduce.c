@@ -13,17 +13,8 @@ typedef struct reduce_args {
 
 GPUML_KRANGE(reduce_grad_range, reduce_args)
 {
-    int64_t inner = a->inner, len = a->len;
-    for (int64_t e = begin; e < end; e++) {
-        int64_t i = e % inner, l = (e / inner) % len, o = e / (inner * len);
-        int64_t j = o * inner + i;
-        float g = a->gout[j];
-        switch (a->op) {
-        case GPUML_REDUCE_SUM: a->out[e] = g; break;
-        case GPUML_REDUCE_MEAN: a->out[e] = g / (float)len; break;
-        default: a->out[e] = a->arg_in[j] == l ? g : 0.0f; break;
-        }
-    }
+    for (int64_t e = begin; e < end; e++)
+        a->out[e] = gpuml_k_reduce_grad_elem(a->op, a->gout, a->arg_in, a->len, a->inner, e);
 }
 
 /* One level of a fixed-order reduction (kernels/reduce.h): each element is

@@ -21,7 +21,7 @@ GPUML_KRANGE(rand_range, rng_args)
 GPUML_KRANGE(dropout_range, rng_args)
 {
     for (int64_t i = begin; i < end; i++)
-        a->y[i] = a->x[i] * gpuml_k_dropout_scale(a->seed, a->base, i, a->p0);
+        a->y[i] = gpuml_k_dropout(a->seed, a->base, i, a->p0, a->x[i]);
 }
 
 /* A Philox draw costs about eight element operations. */

@@ -32,7 +32,7 @@ static __global__ void binary_grad_kernel(int op, gpuml_k_bcast bc, int64_t n, c
 
 static __global__ void axpby_kernel(int64_t n, float alpha, const float *x, float beta, float *y)
 {
-    GPUML_GRID_STRIDE(i, n) y[i] = beta == 0.0f ? alpha * x[i] : fmaf(alpha, x[i], beta * y[i]);
+    GPUML_GRID_STRIDE(i, n) y[i] = gpuml_k_axpby(alpha, x[i], beta, y[i]);
 }
 
 static int64_t host_numel(const gpuml_k_bcast &bc)
@@ -78,7 +78,7 @@ extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float a
 
 static __global__ void affine_kernel(int64_t n, float a, const float *x, float b, float *y)
 {
-    GPUML_GRID_STRIDE(i, n) y[i] = fmaf(a, x[i], b);
+    GPUML_GRID_STRIDE(i, n) y[i] = gpuml_k_affine(a, x[i], b);
 }
 
 extern "C" gpuml_status gpuml_cuda_affine(const gpuml_kctx *k, int64_t n, float a, const float *x, float b, float *y)

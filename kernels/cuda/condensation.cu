@@ -30,8 +30,7 @@ static __global__ void oc_alpha_row_kernel(const float *beta, const int32_t *tru
             continue;
         int64_t e = b * nobj + t;
         atomicMin((unsigned long long *)&first[e], (unsigned long long)i);
-        if (beta[i] == beta[i])
-            atomicMax((unsigned long long *)&key[e], (unsigned long long)gpuml_k_oc_alpha_key(beta[i], i - begin));
+        atomicMax((unsigned long long *)&key[e], (unsigned long long)gpuml_k_oc_alpha_key(beta[i], i - begin));
     }
 }
 

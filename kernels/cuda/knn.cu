@@ -21,6 +21,7 @@
 #define GPUML_KNN_GMAX 1
 #include "../kernels.h"
 #include "../knn.h"
+#include "../../libgpuml/core/align.h"
 #include "launch.cuh"
 
 struct knn_max_op {
@@ -78,7 +79,7 @@ static size_t carve(void *base, int64_t n, int d, int64_t nev, int k, knn_cuda_w
     for (int i = 0; i < 13; i++) {
         if (base)
             *ptrs[i] = (char *)base + off;
-        off += (sizes[i] + 255) / 256 * 256;
+        off += gpuml_align_up(sizes[i]);
     }
     w->tmp_bytes = tmp;
     return off;
@@ -108,56 +109,25 @@ static __global__ void splits_check_kernel(const int64_t *rs, int64_t nev, int64
     }
 }
 
-/* Event of a row or sorted index t: the last e with rs[e] <= t. */
-static __device__ int64_t event_of(const int64_t *rs, int64_t nev, int64_t t)
-{
-    int64_t lo = 0, hi = nev;
-    while (hi - lo > 1) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (rs[mid] <= t)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 #define EV_BLOCK 256
 
-/* One block per event: finite count and box, mode, levels. */
+/* One block per event: finite count and box (a tree over the block's
+ * accumulators), mode, levels. */
 static __global__ void event_kernel(const float *x, int d, int db, const int64_t *rs, int64_t nev, int k, int algo,
                                     gpuml_k_knn_event *ev)
 {
-    __shared__ float s_lo[GPUML_KNN_MAXBIN][EV_BLOCK], s_hi[GPUML_KNN_MAXBIN][EV_BLOCK];
-    __shared__ long long s_cnt[EV_BLOCK];
+    __shared__ gpuml_k_knn_acc s_acc[EV_BLOCK];
     for (int64_t e = blockIdx.x; e < nev; e += gridDim.x) {
         int64_t start = rs[e], n = rs[e + 1] - start;
-        float lo[GPUML_KNN_MAXBIN], hi[GPUML_KNN_MAXBIN];
-        for (int c = 0; c < GPUML_KNN_MAXBIN; c++)
-            lo[c] = INFINITY, hi[c] = -INFINITY;
-        long long cnt = 0;
-        for (int64_t r = start + threadIdx.x; r < start + n; r += blockDim.x) {
-            const float *xr = x + r * d;
-            if (!gpuml_k_knn_finite_row(xr, d))
-                continue;
-            cnt++;
-            for (int c = 0; c < db; c++) {
-                lo[c] = fminf(lo[c], xr[c]);
-                hi[c] = fmaxf(hi[c], xr[c]);
-            }
-        }
-        for (int c = 0; c < GPUML_KNN_MAXBIN; c++)
-            s_lo[c][threadIdx.x] = lo[c], s_hi[c][threadIdx.x] = hi[c];
-        s_cnt[threadIdx.x] = cnt;
+        gpuml_k_knn_acc acc;
+        gpuml_k_knn_acc_init(&acc);
+        for (int64_t r = start + threadIdx.x; r < start + n; r += blockDim.x)
+            gpuml_k_knn_acc_row(&acc, x + r * d, d, db);
+        s_acc[threadIdx.x] = acc;
         __syncthreads();
-        for (int h = EV_BLOCK / 2; h > 0; h /= 2) { /* min, max and sums of integers: order-free */
-            if (threadIdx.x < h) {
-                for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {
-                    s_lo[c][threadIdx.x] = fminf(s_lo[c][threadIdx.x], s_lo[c][threadIdx.x + h]);
-                    s_hi[c][threadIdx.x] = fmaxf(s_hi[c][threadIdx.x], s_hi[c][threadIdx.x + h]);
-                }
-                s_cnt[threadIdx.x] += s_cnt[threadIdx.x + h];
-            }
+        for (int h = EV_BLOCK / 2; h > 0; h /= 2) {
+            if (threadIdx.x < h)
+                gpuml_k_knn_acc_merge(&s_acc[threadIdx.x], &s_acc[threadIdx.x + h]);
             __syncthreads();
         }
         if (threadIdx.x == 0) {
@@ -165,13 +135,9 @@ static __global__ void event_kernel(const float *x, int d, int db, const int64_t
             E.start = start;
             E.n = n;
             E.mode = gpuml_k_knn_mode(n, d, algo);
-            E.nscan = E.mode == GPUML_KNN_MODE_GRID ? (int64_t)s_cnt[0] : n;
+            E.nscan = E.mode == GPUML_KNN_MODE_GRID ? s_acc[0].cnt : n;
             E.levels = E.mode == GPUML_KNN_MODE_GRID ? gpuml_k_knn_levels_for(gpuml_k_knn_ncells(E.nscan)) : 0;
-            for (int c = 0; c < GPUML_KNN_MAXBIN; c++) {
-                bool any = c < db && s_cnt[0] > 0;
-                E.lo[c] = any ? s_lo[c][0] : 0.0f;
-                E.hi[c] = any ? s_hi[c][0] : 0.0f;
-            }
+            gpuml_k_knn_acc_box(&s_acc[0], db, E.lo, E.hi);
             ev[e] = E;
         }
         __syncthreads();
@@ -183,7 +149,7 @@ static __global__ void key_kernel(const float *x, int64_t n, int d, int db, cons
 {
     GPUML_GRID_STRIDE(r, n)
     {
-        int64_t e = event_of(rs, nev, r);
+        int64_t e = gpuml_k_event_of_row(rs, nev, r);
         const float *xr = x + r * d;
         uint64_t key = 0; /* brute force: row order */
         if (ev[e].mode == GPUML_KNN_MODE_GRID)
@@ -205,7 +171,7 @@ static __global__ void copy_kernel(const float *x, int64_t n, int d, const int64
 {
     GPUML_GRID_STRIDE(t, n)
     {
-        int64_t e = event_of(rs, nev, t), start = rs[e], p = t - start;
+        int64_t e = gpuml_k_event_of_row(rs, nev, t), start = rs[e], p = t - start;
         int64_t pb = gpuml_k_knn_pbase(start, e), cs = gpuml_k_knn_colstride(rs[e + 1] - start);
         int64_t r = rows[t];
         perm[pb + p] = (int32_t)r;

@@ -96,6 +96,39 @@ static inline gpuml_status gpuml_cuda_check(const char *op)
     return GPUML_OK;
 }
 
+/* Block-wide collectives over integers (flags, counts): how a launcher
+ * combines its threads' bookkeeping, exact and order-free, so no op's
+ * arithmetic lives here. B is the block size the kernel was launched with;
+ * s is a __shared__ int[B]; every thread of the block must call. */
+template <int B> static __device__ int gpuml_cuda_block_or(int v, int *s)
+{
+    s[threadIdx.x] = v;
+    __syncthreads();
+    for (int h = B / 2; h > 0; h /= 2) {
+        if (threadIdx.x < h)
+            s[threadIdx.x] |= s[threadIdx.x + h];
+        __syncthreads();
+    }
+    int r = s[0];
+    __syncthreads();
+    return r;
+}
+
+/* Inclusive prefix sum of v over the block's threads in thread order
+ * (Hillis-Steele); s[B - 1] holds the block's total until the next call. */
+template <int B> static __device__ int gpuml_cuda_block_scan(int v, int *s)
+{
+    s[threadIdx.x] = v;
+    __syncthreads();
+    for (int off = 1; off < B; off <<= 1) {
+        int w = threadIdx.x >= off ? s[threadIdx.x - off] : 0;
+        __syncthreads();
+        s[threadIdx.x] += w;
+        __syncthreads();
+    }
+    return s[threadIdx.x];
+}
+
 /* In the emulated build every loop iteration of a CUDA thread is counted
  * for the launch report (tests/cudaemu/wrap.cpp.in), this one included. */
 #define GPUML_GRID_STRIDE(i, n) \

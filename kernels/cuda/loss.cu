@@ -6,13 +6,13 @@
 
 static __global__ void bce_kernel(int64_t n, int64_t c, const float *x, const float *y, const float *pw, float *out)
 {
-    GPUML_GRID_STRIDE(e, n * c) out[e] = gpuml_k_bce_logits(x[e], y[e], pw ? pw[e % c] : 1.0f);
+    GPUML_GRID_STRIDE(e, n * c) out[e] = gpuml_k_bce_elem(x, y, pw, c, e);
 }
 
 static __global__ void bce_grad_kernel(int64_t n, int64_t c, const float *x, const float *y, const float *pw,
                                        const float *gout, float *gx)
 {
-    GPUML_GRID_STRIDE(e, n * c) gx[e] = gout[e] * gpuml_k_bce_logits_grad(x[e], y[e], pw ? pw[e % c] : 1.0f);
+    GPUML_GRID_STRIDE(e, n * c) gx[e] = gpuml_k_bce_grad_elem(x, y, pw, gout, c, e);
 }
 
 static __global__ void ce_kernel(const float *x, int64_t rows, int64_t c, const void *labels, int is64, float *nll,

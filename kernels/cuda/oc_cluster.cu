@@ -26,6 +26,7 @@
 #include "../kernels.h"
 #include "../oc_cluster.h"
 #include "../segment.h"
+#include "../../libgpuml/core/align.h"
 #include "launch.cuh"
 
 #define OCC_BLOCK 256
@@ -66,7 +67,7 @@ static size_t carve(void *base, int64_t n, int64_t nev, occ_cuda_ws *w)
     for (int i = 0; i < 10; i++) {
         if (base)
             *ptrs[i] = (char *)base + off;
-        off += (sizes[i] + 255) / 256 * 256;
+        off += gpuml_align_up(sizes[i]);
     }
     w->tmp_bytes = tmp;
     return off;
@@ -113,20 +114,6 @@ static __global__ void occ_key_kernel(gpuml_k_occ P, int mode, int32_t *state, u
     }
 }
 
-static __device__ int occ_block_or(int v, int *s)
-{
-    s[threadIdx.x] = v;
-    __syncthreads();
-    for (int h = OCC_BLOCK / 2; h > 0; h /= 2) {
-        if (threadIdx.x < h)
-            s[threadIdx.x] |= s[threadIdx.x + h];
-        __syncthreads();
-    }
-    int r = s[0];
-    __syncthreads();
-    return r;
-}
-
 static __global__ void occ_mis_kernel(gpuml_k_occ P, const uint64_t *keys, const int32_t *rows, int32_t *state,
                                       int32_t *next)
 {
@@ -148,7 +135,7 @@ static __global__ void occ_mis_kernel(gpuml_k_occ P, const uint64_t *keys, const
                 if (state[i] == GPUML_OCC_OPEN)
                     state[i] = next[i];
             }
-            if (!occ_block_or(open, s_red)) /* its barrier publishes the new states */
+            if (!gpuml_cuda_block_or<OCC_BLOCK>(open, s_red)) /* its barrier publishes the new states */
                 break;
         }
     }
@@ -173,16 +160,9 @@ static __global__ void occ_rank_kernel(gpuml_k_occ P, const int32_t *state, int3
         for (int64_t base = b; base < end; base += OCC_BLOCK) {
             int64_t i = base + threadIdx.x;
             int f = i < end && state[i] == GPUML_OCC_IN;
-            s_scan[threadIdx.x] = f;
-            __syncthreads();
-            for (int off = 1; off < OCC_BLOCK; off <<= 1) {
-                int v = threadIdx.x >= off ? s_scan[threadIdx.x - off] : 0;
-                __syncthreads();
-                s_scan[threadIdx.x] += v;
-                __syncthreads();
-            }
+            int upto = gpuml_cuda_block_scan<OCC_BLOCK>(f, s_scan);
             if (f) {
-                int64_t s = carry + s_scan[threadIdx.x] - 1;
+                int64_t s = carry + upto - 1;
                 slot[i] = (int32_t)s;
                 cp[b + s] = (int32_t)(i - b);
             }

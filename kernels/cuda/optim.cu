@@ -6,17 +6,17 @@
 static __global__ void sgd_kernel(int64_t n, float *p, const float *g, float *buf, const float *gscale, float lr,
                                   float momentum, float dampening, float wd, int nesterov, int first)
 {
-    float s = gscale ? *gscale : 1.0f;
-    GPUML_GRID_STRIDE(i, n) gpuml_k_sgd(p + i, g[i] * s, buf ? buf + i : nullptr, lr, momentum, dampening, wd, nesterov, first);
+    float s = gpuml_k_grad_scale(gscale);
+    GPUML_GRID_STRIDE(i, n) gpuml_k_sgd(p + i, g[i], s, buf ? buf + i : nullptr, lr, momentum, dampening, wd, nesterov, first);
 }
 
 static __global__ void adam_kernel(int64_t n, float *p, const float *g, float *m, float *v, const float *gscale,
                                    float lr, float beta1, float beta2, float eps, float wd, int decoupled,
                                    float step_size, float bc2_sqrt)
 {
-    float s = gscale ? *gscale : 1.0f;
+    float s = gpuml_k_grad_scale(gscale);
     GPUML_GRID_STRIDE(i, n)
-    gpuml_k_adam(p + i, g[i] * s, m + i, v + i, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
+    gpuml_k_adam(p + i, g[i], s, m + i, v + i, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
 }
 
 /* O(1): the sum of squares is already reduced. */

@@ -15,13 +15,7 @@ static __global__ void reduce_level_kernel(gpuml_k_rjob j, int level, gpuml_k_rp
 static __global__ void reduce_grad_kernel(int op, const float *gout, const int64_t *arg, int64_t outer, int64_t len,
                                           int64_t inner, float *gx)
 {
-    GPUML_GRID_STRIDE(e, outer * len * inner)
-    {
-        int64_t i = e % inner, l = (e / inner) % len, o = e / (inner * len);
-        int64_t j = o * inner + i;
-        float g = gout[j];
-        gx[e] = op == GPUML_REDUCE_SUM ? g : op == GPUML_REDUCE_MEAN ? g / (float)len : (arg[j] == l ? g : 0.0f);
-    }
+    GPUML_GRID_STRIDE(e, outer * len * inner) gx[e] = gpuml_k_reduce_grad_elem(op, gout, arg, len, inner, e);
 }
 
 static __global__ void softmax_kernel(const float *x, float *y, int64_t rows, int64_t n, int take_log)

@@ -21,7 +21,7 @@ extern "C" gpuml_status gpuml_cuda_rand(const gpuml_kctx *k, int normal, uint64_
 
 static __global__ void dropout_kernel(uint64_t seed, uint64_t base, int64_t n, float p, const float *x, float *y)
 {
-    GPUML_GRID_STRIDE(i, n) y[i] = x[i] * gpuml_k_dropout_scale(seed, base, i, p);
+    GPUML_GRID_STRIDE(i, n) y[i] = gpuml_k_dropout(seed, base, i, p, x[i]);
 }
 
 extern "C" gpuml_status gpuml_cuda_dropout(const gpuml_kctx *k, uint64_t seed, uint64_t base, int64_t n, float p,

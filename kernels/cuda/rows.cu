@@ -7,6 +7,7 @@
 
 #include "../kernels.h"
 #include "../rows.h"
+#include "../../libgpuml/core/align.h"
 #include "launch.cuh"
 
 static __global__ void gather_kernel(const char *x, int64_t n, const void *idx, int is64, char *out, int64_t m,
@@ -82,7 +83,7 @@ static int csr_key_bits(int64_t ntargets)
 static size_t csr_carve(void *ws, int64_t m, uint32_t **keys, uint32_t **keys2, int64_t **vals, int64_t **vals2,
                         void **tmp)
 {
-    size_t kb = ((size_t)m * sizeof(uint32_t) + 255) / 256 * 256, vb = ((size_t)m * sizeof(int64_t) + 255) / 256 * 256;
+    size_t kb = gpuml_align_up((size_t)m * sizeof(uint32_t)), vb = gpuml_align_up((size_t)m * sizeof(int64_t));
     char *p = (char *)ws;
     *keys = (uint32_t *)p;
     *keys2 = (uint32_t *)(p + kb);

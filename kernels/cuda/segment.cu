@@ -36,7 +36,7 @@ static __global__ void segment_grad_kernel(int op, const float *gout, const int6
         int64_t b = gpuml_k_event_of_row(row_splits, batch, r), begin, end;
         int bad = 0;
         gpuml_k_segment(row_splits, b, nrows, &begin, &end, &bad);
-        gx[e] = (r >= begin && r < end) ? gpuml_k_segment_grad_one(op, gout, arg, ncols, b, begin, end, r, c) : 0.0f;
+        gx[e] = gpuml_k_segment_grad_one(op, gout, arg, ncols, b, begin, end, r, c);
     }
 }
 

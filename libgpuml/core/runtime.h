@@ -42,16 +42,8 @@ static inline double gpuml_clock_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---- alignment ----------------------------------------------------------
- * Every piece of a workspace carved from one allocation starts on 256
- * bytes: cudaMalloc's alignment, enough for any vector load and for the
- * i64 / f64 arrays that follow f32 ones. */
-#define GPUML_ALIGN 256
-
-static inline size_t gpuml_align_up(size_t bytes)
-{
-    return (bytes + GPUML_ALIGN - 1) / GPUML_ALIGN * GPUML_ALIGN;
-}
+/* ---- alignment: core/align.h (the kernels' workspaces use it too) ------ */
+#include "align.h"
 
 /* ---- logging ------------------------------------------------------------
  * "gpuml <level>: msg" on stderr: where contexts, engines and communicators

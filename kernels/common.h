@@ -40,6 +40,21 @@
 extern "C" {
 #endif
 
+/* Why a kernel failed, beside the status it returns. Kernels format
+ * nothing, allocate nothing and call nothing above them: they fill this
+ * with static text and values, and the op layer (ops/dispatch.h,
+ * gpuml_launch_done) writes the message the caller sees:
+ *   "<what> (<v0>[, <v1>]): <detail> (<code>)"
+ * with the parts that are set. */
+typedef struct gpuml_kfail {
+    const char *op;     /* the kernel, as the message names it           */
+    const char *what;   /* what was wrong: static text                   */
+    const char *detail; /* a backend's own static error text, or NULL    */
+    const char *code;   /* the backend's error name (cudaErrorXxx), NULL */
+    long long v[2];     /* the values what speaks of, nv of them          */
+    int nv;
+} gpuml_kfail;
+
 /* What a driver needs from the context, in a form both C and CUDA C++ can
  * read (the context struct itself is C-only). */
 struct gpuml_executor;
@@ -53,16 +68,29 @@ typedef struct gpuml_kctx {
     int device;      /* CUDA: device ordinal                                */
     int *dev_error;  /* CUDA: word set by kernels on invalid input          */
     void *cublas;    /* CUDA: cublasHandle_t bound to stream                */
+    gpuml_kfail *fail;/* where a failing kernel says why (NULL: nowhere)    */
 } gpuml_kctx;
-
-/* Record an error for the calling thread (implemented in core/status.c). */
-struct gpuml_ctx;
-gpuml_status gpuml_fail(const struct gpuml_ctx *ctx, gpuml_status status, const char *fn,
-                        const char *fmt, ...);
 
 #ifdef __cplusplus
 }
 #endif
+
+/* Returns st after recording why in k->fail (when there is one). what,
+ * detail and code must be static strings. */
+static inline gpuml_status gpuml_k_fail(const gpuml_kctx *k, gpuml_status st, const char *op, const char *what,
+                                        const char *detail, const char *code, int nv, long long v0, long long v1)
+{
+    if (k && k->fail) {
+        k->fail->op = op;
+        k->fail->what = what;
+        k->fail->detail = detail;
+        k->fail->code = code;
+        k->fail->v[0] = v0;
+        k->fail->v[1] = v1;
+        k->fail->nv = nv;
+    }
+    return st;
+}
 
 /* Below this many elements a CPU loop runs on one thread: forking costs more. */
 #define GPUML_PAR_GRAIN 32768

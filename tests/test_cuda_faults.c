@@ -118,11 +118,17 @@ static void test_kernel_fault_is_sticky(void **state)
     st = gpuml_ctx_synchronize(ctx);
     assert_int_equal(st, GPUML_ERR_CUDA);
     assert_non_null(strstr(gpuml_last_error(), "illegal memory access"));
-    /* sticky: later work on the device fails too, the host is fine */
+    /* sticky: later work on the device fails too, the host is fine. The
+     * launch itself sees the error (cudaGetLastError returns a sticky one),
+     * and the kernel's own words - op, what failed, CUDA's text and name -
+     * reach the caller through the op layer (kernels call no library). */
+    gpuml_clear_error();
     st = gpuml_relu(ctx, x, y);
-    if (st == GPUML_OK)
-        st = gpuml_ctx_synchronize(ctx);
     assert_int_equal(st, GPUML_ERR_CUDA);
+    assert_non_null(strstr(gpuml_last_error(), "kernel launch failed"));
+    assert_non_null(strstr(gpuml_last_error(), "unary"));
+    assert_non_null(strstr(gpuml_last_error(), "cudaErrorIllegalAddress"));
+    assert_non_null(strstr(gpuml_ctx_last_error(ctx), "kernel launch failed"));
     gpuml_emu_clear_sticky(0); /* a real process would have to restart */
     assert_int_equal(gpuml_relu(ctx, x, y), GPUML_OK);
     assert_int_equal(gpuml_ctx_synchronize(ctx), GPUML_OK);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "../kernels/kernels.h"
 
 typedef struct {
     gpuml_ctx *ctx;
@@ -299,6 +300,34 @@ static void test_accumulate(void **state)
     gpuml_tensor_destroy(gb);
 }
 
+/* A kernel says why it failed in the record its context hands down
+ * (kernels/common.h, gpuml_kfail): static text and values, no call into
+ * the library. Without a record it still returns the status. */
+static void test_kernel_failure_record(void **state)
+{
+    (void)state;
+    gpuml_kfail rec;
+    memset(&rec, 0, sizeof rec);
+    gpuml_kctx k;
+    memset(&k, 0, sizeof k);
+    k.exec = gpuml_executor_serial();
+    k.nthreads = 1;
+    k.fail = &rec;
+    float x[4] = {1, 2, 3, 4}, y[4] = {0};
+    gpuml_clear_error();
+    assert_int_equal(gpuml_cpu_unary(&k, 9999, 0.0f, 4, x, y), GPUML_ERR_INVALID_ARGUMENT);
+    assert_non_null(rec.what);
+    assert_non_null(strstr(rec.what, "unknown unary op"));
+    assert_non_null(rec.op);
+    assert_int_equal(rec.nv, 1);
+    assert_int_equal(rec.v[0], 9999);
+    assert_string_equal(gpuml_last_error(), ""); /* the kernel wrote no message itself */
+    for (int i = 0; i < 4; i++)
+        assert_true(y[i] == 0.0f); /* and changed nothing */
+    k.fail = NULL;
+    assert_int_equal(gpuml_cpu_unary(&k, 9999, 0.0f, 4, x, y), GPUML_ERR_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +336,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_inf_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accumulate, setup, teardown),
+        cmocka_unit_test(test_kernel_failure_record),
     };
     return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
 }

@@ -116,7 +116,8 @@ gpuml_status gpuml_cpu_gemm(const gpuml_kctx *k, int ta, int tb, int64_t m, int6
     g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = stride_c;
 #if GPUML_HAVE_BLAS
     if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX)
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for CBLAS");
+        return gpuml_k_fail(k, GPUML_ERR_UNSUPPORTED, "gemm", "a matrix dimension (m, n or k) above 2^31-1 for CBLAS",
+                            NULL, NULL, 0, 0, 0);
     choose_tiles(m, n, batch, &g.bm, &g.bn);
     g.tm = (m + g.bm - 1) / g.bm, g.tn = (n + g.bn - 1) / g.bn;
     int64_t ntiles = batch * g.tm * g.tn;

@@ -39,7 +39,7 @@ static gpuml_status run(const gpuml_kctx *k, int op, int grad, unary_args *a, in
     gpuml_range_fn fn = NULL;
     switch (op) {
         ALL_UNARY(UNARY_CASE)
-    default: return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, name, "op %d", op);
+    default: return gpuml_k_fail(k, GPUML_ERR_INVALID_ARGUMENT, name, "unknown unary op", NULL, NULL, 1, op, 0);
     }
     gpuml_kfor(k, n, n, 0, fn, a);
     return GPUML_OK;

@@ -80,7 +80,7 @@ static __global__ void aggregate_grad_kernel(const float *gout, const uint8_t *m
             return GPUML_OK;                                                                           \
         GPUML_CUDA_ENTER(k, name);                                                                     \
         GPUML_CUDA_LAUNCH(kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(__VA_ARGS__);        \
-        return gpuml_cuda_check(name);                                                                 \
+        return gpuml_cuda_check(k, name);                                                                 \
     } while (0)
 
 extern "C" gpuml_status gpuml_cuda_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy,
@@ -174,11 +174,12 @@ struct bn_descs {
     }
 };
 
-static gpuml_status cudnn_status(const gpuml_cudnn *dn, cudnnStatus_t s, const char *fn, const char *what)
+static gpuml_status cudnn_status(const gpuml_kctx *k, const gpuml_cudnn *dn, cudnnStatus_t s, const char *fn,
+                                 const char *what)
 {
     if (s == CUDNN_STATUS_SUCCESS)
         return GPUML_OK;
-    return gpuml_fail(NULL, GPUML_ERR_CUDNN, fn, "%s failed: %s", what, dn->GetErrorString(s));
+    return gpuml_k_fail(k, GPUML_ERR_CUDNN, fn, what, dn->GetErrorString(s), NULL, 0, 0, 0);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn, int training, int64_t R, int64_t C,
@@ -191,7 +192,7 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn
     const gpuml_cudnn *dn = (const gpuml_cudnn *)cudnn;
     bn_descs d(dn, R, C);
     if (d.st != CUDNN_STATUS_SUCCESS)
-        return cudnn_status(dn, d.st, fn, "cudnnSetTensor4dDescriptor");
+        return cudnn_status(k, dn, d.st, fn, "cudnnSetTensor4dDescriptor failed");
     const float one = 1.0f, zero = 0.0f;
     cudnnHandle_t h = dn->handle;
     cudnnStatus_t s;
@@ -201,8 +202,8 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn
     else
         s = dn->BatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x, x, d.x, y, d.c, gamma,
                                                     beta, rm, rv, (double)eps);
-    return cudnn_status(dn, s, fn, training ? "cudnnBatchNormalizationForwardTraining"
-                                        : "cudnnBatchNormalizationForwardInference");
+    return cudnn_status(k, dn, s, fn, training ? "cudnnBatchNormalizationForwardTraining failed"
+                                               : "cudnnBatchNormalizationForwardInference failed");
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_cudnn_bwd(const gpuml_kctx *k, void *cudnn, int64_t R, int64_t C, const float *x,
@@ -215,11 +216,11 @@ extern "C" gpuml_status gpuml_cuda_bn_cudnn_bwd(const gpuml_kctx *k, void *cudnn
     const gpuml_cudnn *dn = (const gpuml_cudnn *)cudnn;
     bn_descs d(dn, R, C);
     if (d.st != CUDNN_STATUS_SUCCESS)
-        return cudnn_status(dn, d.st, fn, "cudnnSetTensor4dDescriptor");
+        return cudnn_status(k, dn, d.st, fn, "cudnnSetTensor4dDescriptor failed");
     const float one = 1.0f, zero = 0.0f, pbeta = accumulate ? 1.0f : 0.0f;
     cudnnStatus_t s = dn->BatchNormalizationBackward(
         dn->handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &pbeta, d.x, x, d.x, gy, d.x, gx, d.c, gamma,
         ggamma, gbeta, (double)eps, save_mean, save_invstd);
-    return cudnn_status(dn, s, fn, "cudnnBatchNormalizationBackward");
+    return cudnn_status(k, dn, s, fn, "cudnnBatchNormalizationBackward failed");
 }
 #endif

@@ -51,7 +51,7 @@ extern "C" gpuml_status gpuml_cuda_binary(const gpuml_kctx *k, int op, gpuml_k_b
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "binary");
     GPUML_CUDA_LAUNCH(binary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, out);
-    return gpuml_cuda_check("binary");
+    return gpuml_cuda_check(k, "binary");
 }
 
 extern "C" gpuml_status gpuml_cuda_binary_grad(const gpuml_kctx *k, int op, gpuml_k_bcast bc, const float *a,
@@ -63,7 +63,7 @@ extern "C" gpuml_status gpuml_cuda_binary_grad(const gpuml_kctx *k, int op, gpum
     GPUML_CUDA_ENTER(k, "binary_grad");
     GPUML_CUDA_LAUNCH(binary_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, g, ga_full,
                                                                                          gb_full);
-    return gpuml_cuda_check("binary_grad");
+    return gpuml_cuda_check(k, "binary_grad");
 }
 
 extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float alpha, const float *x, float beta,
@@ -73,7 +73,7 @@ extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float a
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "axpby");
     GPUML_CUDA_LAUNCH(axpby_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, alpha, x, beta, y);
-    return gpuml_cuda_check("axpby");
+    return gpuml_cuda_check(k, "axpby");
 }
 
 static __global__ void affine_kernel(int64_t n, float a, const float *x, float b, float *y)
@@ -87,5 +87,5 @@ extern "C" gpuml_status gpuml_cuda_affine(const gpuml_kctx *k, int64_t n, float 
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "affine");
     GPUML_CUDA_LAUNCH(affine_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, a, x, b, y);
-    return gpuml_cuda_check("affine");
+    return gpuml_cuda_check(k, "affine");
 }

@@ -19,7 +19,7 @@ extern "C" gpuml_status gpuml_cuda_cast(const gpuml_kctx *k, int64_t n, const vo
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "cast");
     GPUML_CUDA_LAUNCH(cast_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, x, xt, y, yt);
-    return gpuml_cuda_check("cast");
+    return gpuml_cuda_check(k, "cast");
 }
 
 extern "C" gpuml_status gpuml_cuda_fill(const gpuml_kctx *k, int64_t n, void *y, int yt, double value)
@@ -28,5 +28,5 @@ extern "C" gpuml_status gpuml_cuda_fill(const gpuml_kctx *k, int64_t n, void *y,
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "fill");
     GPUML_CUDA_LAUNCH(fill_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, y, yt, value);
-    return gpuml_cuda_check("fill");
+    return gpuml_cuda_check(k, "fill");
 }

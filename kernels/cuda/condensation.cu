@@ -118,11 +118,11 @@ static __global__ void oc_vertex_grad_kernel(const float *beta, const float *x, 
 }
 
 /* n < 2^32: the condensation-point keys hold a row offset in 32 bits. */
-static gpuml_status oc_fits(int64_t n, const char *fn)
+static gpuml_status oc_fits(const gpuml_kctx *k, int64_t n, const char *fn)
 {
     if (n > (int64_t)UINT32_MAX)
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn, "%lld rows: the CUDA object condensation takes < 2^32",
-                          (long long)n);
+        return gpuml_k_fail(k, GPUML_ERR_UNSUPPORTED, fn, "rows: the CUDA object condensation takes fewer than 2^32",
+                            NULL, NULL, 1, n, 0);
     return GPUML_OK;
 }
 
@@ -132,7 +132,7 @@ extern "C" gpuml_status gpuml_cuda_oc_forward(const gpuml_kctx *k, const float *
                                               int64_t *alpha, float *vterm, float *stats, float *out, void *ws)
 {
     static const char fn[] = "object_condensation";
-    gpuml_status st = oc_fits(n, fn);
+    gpuml_status st = oc_fits(k, n, fn);
     if (st != GPUML_OK)
         return st;
     GPUML_CUDA_ENTER(k, fn);
@@ -155,7 +155,7 @@ extern "C" gpuml_status gpuml_cuda_oc_forward(const gpuml_kctx *k, const float *
         GPUML_CUDA_LAUNCH(oc_event_terms_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(beta, truth, vterm, n,
                                                                                              w.terms);
     }
-    st = gpuml_cuda_check(fn);
+    st = gpuml_cuda_check(k, fn);
     if (st == GPUML_OK && batch > 0)
         st = gpuml_cuda_segment_reduce(k, gpuml_k_oc_seg(&w, row_splits, n, batch, 3, NULL, w.sums));
     if (st != GPUML_OK)
@@ -167,13 +167,13 @@ extern "C" gpuml_status gpuml_cuda_oc_forward(const gpuml_kctx *k, const float *
         GPUML_CUDA_LAUNCH(oc_terms_kernel, gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s)(stats, batch,
                                                                                            (double *)w.total);
     }
-    st = gpuml_cuda_check(fn);
+    st = gpuml_cuda_check(k, fn);
     if (st == GPUML_OK)
         st = gpuml_cuda_reduce(k, j);
     if (st != GPUML_OK)
         return st;
     GPUML_CUDA_LAUNCH(oc_finish_kernel, 1, 1, 0, s)(j.out_d, out);
-    return gpuml_cuda_check(fn);
+    return gpuml_cuda_check(k, fn);
 }
 
 extern "C" gpuml_status gpuml_cuda_oc_backward(const gpuml_kctx *k, const float *beta, const float *x,
@@ -191,7 +191,7 @@ extern "C" gpuml_status gpuml_cuda_oc_backward(const gpuml_kctx *k, const float 
     if (batch > 0)
         GPUML_CUDA_LAUNCH(oc_terms_kernel, gpuml_cuda_grid(batch), GPUML_CUDA_BLOCK, 0, s)(stats, batch,
                                                                                            (double *)w.total);
-    gpuml_status st = gpuml_cuda_check(fn);
+    gpuml_status st = gpuml_cuda_check(k, fn);
     if (st == GPUML_OK)
         st = gpuml_cuda_reduce(k, j);
     if (st != GPUML_OK)
@@ -201,7 +201,7 @@ extern "C" gpuml_status gpuml_cuda_oc_backward(const gpuml_kctx *k, const float 
         if (n > 0)
             GPUML_CUDA_LAUNCH(oc_object_terms_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
                 beta, x, truth, row_splits, batch, nobj, n, d, q_min, alpha, w.terms);
-        st = gpuml_cuda_check(fn);
+        st = gpuml_cuda_check(k, fn);
         if (st == GPUML_OK)
             st = gpuml_cuda_segment_reduce(k, gpuml_k_oc_seg(&w, row_splits, n, batch, nc, obj_acc, NULL));
         if (st != GPUML_OK)
@@ -210,5 +210,5 @@ extern "C" gpuml_status gpuml_cuda_oc_backward(const gpuml_kctx *k, const float 
     if (n > 0)
         GPUML_CUDA_LAUNCH(oc_vertex_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
             beta, x, truth, row_splits, batch, nobj, n, d, q_min, s_b, alpha, stats, gloss, j.out_d, obj_acc, gbeta, gx);
-    return gpuml_cuda_check(fn);
+    return gpuml_cuda_check(k, fn);
 }

@@ -37,7 +37,7 @@ extern "C" gpuml_status gpuml_cuda_edge_wcat(const gpuml_kctx *k, const float *w
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "edge_first_linear");
     GPUML_CUDA_LAUNCH(wcat_kernel, gpuml_cuda_grid(2 * C * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(w, C, F, wcat);
-    return gpuml_cuda_check("edge_first_linear");
+    return gpuml_cuda_check(k, "edge_first_linear");
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_combine(const gpuml_kctx *k, const float *pn, const float *bias,
@@ -50,7 +50,7 @@ extern "C" gpuml_status gpuml_cuda_edge_combine(const gpuml_kctx *k, const float
     GPUML_CUDA_ENTER(k, "edge_first_linear");
     GPUML_CUDA_LAUNCH(combine_kernel, gpuml_cuda_grid(total), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(pn, bias, idx, n, kk, first, C,
                                                                                          out);
-    return gpuml_cuda_check("edge_first_linear");
+    return gpuml_cuda_check(k, "edge_first_linear");
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_grad_node(const gpuml_kctx *k, const float *gout, const int32_t *idx,
@@ -62,7 +62,7 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_node(const gpuml_kctx *k, const flo
     GPUML_CUDA_ENTER(k, "edge_first_linear_backward");
     GPUML_CUDA_LAUNCH(grad_node_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, idx, rowptr, col, n,
                                                                                            kk, first, C, gpn);
-    return gpuml_cuda_check("edge_first_linear_backward");
+    return gpuml_cuda_check(k, "edge_first_linear_backward");
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_grad_w(const gpuml_kctx *k, const float *gwcat, int64_t C, int64_t F,
@@ -73,5 +73,5 @@ extern "C" gpuml_status gpuml_cuda_edge_grad_w(const gpuml_kctx *k, const float 
     GPUML_CUDA_ENTER(k, "edge_first_linear_backward");
     GPUML_CUDA_LAUNCH(grad_w_kernel, gpuml_cuda_grid(C * 2 * F), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gwcat, C, F, accumulate,
                                                                                             gw);
-    return gpuml_cuda_check("edge_first_linear_backward");
+    return gpuml_cuda_check(k, "edge_first_linear_backward");
 }

@@ -47,7 +47,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_weights(const gpuml_kctx *k, const in
     GPUML_CUDA_ENTER(k, "gravnet_aggregate");
     GPUML_CUDA_LAUNCH(weights_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, d2, n, kk, first, alpha, w,
                                                                                      cnt);
-    return gpuml_cuda_check("gravnet_aggregate");
+    return gpuml_cuda_check(k, "gravnet_aggregate");
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_fwd(const gpuml_kctx *k, const float *h, const int32_t *idx, const float *w,
@@ -58,7 +58,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_fwd(const gpuml_kctx *k, const float 
     GPUML_CUDA_ENTER(k, "gravnet_aggregate");
     GPUML_CUDA_LAUNCH(fwd_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(h, idx, w, n, kk, P, first, out,
                                                                                      am);
-    return gpuml_cuda_check("gravnet_aggregate");
+    return gpuml_cuda_check(k, "gravnet_aggregate");
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_mean(const gpuml_kctx *k, const float *gout, const int32_t *cnt,
@@ -68,7 +68,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_mean(const gpuml_kctx *k, const 
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_mean_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, cnt, n, P, gm);
-    return gpuml_cuda_check("gravnet_aggregate_backward");
+    return gpuml_cuda_check(k, "gravnet_aggregate_backward");
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_d2(const gpuml_kctx *k, const float *h, const int32_t *idx,
@@ -81,7 +81,7 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_d2(const gpuml_kctx *k, const fl
     GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_d2_kernel, gpuml_cuda_grid(n * kk), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(h, idx, w, gm, am, gout, n,
                                                                                           kk, P, first, alpha, gd2);
-    return gpuml_cuda_check("gravnet_aggregate_backward");
+    return gpuml_cuda_check(k, "gravnet_aggregate_backward");
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_h(const gpuml_kctx *k, const int32_t *idx, const float *w,
@@ -94,5 +94,5 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_h(const gpuml_kctx *k, const int
     GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_h_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, w, gm, am, gout, rowptr,
                                                                                         col, n, kk, P, first, gh);
-    return gpuml_cuda_check("gravnet_aggregate_backward");
+    return gpuml_cuda_check(k, "gravnet_aggregate_backward");
 }

@@ -113,7 +113,7 @@ static __global__ void splits_check_kernel(const int64_t *rs, int64_t nev, int64
 
 /* One block per event: finite count and box (a tree over the block's
  * accumulators), mode, levels. */
-static __global__ void event_kernel(const float *x, int d, int db, const int64_t *rs, int64_t nev, int k, int algo,
+static __global__ void event_kernel(const float *x, int d, int db, const int64_t *rs, int64_t nev, int algo,
                                     gpuml_k_knn_event *ev)
 {
     __shared__ gpuml_k_knn_acc s_acc[EV_BLOCK];
@@ -126,7 +126,7 @@ static __global__ void event_kernel(const float *x, int d, int db, const int64_t
         s_acc[threadIdx.x] = acc;
         __syncthreads();
         for (int h = EV_BLOCK / 2; h > 0; h /= 2) {
-            if (threadIdx.x < h)
+            if ((int)threadIdx.x < h)
                 gpuml_k_knn_acc_merge(&s_acc[threadIdx.x], &s_acc[threadIdx.x + h]);
             __syncthreads();
         }
@@ -228,8 +228,8 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     if (n == 0 || nev == 0)
         return GPUML_OK;
     if (n > INT_MAX || nev >= INT_MAX) /* CUB counts items in int */
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn, "%lld rows in %lld events: the CUDA kNN takes at most 2^31 - 1",
-                          (long long)n, (long long)nev);
+        return gpuml_k_fail(k, GPUML_ERR_UNSUPPORTED, fn, "rows, events: the CUDA kNN takes at most 2^31 - 1 of each",
+                            NULL, NULL, 2, n, nev);
     GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
     knn_cuda_ws w;
@@ -244,7 +244,7 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs, k->dev_error);
     /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
     unsigned ev_grid = (unsigned)nev;
-    GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, kk, algo, w.ev);
+    GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, algo, w.ev);
     GPUML_CUDA_LAUNCH(key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
     tb = w.tmp_bytes;
     GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
@@ -265,7 +265,7 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
         GPUML_CUDA_LAUNCH(box_kernel, gpuml_cuda_grid(cap), GPUML_CUDA_BLOCK, 0, s)(v, l, cap, w.boxes);
     }
     GPUML_CUDA_LAUNCH(query_kernel, gpuml_cuda_grid(v.npos), GPUML_CUDA_BLOCK, 0, s)(v, idx, dist2, w.lists);
-    return gpuml_cuda_check(fn);
+    return gpuml_cuda_check(k, fn);
 }
 
 extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x, int64_t n, int d, const int32_t *idx,
@@ -277,5 +277,5 @@ extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x,
     GPUML_CUDA_ENTER(k, "gpuml_knn_backward");
     GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * d), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, n, d, idx, kk, g, rowptr,
                                                                                       col, gx);
-    return gpuml_cuda_check("gpuml_knn_backward");
+    return gpuml_cuda_check(k, "gpuml_knn_backward");
 }

@@ -47,11 +47,11 @@ struct gpuml_cuda_scope {
     gpuml_cuda_scope &operator=(const gpuml_cuda_scope &) = delete;
 };
 
-static inline gpuml_status gpuml_cuda_scope_fail(const char *op, int device, cudaError_t e)
+static inline gpuml_status gpuml_cuda_scope_fail(const gpuml_kctx *k, const char *op, cudaError_t e)
 {
     (void)cudaGetLastError(); /* not sticky: do not let the next launch check report it */
-    return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "selecting CUDA device %d failed: %s (%s)", device,
-                      cudaGetErrorString(e), cudaGetErrorName(e));
+    return gpuml_k_fail(k, GPUML_ERR_CUDA, op, "selecting the context's CUDA device failed", cudaGetErrorString(e),
+                        cudaGetErrorName(e), 1, k->device, 0);
 }
 
 /* First statement of a launcher: selects k's device for the rest of the
@@ -59,20 +59,20 @@ static inline gpuml_status gpuml_cuda_scope_fail(const char *op, int device, cud
 #define GPUML_CUDA_ENTER(k, op)                                    \
     gpuml_cuda_scope gpuml_scope_((k)->device);                    \
     if (gpuml_scope_.err != cudaSuccess)                           \
-        return gpuml_cuda_scope_fail((op), (k)->device, gpuml_scope_.err)
+        return gpuml_cuda_scope_fail((k), (op), gpuml_scope_.err)
 
 /* Status of a CUDA runtime call made by a launcher (memset, memcpy, CUB):
- * GPUML_CUDA_TRY(op, what, call) returns on failure. */
-static inline gpuml_status gpuml_cuda_call_fail(const char *op, const char *what, cudaError_t e)
+ * GPUML_CUDA_TRY(op, what, call) returns on failure; what is static text
+ * naming the call ("cub::DeviceRadixSort::SortPairs failed"). */
+static inline gpuml_status gpuml_cuda_call_fail(const gpuml_kctx *k, const char *op, const char *what, cudaError_t e)
 {
-    return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "%s failed: %s (%s)", what, cudaGetErrorString(e),
-                      cudaGetErrorName(e));
+    return gpuml_k_fail(k, GPUML_ERR_CUDA, op, what, cudaGetErrorString(e), cudaGetErrorName(e), 0, 0, 0);
 }
-#define GPUML_CUDA_TRY(op, what, call)                      \
-    do {                                                    \
-        cudaError_t gpuml_e_ = (call);                      \
-        if (gpuml_e_ != cudaSuccess)                        \
-            return gpuml_cuda_call_fail((op), (what), gpuml_e_); \
+#define GPUML_CUDA_TRY(op, what, call)                                \
+    do {                                                              \
+        cudaError_t gpuml_e_ = (call);                                \
+        if (gpuml_e_ != cudaSuccess)                                  \
+            return gpuml_cuda_call_fail(k, (op), what " failed", gpuml_e_); \
     } while (0)
 
 static inline unsigned gpuml_cuda_grid(int64_t n)
@@ -87,12 +87,12 @@ static inline unsigned gpuml_cuda_grid(int64_t n)
 
 static inline cudaStream_t gpuml_cuda_stream(const gpuml_kctx *k) { return (cudaStream_t)k->stream; }
 
-static inline gpuml_status gpuml_cuda_check(const char *op)
+static inline gpuml_status gpuml_cuda_check(const gpuml_kctx *k, const char *op)
 {
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
-        return gpuml_fail(NULL, GPUML_ERR_CUDA, op, "kernel launch failed: %s (%s)", cudaGetErrorString(e),
-                          cudaGetErrorName(e));
+        return gpuml_k_fail(k, GPUML_ERR_CUDA, op, "kernel launch failed", cudaGetErrorString(e), cudaGetErrorName(e),
+                            0, 0, 0);
     return GPUML_OK;
 }
 
@@ -105,7 +105,7 @@ template <int B> static __device__ int gpuml_cuda_block_or(int v, int *s)
     s[threadIdx.x] = v;
     __syncthreads();
     for (int h = B / 2; h > 0; h /= 2) {
-        if (threadIdx.x < h)
+        if ((int)threadIdx.x < h)
             s[threadIdx.x] |= s[threadIdx.x + h];
         __syncthreads();
     }
@@ -121,7 +121,7 @@ template <int B> static __device__ int gpuml_cuda_block_scan(int v, int *s)
     s[threadIdx.x] = v;
     __syncthreads();
     for (int off = 1; off < B; off <<= 1) {
-        int w = threadIdx.x >= off ? s[threadIdx.x - off] : 0;
+        int w = (int)threadIdx.x >= off ? s[threadIdx.x - off] : 0;
         __syncthreads();
         s[threadIdx.x] += w;
         __syncthreads();

@@ -25,7 +25,7 @@ extern "C" gpuml_status gpuml_cuda_layernorm(const gpuml_kctx *k, const float *x
     GPUML_CUDA_ENTER(k, "layernorm");
     GPUML_CUDA_LAUNCH(layernorm_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, gamma, beta, eps, rows,
                                                                                           c, y, mean, rstd);
-    return gpuml_cuda_check("layernorm");
+    return gpuml_cuda_check(k, "layernorm");
 }
 
 extern "C" gpuml_status gpuml_cuda_layernorm_grad(const gpuml_kctx *k, const float *x, const float *gamma,
@@ -37,5 +37,5 @@ extern "C" gpuml_status gpuml_cuda_layernorm_grad(const gpuml_kctx *k, const flo
     GPUML_CUDA_ENTER(k, "layernorm_grad");
     GPUML_CUDA_LAUNCH(layernorm_dx_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         x, gamma, gy, mean, rstd, rows, c, gx);
-    return gpuml_cuda_check("layernorm_grad");
+    return gpuml_cuda_check(k, "layernorm_grad");
 }

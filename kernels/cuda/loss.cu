@@ -35,7 +35,7 @@ extern "C" gpuml_status gpuml_cuda_bce_logits(const gpuml_kctx *k, int64_t n, in
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "bce_logits");
     GPUML_CUDA_LAUNCH(bce_kernel, gpuml_cuda_grid(n * c), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, c, x, y, pos_weight, out);
-    return gpuml_cuda_check("bce_logits");
+    return gpuml_cuda_check(k, "bce_logits");
 }
 
 extern "C" gpuml_status gpuml_cuda_bce_logits_grad(const gpuml_kctx *k, int64_t n, int64_t c, const float *x,
@@ -47,7 +47,7 @@ extern "C" gpuml_status gpuml_cuda_bce_logits_grad(const gpuml_kctx *k, int64_t 
     GPUML_CUDA_ENTER(k, "bce_logits_grad");
     GPUML_CUDA_LAUNCH(bce_grad_kernel, gpuml_cuda_grid(n * c), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, c, x, y, pos_weight,
                                                                                           gout, gx);
-    return gpuml_cuda_check("bce_logits_grad");
+    return gpuml_cuda_check(k, "bce_logits_grad");
 }
 
 extern "C" gpuml_status gpuml_cuda_cross_entropy(const gpuml_kctx *k, const float *x, int64_t rows, int64_t c,
@@ -57,7 +57,7 @@ extern "C" gpuml_status gpuml_cuda_cross_entropy(const gpuml_kctx *k, const floa
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "cross_entropy");
     GPUML_CUDA_LAUNCH(ce_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, rows, c, labels, is64, nll, lse);
-    return gpuml_cuda_check("cross_entropy");
+    return gpuml_cuda_check(k, "cross_entropy");
 }
 
 extern "C" gpuml_status gpuml_cuda_cross_entropy_grad(const gpuml_kctx *k, const float *x, int64_t rows, int64_t c,
@@ -69,5 +69,5 @@ extern "C" gpuml_status gpuml_cuda_cross_entropy_grad(const gpuml_kctx *k, const
     GPUML_CUDA_ENTER(k, "cross_entropy_grad");
     GPUML_CUDA_LAUNCH(ce_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, rows, c, labels, is64, lse,
                                                                                         gnll, gx);
-    return gpuml_cuda_check("cross_entropy_grad");
+    return gpuml_cuda_check(k, "cross_entropy_grad");
 }

@@ -19,7 +19,8 @@ extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int
     if (m == 0 || n == 0 || batch == 0)
         return GPUML_OK;
     if (m > INT32_MAX || n > INT32_MAX || kk > INT32_MAX || batch > INT32_MAX)
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, "gemm", "matrix dimension above 2^31-1 for cuBLAS");
+        return gpuml_k_fail(k, GPUML_ERR_UNSUPPORTED, "gemm", "a dimension (m, n, k or batch) above 2^31-1 for cuBLAS", NULL,
+                            NULL, 0, 0, 0);
     GPUML_CUDA_ENTER(k, "gemm");
     cublasHandle_t h = (cublasHandle_t)k->cublas;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -34,7 +35,8 @@ extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int
         s = cublasSgemmStridedBatched(h, opb, opa, (int)n, (int)m, (int)kk, &alpha, b, ldb, stride_b, a, lda, stride_a,
                                       &beta, c, (int)n, stride_c, (int)batch);
     if (s != CUBLAS_STATUS_SUCCESS)
-        return gpuml_fail(NULL, GPUML_ERR_CUBLAS, "gemm", "cublasSgemm failed: %s", cublasGetStatusString(s));
+        return gpuml_k_fail(k, GPUML_ERR_CUBLAS, "gemm", batch == 1 ? "cublasSgemm failed" : "cublasSgemmStridedBatched failed",
+                            cublasGetStatusString(s), cublasGetStatusName(s), 0, 0, 0);
     return GPUML_OK;
 }
 
@@ -45,5 +47,5 @@ extern "C" gpuml_status gpuml_cuda_bias_rows(const gpuml_kctx *k, int64_t rows, 
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "bias_rows");
     GPUML_CUDA_LAUNCH(bias_rows_kernel, gpuml_cuda_grid(rows * cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(rows, cols, bias, y);
-    return gpuml_cuda_check("bias_rows");
+    return gpuml_cuda_check(k, "bias_rows");
 }

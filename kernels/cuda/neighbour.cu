@@ -31,7 +31,7 @@ extern "C" gpuml_status gpuml_cuda_neighbour_reduce(const gpuml_kctx *k, int op,
     GPUML_CUDA_ENTER(k, "neighbour_aggregate");
     GPUML_CUDA_LAUNCH(reduce_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, edges, idx, n, kk, first, C,
                                                                                         out, am);
-    return gpuml_cuda_check("neighbour_aggregate");
+    return gpuml_cuda_check(k, "neighbour_aggregate");
 }
 
 extern "C" gpuml_status gpuml_cuda_neighbour_grad(const gpuml_kctx *k, int op, const float *gout, const int32_t *am,
@@ -43,7 +43,7 @@ extern "C" gpuml_status gpuml_cuda_neighbour_grad(const gpuml_kctx *k, int op, c
     GPUML_CUDA_ENTER(k, "neighbour_aggregate_backward");
     GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, am, idx, n, kk, first, C,
                                                                                       gedges);
-    return gpuml_cuda_check("neighbour_aggregate_backward");
+    return gpuml_cuda_check(k, "neighbour_aggregate_backward");
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_mask(const gpuml_kctx *k, const int32_t *idx, int64_t n, int64_t kk, int first,
@@ -53,5 +53,5 @@ extern "C" gpuml_status gpuml_cuda_edge_mask(const gpuml_kctx *k, const int32_t 
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "edge_mask");
     GPUML_CUDA_LAUNCH(mask_kernel, gpuml_cuda_grid(n * (kk - first)), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, n, kk, first, mask);
-    return gpuml_cuda_check("edge_mask");
+    return gpuml_cuda_check(k, "edge_mask");
 }

@@ -205,10 +205,10 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
     if (nev == 0)
         return GPUML_OK;
     if (n >= INT_MAX || nev >= INT_MAX) /* CUB takes int counts */
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
-                          "%lld rows in %lld events: the CUDA clustering (CUB scan and radix sort) takes fewer than "
-                          "2^31 - 1 of each",
-                          (long long)n, (long long)nev);
+        return gpuml_k_fail(k, GPUML_ERR_UNSUPPORTED, fn,
+                            "rows, events: the CUDA clustering (CUB scan and radix sort) takes fewer than 2^31 - 1 of "
+                            "each",
+                            NULL, NULL, 2, n, nev);
     GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
     occ_cuda_ws w;
@@ -250,5 +250,5 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
         if (cenergy)
             GPUML_CUDA_LAUNCH(occ_energy_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(n, w.acc, cenergy);
     }
-    return gpuml_cuda_check(fn);
+    return gpuml_cuda_check(k, fn);
 }

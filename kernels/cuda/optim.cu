@@ -35,7 +35,7 @@ extern "C" gpuml_status gpuml_cuda_optim_sgd(const gpuml_kctx *k, int64_t n, flo
     GPUML_CUDA_ENTER(k, "optim_sgd");
     GPUML_CUDA_LAUNCH(sgd_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, p, g, buf, gscale, lr, momentum,
                                                                                  dampening, wd, nesterov, first);
-    return gpuml_cuda_check("optim_sgd");
+    return gpuml_cuda_check(k, "optim_sgd");
 }
 
 extern "C" gpuml_status gpuml_cuda_optim_adam(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *m,
@@ -47,7 +47,7 @@ extern "C" gpuml_status gpuml_cuda_optim_adam(const gpuml_kctx *k, int64_t n, fl
     GPUML_CUDA_ENTER(k, "optim_adam");
     GPUML_CUDA_LAUNCH(adam_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         n, p, g, m, v, gscale, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
-    return gpuml_cuda_check("optim_adam");
+    return gpuml_cuda_check(k, "optim_adam");
 }
 
 extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, void *ws,
@@ -59,5 +59,5 @@ extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, con
         return st;
     GPUML_CUDA_ENTER(k, "grad_norm");
     GPUML_CUDA_LAUNCH(norm_finish_kernel, 1, 1, 0, gpuml_cuda_stream(k))(j.out_d, max_norm, out);
-    return gpuml_cuda_check("grad_norm");
+    return gpuml_cuda_check(k, "grad_norm");
 }

@@ -43,7 +43,7 @@ extern "C" gpuml_status gpuml_cuda_reduce(const gpuml_kctx *k, gpuml_k_rjob j)
         gpuml_k_rpart dst = nch > 1 ? gpuml_k_rpart_of(&j, level & 1) : src;
         GPUML_CUDA_LAUNCH(reduce_level_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
             j, level, src, dst, len, nch, n);
-        gpuml_status st = gpuml_cuda_check("reduce");
+        gpuml_status st = gpuml_cuda_check(k, "reduce");
         if (st != GPUML_OK || nch == 1)
             return st;
         src = dst;
@@ -60,7 +60,7 @@ extern "C" gpuml_status gpuml_cuda_reduce_grad(const gpuml_kctx *k, int op, cons
     GPUML_CUDA_ENTER(k, "reduce_grad");
     GPUML_CUDA_LAUNCH(reduce_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, arg, outer, len,
                                                                                          inner, gx);
-    return gpuml_cuda_check("reduce_grad");
+    return gpuml_cuda_check(k, "reduce_grad");
 }
 
 extern "C" gpuml_status gpuml_cuda_softmax(const gpuml_kctx *k, const float *x, float *y, int64_t rows, int64_t n,
@@ -70,7 +70,7 @@ extern "C" gpuml_status gpuml_cuda_softmax(const gpuml_kctx *k, const float *x, 
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "softmax");
     GPUML_CUDA_LAUNCH(softmax_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, y, rows, n, take_log);
-    return gpuml_cuda_check("softmax");
+    return gpuml_cuda_check(k, "softmax");
 }
 
 extern "C" gpuml_status gpuml_cuda_softmax_grad(const gpuml_kctx *k, const float *y, const float *gy, float *gx,
@@ -81,5 +81,5 @@ extern "C" gpuml_status gpuml_cuda_softmax_grad(const gpuml_kctx *k, const float
     GPUML_CUDA_ENTER(k, "softmax_grad");
     GPUML_CUDA_LAUNCH(softmax_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(y, gy, gx, rows, n,
                                                                                              take_log);
-    return gpuml_cuda_check("softmax_grad");
+    return gpuml_cuda_check(k, "softmax_grad");
 }

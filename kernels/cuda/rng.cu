@@ -16,7 +16,7 @@ extern "C" gpuml_status gpuml_cuda_rand(const gpuml_kctx *k, int normal, uint64_
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "rand");
     GPUML_CUDA_LAUNCH(rand_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(normal, seed, base, n, p0, p1, y);
-    return gpuml_cuda_check("rand");
+    return gpuml_cuda_check(k, "rand");
 }
 
 static __global__ void dropout_kernel(uint64_t seed, uint64_t base, int64_t n, float p, const float *x, float *y)
@@ -31,5 +31,5 @@ extern "C" gpuml_status gpuml_cuda_dropout(const gpuml_kctx *k, uint64_t seed, u
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "dropout");
     GPUML_CUDA_LAUNCH(dropout_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(seed, base, n, p, x, y);
-    return gpuml_cuda_check("dropout");
+    return gpuml_cuda_check(k, "dropout");
 }

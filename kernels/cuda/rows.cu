@@ -64,7 +64,7 @@ extern "C" gpuml_status gpuml_cuda_gather_rows(const gpuml_kctx *k, const void *
     GPUML_CUDA_ENTER(k, "gather_rows");
     GPUML_CUDA_LAUNCH(gather_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))((const char *)x, n, idx, is64,
                                                                                     (char *)out, m, row_bytes);
-    return gpuml_cuda_check("gather_rows");
+    return gpuml_cuda_check(k, "gather_rows");
 }
 
 /* CUB counts items in int: larger index arrays are refused, not truncated. */
@@ -113,10 +113,9 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
 {
     static const char fn[] = "index_csr";
     if (!csr_fits(m, ntargets))
-        return gpuml_fail(NULL, GPUML_ERR_UNSUPPORTED, fn,
-                          "%lld indices for %lld targets: the CUDA CSR build (CUB radix sort) takes at most "
-                          "2^31 - 1 of each",
-                          (long long)m, (long long)ntargets);
+        return gpuml_k_fail(k, GPUML_ERR_UNSUPPORTED, fn,
+                            "indices, targets: the CUDA CSR build (CUB radix sort) takes at most 2^31 - 1 of each",
+                            NULL, NULL, 2, m, ntargets);
     GPUML_CUDA_ENTER(k, fn);
     cudaStream_t s = gpuml_cuda_stream(k);
     uint32_t *keys = nullptr, *sorted = nullptr;
@@ -127,7 +126,7 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
         size_t cub_bytes = gpuml_cuda_csr_workspace(m, ntargets) - carved;
         int bits = csr_key_bits(ntargets);
         GPUML_CUDA_LAUNCH(csr_key_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(idx, is64, m, ntargets, keys, vals);
-        gpuml_status st = gpuml_cuda_check(fn);
+        gpuml_status st = gpuml_cuda_check(k, fn);
         if (st != GPUML_OK)
             return st;
         /* stable: equal targets keep ascending sources */
@@ -139,7 +138,7 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
     }
     GPUML_CUDA_LAUNCH(csr_rowptr_kernel, gpuml_cuda_grid(ntargets + 1), GPUML_CUDA_BLOCK, 0, s)(sorted, m, ntargets,
                                                                                                 rowptr);
-    return gpuml_cuda_check(fn);
+    return gpuml_cuda_check(k, fn);
 }
 
 extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p, int64_t rows, void *wide,
@@ -150,5 +149,5 @@ extern "C" gpuml_status gpuml_cuda_concat(const gpuml_kctx *k, gpuml_k_pieces p,
     GPUML_CUDA_ENTER(k, "concat");
     GPUML_CUDA_LAUNCH(concat_kernel, gpuml_cuda_grid(rows * p.n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(p, rows, (char *)wide,
                                                                                              wide_row_bytes, split);
-    return gpuml_cuda_check("concat");
+    return gpuml_cuda_check(k, "concat");
 }

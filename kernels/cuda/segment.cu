@@ -55,7 +55,7 @@ extern "C" gpuml_status gpuml_cuda_segment_reduce(const gpuml_kctx *k, gpuml_k_s
     }
     GPUML_CUDA_LAUNCH(segment_reduce_kernel, gpuml_cuda_grid(j.batch * j.ncols), GPUML_CUDA_BLOCK, 0, s)(
         j, src, k->dev_error);
-    return gpuml_cuda_check("segment_reduce");
+    return gpuml_cuda_check(k, "segment_reduce");
 }
 
 extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, const float *gout, const int64_t *arg,
@@ -67,7 +67,7 @@ extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, con
     GPUML_CUDA_ENTER(k, "segment_grad");
     GPUML_CUDA_LAUNCH(segment_grad_kernel, gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
         op, gout, arg, row_splits, batch, nrows, ncols, gx);
-    return gpuml_cuda_check("segment_grad");
+    return gpuml_cuda_check(k, "segment_grad");
 }
 
 static __global__ void segment_ids_kernel(const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
@@ -83,5 +83,5 @@ extern "C" gpuml_status gpuml_cuda_segment_ids(const gpuml_kctx *k, const int64_
     GPUML_CUDA_ENTER(k, "segment_ids");
     GPUML_CUDA_LAUNCH(segment_ids_kernel, gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(row_splits, batch, nrows,
                                                                                              ids);
-    return gpuml_cuda_check("segment_ids");
+    return gpuml_cuda_check(k, "segment_ids");
 }

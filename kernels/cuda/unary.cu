@@ -19,7 +19,7 @@ extern "C" gpuml_status gpuml_cuda_unary(const gpuml_kctx *k, int op, float alph
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "unary");
     GPUML_CUDA_LAUNCH(unary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, alpha, n, x, y);
-    return gpuml_cuda_check("unary");
+    return gpuml_cuda_check(k, "unary");
 }
 
 extern "C" gpuml_status gpuml_cuda_unary_grad(const gpuml_kctx *k, int op, float alpha, int64_t n, const float *x,
@@ -29,5 +29,5 @@ extern "C" gpuml_status gpuml_cuda_unary_grad(const gpuml_kctx *k, int op, float
         return GPUML_OK;
     GPUML_CUDA_ENTER(k, "unary_grad");
     GPUML_CUDA_LAUNCH(unary_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, alpha, n, x, gy, gx);
-    return gpuml_cuda_check("unary_grad");
+    return gpuml_cuda_check(k, "unary_grad");
 }

@@ -7,6 +7,13 @@
 #include "gpuml_config.h"
 #include "kernels.h"
 
+/* The calling thread's record of a kernel's failure (ops/launch.c), and
+ * the message it makes: the kernel's own words, or - when it returned a
+ * status from a call that wrote its message itself - that message. Either
+ * way it is copied into the context. */
+gpuml_kfail *gpuml_kfail_slot(void);
+gpuml_status gpuml_launch_report(gpuml_ctx *ctx, gpuml_status st);
+
 static inline gpuml_kctx gpuml_kctx_of(const gpuml_ctx *ctx)
 {
     gpuml_kctx k;
@@ -17,14 +24,13 @@ static inline gpuml_kctx gpuml_kctx_of(const gpuml_ctx *ctx)
     k.device = ctx->device.index;
     k.dev_error = ctx->dev_error;
     k.cublas = ctx->cublas;
+    k.fail = gpuml_kfail_slot();
     return k;
 }
 
 static inline gpuml_status gpuml_launch_done(gpuml_ctx *ctx, gpuml_status st)
 {
-    if (st != GPUML_OK)
-        gpuml_ctx_adopt_error(ctx);
-    return st;
+    return st == GPUML_OK ? st : gpuml_launch_report(ctx, st);
 }
 
 /* GPUML_LAUNCH(ctx, name, args...) calls gpuml_cuda_<name> on a CUDA

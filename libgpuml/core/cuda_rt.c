@@ -383,6 +383,49 @@ gpuml_status gpuml_cuda_rt_stream_sync(int device, void *stream, const char *fn)
     return e == cudaSuccess ? GPUML_OK : cuda_fail(NULL, e, fn, "cudaStreamSynchronize");
 }
 
+gpuml_status gpuml_cuda_rt_stream_create(int device, void **stream, const char *fn)
+{
+    cudaStream_t s = NULL;
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    gpuml_guard_leave(&g);
+    if (e != cudaSuccess)
+        return cuda_fail(NULL, e, fn, "cudaStreamCreateWithFlags");
+    *stream = s;
+    return GPUML_OK;
+}
+
+void gpuml_cuda_rt_stream_destroy(int device, void *stream)
+{
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, device) == cudaSuccess)
+        cudaStreamDestroy((cudaStream_t)stream);
+    gpuml_guard_leave(&g);
+}
+
+gpuml_status gpuml_cuda_rt_event_query(int device, void *ev, bool *done, const char *fn)
+{
+    gpuml_device_guard g;
+    cudaError_t e = gpuml_guard_enter(&g, device);
+    if (e == cudaSuccess)
+        e = cudaEventQuery((cudaEvent_t)ev);
+    gpuml_guard_leave(&g);
+    *done = e == cudaSuccess;
+    if (e == cudaSuccess || e == cudaErrorNotReady)
+        return GPUML_OK;
+    return cuda_fail(NULL, e, fn, "cudaEventQuery (the work before the event failed)");
+}
+
+void gpuml_cuda_rt_event_release(int device, void *ev)
+{
+    gpuml_device_guard g;
+    if (gpuml_guard_enter(&g, device) == cudaSuccess)
+        cudaEventDestroy((cudaEvent_t)ev);
+    gpuml_guard_leave(&g);
+}
+
 gpuml_status gpuml_cuda_rt_memcpy_async(int device, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
                                         void *stream, const char *fn)
 {

@@ -74,6 +74,19 @@ gpuml_status gpuml_cuda_rt_stream_sync(int device, void *stream, const char *fn)
     (void)device, (void)stream;
     return no_cuda(NULL, fn);
 }
+gpuml_status gpuml_cuda_rt_stream_create(int device, void **stream, const char *fn)
+{
+    (void)device, (void)stream;
+    return no_cuda(NULL, fn);
+}
+void gpuml_cuda_rt_stream_destroy(int device, void *stream) { (void)device, (void)stream; }
+gpuml_status gpuml_cuda_rt_event_query(int device, void *ev, bool *done, const char *fn)
+{
+    (void)device, (void)ev;
+    *done = false;
+    return no_cuda(NULL, fn);
+}
+void gpuml_cuda_rt_event_release(int device, void *ev) { (void)device, (void)ev; }
 gpuml_status gpuml_cuda_rt_memcpy_async(int device, void *dst, const void *src, size_t n, gpuml_copy_kind kind,
                                         void *stream, const char *fn)
 {

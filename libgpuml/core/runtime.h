@@ -70,6 +70,17 @@ gpuml_status gpuml_cuda_rt_event_sync(int device, void *ev, const char *fn);
 /* Work enqueued on `stream` from now on waits for `ev` (no host wait). */
 gpuml_status gpuml_cuda_rt_stream_wait(int device, void *stream, void *ev, const char *fn);
 gpuml_status gpuml_cuda_rt_stream_sync(int device, void *stream, const char *fn);
+/* A stream of its own that does not synchronise with the legacy default
+ * stream (a communicator's); destroy releases it once its work is done. */
+gpuml_status gpuml_cuda_rt_stream_create(int device, void **stream, const char *fn);
+void gpuml_cuda_rt_stream_destroy(int device, void *stream);
+/* Without waiting: *done is whether the work before the last record has
+ * finished; an error of that work is returned as a status. */
+gpuml_status gpuml_cuda_rt_event_query(int device, void *ev, bool *done, const char *fn);
+/* Destroys an event without waiting for it (CUDA releases it when its work
+ * completes): for work that may never complete, such as a collective whose
+ * peer died. */
+void gpuml_cuda_rt_event_release(int device, void *ev);
 /* n bytes on `stream`. Never synchronises (a D2H copy into pageable memory
  * is synchronous in CUDA itself); n = 0 does nothing. */
 gpuml_status gpuml_cuda_rt_memcpy_async(int device, void *dst, const void *src, size_t n, gpuml_copy_kind kind,

@@ -27,6 +27,7 @@
 
 #include "core/cuda_guard.h"
 #include "core/dynlib.h"
+#include "core/runtime.h"
 /* nccl.h declares ncclGroupStart() etc. without (void). Only its types and
  * constants are used: the functions come from dlopen (nccl_api below). */
 #pragma GCC diagnostic push
@@ -97,7 +98,8 @@ struct gpuml_nccl_state {
 };
 
 typedef struct nccl_req {
-    cudaEvent_t ready, done;
+    void *ready, *done; /* CUDA events */
+    int device;
     bool have_events;
 } nccl_req;
 
@@ -248,7 +250,7 @@ static void state_free(gpuml_nccl_state *s)
         gpuml_ctx_destroy(s->ictx); /* synchronises the stream */
     }
     if (s->stream)
-        cudaStreamDestroy(s->stream);
+        gpuml_cuda_rt_stream_destroy(s->device, s->stream);
     free(s->work);
     free(s);
 }
@@ -307,9 +309,9 @@ gpuml_status gpuml_nccl_create(gpuml_comm *comm, const gpuml_comm_config *cfg, c
         s->nc = NULL;
     }
     if (st == GPUML_OK) {
-        ce = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
-        if (ce != cudaSuccess)
-            st = gpuml_fail(NULL, GPUML_ERR_CUDA, fn, "cudaStreamCreateWithFlags failed: %s", cudaGetErrorString(ce));
+        void *stream = NULL;
+        st = gpuml_cuda_rt_stream_create(dev, &stream, fn);
+        s->stream = (cudaStream_t)stream;
     }
     if (st == GPUML_OK) {
         gpuml_ctx_config cc;
@@ -389,8 +391,8 @@ void gpuml_nccl_req_free(gpuml_comm_request *req)
 {
     nccl_req *nr = req->bs;
     if (nr && nr->have_events) {
-        cudaEventDestroy(nr->ready);
-        cudaEventDestroy(nr->done);
+        gpuml_cuda_rt_event_release(nr->device, nr->ready); /* a failed collective's may never complete */
+        gpuml_cuda_rt_event_release(nr->device, nr->done);
     }
     free(nr);
     req->bs = NULL;
@@ -521,26 +523,33 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
     int64_t *cnt = s->work; /* all-gather: per-rank element counts (det_sum is not used then) */
     if (c->kind == COLL_ALLGATHER && !gather_counts(comm, req, cnt))
         return;
-    gpuml_device_guard g;
-    cudaError_t ce = gpuml_guard_enter(&g, s->device);
-    if (ce == cudaSuccess && !nr->have_events) {
-        ce = cudaEventCreateWithFlags(&nr->ready, cudaEventDisableTiming);
-        if (ce == cudaSuccess) {
-            ce = cudaEventCreateWithFlags(&nr->done, cudaEventDisableTiming);
-            if (ce != cudaSuccess)
-                cudaEventDestroy(nr->ready);
+    static const char rfn[] = "gpuml_comm (NCCL)";
+    gpuml_status est = GPUML_OK;
+    if (!nr->have_events) {
+        nr->device = s->device;
+        est = gpuml_cuda_rt_event_create(s->device, 0, &nr->ready, rfn);
+        if (est == GPUML_OK) {
+            est = gpuml_cuda_rt_event_create(s->device, 0, &nr->done, rfn);
+            if (est != GPUML_OK)
+                gpuml_cuda_rt_event_release(s->device, nr->ready);
         }
-        nr->have_events = ce == cudaSuccess;
+        nr->have_events = est == GPUML_OK;
     }
     /* After the producer's work on the caller's stream. */
-    if (ce == cudaSuccess && req->ctx)
-        ce = cudaEventRecord(nr->ready, (cudaStream_t)req->ctx->stream);
-    if (ce == cudaSuccess && req->ctx)
-        ce = cudaStreamWaitEvent(s->stream, nr->ready, 0);
+    if (est == GPUML_OK && req->ctx)
+        est = gpuml_cuda_rt_event_record(s->device, nr->ready, req->ctx->stream, rfn);
+    if (est == GPUML_OK && req->ctx)
+        est = gpuml_cuda_rt_stream_wait(s->device, s->stream, nr->ready, rfn);
+    if (est != GPUML_OK) {
+        gpuml_comm_break(comm, est, true, "rank %d: ordering the collective after the caller's stream: %s",
+                         comm->rank, gpuml_last_error());
+        return;
+    }
+    gpuml_device_guard g; /* NCCL enqueues on the current device */
+    cudaError_t ce = gpuml_guard_enter(&g, s->device);
     if (ce != cudaSuccess) {
-        gpuml_guard_leave(&g);
-        gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: ordering the collective after the caller's stream: %s",
-                         comm->rank, cudaGetErrorString(ce));
+        gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: selecting CUDA device %d failed: %s", comm->rank,
+                         s->device, cudaGetErrorString(ce));
         return;
     }
     int64_t count = c->in_rows * c->row_elems;
@@ -614,10 +623,9 @@ void gpuml_nccl_start(gpuml_comm *comm, gpuml_comm_request *req)
         break;
     }
     if (r == ncclSuccess && !timed_out && st == GPUML_OK) {
-        ce = cudaEventRecord(nr->done, s->stream);
-        if (ce != cudaSuccess)
-            gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: cudaEventRecord failed: %s", comm->rank,
-                             cudaGetErrorString(ce));
+        est = gpuml_cuda_rt_event_record(s->device, nr->done, s->stream, rfn);
+        if (est != GPUML_OK)
+            gpuml_comm_break(comm, est, true, "rank %d: %s", comm->rank, gpuml_last_error());
     }
     gpuml_guard_leave(&g);
     if (st != GPUML_OK)
@@ -632,14 +640,15 @@ void gpuml_nccl_poll(gpuml_comm *comm, gpuml_comm_request *req)
     nccl_req *nr = req->bs;
     if (req->done || !nr)
         return;
-    cudaError_t ce = cudaEventQuery(nr->done);
-    if (ce == cudaSuccess) {
-        gpuml_req_finish(req, GPUML_OK, NULL);
+    bool done = false;
+    gpuml_status est = gpuml_cuda_rt_event_query(nr->device, nr->done, &done, "gpuml_comm (NCCL)");
+    if (est != GPUML_OK) {
+        gpuml_comm_break(comm, est, true, "rank %d: the collective failed on the device: %s", comm->rank,
+                         gpuml_last_error());
         return;
     }
-    if (ce != cudaErrorNotReady) {
-        gpuml_comm_break(comm, GPUML_ERR_CUDA, true, "rank %d: the collective failed on the device: %s", comm->rank,
-                         cudaGetErrorString(ce));
+    if (done) {
+        gpuml_req_finish(req, GPUML_OK, NULL);
         return;
     }
     ncclResult_t async = ncclSuccess;

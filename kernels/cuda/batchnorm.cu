@@ -74,56 +74,48 @@ static __global__ void aggregate_grad_kernel(const float *gout, const uint8_t *m
     GPUML_GRID_STRIDE(e, n * C) gpuml_k_bn_aggregate_grad(gout, mask, ke, C, op, e / C, e % C, gnode);
 }
 
-#define LAUNCH_(kernel, n, name, ...)                                                                  \
-    do {                                                                                               \
-        if ((n) == 0)                                                                                  \
-            return GPUML_OK;                                                                           \
-        GPUML_CUDA_ENTER(k, name);                                                                     \
-        GPUML_CUDA_LAUNCH(kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(__VA_ARGS__);        \
-        return gpuml_cuda_check(k, name);                                                                 \
-    } while (0)
-
 extern "C" gpuml_status gpuml_cuda_bn_partial(const gpuml_kctx *k, int kind, const float *x, const float *gy,
                                               const uint8_t *mask, int64_t R, int64_t C, const double *mean_d,
                                               const float *mean_f, const float *invstd_f, const float *gamma,
                                               const float *beta, int relu, int64_t gk, double *p0, double *p1,
                                               double *p2)
 {
-    LAUNCH_(partial_kernel, gpuml_k_bn_chunks(R) * C, "batch_norm", kind, x, gy, mask, R, C, mean_d, mean_f, invstd_f,
-            gamma, beta, relu, gk, p0, p1, p2);
+    GPUML_CUDA_RUN(k, "batch_norm", partial_kernel, gpuml_k_bn_chunks(R) * C, kind, x, gy, mask, R, C, mean_d, mean_f,
+                   invstd_f, gamma, beta, relu, gk, p0, p1, p2);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_mean(const gpuml_kctx *k, const double *p0, const double *p2, int64_t nch,
                                            int64_t C, double *mean_d, double *cnt_d)
 {
-    LAUNCH_(mean_kernel, C, "batch_norm", p0, p2, nch, C, mean_d, cnt_d);
+    GPUML_CUDA_RUN(k, "batch_norm", mean_kernel, C, p0, p2, nch, C, mean_d, cnt_d);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_var(const gpuml_kctx *k, const double *p0, int64_t nch, int64_t C,
                                           const double *mean_d, const double *cnt_d, float eps, float momentum,
                                           float *rm, float *rv, float *mean_f, float *invstd_f)
 {
-    LAUNCH_(var_kernel, C, "batch_norm", p0, nch, C, mean_d, cnt_d, eps, momentum, rm, rv, mean_f, invstd_f);
+    GPUML_CUDA_RUN(k, "batch_norm", var_kernel, C, p0, nch, C, mean_d, cnt_d, eps, momentum, rm, rv, mean_f, invstd_f);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_running(const gpuml_kctx *k, const float *rm, const float *rv, float eps,
                                               int64_t C, float *mean_f, float *invstd_f)
 {
-    LAUNCH_(running_kernel, C, "batch_norm", rm, rv, eps, C, mean_f, invstd_f);
+    GPUML_CUDA_RUN(k, "batch_norm", running_kernel, C, rm, rv, eps, C, mean_f, invstd_f);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_normalize(const gpuml_kctx *k, const float *x, const uint8_t *mask, int64_t R,
                                                 int64_t C, const float *mean_f, const float *invstd_f,
                                                 const float *gamma, const float *beta, int relu, float *y)
 {
-    LAUNCH_(normalize_kernel, R * C, "batch_norm", x, mask, R, C, mean_f, invstd_f, gamma, beta, relu, y);
+    GPUML_CUDA_RUN(k, "batch_norm", normalize_kernel, R * C, x, mask, R, C, mean_f, invstd_f, gamma, beta, relu, y);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_grad_stats(const gpuml_kctx *k, const double *p0, const double *p1,
                                                  const double *p2, int64_t nch, int64_t C, int training,
                                                  int accumulate, float *ggamma, float *gbeta, float *coef)
 {
-    LAUNCH_(grad_stats_kernel, C, "batch_norm_backward", p0, p1, p2, nch, C, training, accumulate, ggamma, gbeta, coef);
+    GPUML_CUDA_RUN(k, "batch_norm_backward", grad_stats_kernel, C, p0, p1, p2, nch, C, training, accumulate, ggamma,
+                   gbeta, coef);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_grad_x(const gpuml_kctx *k, const float *x, const float *gy, const uint8_t *mask,
@@ -131,22 +123,22 @@ extern "C" gpuml_status gpuml_cuda_bn_grad_x(const gpuml_kctx *k, const float *x
                                              const float *invstd_f, const float *gamma, const float *beta, int relu,
                                              int64_t gk, const float *coef, float *gx)
 {
-    LAUNCH_(grad_x_kernel, R * C, "batch_norm_backward", x, gy, mask, R, C, training, mean_f, invstd_f, gamma, beta,
-            relu, gk, coef, gx);
+    GPUML_CUDA_RUN(k, "batch_norm_backward", grad_x_kernel, R * C, x, gy, mask, R, C, training, mean_f, invstd_f, gamma,
+                   beta, relu, gk, coef, gx);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_aggregate(const gpuml_kctx *k, const float *x, const uint8_t *mask, int64_t n,
                                                 int64_t ke, int64_t C, const float *mean_f, const float *invstd_f,
                                                 const float *gamma, const float *beta, int relu, int op, float *out)
 {
-    LAUNCH_(aggregate_kernel, n * C, "batch_norm_aggregate", x, mask, n, ke, C, mean_f, invstd_f, gamma, beta, relu,
-            op, out);
+    GPUML_CUDA_RUN(k, "batch_norm_aggregate", aggregate_kernel, n * C, x, mask, n, ke, C, mean_f, invstd_f, gamma, beta,
+                   relu, op, out);
 }
 
 extern "C" gpuml_status gpuml_cuda_bn_aggregate_grad(const gpuml_kctx *k, const float *gout, const uint8_t *mask,
                                                      int64_t n, int64_t ke, int64_t C, int op, float *gnode)
 {
-    LAUNCH_(aggregate_grad_kernel, n * C, "batch_norm_aggregate backward", gout, mask, n, ke, C, op, gnode);
+    GPUML_CUDA_RUN(k, "batch_norm_aggregate backward", aggregate_grad_kernel, n * C, gout, mask, n, ke, C, op, gnode);
 }
 
 #if GPUML_HAVE_CUDNN

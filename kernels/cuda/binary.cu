@@ -47,33 +47,20 @@ extern "C" gpuml_status gpuml_cuda_binary(const gpuml_kctx *k, int op, gpuml_k_b
                                           const float *b, float *out)
 {
     int64_t n = host_numel(bc);
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "binary");
-    GPUML_CUDA_LAUNCH(binary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, out);
-    return gpuml_cuda_check(k, "binary");
+    GPUML_CUDA_RUN(k, "binary", binary_kernel, n, op, bc, n, a, b, out);
 }
 
 extern "C" gpuml_status gpuml_cuda_binary_grad(const gpuml_kctx *k, int op, gpuml_k_bcast bc, const float *a,
                                                const float *b, const float *g, float *ga_full, float *gb_full)
 {
     int64_t n = host_numel(bc);
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "binary_grad");
-    GPUML_CUDA_LAUNCH(binary_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, bc, n, a, b, g, ga_full,
-                                                                                         gb_full);
-    return gpuml_cuda_check(k, "binary_grad");
+    GPUML_CUDA_RUN(k, "binary_grad", binary_grad_kernel, n, op, bc, n, a, b, g, ga_full, gb_full);
 }
 
 extern "C" gpuml_status gpuml_cuda_axpby(const gpuml_kctx *k, int64_t n, float alpha, const float *x, float beta,
                                          float *y)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "axpby");
-    GPUML_CUDA_LAUNCH(axpby_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, alpha, x, beta, y);
-    return gpuml_cuda_check(k, "axpby");
+    GPUML_CUDA_RUN(k, "axpby", axpby_kernel, n, n, alpha, x, beta, y);
 }
 
 static __global__ void affine_kernel(int64_t n, float a, const float *x, float b, float *y)
@@ -83,9 +70,5 @@ static __global__ void affine_kernel(int64_t n, float a, const float *x, float b
 
 extern "C" gpuml_status gpuml_cuda_affine(const gpuml_kctx *k, int64_t n, float a, const float *x, float b, float *y)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "affine");
-    GPUML_CUDA_LAUNCH(affine_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, a, x, b, y);
-    return gpuml_cuda_check(k, "affine");
+    GPUML_CUDA_RUN(k, "affine", affine_kernel, n, n, a, x, b, y);
 }

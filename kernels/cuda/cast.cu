@@ -15,18 +15,10 @@ static __global__ void fill_kernel(int64_t n, void *y, int yt, double value)
 
 extern "C" gpuml_status gpuml_cuda_cast(const gpuml_kctx *k, int64_t n, const void *x, int xt, void *y, int yt)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "cast");
-    GPUML_CUDA_LAUNCH(cast_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, x, xt, y, yt);
-    return gpuml_cuda_check(k, "cast");
+    GPUML_CUDA_RUN(k, "cast", cast_kernel, n, n, x, xt, y, yt);
 }
 
 extern "C" gpuml_status gpuml_cuda_fill(const gpuml_kctx *k, int64_t n, void *y, int yt, double value)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "fill");
-    GPUML_CUDA_LAUNCH(fill_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, y, yt, value);
-    return gpuml_cuda_check(k, "fill");
+    GPUML_CUDA_RUN(k, "fill", fill_kernel, n, n, y, yt, value);
 }

@@ -45,24 +45,15 @@ extern "C" gpuml_status gpuml_cuda_edge_combine(const gpuml_kctx *k, const float
                                                 float *out)
 {
     int64_t total = n * (kk - first) * C;
-    if (total == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "edge_first_linear");
-    GPUML_CUDA_LAUNCH(combine_kernel, gpuml_cuda_grid(total), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(pn, bias, idx, n, kk, first, C,
-                                                                                         out);
-    return gpuml_cuda_check(k, "edge_first_linear");
+    GPUML_CUDA_RUN(k, "edge_first_linear", combine_kernel, total, pn, bias, idx, n, kk, first, C, out);
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_grad_node(const gpuml_kctx *k, const float *gout, const int32_t *idx,
                                                   const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk,
                                                   int first, int64_t C, float *gpn)
 {
-    if (n * C == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "edge_first_linear_backward");
-    GPUML_CUDA_LAUNCH(grad_node_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, idx, rowptr, col, n,
-                                                                                           kk, first, C, gpn);
-    return gpuml_cuda_check(k, "edge_first_linear_backward");
+    GPUML_CUDA_RUN(k, "edge_first_linear_backward", grad_node_kernel, n * C, gout, idx, rowptr, col, n, kk, first, C,
+                   gpn);
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_grad_w(const gpuml_kctx *k, const float *gwcat, int64_t C, int64_t F,

@@ -42,33 +42,19 @@ extern "C" gpuml_status gpuml_cuda_gravnet_weights(const gpuml_kctx *k, const in
                                                    int64_t n, int64_t kk, int first, float alpha, float *w,
                                                    int32_t *cnt)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "gravnet_aggregate");
-    GPUML_CUDA_LAUNCH(weights_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, d2, n, kk, first, alpha, w,
-                                                                                     cnt);
-    return gpuml_cuda_check(k, "gravnet_aggregate");
+    GPUML_CUDA_RUN(k, "gravnet_aggregate", weights_kernel, n, idx, d2, n, kk, first, alpha, w, cnt);
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_fwd(const gpuml_kctx *k, const float *h, const int32_t *idx, const float *w,
                                                int64_t n, int64_t kk, int64_t P, int first, float *out, int32_t *am)
 {
-    if (n * P == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "gravnet_aggregate");
-    GPUML_CUDA_LAUNCH(fwd_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(h, idx, w, n, kk, P, first, out,
-                                                                                     am);
-    return gpuml_cuda_check(k, "gravnet_aggregate");
+    GPUML_CUDA_RUN(k, "gravnet_aggregate", fwd_kernel, n * P, h, idx, w, n, kk, P, first, out, am);
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_mean(const gpuml_kctx *k, const float *gout, const int32_t *cnt,
                                                      int64_t n, int64_t P, float *gm)
 {
-    if (n * P == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
-    GPUML_CUDA_LAUNCH(grad_mean_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(gout, cnt, n, P, gm);
-    return gpuml_cuda_check(k, "gravnet_aggregate_backward");
+    GPUML_CUDA_RUN(k, "gravnet_aggregate_backward", grad_mean_kernel, n * P, gout, cnt, n, P, gm);
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_d2(const gpuml_kctx *k, const float *h, const int32_t *idx,
@@ -76,12 +62,8 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_d2(const gpuml_kctx *k, const fl
                                                    const float *gout, int64_t n, int64_t kk, int64_t P, int first,
                                                    float alpha, float *gd2)
 {
-    if (n * kk == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
-    GPUML_CUDA_LAUNCH(grad_d2_kernel, gpuml_cuda_grid(n * kk), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(h, idx, w, gm, am, gout, n,
-                                                                                          kk, P, first, alpha, gd2);
-    return gpuml_cuda_check(k, "gravnet_aggregate_backward");
+    GPUML_CUDA_RUN(k, "gravnet_aggregate_backward", grad_d2_kernel, n * kk, h, idx, w, gm, am, gout, n, kk, P, first,
+                   alpha, gd2);
 }
 
 extern "C" gpuml_status gpuml_cuda_gravnet_grad_h(const gpuml_kctx *k, const int32_t *idx, const float *w,
@@ -89,10 +71,6 @@ extern "C" gpuml_status gpuml_cuda_gravnet_grad_h(const gpuml_kctx *k, const int
                                                   const int64_t *rowptr, const int64_t *col, int64_t n, int64_t kk,
                                                   int64_t P, int first, float *gh)
 {
-    if (n * P == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "gravnet_aggregate_backward");
-    GPUML_CUDA_LAUNCH(grad_h_kernel, gpuml_cuda_grid(n * P), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, w, gm, am, gout, rowptr,
-                                                                                        col, n, kk, P, first, gh);
-    return gpuml_cuda_check(k, "gravnet_aggregate_backward");
+    GPUML_CUDA_RUN(k, "gravnet_aggregate_backward", grad_h_kernel, n * P, idx, w, gm, am, gout, rowptr, col, n, kk, P,
+                   first, gh);
 }

@@ -272,10 +272,5 @@ extern "C" gpuml_status gpuml_cuda_knn_grad(const gpuml_kctx *k, const float *x,
                                             int kk, const float *g, const int64_t *rowptr, const int64_t *col,
                                             float *gx)
 {
-    if (n * d == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "gpuml_knn_backward");
-    GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * d), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, n, d, idx, kk, g, rowptr,
-                                                                                      col, gx);
-    return gpuml_cuda_check(k, "gpuml_knn_backward");
+    GPUML_CUDA_RUN(k, "gpuml_knn_backward", grad_kernel, n * d, x, n, d, idx, kk, g, rowptr, col, gx);
 }

@@ -75,6 +75,18 @@ static inline gpuml_status gpuml_cuda_call_fail(const gpuml_kctx *k, const char 
             return gpuml_cuda_call_fail(k, (op), what " failed", gpuml_e_); \
     } while (0)
 
+/* The whole of a launcher that runs one grid-stride kernel over n items:
+ * nothing for n == 0, else the context's device, the launch on its stream
+ * and the launch check naming op. It returns, so it ends the launcher. */
+#define GPUML_CUDA_RUN(k, op, kernel, n, ...)                                                                  \
+    do {                                                                                                       \
+        if ((n) == 0)                                                                                          \
+            return GPUML_OK;                                                                                   \
+        GPUML_CUDA_ENTER(k, op);                                                                               \
+        GPUML_CUDA_LAUNCH(kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(__VA_ARGS__); \
+        return gpuml_cuda_check(k, op);                                                                        \
+    } while (0)
+
 static inline unsigned gpuml_cuda_grid(int64_t n)
 {
     int64_t g = (n + GPUML_CUDA_BLOCK - 1) / GPUML_CUDA_BLOCK;

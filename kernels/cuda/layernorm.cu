@@ -20,22 +20,12 @@ extern "C" gpuml_status gpuml_cuda_layernorm(const gpuml_kctx *k, const float *x
                                              const float *beta, float eps, int64_t rows, int64_t c, float *y,
                                              float *mean, float *rstd)
 {
-    if (rows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "layernorm");
-    GPUML_CUDA_LAUNCH(layernorm_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, gamma, beta, eps, rows,
-                                                                                          c, y, mean, rstd);
-    return gpuml_cuda_check(k, "layernorm");
+    GPUML_CUDA_RUN(k, "layernorm", layernorm_kernel, rows, x, gamma, beta, eps, rows, c, y, mean, rstd);
 }
 
 extern "C" gpuml_status gpuml_cuda_layernorm_grad(const gpuml_kctx *k, const float *x, const float *gamma,
                                                   const float *gy, const float *mean, const float *rstd, int64_t rows,
                                                   int64_t c, float *gx)
 {
-    if (rows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "layernorm_grad");
-    GPUML_CUDA_LAUNCH(layernorm_dx_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
-        x, gamma, gy, mean, rstd, rows, c, gx);
-    return gpuml_cuda_check(k, "layernorm_grad");
+    GPUML_CUDA_RUN(k, "layernorm_grad", layernorm_dx_kernel, rows, x, gamma, gy, mean, rstd, rows, c, gx);
 }

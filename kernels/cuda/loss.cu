@@ -31,43 +31,25 @@ static __global__ void ce_grad_kernel(const float *x, int64_t rows, int64_t c, c
 extern "C" gpuml_status gpuml_cuda_bce_logits(const gpuml_kctx *k, int64_t n, int64_t c, const float *x,
                                               const float *y, const float *pos_weight, float *out)
 {
-    if (n * c == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "bce_logits");
-    GPUML_CUDA_LAUNCH(bce_kernel, gpuml_cuda_grid(n * c), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, c, x, y, pos_weight, out);
-    return gpuml_cuda_check(k, "bce_logits");
+    GPUML_CUDA_RUN(k, "bce_logits", bce_kernel, n * c, n, c, x, y, pos_weight, out);
 }
 
 extern "C" gpuml_status gpuml_cuda_bce_logits_grad(const gpuml_kctx *k, int64_t n, int64_t c, const float *x,
                                                    const float *y, const float *pos_weight, const float *gout,
                                                    float *gx)
 {
-    if (n * c == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "bce_logits_grad");
-    GPUML_CUDA_LAUNCH(bce_grad_kernel, gpuml_cuda_grid(n * c), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, c, x, y, pos_weight,
-                                                                                          gout, gx);
-    return gpuml_cuda_check(k, "bce_logits_grad");
+    GPUML_CUDA_RUN(k, "bce_logits_grad", bce_grad_kernel, n * c, n, c, x, y, pos_weight, gout, gx);
 }
 
 extern "C" gpuml_status gpuml_cuda_cross_entropy(const gpuml_kctx *k, const float *x, int64_t rows, int64_t c,
                                                  const void *labels, int is64, float *nll, float *lse)
 {
-    if (rows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "cross_entropy");
-    GPUML_CUDA_LAUNCH(ce_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, rows, c, labels, is64, nll, lse);
-    return gpuml_cuda_check(k, "cross_entropy");
+    GPUML_CUDA_RUN(k, "cross_entropy", ce_kernel, rows, x, rows, c, labels, is64, nll, lse);
 }
 
 extern "C" gpuml_status gpuml_cuda_cross_entropy_grad(const gpuml_kctx *k, const float *x, int64_t rows, int64_t c,
                                                       const void *labels, int is64, const float *lse,
                                                       const float *gnll, float *gx)
 {
-    if (rows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "cross_entropy_grad");
-    GPUML_CUDA_LAUNCH(ce_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, rows, c, labels, is64, lse,
-                                                                                        gnll, gx);
-    return gpuml_cuda_check(k, "cross_entropy_grad");
+    GPUML_CUDA_RUN(k, "cross_entropy_grad", ce_grad_kernel, rows, x, rows, c, labels, is64, lse, gnll, gx);
 }

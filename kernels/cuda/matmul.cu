@@ -43,9 +43,5 @@ extern "C" gpuml_status gpuml_cuda_gemm(const gpuml_kctx *k, int ta, int tb, int
 extern "C" gpuml_status gpuml_cuda_bias_rows(const gpuml_kctx *k, int64_t rows, int64_t cols, const float *bias,
                                              float *y)
 {
-    if (rows * cols == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "bias_rows");
-    GPUML_CUDA_LAUNCH(bias_rows_kernel, gpuml_cuda_grid(rows * cols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(rows, cols, bias, y);
-    return gpuml_cuda_check(k, "bias_rows");
+    GPUML_CUDA_RUN(k, "bias_rows", bias_rows_kernel, rows * cols, rows, cols, bias, y);
 }

@@ -26,32 +26,18 @@ extern "C" gpuml_status gpuml_cuda_neighbour_reduce(const gpuml_kctx *k, int op,
                                                     int64_t n, int64_t kk, int first, int64_t C, float *out,
                                                     int32_t *am)
 {
-    if (n * C == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "neighbour_aggregate");
-    GPUML_CUDA_LAUNCH(reduce_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, edges, idx, n, kk, first, C,
-                                                                                        out, am);
-    return gpuml_cuda_check(k, "neighbour_aggregate");
+    GPUML_CUDA_RUN(k, "neighbour_aggregate", reduce_kernel, n * C, op, edges, idx, n, kk, first, C, out, am);
 }
 
 extern "C" gpuml_status gpuml_cuda_neighbour_grad(const gpuml_kctx *k, int op, const float *gout, const int32_t *am,
                                                   const int32_t *idx, int64_t n, int64_t kk, int first, int64_t C,
                                                   float *gedges)
 {
-    if (n * C == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "neighbour_aggregate_backward");
-    GPUML_CUDA_LAUNCH(grad_kernel, gpuml_cuda_grid(n * C), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, am, idx, n, kk, first, C,
-                                                                                      gedges);
-    return gpuml_cuda_check(k, "neighbour_aggregate_backward");
+    GPUML_CUDA_RUN(k, "neighbour_aggregate_backward", grad_kernel, n * C, op, gout, am, idx, n, kk, first, C, gedges);
 }
 
 extern "C" gpuml_status gpuml_cuda_edge_mask(const gpuml_kctx *k, const int32_t *idx, int64_t n, int64_t kk, int first,
                                              uint8_t *mask)
 {
-    if (n * (kk - first) == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "edge_mask");
-    GPUML_CUDA_LAUNCH(mask_kernel, gpuml_cuda_grid(n * (kk - first)), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(idx, n, kk, first, mask);
-    return gpuml_cuda_check(k, "edge_mask");
+    GPUML_CUDA_RUN(k, "edge_mask", mask_kernel, n * (kk - first), idx, n, kk, first, mask);
 }

@@ -30,24 +30,15 @@ extern "C" gpuml_status gpuml_cuda_optim_sgd(const gpuml_kctx *k, int64_t n, flo
                                              const float *gscale, float lr, float momentum, float dampening, float wd,
                                              int nesterov, int first)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "optim_sgd");
-    GPUML_CUDA_LAUNCH(sgd_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(n, p, g, buf, gscale, lr, momentum,
-                                                                                 dampening, wd, nesterov, first);
-    return gpuml_cuda_check(k, "optim_sgd");
+    GPUML_CUDA_RUN(k, "optim_sgd", sgd_kernel, n, n, p, g, buf, gscale, lr, momentum, dampening, wd, nesterov, first);
 }
 
 extern "C" gpuml_status gpuml_cuda_optim_adam(const gpuml_kctx *k, int64_t n, float *p, const float *g, float *m,
                                               float *v, const float *gscale, float lr, float beta1, float beta2,
                                               float eps, float wd, int decoupled, float step_size, float bc2_sqrt)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "optim_adam");
-    GPUML_CUDA_LAUNCH(adam_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
-        n, p, g, m, v, gscale, lr, beta1, beta2, eps, wd, decoupled, step_size, bc2_sqrt);
-    return gpuml_cuda_check(k, "optim_adam");
+    GPUML_CUDA_RUN(k, "optim_adam", adam_kernel, n, n, p, g, m, v, gscale, lr, beta1, beta2, eps, wd, decoupled,
+                   step_size, bc2_sqrt);
 }
 
 extern "C" gpuml_status gpuml_cuda_grad_norm(const gpuml_kctx *k, int64_t n, const float *g, void *ws,

@@ -55,31 +55,17 @@ extern "C" gpuml_status gpuml_cuda_reduce_grad(const gpuml_kctx *k, int op, cons
                                                int64_t outer, int64_t len, int64_t inner, float *gx)
 {
     int64_t n = outer * len * inner;
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "reduce_grad");
-    GPUML_CUDA_LAUNCH(reduce_grad_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(op, gout, arg, outer, len,
-                                                                                         inner, gx);
-    return gpuml_cuda_check(k, "reduce_grad");
+    GPUML_CUDA_RUN(k, "reduce_grad", reduce_grad_kernel, n, op, gout, arg, outer, len, inner, gx);
 }
 
 extern "C" gpuml_status gpuml_cuda_softmax(const gpuml_kctx *k, const float *x, float *y, int64_t rows, int64_t n,
                                            int take_log)
 {
-    if (rows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "softmax");
-    GPUML_CUDA_LAUNCH(softmax_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(x, y, rows, n, take_log);
-    return gpuml_cuda_check(k, "softmax");
+    GPUML_CUDA_RUN(k, "softmax", softmax_kernel, rows, x, y, rows, n, take_log);
 }
 
 extern "C" gpuml_status gpuml_cuda_softmax_grad(const gpuml_kctx *k, const float *y, const float *gy, float *gx,
                                                 int64_t rows, int64_t n, int take_log)
 {
-    if (rows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "softmax_grad");
-    GPUML_CUDA_LAUNCH(softmax_grad_kernel, gpuml_cuda_grid(rows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(y, gy, gx, rows, n,
-                                                                                             take_log);
-    return gpuml_cuda_check(k, "softmax_grad");
+    GPUML_CUDA_RUN(k, "softmax_grad", softmax_grad_kernel, rows, y, gy, gx, rows, n, take_log);
 }

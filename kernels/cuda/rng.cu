@@ -12,11 +12,7 @@ static __global__ void rand_kernel(int normal, uint64_t seed, uint64_t base, int
 extern "C" gpuml_status gpuml_cuda_rand(const gpuml_kctx *k, int normal, uint64_t seed, uint64_t base, int64_t n,
                                         float p0, float p1, float *y)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "rand");
-    GPUML_CUDA_LAUNCH(rand_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(normal, seed, base, n, p0, p1, y);
-    return gpuml_cuda_check(k, "rand");
+    GPUML_CUDA_RUN(k, "rand", rand_kernel, n, normal, seed, base, n, p0, p1, y);
 }
 
 static __global__ void dropout_kernel(uint64_t seed, uint64_t base, int64_t n, float p, const float *x, float *y)
@@ -27,9 +23,5 @@ static __global__ void dropout_kernel(uint64_t seed, uint64_t base, int64_t n, f
 extern "C" gpuml_status gpuml_cuda_dropout(const gpuml_kctx *k, uint64_t seed, uint64_t base, int64_t n, float p,
                                            const float *x, float *y)
 {
-    if (n == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "dropout");
-    GPUML_CUDA_LAUNCH(dropout_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(seed, base, n, p, x, y);
-    return gpuml_cuda_check(k, "dropout");
+    GPUML_CUDA_RUN(k, "dropout", dropout_kernel, n, seed, base, n, p, x, y);
 }

@@ -62,12 +62,8 @@ extern "C" gpuml_status gpuml_cuda_segment_grad(const gpuml_kctx *k, int op, con
                                                 const int64_t *row_splits, int64_t batch, int64_t nrows, int64_t ncols,
                                                 float *gx)
 {
-    if (nrows * ncols == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "segment_grad");
-    GPUML_CUDA_LAUNCH(segment_grad_kernel, gpuml_cuda_grid(nrows * ncols), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(
-        op, gout, arg, row_splits, batch, nrows, ncols, gx);
-    return gpuml_cuda_check(k, "segment_grad");
+    GPUML_CUDA_RUN(k, "segment_grad", segment_grad_kernel, nrows * ncols, op, gout, arg, row_splits, batch, nrows,
+                   ncols, gx);
 }
 
 static __global__ void segment_ids_kernel(const int64_t *row_splits, int64_t batch, int64_t nrows, int32_t *ids)
@@ -78,10 +74,5 @@ static __global__ void segment_ids_kernel(const int64_t *row_splits, int64_t bat
 extern "C" gpuml_status gpuml_cuda_segment_ids(const gpuml_kctx *k, const int64_t *row_splits, int64_t batch,
                                                int64_t nrows, int32_t *ids)
 {
-    if (nrows == 0)
-        return GPUML_OK;
-    GPUML_CUDA_ENTER(k, "segment_ids");
-    GPUML_CUDA_LAUNCH(segment_ids_kernel, gpuml_cuda_grid(nrows), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(row_splits, batch, nrows,
-                                                                                             ids);
-    return gpuml_cuda_check(k, "segment_ids");
+    GPUML_CUDA_RUN(k, "segment_ids", segment_ids_kernel, nrows, row_splits, batch, nrows, ids);
 }

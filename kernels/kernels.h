@@ -163,7 +163,7 @@ GPUML_K_DECLARE(bn_aggregate, const float *x, const uint8_t *mask, int64_t n, in
 GPUML_K_DECLARE(bn_aggregate_grad, const float *gout, const uint8_t *mask, int64_t n, int64_t ke, int64_t C, int op,
                 float *gnode)
 /* cuDNN batch norm (CUDA builds with cuDNN only): cudnn is the context's
- * gpuml_cudnn (kernels/cudnn_api.h: handle on k->stream, functions); gamma/beta non-NULL; R, C < 2^31. */
+ * gpuml_cudnn (core/cudnn_api.h: handle on k->stream, functions); gamma/beta non-NULL; R, C < 2^31. */
 gpuml_status gpuml_cuda_bn_cudnn_fwd(const gpuml_kctx *k, void *cudnn, int training, int64_t R, int64_t C,
                                      const float *x, float *y, const float *gamma, const float *beta, float momentum,
                                      float eps, float *rm, float *rv, float *save_mean, float *save_invstd);

@@ -4,7 +4,7 @@
  * naming the variable that overrides it; and, where libnccl is installed,
  * the first use loads it. (tests/check_needed.sh checks the other half:
  * libgpuml.so has no DT_NEEDED entry for it.) cuDNN, whose function table is
- * kernels/cudnn_api.h, follows the same rule: ordinary use maps no
+ * core/cudnn_api.h, follows the same rule: ordinary use maps no
  * libcudnn either. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>

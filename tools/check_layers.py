@@ -37,11 +37,7 @@ LAYERS = [
 ]
 
 # Known upward edges, each with the reason it is still there. Keep this short.
-ALLOWED = {
-    ("libgpuml/core/cuda_rt.c", "kernels/cudnn_api.h"):
-        "the table of cuDNN functions core opens (dlopen) is shared with kernels/cuda/batchnorm.cu; "
-        "remove this entry when that header moves to core/ (kernels/ was not ours to change in issue 17)",
-}
+ALLOWED = {}
 
 # Known file cycles, each with the reason it is still there: a cycle that
 # is exactly one of these is reported but does not fail; one that grows does.

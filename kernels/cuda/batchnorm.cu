@@ -7,7 +7,7 @@
 #include "launch.cuh"
 
 #if GPUML_HAVE_CUDNN
-#include "../cudnn_api.h"
+#include "../../libgpuml/core/cudnn_api.h"
 #endif
 
 static __global__ void partial_kernel(int kind, const float *x, const float *gy, const uint8_t *mask, int64_t R,

@@ -1,11 +1,12 @@
-/* kernels/cudnn_api.h - the cuDNN functions gpuml calls, as a table filled
- * by dlopen when a context first uses cuDNN (libgpuml/core/dynlib.h: cuDNN
- * is optional and not linked, so that gpuml can share a process with
- * PyTorch's own cuDNN). Included by libgpuml/core/cuda_rt.c, which loads
- * it, and kernels/cuda/batchnorm.cu, which calls through it; C and CUDA C++.
- * Only in builds with cuDNN's header (GPUML_HAVE_CUDNN). */
-#ifndef GPUML_KERNELS_CUDNN_API_H
-#define GPUML_KERNELS_CUDNN_API_H
+/* libgpuml/core/cudnn_api.h - the cuDNN functions gpuml calls, as a table
+ * filled by dlopen when a context first uses cuDNN (core/dynlib.h: cuDNN is
+ * optional and not linked, so that gpuml can share a process with
+ * PyTorch's own cuDNN). Part of the runtime layer: included by
+ * core/cuda_rt.c, which loads it, and by the layer above,
+ * kernels/cuda/batchnorm.cu, which calls through it; C and CUDA C++. Only
+ * in builds with cuDNN's header (GPUML_HAVE_CUDNN). */
+#ifndef GPUML_CORE_CUDNN_API_H
+#define GPUML_CORE_CUDNN_API_H
 
 #include <cudnn.h>
 

@@ -75,7 +75,46 @@ PLAIN_LOAD = re.compile(r"^\s*[\w.>-]+(?:\s*\[[^\]]*\])?\s*$")
 # (GPU body, the CPU function it is compared with, why both exist). Both
 # must be called in tests/test_twins.c, which runs them on the same data on
 # the host.
-TWINS = []
+SEG_WHY = ("CPU folds each event depth first with no partials in memory (gpuml_k_seg_direct_elem: no scratch "
+           "growing with the batch); GPU runs the levels through partials in a workspace")
+TWINS = [
+    ("gpuml_k_bn_aggregate", "gpuml_cpu_bn_aggregate",
+     "CPU walks a node's rows for blocks of 32 channels (gpuml_k_bn_aggregate_row); GPU: a thread per element"),
+    ("gpuml_k_bn_grad_x", "gpuml_cpu_bn_grad_x",
+     "CPU walks rows, channel loops contiguous for its SIMD clones (gpuml_k_bn_grad_x_row); GPU: a thread per element"),
+    ("gpuml_k_bn_partial", "gpuml_cpu_bn_partial",
+     "CPU walks a chunk row by row, all channels (gpuml_k_bn_partial_rows); GPU: a thread per (chunk, channel)"),
+    ("gpuml_k_csr_key", "gpuml_cpu_csr_build",
+     "CPU builds the CSR by a sequential counting sort; GPU by a stable CUB radix sort of these keys (no atomics)"),
+    ("gpuml_k_lower_bound_u32", "gpuml_cpu_csr_build",
+     "GPU: rowptr by binary search of the sorted keys, a thread per target; CPU: the counting sort's prefix sums"),
+    ("gpuml_k_edge_grad_node", "gpuml_cpu_edge_grad_node",
+     "CPU walks a node's edge rows for blocks of 32 channels (gpuml_k_edge_grad_node_row); GPU: a thread per element"),
+    ("gpuml_k_gravnet_fwd_elem", "gpuml_cpu_gravnet_fwd",
+     "CPU reads a neighbour row once per tile of 32 columns (gpuml_k_gravnet_fwd_tile); GPU: a thread per element"),
+    ("gpuml_k_knn_grad_elem", "gpuml_cpu_knn_grad",
+     "CPU gathers a neighbour row once for all D columns (gpuml_k_knn_grad_row); GPU: a thread per element"),
+    ("gpuml_k_neighbour_grad", "gpuml_cpu_neighbour_grad",
+     "CPU writes whole edge rows, each slot tested once (gpuml_k_neighbour_grad_row); GPU: a thread per element"),
+    ("gpuml_k_neighbour_reduce", "gpuml_cpu_neighbour_reduce",
+     "CPU walks edge rows for blocks of 32 channels (gpuml_k_neighbour_reduce_row); GPU: a thread per element"),
+    ("gpuml_k_oc_alpha_key", "gpuml_cpu_oc_forward",
+     "CPU scans an event per object (gpuml_k_oc_alpha); GPU: a thread per row, order-free atomic max of these keys"),
+    ("gpuml_k_oc_alpha_of", "gpuml_cpu_oc_forward",
+     "GPU turns the winning key and first row back into the row gpuml_k_oc_alpha picks on the CPU"),
+    ("gpuml_k_seg_event_of_slot", "gpuml_cpu_segment_reduce",
+     SEG_WHY + "; this maps a partial's slot to its event"),
+    ("gpuml_k_seg_final_elem", "gpuml_cpu_segment_reduce",
+     SEG_WHY + "; this is the last level"),
+    ("gpuml_k_seg_level_elem", "gpuml_cpu_segment_reduce",
+     SEG_WHY + "; this is one level's chunk"),
+    ("gpuml_k_seg_part", "gpuml_cpu_segment_reduce",
+     SEG_WHY + "; this carves the two partial buffers"),
+    ("gpuml_k_seg_scan", "gpuml_cpu_segment_reduce",
+     SEG_WHY + "; this reduces one chunk"),
+    ("gpuml_k_seg_src", "gpuml_cpu_segment_reduce",
+     SEG_WHY + "; this places an event's values in a level"),
+]
 
 TWINS_TEST = "tests/test_twins.c"
 

@@ -212,8 +212,10 @@ GPUML_HD static inline void gpuml_k_knn_acc_row(gpuml_k_knn_acc *a, const float 
         return;
     a->cnt++;
     for (int c = 0; c < db; c++) {
-        a->lo[c] = fminf(a->lo[c], xr[c]);
-        a->hi[c] = fmaxf(a->hi[c], xr[c]);
+        float v = xr[c] + 0.0f; /* -0 becomes +0: fminf/fmaxf may return either of two zeros, so the box would
+                                   depend on the order rows are merged in */
+        a->lo[c] = fminf(a->lo[c], v);
+        a->hi[c] = fmaxf(a->hi[c], v);
     }
 }
 

@@ -811,12 +811,92 @@ static void test_segment(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* ---- kNN: an event's count and box ---------------------------------------
+ * The CUDA event_kernel: a block of 256 threads per event, thread t
+ * accumulating rows start + t, start + t + 256, ..., then a tree of merges
+ * (gpuml_k_knn_acc_merge); the CPU Z-order build accumulates the rows in
+ * order (gpuml_k_knn_acc_row). Rows with a NaN or an infinity are left out;
+ * -0 and +0 must give the same box whatever the order. */
+#define EV_BLOCK 256
+
+static void knn_box_gpu(const float *x, int d, int db, int64_t start, int64_t n, gpuml_k_knn_acc *out)
+{
+    static gpuml_k_knn_acc s_acc[EV_BLOCK];
+    for (int t = EV_BLOCK - 1; t >= 0; t--) {
+        gpuml_k_knn_acc_init(&s_acc[t]);
+        for (int64_t r = start + t; r < start + n; r += EV_BLOCK)
+            gpuml_k_knn_acc_row(&s_acc[t], x + r * d, d, db);
+    }
+    for (int h = EV_BLOCK / 2; h > 0; h /= 2)
+        for (int t = h - 1; t >= 0; t--)
+            gpuml_k_knn_acc_merge(&s_acc[t], &s_acc[t + h]);
+    *out = s_acc[0];
+}
+
+static void test_knn_box(void **state)
+{
+    (void)state;
+    uint64_t s = 77;
+    int bad = 0;
+    const int64_t sizes[] = {0, 1, 2, 255, 256, 257, 1000, 4099};
+    for (int d = 1; d <= 5; d++) {
+        int db = d < GPUML_KNN_MAXBIN ? d : GPUML_KNN_MAXBIN;
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+            for (int kind = 0; kind < 4; kind++) {
+                int64_t n = sizes[si];
+                float *x = malloc((size_t)(n * d + 1) * sizeof *x);
+                assert_non_null(x);
+                for (int64_t e = 0; e < n * d; e++) {
+                    switch (kind) {
+                    case 0: x[e] = (float)h_rand_normal(&s) * 100.0f; break;
+                    case 1: x[e] = (h_rand_u64(&s) & 1) ? 0.0f : -0.0f; break;          /* signed zeros only */
+                    case 2: x[e] = (float)((int64_t)(h_rand_u64(&s) % 5) - 2) * 0.5f; break; /* ties, zeros */
+                    default: x[e] = (float)h_rand_normal(&s) * 3e38f; break;          /* huge, some overflow to inf */
+                    }
+                }
+                if (n > 0 && kind != 1)
+                    for (int64_t e = 0; e < n / 7 + 1; e++) /* rows left out */
+                        x[(h_rand_u64(&s) % (uint64_t)n) * d + (int64_t)(h_rand_u64(&s) % (uint64_t)d)] =
+                            (e & 1) ? NAN : -INFINITY;
+                gpuml_k_knn_acc cpu, gpu;
+                gpuml_k_knn_acc_init(&cpu);
+                for (int64_t r = 0; r < n; r++)
+                    gpuml_k_knn_acc_row(&cpu, x + r * d, d, db);
+                knn_box_gpu(x, d, db, 0, n, &gpu);
+                float clo[GPUML_KNN_MAXBIN], chi[GPUML_KNN_MAXBIN], glo[GPUML_KNN_MAXBIN], ghi[GPUML_KNN_MAXBIN];
+                gpuml_k_knn_acc_box(&cpu, db, clo, chi);
+                gpuml_k_knn_acc_box(&gpu, db, glo, ghi);
+                char what[80];
+                snprintf(what, sizeof what, "knn box lo d=%d n=%lld kind %d", d, (long long)n, kind);
+                bad += differ(what, 'f', glo, clo, GPUML_KNN_MAXBIN);
+                snprintf(what, sizeof what, "knn box hi d=%d n=%lld kind %d", d, (long long)n, kind);
+                bad += differ(what, 'f', ghi, chi, GPUML_KNN_MAXBIN);
+                snprintf(what, sizeof what, "knn finite rows d=%d n=%lld kind %d", d, (long long)n, kind);
+                bad += differ(what, 'l', &gpu.cnt, &cpu.cnt, 1);
+                /* and the count against a direct one */
+                int64_t fin = 0;
+                for (int64_t r = 0; r < n; r++) {
+                    int ok = 1;
+                    for (int c = 0; c < d; c++)
+                        ok &= isfinite(x[r * d + c]) != 0;
+                    fin += ok;
+                }
+                if (fin != cpu.cnt)
+                    bad++, printf("knn finite rows d=%d n=%lld: %lld, direct count %lld\n", d, (long long)n,
+                                  (long long)cpu.cnt, (long long)fin);
+                free(x);
+            }
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csr),       cmocka_unit_test(test_neighbour), cmocka_unit_test(test_gravnet),
         cmocka_unit_test(test_edgeconv),  cmocka_unit_test(test_knn_grad),  cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_oc_alpha),  cmocka_unit_test(test_segment),
+        cmocka_unit_test(test_oc_alpha),  cmocka_unit_test(test_segment),   cmocka_unit_test(test_knn_box),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -106,6 +106,8 @@ TWINS = [
      SEG_WHY + "; this maps a partial's slot to its event"),
     ("gpuml_k_seg_final_elem", "gpuml_cpu_segment_reduce",
      SEG_WHY + "; this is the last level"),
+    ("gpuml_k_knn_acc_merge", "gpuml_k_knn_acc_row",
+     "CPU (Z-order build) accumulates an event's rows in order; GPU: each thread its rows, then a block's merge tree"),
     ("gpuml_k_seg_level_elem", "gpuml_cpu_segment_reduce",
      SEG_WHY + "; this is one level's chunk"),
     ("gpuml_k_seg_part", "gpuml_cpu_segment_reduce",

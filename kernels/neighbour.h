@@ -8,8 +8,9 @@
 #include "gpuml/ops.h"
 #include "graph_common.h"
 
-/* out[i, c] and, for MAX, am[i, c]. Sum in double in slot order; MAX: NaN
- * wins, else the first largest. No valid edge: 0 (am -1). */
+/* out[i, c] and, when am is given, am[i, c]: for MAX the slot of the
+ * result, else -1. Sum in double in slot order; MAX: NaN wins, else the
+ * first largest. No valid edge: 0 (am -1). */
 GPUML_HD static inline void gpuml_k_neighbour_reduce(int op, const float *GPUML_RESTRICT edges,
                                                      const int32_t *GPUML_RESTRICT idx, int64_t n, int64_t k, int first,
                                                      int64_t C, int64_t i, int64_t c, float *GPUML_RESTRICT out,
@@ -25,7 +26,7 @@ GPUML_HD static inline void gpuml_k_neighbour_reduce(int op, const float *GPUML_
         float v = edges[(i * ke + t) * C + c];
         cnt++;
         sum += (double)v;
-        if (bt < 0 || (best == best && (v > best || v != v))) {
+        if (op == GPUML_REDUCE_MAX && (bt < 0 || (best == best && (v > best || v != v)))) {
             best = v;
             bt = (int32_t)t;
         }

@@ -260,9 +260,9 @@ static void test_neighbour(void **state)
                 float *edges = rand_f(&s, n * ke * C, ties, ties ? 0 : 97), *gout = rand_f(&s, n * C, 0, 0);
                 float *out_g = out_buf((size_t)(n * C) * 4), *out_c = out_buf((size_t)(n * C) * 4);
                 int32_t *am_g = out_buf((size_t)(n * C) * 4), *am_c = out_buf((size_t)(n * C) * 4);
-                /* am only for MAX, as gpuml_neighbour_aggregate passes it: for SUM and
-                 * MEAN the two bodies leave different things there (unspecified) */
-                int with_am = op == GPUML_REDUCE_MAX;
+                /* am for every op: -1 for SUM and MEAN on both (the bodies disagreed
+                 * there once; gpuml_neighbour_aggregate passes am for MAX only) */
+                int with_am = 1;
                 GRID(e, n * C)
                 gpuml_k_neighbour_reduce(op, edges, idx, n, k, first, C, e / C, e % C, out_g, with_am ? am_g : NULL);
                 assert_int_equal(gpuml_cpu_neighbour_reduce(&kc, op, edges, idx, n, k, first, C, out_c,

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include "../../libgpuml/core/cuda_guard.h"
 #include "../common.h"
 
 #define GPUML_CUDA_BLOCK 256
@@ -22,27 +23,16 @@
 #define GPUML_CUDA_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
 #endif
 
-/* Selects the context's device for the launch and restores the caller's.
- * A failed cudaGetDevice/cudaSetDevice is kept in err: the launcher must
- * return it as a status (GPUML_CUDA_ENTER does), never launch on whatever
- * device happens to be current. */
+/* Selects the context's device for the launch and restores the caller's:
+ * the runtime layer's one device guard (core/cuda_guard.h), as a scope for
+ * launchers that return from many places. A failed cudaGetDevice /
+ * cudaSetDevice is kept in err: the launcher must return it as a status
+ * (GPUML_CUDA_ENTER does), never launch on whatever device is current. */
 struct gpuml_cuda_scope {
-    int saved = -1;
-    bool changed = false;
-    cudaError_t err = cudaSuccess;
-    explicit gpuml_cuda_scope(int device)
-    {
-        err = cudaGetDevice(&saved);
-        if (err == cudaSuccess && saved != device) {
-            err = cudaSetDevice(device);
-            changed = err == cudaSuccess;
-        }
-    }
-    ~gpuml_cuda_scope()
-    {
-        if (changed)
-            (void)cudaSetDevice(saved);
-    }
+    gpuml_device_guard g;
+    cudaError_t err;
+    explicit gpuml_cuda_scope(int device) : err(gpuml_guard_enter(&g, device)) {}
+    ~gpuml_cuda_scope() { gpuml_guard_leave(&g); }
     gpuml_cuda_scope(const gpuml_cuda_scope &) = delete;
     gpuml_cuda_scope &operator=(const gpuml_cuda_scope &) = delete;
 };

@@ -25,6 +25,14 @@ for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
 done
 
 if [ ! -f "$dir/build.ninja" ]; then
+  # nvcc through tools/nvcc_deps.sh: with meson before 1.3, nvcc writes no
+  # dependency file, and editing a kernel body (kernels/<op>.h) would not
+  # rebuild the CUDA objects that include it.
+  if command -v nvcc >/dev/null 2>&1; then
+    mkdir -p "$dir"
+    printf "[binaries]\ncuda = '%s'\n" "$(pwd)/tools/nvcc_deps.sh" >"$dir/nvcc-native.ini"
+    opts+=(--native-file "$dir/nvcc-native.ini")
+  fi
   meson setup "$dir" "${opts[@]}" "$@"
 elif [ $# -gt 0 ]; then
   meson configure "$dir" "$@"

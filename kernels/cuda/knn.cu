@@ -24,10 +24,6 @@
 #include "../../libgpuml/core/align.h"
 #include "launch.cuh"
 
-struct knn_max_op {
-    __host__ __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
-};
-
 /* Workspace pieces, 256-byte aligned. */
 struct knn_cuda_ws {
     int64_t *rs;               /* [nev+1] clamped, monotone splits     */
@@ -55,9 +51,7 @@ static size_t cub_bytes(int64_t n, int64_t nev)
     if (cub::DeviceRadixSort::SortPairs(nullptr, b, (int32_t *)nullptr, (int32_t *)nullptr, (int32_t *)nullptr,
                                         (int32_t *)nullptr, (int)n, 0, 32, (cudaStream_t)0) != cudaSuccess)
         b = 0;
-    if (cub::DeviceScan::InclusiveScan(nullptr, c, (int64_t *)nullptr, (int64_t *)nullptr, knn_max_op(),
-                                       (int)(nev + 1), (cudaStream_t)0) != cudaSuccess)
-        c = 0;
+    c = gpuml_cuda_monotone_splits_scratch(nev);
     size_t m = a > b ? a : b;
     return m > c ? m : c;
 }
@@ -90,23 +84,6 @@ extern "C" size_t gpuml_cuda_knn_workspace(int64_t n, int d, int64_t nev, int kk
     (void)nthreads;
     knn_cuda_ws w;
     return carve(nullptr, n, d, nev, kk, &w);
-}
-
-/* Clamped splits in, (after the max-scan) checked against the originals. */
-static __global__ void splits_clamp_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out)
-{
-    GPUML_GRID_STRIDE(b, nev + 1) out[b] = gpuml_k_min64(gpuml_k_max64(rs[b], 0), n);
-}
-
-static __global__ void splits_check_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out, int *dev_error)
-{
-    GPUML_GRID_STRIDE(b, nev + 1)
-    {
-        int64_t v = b == 0 ? 0 : b == nev ? n : out[b];
-        if (v != rs[b])
-            *dev_error = GPUML_DEVERR_ROW_SPLITS;
-        out[b] = v; /* ends forced; the max-scan made the rest monotone */
-    }
 }
 
 #define EV_BLOCK 256
@@ -237,11 +214,10 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     gpuml_k_knn_view v;
     gpuml_k_knn_view_init(&v, n, nev, d, kk, r2, w.ev, w.xs, w.perm, w.boxes);
 
-    GPUML_CUDA_LAUNCH(splits_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs);
-    size_t tb = w.tmp_bytes;
-    GPUML_CUDA_TRY(fn, "cub::DeviceScan::InclusiveScan",
-                   cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, knn_max_op(), (int)(nev + 1), s));
-    GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs, k->dev_error);
+    gpuml_status st = gpuml_cuda_monotone_splits(k, row_splits, nev, n, w.rs, w.tmp, w.tmp_bytes, fn);
+    if (st != GPUML_OK)
+        return st;
+    size_t tb;
     /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
     unsigned ev_grid = (unsigned)nev;
     GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, algo, w.ev);

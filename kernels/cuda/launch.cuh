@@ -98,6 +98,21 @@ static inline gpuml_status gpuml_cuda_check(const gpuml_kctx *k, const char *op)
     return GPUML_OK;
 }
 
+/* The max of two int64 for CUB's scans (a monotone copy of row_splits). */
+struct gpuml_cuda_max64_op {
+    __host__ __device__ int64_t operator()(int64_t a, int64_t b) const { return gpuml_k_max64(a, b); }
+};
+
+/* row_splits [nev + 1] made monotone in [0, n] into out on k's stream (a
+ * clamp, a CUB max-scan, the ends forced), setting the context's device
+ * error word where that changed anything: how launchers read untrusted
+ * splits without a host copy. tmp: CUB scratch of at least
+ * gpuml_cuda_monotone_splits_scratch(nev) bytes. The caller has entered
+ * k's device (kernels/cuda/segment.cu). */
+size_t gpuml_cuda_monotone_splits_scratch(int64_t nev);
+gpuml_status gpuml_cuda_monotone_splits(const gpuml_kctx *k, const int64_t *rs, int64_t nev, int64_t n, int64_t *out,
+                                        void *tmp, size_t tmp_bytes, const char *op);
+
 /* Block-wide collectives over integers (flags, counts): how a launcher
  * combines its threads' bookkeeping, exact and order-free, so no op's
  * arithmetic lives here. B is the block size the kernel was launched with;

@@ -31,10 +31,6 @@
 
 #define OCC_BLOCK 256
 
-struct occ_max_op {
-    __host__ __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
-};
-
 struct occ_cuda_ws {
     int64_t *rs;            /* [nev+1] clamped, monotone splits */
     uint64_t *keys, *keys2; /* [n]                              */
@@ -51,8 +47,7 @@ static size_t cub_bytes(int64_t n, int64_t nev)
     size_t a = 0, c = 0;
     cub::DeviceRadixSort::SortPairs(nullptr, a, (uint64_t *)nullptr, (uint64_t *)nullptr, (int32_t *)nullptr,
                                     (int32_t *)nullptr, (int)n, 0, 64, (cudaStream_t)0);
-    cub::DeviceScan::InclusiveScan(nullptr, c, (int64_t *)nullptr, (int64_t *)nullptr, occ_max_op(), (int)(nev + 1),
-                                   (cudaStream_t)0);
+    c = gpuml_cuda_monotone_splits_scratch(nev);
     return a > c ? a : c;
 }
 
@@ -77,23 +72,6 @@ extern "C" size_t gpuml_cuda_oc_cluster_workspace(int64_t n, int64_t nev)
 {
     occ_cuda_ws w;
     return carve(nullptr, n, nev, &w);
-}
-
-static __global__ void occ_clamp_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out)
-{
-    GPUML_GRID_STRIDE(b, nev + 1) out[b] = gpuml_k_min64(gpuml_k_max64(rs[b], 0), n);
-}
-
-static __global__ void occ_splits_check_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out,
-                                               int *dev_error)
-{
-    GPUML_GRID_STRIDE(b, nev + 1)
-    {
-        int64_t v = b == 0 ? 0 : b == nev ? n : out[b];
-        if (v != rs[b])
-            *dev_error = GPUML_DEVERR_ROW_SPLITS;
-        out[b] = v;
-    }
 }
 
 /* mode 0: candidate states and keys; mode 1: CP keys. */
@@ -218,12 +196,10 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
     P.db = d < GPUML_OCC_MAXBIN ? d : GPUML_OCC_MAXBIN;
     P.t_beta = t_beta, P.td2 = t_d * t_d, P.inv_cell = 1.0 / ((double)t_d * (1.0 + 1e-4));
 
-    GPUML_CUDA_LAUNCH(occ_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(row_splits, nev, n, w.rs);
-    size_t tb = w.tmp_bytes;
-    GPUML_CUDA_TRY(fn, "cub::DeviceScan::InclusiveScan",
-                   cub::DeviceScan::InclusiveScan(w.tmp, tb, w.rs, w.rs, occ_max_op(), (int)(nev + 1), s));
-    GPUML_CUDA_LAUNCH(occ_splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(
-        row_splits, nev, n, w.rs, k->dev_error);
+    gpuml_status st = gpuml_cuda_monotone_splits(k, row_splits, nev, n, w.rs, w.tmp, w.tmp_bytes, fn);
+    if (st != GPUML_OK)
+        return st;
+    size_t tb;
     /* a block per event (nev < 2^31 - 1, the grid limit): no block loops over events */
     unsigned ev_grid = (unsigned)nev;
     int end_bit = 33;

@@ -1,8 +1,50 @@
 /* CUDA launchers for kernels/segment.h. row_splits stay on the device: the
  * kernels clamp them and raise the context's device error on bad values. */
+#include <cub/device/device_scan.cuh>
+
 #include "../kernels.h"
 #include "../segment.h"
 #include "launch.cuh"
+
+/* ---- monotone row_splits on the device (launch.cuh) --------------------- */
+static __global__ void splits_clamp_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out)
+{
+    GPUML_GRID_STRIDE(b, nev + 1) out[b] = gpuml_k_min64(gpuml_k_max64(rs[b], 0), n);
+}
+
+/* After the max-scan: the ends forced to 0 and n, the rest is monotone. */
+static __global__ void splits_check_kernel(const int64_t *rs, int64_t nev, int64_t n, int64_t *out, int *dev_error)
+{
+    GPUML_GRID_STRIDE(b, nev + 1)
+    {
+        int64_t v = b == 0 ? 0 : b == nev ? n : out[b];
+        if (v != rs[b])
+            *dev_error = GPUML_DEVERR_ROW_SPLITS;
+        out[b] = v;
+    }
+}
+
+size_t gpuml_cuda_monotone_splits_scratch(int64_t nev)
+{
+    size_t c = 0;
+    if (nev >= INT32_MAX || cub::DeviceScan::InclusiveScan(nullptr, c, (int64_t *)nullptr, (int64_t *)nullptr,
+                                                          gpuml_cuda_max64_op(), (int)(nev + 1),
+                                                          (cudaStream_t)0) != cudaSuccess)
+        return 0; /* the real call in gpuml_cuda_monotone_splits reports it */
+    return c;
+}
+
+gpuml_status gpuml_cuda_monotone_splits(const gpuml_kctx *k, const int64_t *rs, int64_t nev, int64_t n, int64_t *out,
+                                        void *tmp, size_t tmp_bytes, const char *op)
+{
+    cudaStream_t s = gpuml_cuda_stream(k);
+    GPUML_CUDA_LAUNCH(splits_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(rs, nev, n, out);
+    GPUML_CUDA_TRY(op, "cub::DeviceScan::InclusiveScan",
+                   cub::DeviceScan::InclusiveScan(tmp, tmp_bytes, out, out, gpuml_cuda_max64_op(), (int)(nev + 1), s));
+    GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(rs, nev, n, out,
+                                                                                             k->dev_error);
+    return gpuml_cuda_check(k, op);
+}
 
 /* One level of the ragged fixed-order reduction (kernels/segment.h): a
  * thread per (slot, column), each reducing one chunk of at most

@@ -13,9 +13,11 @@
 #   bench_layers    one GravNetConv and one ParticleNet EdgeConv block (fwd+bwd)
 #   bench_knn       gpuml_knn on HGCAL-like events (single events and 64x2k)
 #   bench_engine    the inference engine and synchronous inference, events/s
-# Every number is the best over all rounds of that build's best-of-reps; the
-# table prints BASE, HEAD and HEAD/BASE for times (events/s: BASE/HEAD), so a
-# ratio above 1 means HEAD is slower. THREADS (default 2) CPU threads.
+# Each round gives each build's best-of-reps; the table prints the best
+# round of each build, HEAD/BASE of those (events/s: BASE/HEAD, so a ratio
+# above 1 always means HEAD is slower), the same ratio of the median
+# rounds, and BASE's spread over its rounds: a ratio inside the spread is
+# noise. THREADS (default 2) CPU threads.
 #
 # usage: bench/ab_compare.sh ba858e3            # against the working tree's HEAD
 #        ROUNDS=5 bench/ab_compare.sh 88d3aa8 main
@@ -79,32 +81,33 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 python3 - "$out" "$base" "$head" "$rounds" "$threads" <<'EOF'
-import sys, collections
+import sys, collections, math, statistics
 path, base, head, rounds, threads = sys.argv[1:]
-best = collections.defaultdict(dict)
+runs = collections.defaultdict(lambda: collections.defaultdict(list))
 unit = {}
 for line in open(path):
     label, key, u, v = line.split()
-    v = float(v)
     unit[key] = u
-    old = best[key].get(label)
-    if u == "rate":
-        best[key][label] = v if old is None else max(old, v)
-    else:
-        best[key][label] = v if old is None else min(old, v)
-print("CPU benchmarks, %s threads, best of %s alternating rounds: BASE %s, HEAD %s" % (threads, rounds, base, head))
-print("%-26s %6s %12s %12s %10s" % ("benchmark", "unit", "BASE", "HEAD", "HEAD/BASE"))
-ratios = []
-for key in sorted(best):
-    b, h = best[key].get("base"), best[key].get("head")
-    if b is None or h is None:
+    runs[key][label].append(float(v))
+print("CPU benchmarks, %s threads, %s alternating rounds: BASE %s, HEAD %s" % (threads, rounds, base, head))
+print("best: the best round of each build; median: the median round; spread: (worst - best) / best of BASE's rounds")
+print("%-26s %5s %10s %10s %9s %10s %8s" % ("benchmark", "unit", "BASE best", "HEAD best", "ratio", "median rt", "spread"))
+ratios, mratios = [], []
+for key in sorted(runs):
+    b, h = runs[key].get("base"), runs[key].get("head")
+    if not b or not h:
         continue
-    u = unit[key]
-    r = (b / h) if u == "rate" else (h / b)  # above 1: HEAD slower
-    ratios.append(r)
-    print("%-26s %6s %12.4g %12.4g %10.3f" % (key, "ev/s" if u == "rate" else u, b, h, r))
+    rate = unit[key] == "rate"
+    bb, hb = (max(b), max(h)) if rate else (min(b), min(h))
+    bm, hm = statistics.median(b), statistics.median(h)
+    r = bb / hb if rate else hb / bb  # above 1: HEAD slower
+    rm = bm / hm if rate else hm / bm
+    spread = (max(b) - min(b)) / min(b)
+    ratios.append(r), mratios.append(rm)
+    print("%-26s %5s %10.4g %10.4g %9.3f %10.3f %7.0f%%" % (key, "ev/s" if rate else unit[key], bb, hb, r, rm,
+                                                           100 * spread))
 if ratios:
-    import math
-    g = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
-    print("geometric mean of HEAD/BASE (time; above 1 = HEAD slower): %.3f over %d benchmarks" % (g, len(ratios)))
+    g = lambda xs: math.exp(sum(math.log(x) for x in xs) / len(xs))
+    print("geometric mean of HEAD/BASE time (above 1 = HEAD slower): best %.3f, median %.3f, over %d benchmarks"
+          % (g(ratios), g(mratios), len(ratios)))
 EOF

@@ -242,101 +242,102 @@ GPUML_HD static inline void gpuml_k_seg_final_elem(const gpuml_k_seg *j, gpuml_k
         j->arg[e] = -1;
 }
 
-/* The same result without partials in memory (the CPU driver: scratch
- * whose size followed the batch would defeat the engine's steady state):
- * value l of index i of the event's values at level l - a row for l = 0,
- * else the fold of the GPUML_K_SCHUNK values of level l - 1 it covers -
- * computed depth first in the same order, so the bits are the levels'. */
-static inline void gpuml_k_seg_fold(const gpuml_k_seg *j, int64_t rb, const int64_t *len, int l, int64_t i,
-                                    int64_t c, double *sum, float *best, int64_t *besti)
-{
-    if (l == 0) {
-        int64_t r = rb + i, xr = j->col ? j->col[r] : r;
-        *sum = (double)j->x[xr * j->ncols + c];
-        *best = j->x[xr * j->ncols + c];
-        *besti = r;
-        return;
-    }
-    int64_t b = i * GPUML_K_SCHUNK, e = gpuml_k_min64(b + GPUML_K_SCHUNK, len[l - 1]);
-    double acc = 0.0;
-    float bv = -INFINITY;
-    int64_t bi = -1;
-    for (int64_t k = b; k < e; k++) {
-        double s;
-        float v;
-        int64_t vi;
-        gpuml_k_seg_fold(j, rb, len, l - 1, k, c, &s, &v, &vi);
-        if (j->op != GPUML_REDUCE_MAX) {
-            acc += s;
-        } else if (v != v) { /* the first NaN wins for good */
-            bv = v;
-            bi = vi;
-            break;
-        } else if (bi < 0 || v > bv) {
-            bv = v;
-            bi = vi;
-        }
-    }
-    *sum = acc;
-    *best = bv;
-    *besti = bi;
-}
+/* The CPU's way to the same bits as the levels, with no partials in
+ * memory: event b's rows walked once in order, for columns [c0, c0 + nc)
+ * (nc <= GPUML_K_SEG_CBLOCK) together, so that a row is read contiguously.
+ * SUM and MEAN keep one running chunk per level: a level-l chunk takes its
+ * children (rows for level 1, closed level-(l-1) chunks above) in order,
+ * starting from 0.0, and closes after GPUML_K_SCHUNK of them or at the
+ * event's end, passing its value up - exactly the nesting the CUDA levels
+ * compute (the first GPUML_K_SCHUNK rows of an event are chunk 0, ...). The
+ * top level's chunks add up into the result. MAX needs no nesting: the
+ * first NaN, else the first largest, is the same whatever the grouping.
+ * Writes out / out_d / arg as gpuml_k_seg_final_elem does. */
+#define GPUML_K_SEG_CBLOCK 32
 
-/* gpuml_k_seg_final_elem's result for element e = b * ncols + c, computed
- * by gpuml_k_seg_fold. */
-static inline void gpuml_k_seg_direct_elem(const gpuml_k_seg *j, int64_t e)
+static inline void gpuml_k_seg_direct_block(const gpuml_k_seg *j, int64_t b, int64_t c0, int64_t nc)
 {
-    int64_t b = e / j->ncols, c = e - b * j->ncols, rb, re, len[GPUML_K_SEG_MAXLEVELS + 1];
+    int64_t rb, re, ncols = j->ncols;
     int bad = 0;
     gpuml_k_segment(j->row_splits, b, j->nrows, &rb, &re, &bad);
-    int top = j->levels - 1; /* the final level folds all of its source values */
-    len[0] = re - rb;
-    for (int l = 1; l <= top; l++)
-        len[l] = gpuml_k_seg_chunks(len[l - 1]);
-    double sum = 0.0;
-    float bv = -INFINITY;
-    int64_t bi = -1;
-    for (int64_t k = 0; k < len[top]; k++) {
-        double s;
-        float v;
-        int64_t vi;
-        gpuml_k_seg_fold(j, rb, len, top, k, c, &s, &v, &vi);
-        if (j->op != GPUML_REDUCE_MAX) {
-            sum += s;
-        } else if (v != v) {
-            bv = v;
-            bi = vi;
-            break;
-        } else if (bi < 0 || v > bv) {
-            bv = v;
-            bi = vi;
+    double res[GPUML_K_SEG_CBLOCK];
+    float bv[GPUML_K_SEG_CBLOCK];
+    int64_t bi[GPUML_K_SEG_CBLOCK];
+    int nan_seen[GPUML_K_SEG_CBLOCK];
+    for (int64_t c = 0; c < nc; c++)
+        res[c] = 0.0, bv[c] = -INFINITY, bi[c] = -1, nan_seen[c] = 0;
+    if (j->op == GPUML_REDUCE_MAX) {
+        for (int64_t r = rb; r < re; r++) {
+            const float *xr = j->x + (j->col ? j->col[r] : r) * ncols + c0;
+            for (int64_t c = 0; c < nc; c++) {
+                float v = xr[c];
+                if (nan_seen[c])
+                    continue;
+                if (v != v) { /* the first NaN wins for good */
+                    bv[c] = v, bi[c] = r, nan_seen[c] = 1;
+                } else if (bi[c] < 0 || v > bv[c]) {
+                    bv[c] = v, bi[c] = r;
+                }
+            }
+        }
+    } else {
+        int top = j->levels - 1; /* rows go to level 1's chunk, or straight to the result when top == 0 */
+        double acc[GPUML_K_SEG_MAXLEVELS + 1][GPUML_K_SEG_CBLOCK];
+        int64_t cnt[GPUML_K_SEG_MAXLEVELS + 1];
+        for (int l = 1; l <= top; l++) {
+            cnt[l] = 0;
+            for (int64_t c = 0; c < nc; c++)
+                acc[l][c] = 0.0;
+        }
+        for (int64_t r = rb; r < re; r++) {
+            const float *xr = j->x + (j->col ? j->col[r] : r) * ncols + c0;
+            double *to = top == 0 ? res : acc[1];
+            for (int64_t c = 0; c < nc; c++)
+                to[c] += (double)xr[c];
+            if (top == 0 || ++cnt[1] < GPUML_K_SCHUNK)
+                continue;
+            for (int l = 1; l <= top && cnt[l] == GPUML_K_SCHUNK; l++) { /* close full chunks upwards */
+                double *up = l == top ? res : acc[l + 1];
+                for (int64_t c = 0; c < nc; c++)
+                    up[c] += acc[l][c], acc[l][c] = 0.0;
+                cnt[l] = 0;
+                if (l < top)
+                    cnt[l + 1]++;
+            }
+        }
+        for (int l = 1; l <= top; l++) { /* the event's end closes the open chunks, lowest first */
+            if (!cnt[l])
+                continue;
+            double *up = l == top ? res : acc[l + 1];
+            for (int64_t c = 0; c < nc; c++)
+                up[c] += acc[l][c];
+            if (l < top)
+                cnt[l + 1]++;
         }
     }
-    if (re <= rb) {
-        if (j->out_d)
-            j->out_d[e] = 0.0;
-        else if (!j->accumulate) {
-            j->out[e] = 0.0f;
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t e = b * ncols + c0 + c;
+        if (re <= rb) {
+            if (j->out_d)
+                j->out_d[e] = 0.0;
+            else if (!j->accumulate) {
+                j->out[e] = 0.0f;
+                if (j->arg)
+                    j->arg[e] = -1;
+            }
+        } else if (j->op == GPUML_REDUCE_MAX) {
+            j->out[e] = bv[c];
+            if (j->arg)
+                j->arg[e] = bi[c];
+        } else if (j->out_d) {
+            j->out_d[e] = res[c];
+        } else {
+            double sum = j->op == GPUML_REDUCE_MEAN ? res[c] / (double)(re - rb) : res[c];
+            j->out[e] = j->accumulate ? j->out[e] + (float)sum : (float)sum;
             if (j->arg)
                 j->arg[e] = -1;
         }
-        return;
     }
-    if (j->op == GPUML_REDUCE_MAX) {
-        j->out[e] = bv;
-        if (j->arg)
-            j->arg[e] = bi;
-        return;
-    }
-    if (j->out_d) {
-        j->out_d[e] = sum;
-        return;
-    }
-    if (j->op == GPUML_REDUCE_MEAN)
-        sum /= (double)(re - rb);
-    j->out[e] = j->accumulate ? j->out[e] + (float)sum : (float)sum;
-    if (j->arg)
-        j->arg[e] = -1;
 }
 
 /* Gradient for row r (in event b = [begin, end)), column c. */

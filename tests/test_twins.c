@@ -756,6 +756,8 @@ static void test_segment(void **state)
         {12, 128, 2, 0, 128, 4},    {12, 129, 3, 0, 129, 0},     {40, 700, 5, 30, 300, 11},
         {4, 16384, 1, 0, 16384, 3}, {6, 20000, 2, 100, 16385, 2}, {500, 300, 2, 1, 129, 499},
         {20000, 18000, 1, 0, 17000, 7000},
+        /* more than GPUML_K_SEG_CBLOCK columns: the CPU walks them in blocks */
+        {7, 1500, 70, 300, 200, 3}, {3, 16500, 33, 0, 16400, 1},
     };
     const int ops[] = {GPUML_REDUCE_SUM, GPUML_REDUCE_MEAN, GPUML_REDUCE_MAX};
     int bad = 0;
@@ -763,8 +765,14 @@ static void test_segment(void **state)
         int64_t batch = shapes[c][0], nrows = shapes[c][1], ncols = shapes[c][2];
         int64_t *sp = make_splits(&s, batch, nrows, shapes[c][3], shapes[c][4], shapes[c][5]);
         assert_int_equal(sp[batch], nrows);
-        for (int ties = 0; ties < 2; ties++) {
-            float *x = rand_f(&s, nrows * ncols, ties, ties ? 0 : 211);
+        for (int ties = 0; ties < 3; ties++) {
+            /* ties 2: magnitudes 2^-40 .. 2^40, so that double sums round and only the same grouping of the
+             * same terms gives the same bits (sums of floats of one scale are exact in double whatever the
+             * grouping, and would hide a wrong chunking) */
+            float *x = rand_f(&s, nrows * ncols, ties == 1, ties == 0 ? 211 : 0);
+            if (ties == 2)
+                for (int64_t e = 0; e < nrows * ncols; e++)
+                    x[e] = ldexpf(x[e], (int)(h_rand_u64(&s) % 81) - 40);
             for (size_t o = 0; o < 3; o++) {
                 gpuml_k_seg j;
                 memset(&j, 0, sizeof j);
@@ -787,7 +795,7 @@ static void test_segment(void **state)
     /* scatter-add (gpuml_scatter_add_rows): the CSR of a random index over
      * nt targets, sources read through col, out += sums (empty targets kept);
      * a target's sources up to thousands (a broadcast's gradient) */
-    const int64_t sa[][3] = {{1, 1, 2}, {50, 7, 3}, {3000, 4, 2}, {20000, 2, 1}, {40, 100, 2}};
+    const int64_t sa[][3] = {{1, 1, 2}, {50, 7, 3}, {3000, 4, 2}, {20000, 2, 1}, {40, 100, 2}, {300, 20, 40}};
     for (size_t c = 0; c < sizeof sa / sizeof *sa; c++) {
         int64_t m = sa[c][0], nt = sa[c][1], ncols = sa[c][2];
         int64_t *tgt = malloc((size_t)m * 8);

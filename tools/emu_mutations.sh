@@ -8,7 +8,8 @@
 #   sync       a synchronisation dropped before a host read (the engine's
 #              completion no longer waits for the batch's event)
 #   legacy     a kernel launched on the legacy stream instead of the
-#              context's (unary.cu)
+#              context's (every launcher through GPUML_CUDA_RUN, launch.cuh;
+#              test_unary catches it)
 #   offbyone   an off-by-one in a grid-stride loop (unary.cu, n + 1)
 # Each test is first run on the unmutated copy and must pass there.
 #   tools/emu_mutations.sh [NAME...]     (default: all; ~10 min on 2 cores)
@@ -29,7 +30,7 @@ muts=(
   "barrier|kernels/cuda/knn.cu|            __syncthreads();|            /* mutation: barrier removed */|test_knn|"
   "block|kernels/cuda/knn.cu|#define EV_BLOCK 256|#define EV_BLOCK 2048|test_knn|"
   "sync|libgpuml/core/cuda_rt.c|        e = cudaEventSynchronize((cudaEvent_t)ev);|        (void)ev; /* mutation: no wait */|test_engine|test_cuda_engine"
-  "legacy|kernels/cuda/unary.cu|GPUML_CUDA_LAUNCH(unary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))|GPUML_CUDA_LAUNCH(unary_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, (cudaStream_t)0)|test_ops|test_unary"
+  "legacy|kernels/cuda/launch.cuh|GPUML_CUDA_BLOCK, 0, gpuml_cuda_stream(k))(__VA_ARGS__);|GPUML_CUDA_BLOCK, 0, (cudaStream_t)0)(__VA_ARGS__);|test_ops|test_unary"
   "offbyone|kernels/cuda/unary.cu|GPUML_GRID_STRIDE(i, n) y[i]|GPUML_GRID_STRIDE(i, n + 1) y[i]|test_ops|test_unary"
 )
 want=("$@")

@@ -12,16 +12,21 @@ typedef struct seg_args {
     int32_t *ids;
 } seg_args;
 
-/* The ragged reduction of kernels/segment.h by gpuml_k_seg_direct_elem:
- * the CUDA levels' bits, no partials in memory (j.ws unused). */
+/* The ragged reduction of kernels/segment.h by gpuml_k_seg_direct_block:
+ * the CUDA levels' bits, no partials in memory (j.ws unused); an item is
+ * one event and one block of GPUML_K_SEG_CBLOCK columns. */
 typedef struct seg_direct_args {
     const gpuml_k_seg *j;
+    int64_t nblk;
 } seg_direct_args;
 
 GPUML_KRANGE(direct_range, seg_direct_args)
 {
-    for (int64_t e = begin; e < end; e++)
-        gpuml_k_seg_direct_elem(a->j, e);
+    int64_t ncols = a->j->ncols;
+    for (int64_t e = begin; e < end; e++) {
+        int64_t b = e / a->nblk, c0 = (e - b * a->nblk) * GPUML_K_SEG_CBLOCK;
+        gpuml_k_seg_direct_block(a->j, b, c0, gpuml_k_min64(GPUML_K_SEG_CBLOCK, ncols - c0));
+    }
 }
 
 GPUML_KRANGE(grad_range, seg_args)
@@ -45,9 +50,10 @@ GPUML_KRANGE(ids_range, seg_args)
 
 gpuml_status gpuml_cpu_segment_reduce(const gpuml_kctx *k, gpuml_k_seg j)
 {
-    seg_direct_args a = {&j};
-    int64_t n = j.batch * j.ncols;
-    gpuml_kfor(k, n, j.nrows * j.ncols + n, 0, direct_range, &a);
+    int64_t nblk = (j.ncols + GPUML_K_SEG_CBLOCK - 1) / GPUML_K_SEG_CBLOCK;
+    seg_direct_args a = {&j, nblk};
+    int64_t n = j.batch * nblk;
+    gpuml_kfor(k, n, j.nrows * j.ncols + j.batch * j.ncols, 0, direct_range, &a);
     return GPUML_OK;
 }
 

@@ -3,6 +3,12 @@
  * against a double-precision naive reference, with guard bytes, NaN
  * sentinels, 1-vs-2-thread bitwise determinism and finite-difference
  * gradients (see harness.h). A new op is not done without its rows here.
+ *
+ * The kernel bodies these rows run, through the public ops on the CPU and
+ * (emulated or real) CUDA: kernels/unary.h, binary.h (affine too),
+ * cast.h (fill), reduce.h (the reduce gradient and softmax too), matmul.h,
+ * rows.h, segment.h, layernorm.h, loss.h (BCE and cross-entropy elements)
+ * and rng.h (rand, dropout).
  */
 #include <math.h>
 #include <setjmp.h>

@@ -1,7 +1,8 @@
 /* tests/test_optim.c - the fused optimizer updates against a double-precision
  * transcription of PyTorch's formulas; schedules; global-norm clipping; on
  * every backend present. The op table (optim.sgd, optim.adam, grad_norm)
- * runs the updates through the harness as well. */
+ * runs the updates through the harness as well (the bodies of
+ * kernels/optim.h, the gradient scale included). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

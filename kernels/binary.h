@@ -91,16 +91,23 @@ typedef struct gpuml_k_sumto {
     int64_t red_count;                       /* product of red_shape         */
 } gpuml_k_sumto;
 
+/* Offset of the i-th element, row-major over nd dims of shape, in memory
+ * laid out by stride. */
+GPUML_HD static inline int64_t gpuml_k_unravel(int nd, const int64_t *shape, const int64_t *stride, int64_t i)
+{
+    int64_t off = 0;
+    for (int d = nd - 1; d >= 0; d--) {
+        int64_t q = i / shape[d];
+        off += (i - q * shape[d]) * stride[d];
+        i = q;
+    }
+    return off;
+}
+
 /* Offset in the input of output element j (its kept coordinates). */
 GPUML_HD static inline int64_t gpuml_k_sumto_base(const gpuml_k_sumto *st, int64_t j)
 {
-    int64_t base = 0;
-    for (int d = st->nkeep - 1; d >= 0; d--) {
-        int64_t q = j / st->keep_shape[d];
-        base += (j - q * st->keep_shape[d]) * st->keep_stride[d];
-        j = q;
-    }
-    return base;
+    return gpuml_k_unravel(st->nkeep, st->keep_shape, st->keep_stride, j);
 }
 
 /* Offset of the r-th reduced element (row-major over the reduced dims).
@@ -108,13 +115,7 @@ GPUML_HD static inline int64_t gpuml_k_sumto_base(const gpuml_k_sumto *st, int64
  * GPUML_K_RSUMTO). */
 GPUML_HD static inline int64_t gpuml_k_sumto_off(const gpuml_k_sumto *st, int64_t r)
 {
-    int64_t off = 0;
-    for (int d = st->nred - 1; d >= 0; d--) {
-        int64_t q = r / st->red_shape[d];
-        off += (r - q * st->red_shape[d]) * st->red_stride[d];
-        r = q;
-    }
-    return off;
+    return gpuml_k_unravel(st->nred, st->red_shape, st->red_stride, r);
 }
 
 #endif

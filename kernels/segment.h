@@ -263,21 +263,17 @@ static inline void gpuml_k_seg_direct_block(const gpuml_k_seg *j, int64_t b, int
     double res[GPUML_K_SEG_CBLOCK];
     float bv[GPUML_K_SEG_CBLOCK];
     int64_t bi[GPUML_K_SEG_CBLOCK];
-    int nan_seen[GPUML_K_SEG_CBLOCK];
     for (int64_t c = 0; c < nc; c++)
-        res[c] = 0.0, bv[c] = -INFINITY, bi[c] = -1, nan_seen[c] = 0;
+        res[c] = 0.0, bv[c] = -INFINITY, bi[c] = -1;
     if (j->op == GPUML_REDUCE_MAX) {
         for (int64_t r = rb; r < re; r++) {
             const float *xr = j->x + (j->col ? j->col[r] : r) * ncols + c0;
             for (int64_t c = 0; c < nc; c++) {
                 float v = xr[c];
-                if (nan_seen[c])
+                if (bv[c] != bv[c]) /* the first NaN won for good */
                     continue;
-                if (v != v) { /* the first NaN wins for good */
-                    bv[c] = v, bi[c] = r, nan_seen[c] = 1;
-                } else if (bi[c] < 0 || v > bv[c]) {
+                if (v != v || bi[c] < 0 || v > bv[c])
                     bv[c] = v, bi[c] = r;
-                }
             }
         }
     } else {

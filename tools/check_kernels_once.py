@@ -383,9 +383,6 @@ MUTATIONS = [
 def self_test(root):
     failed = 0
     base = {(f, r, m) for f, _, r, m in run(root)}
-    by_file = {}
-    for i, (f, old, new, rule) in enumerate(MUTATIONS):
-        by_file.setdefault(i, (f, old, new, rule))
     for i, (f, old, new, rule) in enumerate(MUTATIONS):
         if rule is None:
             continue

@@ -16,7 +16,6 @@
 #include <climits>
 
 #include <cub/device/device_radix_sort.cuh>
-#include <cub/device/device_scan.cuh>
 
 #define GPUML_KNN_GMAX 1
 #include "../kernels.h"
@@ -223,18 +222,18 @@ extern "C" gpuml_status gpuml_cuda_knn(const gpuml_kctx *k, const float *x, int6
     GPUML_CUDA_LAUNCH(event_kernel, ev_grid, EV_BLOCK, 0, s)(x, d, v.db, w.rs, nev, algo, w.ev);
     GPUML_CUDA_LAUNCH(key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, v.db, w.rs, nev, w.ev, w.keys, w.rows, w.evk);
     tb = w.tmp_bytes;
-    GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+    GPUML_CUDA_TRY(k, fn, "cub::DeviceRadixSort::SortPairs",
                    cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys, w.keys2, w.rows, w.rows2, (int)n, 0, 64, s));
     GPUML_CUDA_LAUNCH(gather_event_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(w.rows2, w.evk, n, w.evk2);
     int ebits = 1;
     while (ebits < 32 && (1ll << ebits) < nev)
         ebits++;
     tb = w.tmp_bytes;
-    GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+    GPUML_CUDA_TRY(k, fn, "cub::DeviceRadixSort::SortPairs",
                    cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.evk2, w.evk, w.rows2, w.rows, (int)n, 0, ebits, s));
     /* padding: NaN coordinates (all-ones bits) and perm -1 */
-    GPUML_CUDA_TRY(fn, "cudaMemsetAsync", cudaMemsetAsync(w.xs, 0xff, (size_t)(v.npos * d) * sizeof(float), s));
-    GPUML_CUDA_TRY(fn, "cudaMemsetAsync", cudaMemsetAsync(w.perm, 0xff, (size_t)v.npos * sizeof(int32_t), s));
+    GPUML_CUDA_TRY(k, fn, "cudaMemsetAsync", cudaMemsetAsync(w.xs, 0xff, (size_t)(v.npos * d) * sizeof(float), s));
+    GPUML_CUDA_TRY(k, fn, "cudaMemsetAsync", cudaMemsetAsync(w.perm, 0xff, (size_t)v.npos * sizeof(int32_t), s));
     GPUML_CUDA_LAUNCH(copy_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(x, n, d, w.rs, nev, w.rows, w.xs, w.perm);
     for (int l = 0; l < v.nlevels; l++) {
         int64_t cap = gpuml_k_knn_level_cap(n, nev, l);

@@ -52,17 +52,17 @@ static inline gpuml_status gpuml_cuda_scope_fail(const gpuml_kctx *k, const char
         return gpuml_cuda_scope_fail((k), (op), gpuml_scope_.err)
 
 /* Status of a CUDA runtime call made by a launcher (memset, memcpy, CUB):
- * GPUML_CUDA_TRY(op, what, call) returns on failure; what is static text
- * naming the call ("cub::DeviceRadixSort::SortPairs failed"). */
+ * GPUML_CUDA_TRY(k, op, what, call) returns on failure; what is a string
+ * literal naming the call ("cub::DeviceRadixSort::SortPairs"). */
 static inline gpuml_status gpuml_cuda_call_fail(const gpuml_kctx *k, const char *op, const char *what, cudaError_t e)
 {
     return gpuml_k_fail(k, GPUML_ERR_CUDA, op, what, cudaGetErrorString(e), cudaGetErrorName(e), 0, 0, 0);
 }
-#define GPUML_CUDA_TRY(op, what, call)                                \
-    do {                                                              \
-        cudaError_t gpuml_e_ = (call);                                \
-        if (gpuml_e_ != cudaSuccess)                                  \
-            return gpuml_cuda_call_fail(k, (op), what " failed", gpuml_e_); \
+#define GPUML_CUDA_TRY(k, op, what, call)                                      \
+    do {                                                                      \
+        cudaError_t gpuml_e_ = (call);                                        \
+        if (gpuml_e_ != cudaSuccess)                                          \
+            return gpuml_cuda_call_fail((k), (op), what " failed", gpuml_e_); \
     } while (0)
 
 /* The whole of a launcher that runs one grid-stride kernel over n items:

@@ -21,7 +21,6 @@
 #include <climits>
 
 #include <cub/device/device_radix_sort.cuh>
-#include <cub/device/device_scan.cuh>
 
 #include "../kernels.h"
 #include "../oc_cluster.h"
@@ -210,7 +209,7 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
             GPUML_CUDA_LAUNCH(occ_key_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(P, mode, w.state, w.keys2,
                                                                                           w.rows2);
             tb = w.tmp_bytes;
-            GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+            GPUML_CUDA_TRY(k, fn, "cub::DeviceRadixSort::SortPairs",
                            cub::DeviceRadixSort::SortPairs(w.tmp, tb, w.keys2, w.keys, w.rows2, w.rows, (int)n, 0,
                                                            end_bit, s));
             if (mode == 0)
@@ -220,7 +219,7 @@ extern "C" gpuml_status gpuml_cuda_oc_cluster(const gpuml_kctx *k, const float *
     }
     GPUML_CUDA_LAUNCH(occ_rank_kernel, ev_grid, OCC_BLOCK, 0, s)(P, w.state, w.slot, cp, count);
     if (n > 0) {
-        GPUML_CUDA_TRY(fn, "cudaMemsetAsync", cudaMemsetAsync(w.acc, 0, (size_t)n * sizeof(uint64_t), s));
+        GPUML_CUDA_TRY(k, fn, "cudaMemsetAsync", cudaMemsetAsync(w.acc, 0, (size_t)n * sizeof(uint64_t), s));
         GPUML_CUDA_LAUNCH(occ_label_kernel, gpuml_cuda_grid(n), GPUML_CUDA_BLOCK, 0, s)(
             P, energy, estride, w.next, w.slot, cluster_id, (unsigned long long *)w.acc);
         if (cenergy)

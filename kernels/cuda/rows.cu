@@ -130,7 +130,7 @@ extern "C" gpuml_status gpuml_cuda_csr_build(const gpuml_kctx *k, const void *id
         if (st != GPUML_OK)
             return st;
         /* stable: equal targets keep ascending sources */
-        GPUML_CUDA_TRY(fn, "cub::DeviceRadixSort::SortPairs",
+        GPUML_CUDA_TRY(k, fn, "cub::DeviceRadixSort::SortPairs",
                        cub::DeviceRadixSort::SortPairs(tmp, cub_bytes, keys, sorted, vals, sorted_vals, (int)m, 0,
                                                        bits, s));
         GPUML_CUDA_LAUNCH(csr_col_kernel, gpuml_cuda_grid(m), GPUML_CUDA_BLOCK, 0, s)(sorted, sorted_vals, m, ntargets,

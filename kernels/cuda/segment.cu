@@ -39,7 +39,7 @@ gpuml_status gpuml_cuda_monotone_splits(const gpuml_kctx *k, const int64_t *rs, 
 {
     cudaStream_t s = gpuml_cuda_stream(k);
     GPUML_CUDA_LAUNCH(splits_clamp_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(rs, nev, n, out);
-    GPUML_CUDA_TRY(op, "cub::DeviceScan::InclusiveScan",
+    GPUML_CUDA_TRY(k, op, "cub::DeviceScan::InclusiveScan",
                    cub::DeviceScan::InclusiveScan(tmp, tmp_bytes, out, out, gpuml_cuda_max64_op(), (int)(nev + 1), s));
     GPUML_CUDA_LAUNCH(splits_check_kernel, gpuml_cuda_grid(nev + 1), GPUML_CUDA_BLOCK, 0, s)(rs, nev, n, out,
                                                                                              k->dev_error);

@@ -34,10 +34,19 @@ static gpuml_status collapse_chunks(gpuml_ctx *ctx, const char *fn, double *p, i
 }
 
 /* x [..., C] f32 as R rows; mask NULL or u8/bool with R elements; gamma NULL or [C]. */
-static gpuml_status check_common(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params *p,
-                                 const gpuml_tensor *x, const gpuml_tensor *mask, const gpuml_tensor *gamma,
-                                 int64_t *R, int64_t *C)
+/* The checks forward and backward share. *pp NULL: the defaults, kept in
+ * *defaults. */
+static gpuml_status check_common(gpuml_ctx *ctx, const char *fn, const gpuml_batch_norm_params **pp,
+                                 gpuml_batch_norm_params *defaults, const gpuml_tensor *x, const gpuml_tensor *mask,
+                                 const gpuml_tensor *gamma, const gpuml_tensor *beta, int64_t *R, int64_t *C)
 {
+    if (!ctx)
+        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
+    if (!*pp) {
+        gpuml_batch_norm_params_init_defaults(defaults);
+        *pp = defaults;
+    }
+    const gpuml_batch_norm_params *p = *pp;
     if (!(p->eps >= 0.0f) || !isfinite(p->eps))
         return gpuml_fail(ctx, GPUML_ERR_INVALID_ARGUMENT, fn, "parameter 'eps' = %g must be finite and >= 0",
                           (double)p->eps);
@@ -60,6 +69,8 @@ static gpuml_status check_common(gpuml_ctx *ctx, const char *fn, const gpuml_bat
     }
     if (gamma)
         GPUML_TRY(gpuml_g_check_1d(ctx, fn, "gamma", gamma, *C));
+    if (beta)
+        GPUML_TRY(gpuml_g_check_1d(ctx, fn, "beta", beta, *C));
     return GPUML_OK;
 }
 
@@ -148,17 +159,9 @@ gpuml_status gpuml_batch_norm_act(gpuml_ctx *ctx, const char *fn, const gpuml_ba
                                   const gpuml_tensor *beta, gpuml_tensor *running_mean, gpuml_tensor *running_var,
                                   gpuml_tensor *y, gpuml_tensor *save_mean, gpuml_tensor *save_invstd)
 {
-    if (!ctx)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     gpuml_batch_norm_params defaults;
-    if (!p) {
-        gpuml_batch_norm_params_init_defaults(&defaults);
-        p = &defaults;
-    }
     int64_t R = 0, C = 0;
-    GPUML_TRY(check_common(ctx, fn, p, x, mask, gamma, &R, &C));
-    if (beta)
-        GPUML_TRY(gpuml_g_check_1d(ctx, fn, "beta", beta, C));
+    GPUML_TRY(check_common(ctx, fn, &p, &defaults, x, mask, gamma, beta, &R, &C));
     int relu, agg;
     int64_t group;
     GPUML_TRY(check_fusion(ctx, fn, fu, x, mask, R, C, "y", y, &relu, &agg, &group));
@@ -242,17 +245,9 @@ gpuml_status gpuml_batch_norm_act_backward(gpuml_ctx *ctx, const char *fn, const
                                            const gpuml_tensor *save_invstd, const gpuml_tensor *gy, gpuml_tensor *gx,
                                            gpuml_tensor *ggamma, gpuml_tensor *gbeta, int accumulate)
 {
-    if (!ctx)
-        return gpuml_fail(NULL, GPUML_ERR_INVALID_ARGUMENT, fn, "argument 'ctx' is NULL");
     gpuml_batch_norm_params defaults;
-    if (!p) {
-        gpuml_batch_norm_params_init_defaults(&defaults);
-        p = &defaults;
-    }
     int64_t R = 0, C = 0;
-    GPUML_TRY(check_common(ctx, fn, p, x, mask, gamma, &R, &C));
-    if (beta)
-        GPUML_TRY(gpuml_g_check_1d(ctx, fn, "beta", beta, C));
+    GPUML_TRY(check_common(ctx, fn, &p, &defaults, x, mask, gamma, beta, &R, &C));
     GPUML_TRY(gpuml_g_check_1d(ctx, fn, "save_mean", save_mean, C));
     GPUML_TRY(gpuml_g_check_1d(ctx, fn, "save_invstd", save_invstd, C));
     int relu, agg;

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "engine_model.h"
 #include "harness.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -28,24 +29,6 @@
 #ifndef UNDER_TSAN
 #define UNDER_TSAN 0
 #endif
-
-/* Per-row output d2 [N, 4], per-event output cls [1, 3]; two inputs. */
-static const char model_json[] =
-    "{\"inputs\": [{\"name\": \"hits\", \"features\": 7}, {\"name\": \"aux\", \"features\": 3}],"
-    " \"nodes\": ["
-    "  {\"name\": \"cat\", \"op\": \"concat\", \"inputs\": [\"hits\", \"aux\"]},"
-    "  {\"name\": \"norm\", \"op\": \"layernorm\", \"inputs\": [\"cat\"]},"
-    "  {\"name\": \"d1\", \"op\": \"linear\", \"inputs\": [\"norm\"], \"out\": 48},"
-    "  {\"name\": \"a1\", \"op\": \"elu\", \"inputs\": [\"d1\"]},"
-    "  {\"name\": \"pool\", \"op\": \"global_pool\", \"inputs\": [\"a1\"], \"reduce\": \"max\"},"
-    "  {\"name\": \"mean\", \"op\": \"global_pool\", \"inputs\": [\"a1\"], \"reduce\": \"mean\"},"
-    "  {\"name\": \"ctx\", \"op\": \"concat\", \"inputs\": [\"pool\", \"mean\"]},"
-    "  {\"name\": \"bc\", \"op\": \"broadcast\", \"inputs\": [\"ctx\"]},"
-    "  {\"name\": \"cat2\", \"op\": \"concat\", \"inputs\": [\"a1\", \"bc\"]},"
-    "  {\"name\": \"d2\", \"op\": \"linear\", \"inputs\": [\"cat2\"], \"out\": 4},"
-    "  {\"name\": \"t2\", \"op\": \"tanh\", \"inputs\": [\"d2\"]},"
-    "  {\"name\": \"cls\", \"op\": \"linear\", \"inputs\": [\"ctx\"], \"out\": 3}"
-    " ], \"outputs\": [\"t2\", \"cls\"]}";
 
 #define NEV 160
 #define MAX_EV_ROWS 300
@@ -60,44 +43,11 @@ static gpuml_ctx *g_ctx;
 static gpuml_model *g_model;
 static event g_ev[NEV];
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-/* Single-event inference with gpuml_model_forward: the reference. */
-static void forward_alone(event *ev)
-{
-    gpuml_tape *tape;
-    assert_int_equal(gpuml_tape_create(g_ctx, &tape), GPUML_OK);
-    gpuml_tape_set_grad_enabled(tape, 0);
-    gpuml_tape_set_training(tape, 0);
-    int64_t hs[2] = {ev->rows, 7}, as[2] = {ev->rows, 3}, two = 2, sp[2] = {0, ev->rows};
-    gpuml_tensor *in[2] = {h_tensor_f32(g_ctx, 2, hs, ev->hits), h_tensor_f32(g_ctx, 2, as, ev->aux)};
-    gpuml_tensor *rs = h_tensor(g_ctx, GPUML_I64, 1, &two, sp);
-    gpuml_var *out[2];
-    assert_int_equal(gpuml_model_forward(g_model, tape, (const gpuml_tensor *const *)in, rs, out), GPUML_OK);
-    ev->ref_t2 = h_read(g_ctx, gpuml_var_value(out[0]));
-    ev->ref_cls = h_read(g_ctx, gpuml_var_value(out[1]));
-    gpuml_tensor_destroy(in[0]);
-    gpuml_tensor_destroy(in[1]);
-    gpuml_tensor_destroy(rs);
-    gpuml_tape_destroy(tape);
-}
-
 static int setup(void **state)
 {
     (void)state;
     g_ctx = h_ctx(GPUML_DEVICE_CPU, 0);
-    if (!g_ctx || gpuml_model_create(g_ctx, model_json, &g_model) != GPUML_OK ||
+    if (!g_ctx || gpuml_model_create(g_ctx, eng_model_json, &g_model) != GPUML_OK ||
         gpuml_model_init_params(g_model, 5) != GPUML_OK)
         return -1;
     uint64_t rng = 99;
@@ -105,13 +55,8 @@ static int setup(void **state)
         event *ev = &g_ev[e];
         /* mostly small, some empty, some across several 64-row blocks */
         ev->rows = e % 17 == 0 ? 0 : (int64_t)(h_rand_u64(&rng) % (e % 3 ? 80 : MAX_EV_ROWS)) + 1;
-        ev->hits = malloc((size_t)(ev->rows * 7 + 1) * sizeof(float));
-        ev->aux = malloc((size_t)(ev->rows * 3 + 1) * sizeof(float));
-        for (int64_t i = 0; i < ev->rows * 7; i++)
-            ev->hits[i] = (float)h_rand_normal(&rng);
-        for (int64_t i = 0; i < ev->rows * 3; i++)
-            ev->aux[i] = (float)h_rand_uniform(&rng, -2, 2);
-        forward_alone(ev);
+        eng_event_inputs(&rng, ev->rows, &ev->hits, &ev->aux);
+        eng_forward_alone(g_ctx, g_model, ev->rows, ev->hits, ev->aux, &ev->ref_t2, &ev->ref_cls);
     }
     return 0;
 }
@@ -152,66 +97,11 @@ static gpuml_engine *make_engine(const gpuml_engine_config *cfg)
 }
 
 /* ---- one request and its completion record --------------------------------- */
-typedef struct {
-    int ev;
-    float *t2, *cls;
-    const float *in[2];
-    float *out[2];
-    atomic_int calls;
-    _Atomic gpuml_status status;
-    char msg[256];
-    atomic_int *finished; /* shared counter of the submitting side */
-    int order;            /* completion order, for the priority test */
-    atomic_int *order_counter;
-} rec;
+typedef eng_rec rec;
 
 static void rec_init(rec *r, int ev, atomic_int *finished)
 {
-    memset(r, 0, sizeof *r);
-    r->ev = ev;
-    int64_t rows = g_ev[ev].rows;
-    r->t2 = malloc((size_t)(rows * 4 + 1) * sizeof(float));
-    r->cls = malloc(3 * sizeof(float));
-    for (int64_t i = 0; i < rows * 4; i++)
-        r->t2[i] = NAN; /* sentinel: an unwritten output shows */
-    for (int i = 0; i < 3; i++)
-        r->cls[i] = NAN;
-    r->in[0] = g_ev[ev].hits;
-    r->in[1] = g_ev[ev].aux;
-    r->out[0] = r->t2;
-    r->out[1] = r->cls;
-    atomic_init(&r->calls, 0);
-    atomic_init(&r->status, GPUML_ERR_INTERNAL);
-    r->finished = finished;
-}
-
-static void rec_free(rec *r)
-{
-    free(r->t2);
-    free(r->cls);
-}
-
-static void on_done(void *user, gpuml_status st)
-{
-    rec *r = user;
-    if (st != GPUML_OK)
-        snprintf(r->msg, sizeof r->msg, "%s", gpuml_last_error());
-    if (r->order_counter)
-        r->order = atomic_fetch_add(r->order_counter, 1);
-    atomic_store(&r->status, st);
-    atomic_fetch_add(&r->calls, 1);
-    if (r->finished)
-        atomic_fetch_add(r->finished, 1);
-}
-
-static gpuml_engine_request rec_request(rec *r)
-{
-    gpuml_engine_request q;
-    gpuml_engine_request_init(&q);
-    q.rows = g_ev[r->ev].rows;
-    q.inputs = r->in;
-    q.outputs = r->out;
-    return q;
+    eng_rec_init(r, ev, g_ev[ev].rows, g_ev[ev].hits, g_ev[ev].aux, finished);
 }
 
 static void expect_matches_alone(const rec *r)
@@ -221,16 +111,6 @@ static void expect_matches_alone(const rec *r)
         memcmp(r->cls, ev->ref_cls, 3 * sizeof(float)))
         fail_msg("event %d (%lld rows): engine output differs from single-event inference", r->ev,
                  (long long)ev->rows);
-}
-
-static void wait_for(atomic_int *counter, int target, double timeout_s)
-{
-    double t0 = now_s();
-    while (atomic_load(counter) < target) {
-        if (now_s() - t0 > timeout_s)
-            fail_msg("timed out waiting for %d completions (have %d)", target, atomic_load(counter));
-        sleep_us(200);
-    }
 }
 
 /* ---- many threads ----------------------------------------------------------- */
@@ -250,13 +130,13 @@ static void *submit_thread(void *arg)
     for (int i = 0; i < s->n; i++) {
         rec *r = &s->recs[i];
         rec_init(r, (int)(h_rand_u64(&rng) % NEV), &s->finished);
-        gpuml_engine_request q = rec_request(r);
+        gpuml_engine_request q = eng_rec_request(r);
         q.priority = (int)(h_rand_u64(&rng) % 3);
         q.borrow_inputs = (int)(h_rand_u64(&rng) % 2);
         gpuml_status st;
-        while ((st = gpuml_engine_submit(s->eng, &q, on_done, r)) == GPUML_ERR_QUEUE_FULL) {
+        while ((st = gpuml_engine_submit(s->eng, &q, eng_on_done, r)) == GPUML_ERR_QUEUE_FULL) {
             s->retries++;
-            sleep_us(50);
+            eng_sleep_us(50);
         }
         if (st != GPUML_OK) {
             fprintf(stderr, "submit: %s\n", gpuml_last_error());
@@ -277,7 +157,7 @@ static void test_many_threads_match_single_event(void **state)
     gpuml_engine *eng = make_engine(&cfg);
     submitter subs[NT];
     pthread_t th[NT];
-    double t0 = now_s();
+    double t0 = eng_now_s();
     for (int t = 0; t < NT; t++) {
         subs[t].eng = eng;
         subs[t].n = per_thread;
@@ -290,8 +170,8 @@ static void test_many_threads_match_single_event(void **state)
     for (int t = 0; t < NT; t++)
         pthread_join(th[t], NULL);
     for (int t = 0; t < NT; t++)
-        wait_for(&subs[t].finished, per_thread, 120);
-    double dt = now_s() - t0;
+        eng_wait_for(&subs[t].finished, per_thread, 120);
+    double dt = eng_now_s() - t0;
 
     gpuml_engine_stats st;
     assert_int_equal(gpuml_engine_get_stats(eng, &st), GPUML_OK);
@@ -304,7 +184,7 @@ static void test_many_threads_match_single_event(void **state)
             assert_int_equal(atomic_load(&r->calls), 1);
             assert_int_equal(atomic_load(&r->status), GPUML_OK);
             expect_matches_alone(r);
-            rec_free(r);
+            eng_rec_free(r);
         }
         free(subs[t].recs);
     }
@@ -342,11 +222,11 @@ static void test_queue_full(void **state)
     for (int i = 0; i < 5; i++)
         rec_init(&r[i], 1 + i, &finished);
     for (int i = 0; i < 4; i++) {
-        gpuml_engine_request q = rec_request(&r[i]);
-        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+        gpuml_engine_request q = eng_rec_request(&r[i]);
+        assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &r[i]), GPUML_OK);
     }
-    gpuml_engine_request q = rec_request(&r[4]);
-    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[4]), GPUML_ERR_QUEUE_FULL);
+    gpuml_engine_request q = eng_rec_request(&r[4]);
+    assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &r[4]), GPUML_ERR_QUEUE_FULL);
     assert_non_null(strstr(gpuml_last_error(), "queue_capacity"));
     gpuml_engine_stats st;
     gpuml_engine_get_stats(eng, &st);
@@ -354,7 +234,7 @@ static void test_queue_full(void **state)
     assert_int_equal(st.queued, 4);
     assert_int_equal(gpuml_engine_shutdown(eng, GPUML_ENGINE_DRAIN), GPUML_OK);
     /* after shutdown: refused, no callback */
-    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[4]), GPUML_ERR_STATE);
+    assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &r[4]), GPUML_ERR_STATE);
     gpuml_engine_destroy(eng);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(atomic_load(&r[i].calls), 1);
@@ -363,7 +243,7 @@ static void test_queue_full(void **state)
     }
     assert_int_equal(atomic_load(&r[4].calls), 0);
     for (int i = 0; i < 5; i++)
-        rec_free(&r[i]);
+        eng_rec_free(&r[i]);
 
     /* the input pool is the other limit: rows of copied inputs */
     cfg = base_config();
@@ -380,22 +260,22 @@ static void test_queue_full(void **state)
     rec_init(&a, big, &finished);
     rec_init(&b, big, &finished);
     rec_init(&c, 1, &finished); /* small: a + c stay below max_batch_rows, so nothing runs */
-    q = rec_request(&a);
-    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &a), GPUML_OK);
-    q = rec_request(&b);
-    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &b), GPUML_ERR_QUEUE_FULL);
+    q = eng_rec_request(&a);
+    assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &a), GPUML_OK);
+    q = eng_rec_request(&b);
+    assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &b), GPUML_ERR_QUEUE_FULL);
     assert_non_null(strstr(gpuml_last_error(), "queue_rows"));
-    q = rec_request(&c);
+    q = eng_rec_request(&c);
     q.borrow_inputs = 1; /* not copied: takes no pool rows */
-    assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &c), GPUML_OK);
+    assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &c), GPUML_OK);
     gpuml_engine_destroy(eng); /* default: cancel what waits */
     assert_int_equal(atomic_load(&a.calls), 1);
     assert_int_equal(atomic_load(&c.calls), 1);
     assert_int_equal(atomic_load(&a.status), GPUML_ERR_CANCELLED);
     assert_int_equal(atomic_load(&b.calls), 0);
-    rec_free(&a);
-    rec_free(&b);
-    rec_free(&c);
+    eng_rec_free(&a);
+    eng_rec_free(&b);
+    eng_rec_free(&c);
 }
 
 /* ---- deadlines ---------------------------------------------------------------- */
@@ -412,12 +292,12 @@ static void test_deadlines(void **state)
     int64_t t = gpuml_engine_clock_us();
     for (int i = 0; i < N; i++) {
         rec_init(&r[i], 3 + i, &finished);
-        gpuml_engine_request q = rec_request(&r[i]);
+        gpuml_engine_request q = eng_rec_request(&r[i]);
         /* 0, 2, 4: already late or due before the 30 ms batching delay ends */
         q.deadline_us = i % 2 ? 0 : (i == 0 ? t - 1 : t + 2000);
-        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+        assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &r[i]), GPUML_OK);
     }
-    wait_for(&finished, N, 30);
+    eng_wait_for(&finished, N, 30);
     for (int i = 0; i < N; i++) {
         assert_int_equal(atomic_load(&r[i].calls), 1);
         if (i % 2) {
@@ -435,7 +315,7 @@ static void test_deadlines(void **state)
     assert_int_equal(st.completed, 3);
     gpuml_engine_destroy(eng);
     for (int i = 0; i < N; i++)
-        rec_free(&r[i]);
+        eng_rec_free(&r[i]);
 }
 
 /* ---- shutdown with requests in flight ------------------------------------------- */
@@ -477,7 +357,7 @@ static void shutdown_in_flight(gpuml_engine_shutdown_mode mode)
                 assert_int_equal(mode, GPUML_ENGINE_CANCEL);
                 cancelled++;
             }
-            rec_free(r);
+            eng_rec_free(r);
         }
         free(subs[t].recs);
     }
@@ -498,10 +378,10 @@ static void run_wave(gpuml_engine *eng, rec *r, int n, int first_ev)
     atomic_init(&finished, 0);
     for (int i = 0; i < n; i++) {
         rec_init(&r[i], first_ev + i, &finished);
-        gpuml_engine_request q = rec_request(&r[i]);
-        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+        gpuml_engine_request q = eng_rec_request(&r[i]);
+        assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &r[i]), GPUML_OK);
     }
-    wait_for(&finished, n, 30);
+    eng_wait_for(&finished, n, 30);
 }
 
 static void test_failing_batch_is_isolated(void **state)
@@ -527,7 +407,7 @@ static void test_failing_batch_is_isolated(void **state)
                 assert_int_equal(atomic_load(&r[w][i].status), GPUML_OK);
                 expect_matches_alone(&r[w][i]);
             }
-            rec_free(&r[w][i]);
+            eng_rec_free(&r[w][i]);
         }
     char buf[1024];
     assert_non_null(strstr(gpuml_engine_last_error(eng, buf, sizeof buf), "injected"));
@@ -545,12 +425,12 @@ static void test_failing_batch_is_isolated(void **state)
     gpuml_engine_fail_batch_after(eng, 1);
     rec s;
     rec_init(&s, 2, NULL);
-    gpuml_engine_request q = rec_request(&s);
+    gpuml_engine_request q = eng_rec_request(&s);
     assert_int_equal(gpuml_engine_run(eng, &q), GPUML_ERR_OUT_OF_MEMORY);
     assert_non_null(strstr(gpuml_last_error(), "injected"));
     assert_int_equal(gpuml_engine_run(eng, &q), GPUML_OK);
     expect_matches_alone(&s);
-    rec_free(&s);
+    eng_rec_free(&s);
     gpuml_engine_destroy(eng);
 }
 
@@ -602,15 +482,15 @@ static void test_priorities(void **state)
     rec fill[2];
     for (int i = 0; i < 2; i++) {
         rec_init(&fill[i], 2 + i, &finished);
-        gpuml_engine_request q = rec_request(&fill[i]);
-        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &fill[i]), GPUML_OK);
+        gpuml_engine_request q = eng_rec_request(&fill[i]);
+        assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &fill[i]), GPUML_OK);
     }
     gpuml_engine_stats st;
-    double t0 = now_s();
+    double t0 = eng_now_s();
     do {
-        sleep_us(200);
+        eng_sleep_us(200);
         gpuml_engine_get_stats(eng, &st);
-        assert_true(now_s() - t0 < 10);
+        assert_true(eng_now_s() - t0 < 10);
     } while (st.queued > 0);
     enum { N = 8 };
     static const int prio[N] = {1, 5, 3, 5, 0, 3, 9, 1};
@@ -619,24 +499,24 @@ static void test_priorities(void **state)
     for (int i = 0; i < N; i++) {
         rec_init(&r[i], 10 + i, &finished);
         r[i].order_counter = &order;
-        gpuml_engine_request q = rec_request(&r[i]);
+        gpuml_engine_request q = eng_rec_request(&r[i]);
         q.priority = prio[i];
-        assert_int_equal(gpuml_engine_submit(eng, &q, on_done, &r[i]), GPUML_OK);
+        assert_int_equal(gpuml_engine_submit(eng, &q, eng_on_done, &r[i]), GPUML_OK);
     }
     pthread_mutex_lock(&g.m);
     g.released = 1;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.m);
-    wait_for(&finished, N + 2, 30);
+    eng_wait_for(&finished, N + 2, 30);
     for (int k = 0; k < N; k++) {
         assert_int_equal(r[expect[k]].order, k);
         expect_matches_alone(&r[expect[k]]);
     }
     gpuml_engine_destroy(eng);
     for (int i = 0; i < N; i++)
-        rec_free(&r[i]);
-    rec_free(&fill[0]);
-    rec_free(&fill[1]);
+        eng_rec_free(&r[i]);
+    eng_rec_free(&fill[0]);
+    eng_rec_free(&fill[1]);
 }
 
 /* ---- steady state: no allocation ------------------------------------------------------ */
@@ -660,15 +540,15 @@ static void test_steady_state_allocates_nothing(void **state)
     uint64_t rng = 5;
     for (int i = 0; i < N; i++) {
         rec_init(&r[i], (int)(h_rand_u64(&rng) % NEV), &finished);
-        gpuml_engine_request q = rec_request(&r[i]);
+        gpuml_engine_request q = eng_rec_request(&r[i]);
         gpuml_status st;
-        while ((st = gpuml_engine_submit(eng, &q, on_done, &r[i])) == GPUML_ERR_QUEUE_FULL)
-            sleep_us(100);
+        while ((st = gpuml_engine_submit(eng, &q, eng_on_done, &r[i])) == GPUML_ERR_QUEUE_FULL)
+            eng_sleep_us(100);
         assert_int_equal(st, GPUML_OK);
         if (i % 37 == 0)
-            sleep_us(3000); /* vary the batch sizes */
+            eng_sleep_us(3000); /* vary the batch sizes */
     }
-    wait_for(&finished, N, 60);
+    eng_wait_for(&finished, N, 60);
     assert_int_equal(gpuml_engine_alloc_stats(eng, 0, &dev1, &arena1), GPUML_OK);
     assert_int_equal(gpuml_engine_alloc_stats(eng, 1, &pin1, NULL), GPUML_OK);
     gpuml_engine_stats st;
@@ -685,7 +565,7 @@ static void test_steady_state_allocates_nothing(void **state)
     gpuml_engine_destroy(eng);
     for (int i = 0; i < N; i++) {
         expect_matches_alone(&r[i]);
-        rec_free(&r[i]);
+        eng_rec_free(&r[i]);
     }
     free(r);
 }
@@ -703,13 +583,13 @@ static void test_run_and_direct(void **state)
         rec a, b;
         rec_init(&a, e, NULL);
         rec_init(&b, e, NULL);
-        gpuml_engine_request qa = rec_request(&a), qb = rec_request(&b);
+        gpuml_engine_request qa = eng_rec_request(&a), qb = eng_rec_request(&b);
         assert_int_equal(gpuml_engine_run(eng, &qa), GPUML_OK);
         assert_int_equal(gpuml_engine_run_direct(eng, &qb, NULL), GPUML_OK);
         expect_matches_alone(&a);
         expect_matches_alone(&b);
-        rec_free(&a);
-        rec_free(&b);
+        eng_rec_free(&a);
+        eng_rec_free(&b);
     }
     gpuml_engine_stats st;
     gpuml_engine_get_stats(eng, &st);
@@ -765,7 +645,7 @@ static void test_errors(void **state)
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "wb");
-    fputs(model_json, f);
+    fputs(eng_model_json, f);
     fclose(f);
     assert_int_equal(gpuml_engine_create(path, &cfg, &e), GPUML_OK);
     assert_int_equal(gpuml_model_num_outputs(gpuml_engine_model(e)), 2);
@@ -786,42 +666,41 @@ static void test_errors(void **state)
     e = make_engine(&cfg);
     rec r;
     rec_init(&r, 1, NULL);
-    gpuml_engine_request q = rec_request(&r);
-    assert_int_equal(gpuml_engine_submit(NULL, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
-    assert_int_equal(gpuml_engine_submit(e, NULL, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    gpuml_engine_request q = eng_rec_request(&r);
+    assert_int_equal(gpuml_engine_submit(NULL, &q, eng_on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_submit(e, NULL, eng_on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
     assert_int_equal(gpuml_engine_submit(e, &q, NULL, &r), GPUML_ERR_INVALID_ARGUMENT);
     q.rows = cfg.max_batch_rows + 1;
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(gpuml_last_error(), "max_batch_rows"));
-    q = rec_request(&r);
+    q = eng_rec_request(&r);
     q.inputs = NULL;
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
-    q = rec_request(&r);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    q = eng_rec_request(&r);
     const float *bad_in[2] = {g_ev[1].hits, NULL};
     q.inputs = bad_in;
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(gpuml_last_error(), "inputs[1]"));
-    q = rec_request(&r);
+    q = eng_rec_request(&r);
     q.inputs_on = GPUML_DEVICE_CUDA;
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_DEVICE_MISMATCH);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_DEVICE_MISMATCH);
     assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_ERR_DEVICE_MISMATCH);
-    q = rec_request(&r);
+    q = eng_rec_request(&r);
     q.outputs_on = (gpuml_device_type)9;
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_INVALID_ARGUMENT);
     assert_int_equal(atomic_load(&r.calls), 0);
     uint64_t h[2];
     assert_int_equal(gpuml_engine_batch_histogram(e, h, 0), GPUML_ERR_INVALID_ARGUMENT);
     assert_int_equal(gpuml_engine_shutdown(e, (gpuml_engine_shutdown_mode)3), GPUML_ERR_INVALID_ARGUMENT);
     assert_int_equal(gpuml_engine_shutdown(e, GPUML_ENGINE_CANCEL), GPUML_OK);
     assert_int_equal(gpuml_engine_shutdown(e, GPUML_ENGINE_CANCEL), GPUML_OK);
-    q = rec_request(&r);
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_STATE);
+    q = eng_rec_request(&r);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_STATE);
     assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_ERR_STATE);
     gpuml_engine_destroy(e);
     gpuml_engine_destroy(NULL);
-    rec_free(&r);
+    eng_rec_free(&r);
 }
-
 
 /* ---- defaults and the batcher's early start ------------------------------------- */
 static void test_defaults(void **state)
@@ -863,15 +742,15 @@ static void *closed_loop_main(void *p)
         atomic_init(&finished, 0);
         rec r;
         rec_init(&r, c->first_ev + i % 8, &finished);
-        gpuml_engine_request q = rec_request(&r);
-        if (gpuml_engine_submit(c->eng, &q, on_done, &r) != GPUML_OK) {
+        gpuml_engine_request q = eng_rec_request(&r);
+        if (gpuml_engine_submit(c->eng, &q, eng_on_done, &r) != GPUML_OK) {
             c->failures++;
         } else {
             while (atomic_load(&finished) == 0)
-                sleep_us(50);
+                eng_sleep_us(50);
             c->failures += atomic_load(&r.status) != GPUML_OK;
         }
-        rec_free(&r);
+        eng_rec_free(&r);
     }
     return NULL;
 }
@@ -889,7 +768,7 @@ static void test_batcher_sees_nothing_more_can_arrive(void **state)
     gpuml_engine *eng = make_engine(&cfg);
     pthread_t th[T];
     closed_loop c[T];
-    double t0 = now_s();
+    double t0 = eng_now_s();
     for (int t = 0; t < T; t++) {
         c[t] = (closed_loop){eng, 8 * t, ROUNDS, 0};
         assert_int_equal(pthread_create(&th[t], NULL, closed_loop_main, &c[t]), 0);
@@ -898,7 +777,7 @@ static void test_batcher_sees_nothing_more_can_arrive(void **state)
         pthread_join(th[t], NULL);
         assert_int_equal(c[t].failures, 0);
     }
-    double dt = now_s() - t0;
+    double dt = eng_now_s() - t0;
     gpuml_engine_stats st;
     gpuml_engine_get_stats(eng, &st);
     printf("  %d callers x %d rounds in %.2f s: %llu batches, latency p50 %.0f us (delay 200000 us)\n", T, ROUNDS, dt,
@@ -939,13 +818,13 @@ static void test_cuda_engine(void **state)
     rec *recs = malloc(NEV * sizeof *recs);
     for (int i = 0; i < NEV; i++) {
         rec_init(&recs[i], i, &finished);
-        gpuml_engine_request q = rec_request(&recs[i]);
+        gpuml_engine_request q = eng_rec_request(&recs[i]);
         gpuml_status st;
-        while ((st = gpuml_engine_submit(e, &q, on_done, &recs[i])) == GPUML_ERR_QUEUE_FULL)
-            sleep_us(500);
+        while ((st = gpuml_engine_submit(e, &q, eng_on_done, &recs[i])) == GPUML_ERR_QUEUE_FULL)
+            eng_sleep_us(500);
         assert_int_equal(st, GPUML_OK);
     }
-    wait_for(&finished, NEV, 120);
+    eng_wait_for(&finished, NEV, 120);
     int bad = 0;
     for (int i = 0; i < NEV; i++) {
         const event *ev = &g_ev[i];
@@ -955,17 +834,17 @@ static void test_cuda_engine(void **state)
                 printf("event %d (%lld rows) on CUDA: status %s, %d calls, outputs %s\n", i, (long long)ev->rows,
                        gpuml_status_string(atomic_load(&recs[i].status)), atomic_load(&recs[i].calls),
                        close_to(recs[i].t2, ev->ref_t2, ev->rows * 4) ? "close" : "differ");
-        rec_free(&recs[i]);
+        eng_rec_free(&recs[i]);
     }
     for (int i = 0; i < 8; i++) { /* direct mode */
         rec r;
         rec_init(&r, i * 7 % NEV, NULL);
-        gpuml_engine_request q = rec_request(&r);
+        gpuml_engine_request q = eng_rec_request(&r);
         assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_OK);
         const event *ev = &g_ev[r.ev];
         if ((!close_to(r.t2, ev->ref_t2, ev->rows * 4) || !close_to(r.cls, ev->ref_cls, 3)) && bad++ < 10)
             printf("event %d direct on CUDA: outputs differ\n", r.ev);
-        rec_free(&r);
+        eng_rec_free(&r);
     }
     free(recs);
     gpuml_engine_destroy(e);

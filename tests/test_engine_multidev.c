@@ -21,26 +21,8 @@
 
 #include <cmocka.h>
 
+#include "engine_model.h"
 #include "harness.h"
-
-/* Per-row output t2 [N, 4], per-event output cls [1, 3]; two inputs: the
- * model of test_engine.c (row-local and per-event ops, a GEMM per layer). */
-static const char model_json[] =
-    "{\"inputs\": [{\"name\": \"hits\", \"features\": 7}, {\"name\": \"aux\", \"features\": 3}],"
-    " \"nodes\": ["
-    "  {\"name\": \"cat\", \"op\": \"concat\", \"inputs\": [\"hits\", \"aux\"]},"
-    "  {\"name\": \"norm\", \"op\": \"layernorm\", \"inputs\": [\"cat\"]},"
-    "  {\"name\": \"d1\", \"op\": \"linear\", \"inputs\": [\"norm\"], \"out\": 48},"
-    "  {\"name\": \"a1\", \"op\": \"elu\", \"inputs\": [\"d1\"]},"
-    "  {\"name\": \"pool\", \"op\": \"global_pool\", \"inputs\": [\"a1\"], \"reduce\": \"max\"},"
-    "  {\"name\": \"mean\", \"op\": \"global_pool\", \"inputs\": [\"a1\"], \"reduce\": \"mean\"},"
-    "  {\"name\": \"ctx\", \"op\": \"concat\", \"inputs\": [\"pool\", \"mean\"]},"
-    "  {\"name\": \"bc\", \"op\": \"broadcast\", \"inputs\": [\"ctx\"]},"
-    "  {\"name\": \"cat2\", \"op\": \"concat\", \"inputs\": [\"a1\", \"bc\"]},"
-    "  {\"name\": \"d2\", \"op\": \"linear\", \"inputs\": [\"cat2\"], \"out\": 4},"
-    "  {\"name\": \"t2\", \"op\": \"tanh\", \"inputs\": [\"d2\"]},"
-    "  {\"name\": \"cls\", \"op\": \"linear\", \"inputs\": [\"ctx\"], \"out\": 3}"
-    " ], \"outputs\": [\"t2\", \"cls\"]}";
 
 #define NEV 96
 #define NTHREADS 4
@@ -55,19 +37,6 @@ typedef struct {
 static gpuml_ctx *g_ctx;
 static gpuml_model *g_model;
 static event g_ev[NEV];
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int have_devices(int n) { return gpuml_cuda_device_count() >= n; }
 
@@ -84,69 +53,11 @@ static gpuml_engine_config base_config(void)
 }
 
 /* ---- requests ---------------------------------------------------------------- */
-typedef struct {
-    int ev;
-    float *t2, *cls;
-    const float *in[2];
-    float *out[2];
-    atomic_int calls;
-    _Atomic gpuml_status status;
-    atomic_int *finished;
-} rec;
+typedef eng_rec rec;
 
 static void rec_init(rec *r, int ev, atomic_int *finished)
 {
-    memset(r, 0, sizeof *r);
-    r->ev = ev;
-    int64_t rows = g_ev[ev].rows;
-    r->t2 = malloc((size_t)(rows * 4 + 1) * sizeof(float));
-    r->cls = malloc(3 * sizeof(float));
-    for (int64_t i = 0; i < rows * 4; i++)
-        r->t2[i] = NAN; /* an unwritten output shows */
-    for (int i = 0; i < 3; i++)
-        r->cls[i] = NAN;
-    r->in[0] = g_ev[ev].hits;
-    r->in[1] = g_ev[ev].aux;
-    r->out[0] = r->t2;
-    r->out[1] = r->cls;
-    atomic_init(&r->calls, 0);
-    atomic_init(&r->status, GPUML_ERR_INTERNAL);
-    r->finished = finished;
-}
-
-static void rec_free(rec *r)
-{
-    free(r->t2);
-    free(r->cls);
-}
-
-static gpuml_engine_request rec_request(rec *r)
-{
-    gpuml_engine_request q;
-    gpuml_engine_request_init(&q);
-    q.rows = g_ev[r->ev].rows;
-    q.inputs = r->in;
-    q.outputs = r->out;
-    return q;
-}
-
-static void on_done(void *user, gpuml_status st)
-{
-    rec *r = user;
-    atomic_store(&r->status, st);
-    atomic_fetch_add(&r->calls, 1);
-    if (r->finished)
-        atomic_fetch_add(r->finished, 1);
-}
-
-static void wait_for(atomic_int *counter, int target, double timeout_s)
-{
-    double t0 = now_s();
-    while (atomic_load(counter) < target) {
-        if (now_s() - t0 > timeout_s)
-            fail_msg("timed out waiting for %d completions (have %d)", target, atomic_load(counter));
-        sleep_us(200);
-    }
+    eng_rec_init(r, ev, g_ev[ev].rows, g_ev[ev].hits, g_ev[ev].aux, finished);
 }
 
 static int bitwise(const float *a, const float *b, int64_t n) { return !memcmp(a, b, (size_t)n * sizeof(float)); }
@@ -159,44 +70,19 @@ static int close_to(const float *a, const float *b, int64_t n)
     return 1;
 }
 
-/* ---- setup: events, CPU and device-0 references ------------------------------ */
-static void forward_cpu(event *ev)
-{
-    gpuml_tape *tape;
-    assert_int_equal(gpuml_tape_create(g_ctx, &tape), GPUML_OK);
-    gpuml_tape_set_grad_enabled(tape, 0);
-    gpuml_tape_set_training(tape, 0);
-    int64_t hs[2] = {ev->rows, 7}, as[2] = {ev->rows, 3}, two = 2, sp[2] = {0, ev->rows};
-    gpuml_tensor *in[2] = {h_tensor_f32(g_ctx, 2, hs, ev->hits), h_tensor_f32(g_ctx, 2, as, ev->aux)};
-    gpuml_tensor *rs = h_tensor(g_ctx, GPUML_I64, 1, &two, sp);
-    gpuml_var *out[2];
-    assert_int_equal(gpuml_model_forward(g_model, tape, (const gpuml_tensor *const *)in, rs, out), GPUML_OK);
-    ev->cpu_t2 = h_read(g_ctx, gpuml_var_value(out[0]));
-    ev->cpu_cls = h_read(g_ctx, gpuml_var_value(out[1]));
-    gpuml_tensor_destroy(in[0]);
-    gpuml_tensor_destroy(in[1]);
-    gpuml_tensor_destroy(rs);
-    gpuml_tape_destroy(tape);
-}
-
 static int setup(void **state)
 {
     (void)state;
     g_ctx = h_ctx(GPUML_DEVICE_CPU, 0);
-    if (!g_ctx || gpuml_model_create(g_ctx, model_json, &g_model) != GPUML_OK ||
+    if (!g_ctx || gpuml_model_create(g_ctx, eng_model_json, &g_model) != GPUML_OK ||
         gpuml_model_init_params(g_model, 5) != GPUML_OK)
         return -1;
     uint64_t rng = 7;
     for (int e = 0; e < NEV; e++) {
         event *ev = &g_ev[e];
         ev->rows = e % 13 == 0 ? 0 : (int64_t)(h_rand_u64(&rng) % (e % 3 ? 60 : 200)) + 1;
-        ev->hits = malloc((size_t)(ev->rows * 7 + 1) * sizeof(float));
-        ev->aux = malloc((size_t)(ev->rows * 3 + 1) * sizeof(float));
-        for (int64_t i = 0; i < ev->rows * 7; i++)
-            ev->hits[i] = (float)h_rand_normal(&rng);
-        for (int64_t i = 0; i < ev->rows * 3; i++)
-            ev->aux[i] = (float)h_rand_uniform(&rng, -2, 2);
-        forward_cpu(ev);
+        eng_event_inputs(&rng, ev->rows, &ev->hits, &ev->aux);
+        eng_forward_alone(g_ctx, g_model, ev->rows, ev->hits, ev->aux, &ev->cpu_t2, &ev->cpu_cls);
     }
     if (!have_devices(1))
         return 0;
@@ -209,7 +95,7 @@ static int setup(void **state)
     for (int i = 0; i < NEV; i++) {
         rec r;
         rec_init(&r, i, NULL);
-        gpuml_engine_request q = rec_request(&r);
+        gpuml_engine_request q = eng_rec_request(&r);
         if (gpuml_engine_run_direct(e, &q, NULL) != GPUML_OK)
             return -1;
         g_ev[i].dev_t2 = r.t2;
@@ -248,11 +134,11 @@ static void *submit_main(void *arg)
     submitter *s = arg;
     for (int i = s->first; i < NEV; i += NTHREADS) {
         rec *r = &s->recs[i];
-        gpuml_engine_request q = rec_request(r);
+        gpuml_engine_request q = eng_rec_request(r);
         q.borrow_inputs = i % 2;
         gpuml_status st;
-        while ((st = gpuml_engine_submit(s->eng, &q, on_done, r)) == GPUML_ERR_QUEUE_FULL)
-            sleep_us(100);
+        while ((st = gpuml_engine_submit(s->eng, &q, eng_on_done, r)) == GPUML_ERR_QUEUE_FULL)
+            eng_sleep_us(100);
         if (st != GPUML_OK)
             atomic_store(&r->calls, -1000); /* shows as a wrong call count */
     }
@@ -275,7 +161,7 @@ static rec *run_all(gpuml_engine *e)
     }
     for (int t = 0; t < NTHREADS; t++)
         pthread_join(th[t], NULL);
-    wait_for(&finished, NEV, 300);
+    eng_wait_for(&finished, NEV, 300);
     for (int i = 0; i < NEV; i++) {
         assert_int_equal(atomic_load(&recs[i].calls), 1);
         assert_int_equal(atomic_load(&recs[i].status), GPUML_OK);
@@ -288,7 +174,7 @@ static rec *run_all(gpuml_engine *e)
 static void free_recs(rec *recs)
 {
     for (int i = 0; i < NEV; i++)
-        rec_free(&recs[i]);
+        eng_rec_free(&recs[i]);
     free(recs);
 }
 
@@ -468,10 +354,10 @@ static void shutdown_in_flight(gpuml_engine_shutdown_mode mode)
     rec *recs = malloc(NEV * sizeof *recs);
     for (int i = 0; i < NEV; i++) {
         rec_init(&recs[i], i, &finished);
-        gpuml_engine_request q = rec_request(&recs[i]);
-        assert_int_equal(gpuml_engine_submit(e, &q, on_done, &recs[i]), GPUML_OK);
+        gpuml_engine_request q = eng_rec_request(&recs[i]);
+        assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &recs[i]), GPUML_OK);
     }
-    wait_for(&finished, 6, 120); /* some done, the devices busy with more */
+    eng_wait_for(&finished, 6, 120); /* some done, the devices busy with more */
     assert_int_equal(gpuml_engine_shutdown(e, mode), GPUML_OK);
     assert_int_equal(atomic_load(&finished), NEV); /* shutdown returns after every done */
     int ok = 0, cancelled = 0;
@@ -497,12 +383,12 @@ static void shutdown_in_flight(gpuml_engine_shutdown_mode mode)
         assert_int_equal(ok, NEV);
     rec r;
     rec_init(&r, 1, NULL);
-    gpuml_engine_request q = rec_request(&r);
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_STATE);
-    rec_free(&r);
+    gpuml_engine_request q = eng_rec_request(&r);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_STATE);
+    eng_rec_free(&r);
     gpuml_engine_destroy(e);
     for (int i = 0; i < NEV; i++)
-        rec_free(&recs[i]);
+        eng_rec_free(&recs[i]);
     free(recs);
 }
 
@@ -544,16 +430,16 @@ static void test_device_memory_requests(void **state)
     rec_init(&r, 5, NULL);
     r.in[0] = gpuml_tensor_data(dh);
     r.in[1] = gpuml_tensor_data(da);
-    gpuml_engine_request q = rec_request(&r);
+    gpuml_engine_request q = eng_rec_request(&r);
     q.inputs_on = GPUML_DEVICE_CUDA;
-    assert_int_equal(gpuml_engine_submit(e, &q, on_done, &r), GPUML_ERR_DEVICE_MISMATCH);
+    assert_int_equal(gpuml_engine_submit(e, &q, eng_on_done, &r), GPUML_ERR_DEVICE_MISMATCH);
     assert_non_null(strstr(gpuml_last_error(), "spreads its instances over 2 devices"));
     assert_true(isnan(r.cls[0]));
     /* direct mode runs on devices[0] = 1, where the inputs are */
     assert_int_equal(gpuml_engine_run_direct(e, &q, NULL), GPUML_OK);
     assert_true(bitwise(r.t2, ev->dev_t2, ev->rows * 4));
     assert_true(bitwise(r.cls, ev->dev_cls, 3));
-    rec_free(&r);
+    eng_rec_free(&r);
     gpuml_tensor_destroy(dh);
     gpuml_tensor_destroy(da);
     gpuml_ctx_destroy(c1);

@@ -407,11 +407,8 @@ void gpuml_cuda_rt_stream_destroy(int device, void *stream)
 
 gpuml_status gpuml_cuda_rt_event_query(int device, void *ev, bool *done, const char *fn)
 {
-    gpuml_device_guard g;
-    cudaError_t e = gpuml_guard_enter(&g, device);
-    if (e == cudaSuccess)
-        e = cudaEventQuery((cudaEvent_t)ev);
-    gpuml_guard_leave(&g);
+    (void)device; /* cudaEventQuery needs no current device: a poll loop switches none */
+    cudaError_t e = cudaEventQuery((cudaEvent_t)ev);
     *done = e == cudaSuccess;
     if (e == cudaSuccess || e == cudaErrorNotReady)
         return GPUML_OK;

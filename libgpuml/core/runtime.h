@@ -75,7 +75,8 @@ gpuml_status gpuml_cuda_rt_stream_sync(int device, void *stream, const char *fn)
 gpuml_status gpuml_cuda_rt_stream_create(int device, void **stream, const char *fn);
 void gpuml_cuda_rt_stream_destroy(int device, void *stream);
 /* Without waiting: *done is whether the work before the last record has
- * finished; an error of that work is returned as a status. */
+ * finished; an error of that work is returned as a status. Switches no
+ * device (cheap enough to poll). */
 gpuml_status gpuml_cuda_rt_event_query(int device, void *ev, bool *done, const char *fn);
 /* Destroys an event without waiting for it (CUDA releases it when its work
  * completes): for work that may never complete, such as a collective whose
